@@ -1,0 +1,153 @@
+// Package exraft builds consistent, replicated state machines with the Raft
+// consensus protocol, in the style of the Elixir library ExRaft.
+//
+// Every server keeps its log and its state machine in memory and talks to its
+// peers with net/rpc over TCP, encoded with msgpack. A user starts servers with
+// StartServer, waits for a leader with AwaitLeader, changes the replicated state
+// with Write, reads it with Read (linearizable) or ReadDirty (local), and changes
+// the membership at run time with AddServer and RemoveServer.
+//
+// Calls made on a server that is not the leader fail with an error that matches
+// ErrNotLeader; when the server knows the leader the error is a *RedirectError
+// that names it, so the caller can retry there. Every call is also available
+// against a server's address through a Client (or the package-level functions,
+// which use DefaultClient), and its errors match the same sentinels with
+// errors.Is and errors.As as the in-process methods do.
+//
+// Nothing is written to disk. The data survives as long as a majority of the
+// voters keeps running; see the README for what survives what.
+package exraft
+
+import (
+	"errors"
+	"fmt"
+)
+
+// StateMachine is the value that Raft replicates. Each server has its own
+// instance; exraft calls it from one goroutine at a time.
+type StateMachine interface {
+	// Apply applies a committed command. It is called on every server, in log
+	// order, exactly once per command, and its result is returned by the
+	// Write that proposed the command.
+	Apply(command []byte) []byte
+	// Query answers a read. It must not change the state.
+	Query(query []byte) []byte
+}
+
+// Validator is an optional interface of a StateMachine. The leader calls
+// Validate before a command enters the log; a non-nil error fails the Write
+// with an error that wraps ErrRejected and carries the error's message, and
+// nothing is appended.
+type Validator interface {
+	Validate(command []byte) error
+}
+
+// Closer is an optional interface of a StateMachine: Close is called once,
+// when the server stops.
+type Closer interface {
+	Close() error
+}
+
+// Peer names a server: Name is unique in the cluster and Addr is the host:port
+// its peers dial.
+type Peer struct {
+	Name string
+	Addr string
+}
+
+func (p Peer) String() string {
+	if p.Name == "" && p.Addr == "" {
+		return "<none>"
+	}
+	return p.Name + "@" + p.Addr
+}
+
+// Role is a server's part in the protocol.
+type Role int
+
+// The roles of a server.
+const (
+	Follower Role = iota
+	Candidate
+	Leader
+)
+
+func (r Role) String() string {
+	switch r {
+	case Follower:
+		return "follower"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+// Status is a snapshot of a server's view of the cluster.
+type Status struct {
+	Name string
+	Addr string
+	Role Role
+	Term uint64
+	// Leader is the leader this server knows; zero when none is known.
+	Leader       Peer
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastIndex    uint64
+	// Members are the voters of the configuration in use.
+	Members []Peer
+	// Learners are servers the leader is catching up before they become
+	// voters (AddServer, or a member that came back as a new incarnation).
+	// Only the leader reports them.
+	Learners []Peer
+}
+
+// ErrNotLeader is matched (errors.Is) by every error that means "ask another
+// server": *RedirectError and ErrNoLeader.
+var ErrNotLeader = errors.New("exraft: not the leader")
+
+// RedirectError is returned by calls that only the leader can serve when they
+// are made on a follower that knows the leader. It matches ErrNotLeader.
+type RedirectError struct {
+	Leader Peer
+}
+
+func (e *RedirectError) Error() string {
+	return "exraft: not the leader; the leader is " + e.Leader.Name + " at " + e.Leader.Addr
+}
+
+// Is reports that a redirect means "not the leader".
+func (e *RedirectError) Is(target error) bool { return target == ErrNotLeader }
+
+// notLeaderError is a sentinel that also matches ErrNotLeader.
+type notLeaderError struct{ msg string }
+
+func (e *notLeaderError) Error() string        { return e.msg }
+func (e *notLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// The errors of exraft's calls. Each one survives the trip over the wire: a
+// remote call returns an error that errors.Is matches against the same value.
+var (
+	// ErrNoLeader: no leader is known right now (an election is under way, or
+	// the cluster has no quorum). It matches ErrNotLeader.
+	ErrNoLeader error = &notLeaderError{"exraft: no leader known"}
+	// ErrStopped: the server was stopped.
+	ErrStopped = errors.New("exraft: server stopped")
+	// ErrRejected: the state machine's Validate refused the command.
+	ErrRejected = errors.New("exraft: command rejected")
+	// ErrLeadershipLost: the leader lost its leadership before the entry
+	// committed. The outcome is unknown: the entry may still commit.
+	ErrLeadershipLost = errors.New("exraft: leadership lost; outcome unknown")
+	// ErrLastServer: RemoveServer of the only voter.
+	ErrLastServer = errors.New("exraft: cannot remove the last voter")
+	// ErrUnknownServer: RemoveServer of a name that is not a member.
+	ErrUnknownServer = errors.New("exraft: no such member")
+)
+
+// rejectedError carries a validator's message and matches ErrRejected.
+type rejectedError struct{ msg string }
+
+func (e *rejectedError) Error() string        { return "exraft: command rejected: " + e.msg }
+func (e *rejectedError) Is(target error) bool { return target == ErrRejected }
+func (e *rejectedError) Unwrap() error        { return ErrRejected }
