@@ -1,0 +1,107 @@
+package exraft
+
+import "sync"
+
+// applyTask is one unit of the applier's work: committed entries, with the
+// writes waiting on them, or a read released at an index.
+type applyTask struct {
+	entries []entry
+	waiters []*proposal // ascending by index, a subset of entries
+	read    *readRequest
+}
+
+// applyQueue is an unbounded queue from the driver to the applier, so that
+// a slow Apply never blocks the protocol.
+type applyQueue struct {
+	mu     sync.Mutex
+	tasks  []applyTask
+	signal chan struct{}
+}
+
+func newApplyQueue() *applyQueue { return &applyQueue{signal: make(chan struct{}, 1)} }
+
+func (q *applyQueue) push(t applyTask) {
+	q.mu.Lock()
+	q.tasks = append(q.tasks, t)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *applyQueue) take(buf []applyTask) []applyTask {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	buf = append(buf[:0], q.tasks...)
+	clear(q.tasks)
+	q.tasks = q.tasks[:0]
+	return buf
+}
+
+// applyLoop is the applier goroutine: it runs the state machine on committed
+// entries in log order and answers the writes and reads waiting on them.
+func (s *Server) applyLoop() {
+	defer s.wg.Done()
+	var tasks []applyTask
+	for {
+		select {
+		case <-s.apply.signal:
+		case <-s.stopc:
+			s.failApplyQueue()
+			return
+		}
+		tasks = s.apply.take(tasks)
+		for i := range tasks {
+			s.runTask(&tasks[i])
+			tasks[i] = applyTask{}
+		}
+	}
+}
+
+func (s *Server) runTask(t *applyTask) {
+	if t.read != nil {
+		// Reads are queued after the entries they must see, so applied is
+		// at or past the read's index here.
+		s.smMu.Lock()
+		val := s.sm.Query(t.read.query)
+		s.smMu.Unlock()
+		t.read.done <- result{val: val}
+		return
+	}
+	w := 0
+	s.smMu.Lock()
+	for i := range t.entries {
+		e := &t.entries[i]
+		var val []byte
+		if e.Type == entryNormal {
+			val = s.sm.Apply(e.Data)
+		}
+		s.applied.Store(e.Index)
+		if w < len(t.waiters) && t.waiters[w].index == e.Index {
+			p := t.waiters[w]
+			w++
+			if p.term == e.Term {
+				p.done <- result{val: val}
+			} else {
+				// Another leader's entry took the index: ours was lost.
+				p.done <- result{err: ErrLeadershipLost}
+			}
+		}
+	}
+	s.smMu.Unlock()
+	for ; w < len(t.waiters); w++ {
+		t.waiters[w].done <- result{err: ErrLeadershipLost}
+	}
+}
+
+func (s *Server) failApplyQueue() {
+	for _, t := range s.apply.take(nil) {
+		for _, p := range t.waiters {
+			p.done <- result{err: ErrStopped}
+		}
+		if t.read != nil {
+			t.read.done <- result{err: ErrStopped}
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package exraft
+
+import (
+	"context"
+	"sync"
+)
+
+// view is what the driver goroutine publishes after every step of the core:
+// the part of its state that calls made from other goroutines read and wait
+// on.
+type view struct {
+	role     Role
+	term     uint64
+	leader   Peer
+	commit   uint64
+	last     uint64
+	members  []Peer // voters of the configuration in use
+	learners []Peer
+	// committedMembers are the voters of the latest committed configuration.
+	committedMembers []Peer
+}
+
+// board holds the latest view and wakes every waiter when it changes, so
+// that waits block on a channel instead of polling.
+type board struct {
+	mu      sync.Mutex
+	v       view
+	changed chan struct{}
+}
+
+func newBoard() *board { return &board{changed: make(chan struct{})} }
+
+func (b *board) get() (view, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.v, b.changed
+}
+
+func (b *board) set(v view) {
+	b.mu.Lock()
+	b.v = v
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// await blocks until cond holds for the published view, ctx ends or the
+// server stops. cond returns done and the error to return with it.
+func (s *Server) await(ctx context.Context, cond func(v *view) (bool, error)) error {
+	for {
+		v, changed := s.board.get()
+		if done, err := cond(&v); done {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopc:
+			return ErrStopped
+		}
+	}
+}
+
+// AwaitLeader returns the leader this server knows, blocking until it learns
+// one. It fails with ctx.Err() if ctx ends first and ErrStopped if the server
+// stops.
+func (s *Server) AwaitLeader(ctx context.Context) (Peer, error) {
+	if s.isStopped() {
+		return Peer{}, ErrStopped
+	}
+	var p Peer
+	err := s.await(ctx, func(v *view) (bool, error) {
+		p = v.leader
+		return p.Name != "", nil
+	})
+	return p, err
+}
+
+func containsPeer(ps []Peer, p Peer) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+func containsName(ps []Peer, name string) bool {
+	for _, x := range ps {
+		if x.Name == name {
+			return true
+		}
+	}
+	return false
+}

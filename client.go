@@ -1,0 +1,240 @@
+package exraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Client makes exraft's calls against servers by address, over net/rpc. It
+// keeps one connection per address and reuses it. A zero Client is ready to
+// use, and a Client is safe for concurrent use.
+//
+// Errors match the same sentinels as the Server methods' (errors.Is,
+// errors.As); failures to reach the server are returned as they are, wrapped
+// with the address.
+type Client struct {
+	// Dial, if set, opens connections instead of net.Dialer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// MaxFrameSize bounds one reply, in bytes; 8 MiB by default.
+	MaxFrameSize int
+
+	mu    sync.Mutex
+	conns map[string]*rpc.Client
+}
+
+// DefaultClient is the Client used by the package-level functions.
+var DefaultClient = &Client{}
+
+// Close closes the Client's connections. The Client stays usable: later
+// calls dial again.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr, rc := range c.conns {
+		rc.Close()
+		delete(c.conns, addr)
+	}
+	return nil
+}
+
+func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
+	c.mu.Lock()
+	if rc := c.conns[addr]; rc != nil {
+		c.mu.Unlock()
+		return rc, nil
+	}
+	c.mu.Unlock()
+	var conn net.Conn
+	var err error
+	if c.Dial != nil {
+		conn, err = c.Dial(ctx, addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exraft: dial %s: %w", addr, err)
+	}
+	rc := rpc.NewClientWithCodec(newClientCodec(conn, c.MaxFrameSize))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns == nil {
+		c.conns = map[string]*rpc.Client{}
+	}
+	if old := c.conns[addr]; old != nil {
+		rc.Close() // another call dialled first
+		return old, nil
+	}
+	c.conns[addr] = rc
+	return rc, nil
+}
+
+func (c *Client) forget(addr string, rc *rpc.Client) {
+	c.mu.Lock()
+	if c.conns[addr] == rc {
+		delete(c.conns, addr)
+	}
+	c.mu.Unlock()
+	rc.Close()
+}
+
+// call runs method on the server at addr and decodes its reply. It returns
+// when the reply arrives or ctx ends.
+func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (*callReply, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		req.Timeout = int64(time.Until(deadline))
+		if req.Timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	args, err := msgpack.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		rc, err := c.conn(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		var raw []byte
+		call := rc.Go(method, &args, &raw, make(chan *rpc.Call, 1))
+		select {
+		case <-call.Done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if call.Error != nil {
+			var se rpc.ServerError
+			if errors.As(call.Error, &se) {
+				return nil, &RemoteError{Msg: string(se)}
+			}
+			c.forget(addr, rc)
+			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
+				continue // a cached connection the server had closed: nothing was sent
+			}
+			return nil, fmt.Errorf("exraft: call %s on %s: %w", method, addr, call.Error)
+		}
+		var rep callReply
+		err = checkMsgpackValue(raw)
+		if err == nil {
+			err = msgpack.Unmarshal(raw, &rep)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
+		}
+		return &rep, decodeErr(&rep)
+	}
+}
+
+// Write is Server.Write on the server at addr.
+func (c *Client) Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
+	rep, err := c.call(ctx, addr, methodWrite, &callRequest{Data: command})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Data, nil
+}
+
+// Read is Server.Read on the server at addr.
+func (c *Client) Read(ctx context.Context, addr string, query []byte) ([]byte, error) {
+	rep, err := c.call(ctx, addr, methodRead, &callRequest{Data: query})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Data, nil
+}
+
+// ReadDirty is Server.ReadDirty on the server at addr.
+func (c *Client) ReadDirty(ctx context.Context, addr string, query []byte) ([]byte, error) {
+	rep, err := c.call(ctx, addr, methodReadDirty, &callRequest{Data: query})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Data, nil
+}
+
+// AwaitLeader is Server.AwaitLeader on the server at addr.
+func (c *Client) AwaitLeader(ctx context.Context, addr string) (Peer, error) {
+	rep, err := c.call(ctx, addr, methodAwaitLeader, &callRequest{})
+	if err != nil {
+		return Peer{}, err
+	}
+	return rep.Leader, nil
+}
+
+// AddServer is Server.AddServer on the server at addr.
+func (c *Client) AddServer(ctx context.Context, addr string, p Peer) error {
+	_, err := c.call(ctx, addr, methodAddServer, &callRequest{Peer: p})
+	return err
+}
+
+// RemoveServer is Server.RemoveServer on the server at addr.
+func (c *Client) RemoveServer(ctx context.Context, addr string, name string) error {
+	_, err := c.call(ctx, addr, methodRemoveServer, &callRequest{Name: name})
+	return err
+}
+
+// TriggerElection is Server.TriggerElection on the server at addr.
+func (c *Client) TriggerElection(ctx context.Context, addr string) error {
+	_, err := c.call(ctx, addr, methodTriggerElection, &callRequest{})
+	return err
+}
+
+// GetStatus is Server.Status on the server at addr.
+func (c *Client) GetStatus(ctx context.Context, addr string) (Status, error) {
+	rep, err := c.call(ctx, addr, methodStatus, &callRequest{})
+	if err != nil {
+		return Status{}, err
+	}
+	return rep.Status, nil
+}
+
+// Write calls Server.Write on the server at addr with DefaultClient.
+func Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
+	return DefaultClient.Write(ctx, addr, command)
+}
+
+// Read calls Server.Read on the server at addr with DefaultClient.
+func Read(ctx context.Context, addr string, query []byte) ([]byte, error) {
+	return DefaultClient.Read(ctx, addr, query)
+}
+
+// ReadDirty calls Server.ReadDirty on the server at addr with DefaultClient.
+func ReadDirty(ctx context.Context, addr string, query []byte) ([]byte, error) {
+	return DefaultClient.ReadDirty(ctx, addr, query)
+}
+
+// AwaitLeader calls Server.AwaitLeader on the server at addr with
+// DefaultClient.
+func AwaitLeader(ctx context.Context, addr string) (Peer, error) {
+	return DefaultClient.AwaitLeader(ctx, addr)
+}
+
+// AddServer calls Server.AddServer on the server at addr with DefaultClient.
+func AddServer(ctx context.Context, addr string, p Peer) error {
+	return DefaultClient.AddServer(ctx, addr, p)
+}
+
+// RemoveServer calls Server.RemoveServer on the server at addr with
+// DefaultClient.
+func RemoveServer(ctx context.Context, addr string, name string) error {
+	return DefaultClient.RemoveServer(ctx, addr, name)
+}
+
+// TriggerElection calls Server.TriggerElection on the server at addr with
+// DefaultClient.
+func TriggerElection(ctx context.Context, addr string) error {
+	return DefaultClient.TriggerElection(ctx, addr)
+}
+
+// GetStatus returns the Status of the server at addr, with DefaultClient.
+func GetStatus(ctx context.Context, addr string) (Status, error) {
+	return DefaultClient.GetStatus(ctx, addr)
+}

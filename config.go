@@ -1,0 +1,181 @@
+package exraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config configures one server. Only Name is required; the zero value of
+// every other field picks a working default.
+type Config struct {
+	// Name identifies the server; it must be unique in the cluster.
+	Name string
+	// Addr is the listen address, "127.0.0.1:0" by default. With a port of 0
+	// the server picks a free one; Server.Addr reports the address peers dial.
+	Addr string
+	// Listener, if set, is served instead of listening on Addr. The server
+	// closes it when it stops.
+	Listener net.Listener
+	// Dial, if set, opens connections to peers instead of net.Dialer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// InitialConfig is the membership a new cluster starts from. This server
+	// is always a member, whether it is listed or not. A server started with
+	// no InitialConfig and MinMajority >= 2 waits until a leader adds it.
+	InitialConfig []Peer
+	// MinMajority raises the quorum: quorum = max(voters/2+1, MinMajority).
+	// Zero means a plain majority.
+	MinMajority int
+	// HeartbeatInterval is how often the leader contacts idle followers;
+	// 50ms by default. It must be below ElectionTimeoutMin.
+	HeartbeatInterval time.Duration
+	// ElectionTimeoutMin and ElectionTimeoutMax bound the randomized time a
+	// follower waits without hearing from a leader before it campaigns;
+	// 150ms and 300ms by default.
+	ElectionTimeoutMin time.Duration
+	ElectionTimeoutMax time.Duration
+	// Logger receives the server's diagnostics; nil discards them.
+	Logger *slog.Logger
+
+	// MaxFrameSize bounds one message on the wire, in bytes; 8 MiB by
+	// default. A peer or client that sends a larger frame is disconnected.
+	MaxFrameSize int
+	// DisableAutoRejoin stops the leader from re-admitting, on its own, a
+	// member that comes back as a new incarnation (restarted with an empty
+	// log). AddServer of the same name and address still re-admits it.
+	DisableAutoRejoin bool
+}
+
+const (
+	defaultAddr               = "127.0.0.1:0"
+	defaultHeartbeatInterval  = 50 * time.Millisecond
+	defaultElectionTimeoutMin = 150 * time.Millisecond
+	defaultElectionTimeoutMax = 300 * time.Millisecond
+)
+
+// ConfigError reports a Config field that cannot be used.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "exraft: Config." + e.Field + ": " + e.Reason }
+
+// withDefaults returns a copy of c with every unset field given its default.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" && c.Listener == nil {
+		c.Addr = defaultAddr
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = defaultHeartbeatInterval
+	}
+	if c.ElectionTimeoutMin == 0 && c.ElectionTimeoutMax == 0 {
+		c.ElectionTimeoutMin = defaultElectionTimeoutMin
+		c.ElectionTimeoutMax = defaultElectionTimeoutMax
+	} else if c.ElectionTimeoutMax == 0 {
+		c.ElectionTimeoutMax = 2 * c.ElectionTimeoutMin
+	} else if c.ElectionTimeoutMin == 0 {
+		c.ElectionTimeoutMin = c.ElectionTimeoutMax / 2
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = defaultMaxFrame
+	}
+	return c
+}
+
+// validate reports the first field of c (after withDefaults) that is wrong.
+func (c Config) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.Name == "" {
+		return bad("Name", "must not be empty")
+	}
+	if c.Listener == nil {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return bad("Addr", "%q is not host:port: %v", c.Addr, err)
+		}
+	}
+	if c.MinMajority < 0 {
+		return bad("MinMajority", "must not be negative (got %d)", c.MinMajority)
+	}
+	if c.HeartbeatInterval < 0 {
+		return bad("HeartbeatInterval", "must not be negative (got %v)", c.HeartbeatInterval)
+	}
+	if c.ElectionTimeoutMin < 0 {
+		return bad("ElectionTimeoutMin", "must not be negative (got %v)", c.ElectionTimeoutMin)
+	}
+	if c.ElectionTimeoutMax < 0 {
+		return bad("ElectionTimeoutMax", "must not be negative (got %v)", c.ElectionTimeoutMax)
+	}
+	if c.ElectionTimeoutMin > c.ElectionTimeoutMax {
+		return bad("ElectionTimeoutMin", "%v is above ElectionTimeoutMax %v", c.ElectionTimeoutMin, c.ElectionTimeoutMax)
+	}
+	if c.HeartbeatInterval >= c.ElectionTimeoutMin {
+		return bad("HeartbeatInterval", "%v must be below ElectionTimeoutMin %v, or followers time out between heartbeats", c.HeartbeatInterval, c.ElectionTimeoutMin)
+	}
+	if c.MaxFrameSize < 0 {
+		return bad("MaxFrameSize", "must not be negative (got %d)", c.MaxFrameSize)
+	}
+	if c.MaxFrameSize < 4096 {
+		return bad("MaxFrameSize", "%d bytes is too small to carry a message (at least 4096)", c.MaxFrameSize)
+	}
+	seen := make(map[string]bool, len(c.InitialConfig))
+	for i, p := range c.InitialConfig {
+		if p.Name == "" {
+			return bad("InitialConfig", "peer %d has an empty Name", i)
+		}
+		if seen[p.Name] {
+			return bad("InitialConfig", "name %q appears twice", p.Name)
+		}
+		seen[p.Name] = true
+		if p.Name == c.Name {
+			continue // this server's address is whatever it listens on
+		}
+		if p.Addr == "" {
+			return bad("InitialConfig", "peer %q has an empty Addr", p.Name)
+		}
+		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+			return bad("InitialConfig", "peer %q: Addr %q is not host:port: %v", p.Name, p.Addr, err)
+		}
+	}
+	return nil
+}
+
+// ticks converts the timing fields to the core's logical clock. The server
+// ticks the core every tickInterval.
+func (c Config) ticks() (tick time.Duration, heartbeat, electionMin, electionMax int) {
+	tick = c.HeartbeatInterval / 2
+	if m := c.ElectionTimeoutMin / 10; m < tick {
+		tick = m
+	}
+	if tick < time.Millisecond {
+		tick = time.Millisecond
+	}
+	round := func(d time.Duration) int {
+		n := int((d + tick/2) / tick)
+		if n < 1 {
+			n = 1
+		}
+		return n
+	}
+	heartbeat = round(c.HeartbeatInterval)
+	electionMin = round(c.ElectionTimeoutMin)
+	electionMax = round(c.ElectionTimeoutMax)
+	if electionMin <= heartbeat {
+		electionMin = heartbeat + 1
+	}
+	if electionMax < electionMin {
+		electionMax = electionMin
+	}
+	return tick, heartbeat, electionMin, electionMax
+}
+
+var errNotVoter = errors.New("exraft: this server is not a voter")

@@ -1,0 +1,104 @@
+// Command kv is a replicated key-value store built on exraft.
+//
+// Run with no flags, it starts a three-server cluster inside this process and
+// walks through the life of a cluster step by step: bootstrap, adding a
+// server, writing through the leader, following a redirect, losing the leader
+// and electing a new one, and reading the data back:
+//
+//	go run ./examples/kv
+//
+// Run with flags, it is one server of a cluster, with a small command line on
+// stdin (set, get, del, status, quit). Three terminals make a cluster:
+//
+//	go run ./examples/kv -name a -listen 127.0.0.1:7001
+//	go run ./examples/kv -name b -listen 127.0.0.1:7002 -join 127.0.0.1:7001
+//	go run ./examples/kv -name c -listen 127.0.0.1:7003 -join 127.0.0.1:7001
+//
+// or, bootstrapping all three at once:
+//
+//	go run ./examples/kv -name a -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+//	go run ./examples/kv -name b -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+//	go run ./examples/kv -name c -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/exraft/exraft"
+)
+
+func main() {
+	var opts nodeOptions
+	flag.StringVar(&opts.name, "name", "", "this server's `name`, unique in the cluster")
+	flag.StringVar(&opts.listen, "listen", "", "`host:port` to listen on and to be dialed at\n(default: this server's address in -peers, else 127.0.0.1:0)")
+	flag.StringVar(&opts.peers, "peers", "", "bootstrap a cluster of these servers, this one included:\ncomma-separated `name=host:port` pairs")
+	flag.StringVar(&opts.join, "join", "", "join the cluster that the server at `host:port` belongs to")
+	flag.BoolVar(&opts.verbose, "v", false, "log protocol events to stderr")
+	flag.Usage = usage
+	flag.Parse()
+
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "kv: unexpected argument %q\n\n", flag.Arg(0))
+		usage()
+		os.Exit(2)
+	}
+
+	var err error
+	if flag.NFlag() == 0 {
+		err = runDemo()
+	} else {
+		err = runNode(opts)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kv: error:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprint(out, `kv is a replicated key-value store built on exraft.
+
+Usage:
+  kv                          run a three-server cluster in this process and
+                              show what it does, step by step
+  kv -name N [-listen ADDR]   start a one-server cluster that others can join
+  kv -name N -peers LIST      start one server of a bootstrap cluster
+  kv -name N -join ADDR       start a server and add it to an existing cluster
+
+A server started with flags reads commands from stdin:
+  set <key> <value>   write a value (through the leader)
+  get <key>           read a value (linearizable, from the leader)
+  del <key>           delete a key
+  status              print this server's view of the cluster
+  quit                stop this server and exit
+
+Flags:
+`)
+	flag.PrintDefaults()
+}
+
+// printStatus prints one server's view of the cluster on one line.
+func printStatus(indent string, st exraft.Status) {
+	leader := st.Leader.Name
+	if leader == "" {
+		leader = "(none)"
+	}
+	fmt.Printf("%s%-6s %-9s term %d  commit %d  applied %d  leader %s  members [%s]",
+		indent, st.Name, st.Role, st.Term, st.CommitIndex, st.AppliedIndex, leader, peerNames(st.Members))
+	if len(st.Learners) > 0 {
+		fmt.Printf("  catching up [%s]", peerNames(st.Learners))
+	}
+	fmt.Println()
+}
+
+func peerNames(peers []exraft.Peer) string {
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		names[i] = p.Name
+	}
+	return strings.Join(names, " ")
+}

@@ -1,0 +1,483 @@
+package exraft
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/rpc"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The net/rpc service. Every method takes and returns msgpack bytes, so
+// that the wire types stay unexported; errors travel as a code and the
+// leader's Peer inside the reply, so that errors.Is and errors.As answer the
+// same remotely as in-process.
+const (
+	methodStep            = "Exraft.Step"
+	methodWrite           = "Exraft.Write"
+	methodRead            = "Exraft.Read"
+	methodReadDirty       = "Exraft.ReadDirty"
+	methodAwaitLeader     = "Exraft.AwaitLeader"
+	methodAddServer       = "Exraft.AddServer"
+	methodRemoveServer    = "Exraft.RemoveServer"
+	methodTriggerElection = "Exraft.TriggerElection"
+	methodStatus          = "Exraft.Status"
+)
+
+type callRequest struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Data     []byte
+	Peer     Peer
+	Name     string
+	Timeout  int64 // the caller's remaining time in nanoseconds; 0: none
+}
+
+type callReply struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Data     []byte
+	Code     errCode
+	Msg      string
+	Leader   Peer
+	Status   Status
+}
+
+type errCode uint8
+
+const (
+	codeOK errCode = iota
+	codeRedirect
+	codeNoLeader
+	codeStopped
+	codeRejected
+	codeLeadershipLost
+	codeLastServer
+	codeUnknownServer
+	codeDeadline
+	codeCanceled
+	codeOther
+)
+
+// encodeErr gives err its wire form.
+func encodeErr(err error, r *callReply) {
+	var redirect *RedirectError
+	var rejected *rejectedError
+	r.Msg = err.Error()
+	switch {
+	case errors.As(err, &redirect):
+		r.Code, r.Leader = codeRedirect, redirect.Leader
+	case errors.Is(err, ErrNoLeader):
+		r.Code = codeNoLeader
+	case errors.Is(err, ErrStopped):
+		r.Code = codeStopped
+	case errors.As(err, &rejected):
+		r.Code, r.Msg = codeRejected, rejected.msg
+	case errors.Is(err, ErrLeadershipLost):
+		r.Code = codeLeadershipLost
+	case errors.Is(err, ErrLastServer):
+		r.Code = codeLastServer
+	case errors.Is(err, ErrUnknownServer):
+		r.Code = codeUnknownServer
+	case errors.Is(err, context.DeadlineExceeded):
+		r.Code = codeDeadline
+	case errors.Is(err, context.Canceled):
+		r.Code = codeCanceled
+	default:
+		r.Code = codeOther
+	}
+}
+
+// decodeErr is encodeErr's inverse.
+func decodeErr(r *callReply) error {
+	switch r.Code {
+	case codeOK:
+		return nil
+	case codeRedirect:
+		return &RedirectError{Leader: r.Leader}
+	case codeNoLeader:
+		return ErrNoLeader
+	case codeStopped:
+		return ErrStopped
+	case codeRejected:
+		return &rejectedError{msg: r.Msg}
+	case codeLeadershipLost:
+		return ErrLeadershipLost
+	case codeLastServer:
+		return ErrLastServer
+	case codeUnknownServer:
+		return ErrUnknownServer
+	case codeDeadline:
+		return context.DeadlineExceeded
+	case codeCanceled:
+		return context.Canceled
+	}
+	return &RemoteError{Msg: r.Msg}
+}
+
+// RemoteError is an error a remote server returned that has no sentinel.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// rpcService is registered as "Exraft".
+type rpcService struct{ s *Server }
+
+// Step carries protocol messages between servers. The codec hands them to
+// the driver as they arrive (see deliver), so the method has nothing left to
+// do.
+func (svc *rpcService) Step(args *[]byte, reply *[]byte) error { return nil }
+
+func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
+	var req callRequest
+	err := checkMsgpackValue(*args)
+	if err == nil {
+		err = msgpack.Unmarshal(*args, &req)
+	}
+	if err != nil {
+		return errors.New("exraft: bad request: " + err.Error())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if req.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), time.Duration(req.Timeout))
+	}
+	defer cancel()
+	go func() {
+		// A call must not outlive the server.
+		select {
+		case <-svc.s.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var rep callReply
+	if err := f(ctx, &req, &rep); err != nil {
+		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
+			err = ErrStopped
+		}
+		encodeErr(err, &rep)
+	}
+	b, err := msgpack.Marshal(&rep)
+	if err != nil {
+		return err
+	}
+	*reply = b
+	return nil
+}
+
+func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
+		rep.Data, err = svc.s.Write(ctx, req.Data)
+		return err
+	})
+}
+
+func (svc *rpcService) Read(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
+		rep.Data, err = svc.s.Read(ctx, req.Data)
+		return err
+	})
+}
+
+func (svc *rpcService) ReadDirty(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
+		rep.Data, err = svc.s.ReadDirty(ctx, req.Data)
+		return err
+	})
+}
+
+func (svc *rpcService) AwaitLeader(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
+		rep.Leader, err = svc.s.AwaitLeader(ctx)
+		return err
+	})
+}
+
+func (svc *rpcService) AddServer(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) error {
+		return svc.s.AddServer(ctx, req.Peer)
+	})
+}
+
+func (svc *rpcService) RemoveServer(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) error {
+		return svc.s.RemoveServer(ctx, req.Name)
+	})
+}
+
+func (svc *rpcService) TriggerElection(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) error {
+		return svc.s.TriggerElection(ctx)
+	})
+}
+
+func (svc *rpcService) Status(args *[]byte, reply *[]byte) error {
+	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) error {
+		if svc.s.isStopped() {
+			return ErrStopped
+		}
+		rep.Status = svc.s.Status()
+		return nil
+	})
+}
+
+// ---- serving ----------------------------------------------------------------------
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if s.isStopped() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Error("accept failed; no longer accepting connections", "err", err)
+			return
+		}
+		s.connsMu.Lock()
+		if s.isStopped() {
+			s.connsMu.Unlock()
+			conn.Close()
+			return
+		}
+		s.conns[conn] = struct{}{}
+		s.wg.Add(1)
+		s.connsMu.Unlock()
+		go s.serveConn(conn)
+	}
+}
+
+func (s *Server) serveConn(conn net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.connsMu.Lock()
+		delete(s.conns, conn)
+		s.connsMu.Unlock()
+	}()
+	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+		if method == methodStep {
+			if b, ok := body.(*[]byte); ok {
+				s.deliver(*b, conn)
+			}
+		}
+	})
+	s.rpc.ServeCodec(codec)
+}
+
+// deliver decodes a batch of protocol messages and hands them to the driver
+// in arrival order. net/rpc runs handlers in goroutines of their own, which
+// would reorder the messages of a pipelined stream; the codec calls this in
+// order instead.
+func (s *Server) deliver(raw []byte, conn net.Conn) {
+	var msgs []message
+	err := checkMsgpackValue(raw)
+	if err == nil {
+		err = msgpack.Unmarshal(raw, &msgs)
+	}
+	if err != nil {
+		s.log.Warn("dropping a malformed message batch", "from", conn.RemoteAddr(), "err", err)
+		conn.Close()
+		return
+	}
+	for i := range msgs {
+		if msgs[i].To != s.name {
+			continue // meant for a server that used to live at this address
+		}
+		select {
+		case s.recvc <- msgs[i]:
+		case <-s.stopc:
+			return
+		}
+	}
+}
+
+// ---- sending --------------------------------------------------------------------
+
+// transport sends protocol messages, one pipelined stream per peer address.
+type transport struct {
+	s     *Server
+	mu    sync.Mutex
+	peers map[string]*peerStream
+	wg    sync.WaitGroup
+	stop  chan struct{}
+}
+
+func newTransport(s *Server) *transport {
+	return &transport{s: s, peers: map[string]*peerStream{}, stop: make(chan struct{})}
+}
+
+func (t *transport) send(m message) {
+	if m.toAddr == "" {
+		return
+	}
+	t.mu.Lock()
+	p := t.peers[m.toAddr]
+	if p == nil {
+		select {
+		case <-t.stop:
+			t.mu.Unlock()
+			return
+		default:
+		}
+		p = &peerStream{t: t, addr: m.toAddr, signal: make(chan struct{}, 1)}
+		t.peers[m.toAddr] = p
+		t.wg.Add(1)
+		go p.run()
+	}
+	t.mu.Unlock()
+	p.enqueue(m)
+}
+
+func (t *transport) close() {
+	t.mu.Lock()
+	close(t.stop)
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// maxInflightCalls bounds the Step calls in flight on one connection.
+const maxInflightCalls = 32
+
+type peerStream struct {
+	t      *transport
+	addr   string
+	mu     sync.Mutex
+	queue  []message
+	signal chan struct{}
+}
+
+func (p *peerStream) enqueue(m message) {
+	p.mu.Lock()
+	p.queue = append(p.queue, m)
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (p *peerStream) take() []message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queue
+	p.queue = nil
+	return q
+}
+
+// run sends what is queued for the peer as batches of pipelined Step calls.
+// Messages that cannot be sent are dropped: Raft retransmits what matters.
+func (p *peerStream) run() {
+	defer p.t.wg.Done()
+	s := p.t.s
+	var client *rpc.Client
+	done := make(chan *rpc.Call, maxInflightCalls)
+	inflight := 0
+	var retryAt time.Time
+	closeClient := func() {
+		if client != nil {
+			client.Close()
+			client = nil
+		}
+	}
+	finish := func(call *rpc.Call) {
+		inflight--
+		if call.Error != nil {
+			s.log.Debug("send failed", "peer", p.addr, "err", call.Error)
+			closeClient()
+		}
+	}
+	defer func() {
+		closeClient()
+		for ; inflight > 0; inflight-- {
+			<-done
+		}
+	}()
+	for {
+		select {
+		case <-p.t.stop:
+			return
+		case call := <-done:
+			finish(call)
+			continue
+		case <-p.signal:
+		}
+		msgs := p.take()
+		if len(msgs) == 0 {
+			continue
+		}
+		if client == nil {
+			if time.Now().Before(retryAt) {
+				continue // the peer was unreachable a moment ago
+			}
+			conn, err := p.dial()
+			if err != nil {
+				s.log.Debug("dial failed", "peer", p.addr, "err", err)
+				retryAt = time.Now().Add(s.cfg.HeartbeatInterval)
+				continue
+			}
+			client = rpc.NewClientWithCodec(newClientCodec(conn, s.cfg.MaxFrameSize))
+		}
+		for len(msgs) > 0 && client != nil {
+			var chunk []message
+			chunk, msgs = splitBatch(msgs, s.cfg.MaxFrameSize/2)
+			raw, err := msgpack.Marshal(chunk)
+			if err != nil {
+				s.log.Error("cannot encode messages", "err", err)
+				break
+			}
+			for inflight >= maxInflightCalls {
+				select {
+				case call := <-done:
+					finish(call)
+				case <-p.t.stop:
+					return
+				}
+			}
+			if client == nil {
+				break
+			}
+			inflight++
+			client.Go(methodStep, &raw, new([]byte), done)
+		}
+	}
+}
+
+// splitBatch cuts from msgs a prefix whose encoding stays near limit bytes
+// (at least one message), so that one Step call fits in a frame.
+func splitBatch(msgs []message, limit int) (chunk, rest []message) {
+	size := 0
+	for i := range msgs {
+		n := 64 + len(msgs[i].From) + len(msgs[i].FromAddr) + len(msgs[i].To)
+		for j := range msgs[i].Entries {
+			n += 16 + len(msgs[i].Entries[j].Data)
+		}
+		if i > 0 && size+n > limit {
+			return msgs[:i], msgs[i:]
+		}
+		size += n
+	}
+	return msgs, nil
+}
+
+func (p *peerStream) dial() (net.Conn, error) {
+	s := p.t.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeoutMin)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.t.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if s.cfg.Dial != nil {
+		return s.cfg.Dial(ctx, p.addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", p.addr)
+}

@@ -1,0 +1,705 @@
+package exraft
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/rpc"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Server is one member of a cluster. Its methods are safe for concurrent
+// use. Create it with StartServer; stop it with Stop or StopServer.
+type Server struct {
+	cfg    Config
+	sm     StateMachine
+	smMu   sync.Mutex // the state machine is called from one goroutine at a time
+	name   string
+	addr   string
+	inc    uint64
+	log    *slog.Logger
+	tick   time.Duration
+	maxCmd int
+
+	core *core // owned by the driver goroutine
+
+	propc chan *proposal
+	readc chan *readRequest
+	recvc chan message
+	ctrlc chan ctrl
+
+	board   *board
+	applied atomic.Uint64
+	apply   *applyQueue
+
+	// Driver-owned bookkeeping of calls waiting on the core.
+	pending []*proposal // by index, ascending
+	// What the last published view was built from, to publish only changes.
+	publishedCfg, publishedCommittedCfg uint64
+	publishedLearners                   int
+	readsByID                           map[uint64]*readRequest
+	nextRead                            uint64
+
+	membership *semaphore.Weighted // one membership change at a time
+
+	ln        net.Listener
+	rpc       *rpc.Server
+	transport *transport
+	connsMu   sync.Mutex
+	conns     map[net.Conn]struct{}
+
+	stopOnce sync.Once
+	stopc    chan struct{}
+	stopErr  error
+	wg       sync.WaitGroup
+}
+
+// ctrl is a function run on the driver goroutine; done closes once the
+// driver has also published what it changed.
+type ctrl struct {
+	f    func()
+	done chan struct{}
+}
+
+type proposal struct {
+	data  []byte
+	index uint64
+	term  uint64
+	done  chan result
+}
+
+type readRequest struct {
+	query []byte
+	index uint64
+	done  chan result
+}
+
+type result struct {
+	val []byte
+	err error
+}
+
+// StartServer starts a server for sm and returns once it is listening. The
+// server campaigns, follows and replicates on its own from then on; a
+// one-server cluster leads at once.
+func StartServer(sm StateMachine, cfg Config) (*Server, error) {
+	if sm == nil {
+		return nil, &ConfigError{Field: "StateMachine", Reason: "must not be nil"}
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("exraft: listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	addr := ln.Addr().String()
+	for _, p := range cfg.InitialConfig {
+		if p.Name == cfg.Name && p.Addr != "" {
+			addr = p.Addr // what peers were told to dial
+		}
+	}
+	tick, hb, emin, emax := cfg.ticks()
+	s := &Server{
+		cfg:        cfg,
+		sm:         sm,
+		name:       cfg.Name,
+		addr:       addr,
+		inc:        newIncarnation(),
+		log:        cfg.Logger.With("server", cfg.Name),
+		tick:       tick,
+		maxCmd:     cfg.MaxFrameSize - 1024,
+		propc:      make(chan *proposal, 4096),
+		readc:      make(chan *readRequest, 4096),
+		recvc:      make(chan message, 4096),
+		ctrlc:      make(chan ctrl),
+		board:      newBoard(),
+		apply:      newApplyQueue(),
+		readsByID:  map[uint64]*readRequest{},
+		membership: semaphore.NewWeighted(1),
+		ln:         ln,
+		conns:      map[net.Conn]struct{}{},
+		stopc:      make(chan struct{}),
+	}
+	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
+	s.core = newCore(coreConfig{
+		name:        s.name,
+		addr:        s.addr,
+		inc:         s.inc,
+		initial:     cfg.InitialConfig,
+		minMajority: cfg.MinMajority,
+		heartbeat:   hb,
+		electionMin: emin,
+		electionMax: emax,
+		rand:        rng.IntN,
+		maxBatch:    min(1<<20, cfg.MaxFrameSize/4),
+		autoRejoin:  !cfg.DisableAutoRejoin,
+	})
+	s.transport = newTransport(s)
+	s.rpc = rpc.NewServer()
+	if err := s.rpc.RegisterName("Exraft", &rpcService{s: s}); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.publish()
+	s.wg.Add(3)
+	go s.acceptLoop()
+	go s.run()
+	go s.applyLoop()
+	s.log.Info("started", "addr", s.addr, "incarnation", s.inc)
+	return s, nil
+}
+
+func newIncarnation() uint64 {
+	var b [8]byte
+	for {
+		if _, err := crand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if v := binary.LittleEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
+	}
+}
+
+// StopServer stops s; see Server.Stop.
+func StopServer(s *Server) error { return s.Stop() }
+
+// Stop closes the listener and every connection, ends every goroutine of the
+// server, fails calls still waiting with ErrStopped, and calls Close on the
+// state machine if it has one. It returns Close's error. Calling it again
+// does nothing and returns nil.
+func (s *Server) Stop() error {
+	first := false
+	s.stopOnce.Do(func() {
+		first = true
+		close(s.stopc)
+		s.ln.Close()
+		s.connsMu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.connsMu.Unlock()
+		s.transport.close()
+		s.wg.Wait()
+		if c, ok := s.sm.(Closer); ok {
+			s.smMu.Lock()
+			s.stopErr = c.Close()
+			s.smMu.Unlock()
+		}
+		s.log.Info("stopped")
+	})
+	if !first {
+		return nil
+	}
+	return s.stopErr
+}
+
+func (s *Server) isStopped() bool {
+	select {
+	case <-s.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// Name returns the server's name.
+func (s *Server) Name() string { return s.name }
+
+// Addr returns the address peers and clients dial.
+func (s *Server) Addr() string { return s.addr }
+
+// Peer returns the server's name and address.
+func (s *Server) Peer() Peer { return Peer{Name: s.name, Addr: s.addr} }
+
+// Leader returns the leader this server knows, and false when it knows none.
+func (s *Server) Leader() (Peer, bool) {
+	v, _ := s.board.get()
+	return v.leader, v.leader.Name != ""
+}
+
+// Status returns the server's view of the cluster.
+func (s *Server) Status() Status {
+	v, _ := s.board.get()
+	return Status{
+		Name:         s.name,
+		Addr:         s.addr,
+		Role:         v.role,
+		Term:         v.term,
+		Leader:       v.leader,
+		CommitIndex:  v.commit,
+		AppliedIndex: s.applied.Load(),
+		LastIndex:    v.last,
+		Members:      append([]Peer(nil), v.members...),
+		Learners:     append([]Peer(nil), v.learners...),
+	}
+}
+
+// notLeader is the error for a call that only the leader can serve.
+func notLeader(v *view) error {
+	if v.leader.Name != "" {
+		return &RedirectError{Leader: v.leader}
+	}
+	return ErrNoLeader
+}
+
+// Write proposes command and returns the state machine's Apply result once
+// the command is committed and applied on this server, the leader.
+//
+// On a follower it returns a *RedirectError naming the leader, or ErrNoLeader
+// when none is known (both match ErrNotLeader). A command the state machine's
+// Validate refuses fails with an error matching ErrRejected. If ctx ends
+// first Write returns ctx.Err(), and if the leader loses its leadership
+// first, ErrLeadershipLost: in both cases the command may still commit.
+func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	if v, _ := s.board.get(); v.role != Leader {
+		return nil, notLeader(&v)
+	}
+	if len(command) > s.maxCmd {
+		return nil, fmt.Errorf("exraft: command of %d bytes is above the limit of %d (Config.MaxFrameSize)", len(command), s.maxCmd)
+	}
+	if val, ok := s.sm.(Validator); ok {
+		s.smMu.Lock()
+		err := val.Validate(command)
+		s.smMu.Unlock()
+		if err != nil {
+			return nil, &rejectedError{msg: err.Error()}
+		}
+	}
+	p := &proposal{data: command, done: make(chan result, 1)}
+	select {
+	case s.propc <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopc:
+		return nil, ErrStopped
+	}
+	select {
+	case r := <-p.done:
+		return r.val, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopc:
+		return nil, ErrStopped
+	}
+}
+
+// Read answers query from the state machine with linearizable consistency:
+// the leader confirms with a quorum that it still leads, waits until it has
+// applied everything committed when the read arrived, then calls Query.
+// Errors are those of Write; a read has no effect, so it is safe to retry.
+func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	if v, _ := s.board.get(); v.role != Leader {
+		return nil, notLeader(&v)
+	}
+	r := &readRequest{query: query, done: make(chan result, 1)}
+	select {
+	case s.readc <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopc:
+		return nil, ErrStopped
+	}
+	select {
+	case res := <-r.done:
+		return res.val, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stopc:
+		return nil, ErrStopped
+	}
+}
+
+// ReadDirty answers query from this server's state machine as it is now,
+// on any server. The answer may be stale.
+func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.smMu.Lock()
+	defer s.smMu.Unlock()
+	return s.sm.Query(query), nil
+}
+
+// TriggerElection makes this server campaign at once, with a forced election
+// that voters grant even though they heard from a leader recently (as in a
+// leadership transfer). On the leader it does nothing. It returns without
+// waiting for the outcome; use AwaitLeader for that.
+func (s *Server) TriggerElection(ctx context.Context) error {
+	var err error
+	if e := s.onDriver(ctx, func() { err = s.core.triggerElection() }); e != nil {
+		return e
+	}
+	return err
+}
+
+// AddServer makes p a voter. On the leader it catches p up as a non-voter,
+// then commits a configuration in which p votes, and returns once that
+// commits. Adding a current member is a no-op that returns nil; a member that
+// came back as a new incarnation is re-admitted. On a follower it returns a
+// redirect. Membership changes happen one at a time: concurrent calls queue,
+// each bounded by its ctx. If ctx ends before p is a voter, the catch-up is
+// abandoned and the configuration is as it was.
+func (s *Server) AddServer(ctx context.Context, p Peer) error {
+	if p.Name == "" || p.Addr == "" {
+		return fmt.Errorf("exraft: AddServer needs a Name and an Addr (got %q at %q)", p.Name, p.Addr)
+	}
+	release, err := s.acquireMembership(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var startErr error
+	var term uint64
+	if err := s.onDriver(ctx, func() {
+		startErr = s.core.addServer(p)
+		term = s.core.term
+	}); err != nil {
+		return err
+	}
+	switch {
+	case errors.Is(startErr, errAlreadyMember):
+		return nil
+	case startErr != nil:
+		return s.coreErr(startErr)
+	}
+	err = s.await(ctx, func(v *view) (bool, error) {
+		if v.role != Leader || v.term != term {
+			return true, ErrLeadershipLost
+		}
+		return containsPeer(v.committedMembers, p) && !containsName(v.learners, p.Name), nil
+	})
+	if err != nil && !errors.Is(err, ErrStopped) {
+		s.tryOnDriver(func() { s.core.cancelJoin(p.Name) })
+	}
+	return err
+}
+
+// RemoveServer commits a configuration without the server name and returns
+// once it commits. Removing the leader itself commits, then the leader steps
+// down and hands over to the most up-to-date voter. It fails with
+// ErrUnknownServer for a name that is not a member, ErrLastServer for the
+// only voter, and a redirect on a follower.
+func (s *Server) RemoveServer(ctx context.Context, name string) error {
+	release, err := s.acquireMembership(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	for {
+		var idx, term uint64
+		var rmErr error
+		if err := s.onDriver(ctx, func() {
+			idx, rmErr = s.core.removeServer(name)
+			term = s.core.term
+		}); err != nil {
+			return err
+		}
+		switch {
+		case rmErr == nil && idx == 0:
+			return nil
+		case errors.Is(rmErr, errConfBusy), errors.Is(rmErr, errNotCommittedYet):
+			// Wait for the change under way (or the first commit of the term)
+			// to commit, then try again.
+			v, _ := s.board.get()
+			commit := v.commit
+			if err := s.await(ctx, func(v *view) (bool, error) {
+				return v.commit > commit || v.role != Leader, nil
+			}); err != nil {
+				return err
+			}
+			continue
+		case rmErr != nil:
+			return s.coreErr(rmErr)
+		}
+		return s.awaitCommitted(ctx, idx, term)
+	}
+}
+
+// awaitCommitted waits until the entry appended at idx in term commits.
+func (s *Server) awaitCommitted(ctx context.Context, idx, term uint64) error {
+	return s.await(ctx, func(v *view) (bool, error) {
+		if v.commit >= idx {
+			var ok bool
+			s.tryOnDriver(func() {
+				t, _ := s.core.log.term(idx)
+				ok = t == term
+			})
+			if ok {
+				return true, nil
+			}
+			return true, ErrLeadershipLost
+		}
+		if v.term != term {
+			return true, ErrLeadershipLost
+		}
+		return false, nil
+	})
+}
+
+func (s *Server) acquireMembership(ctx context.Context) (func(), error) {
+	if s.isStopped() {
+		return nil, ErrStopped
+	}
+	if v, _ := s.board.get(); v.role != Leader {
+		return nil, notLeader(&v)
+	}
+	if err := s.membership.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	return func() { s.membership.Release(1) }, nil
+}
+
+// coreErr turns an error of the core into the public error for the caller.
+func (s *Server) coreErr(err error) error {
+	switch {
+	case errors.Is(err, errNotLeaderCore), errors.Is(err, errTransferring):
+		v, _ := s.board.get()
+		if v.role == Leader {
+			return ErrNoLeader
+		}
+		return notLeader(&v)
+	}
+	return err
+}
+
+// onDriver runs f on the driver goroutine, which owns the core, and waits.
+func (s *Server) onDriver(ctx context.Context, f func()) error {
+	if s.isStopped() {
+		return ErrStopped
+	}
+	done := make(chan struct{})
+	select {
+	case s.ctrlc <- ctrl{f: f, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopc:
+		return ErrStopped
+	}
+	select {
+	case <-done:
+		return nil
+	case <-s.stopc:
+		return ErrStopped
+	}
+}
+
+func (s *Server) tryOnDriver(f func()) {
+	_ = s.onDriver(context.Background(), f)
+}
+
+// ---- the driver -----------------------------------------------------------------
+
+// run is the driver goroutine: the only one that touches the core. It feeds
+// the core ticks, messages and requests, draining whatever is queued before
+// it hands the results on, so that writes arriving together share one append.
+func (s *Server) run() {
+	defer s.wg.Done()
+	ticker := time.NewTicker(s.tick)
+	defer ticker.Stop()
+	defer s.failAll(ErrStopped)
+	s.process()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-ticker.C:
+			s.core.tick()
+		case m := <-s.recvc:
+			s.core.step(m)
+		case p := <-s.propc:
+			s.propose(p)
+		case r := <-s.readc:
+			s.read(r)
+		case c := <-s.ctrlc:
+			c.f()
+			s.drain()
+			s.process()
+			close(c.done)
+			continue
+		}
+		s.drain()
+		s.process()
+	}
+}
+
+// drain takes whatever else is queued, up to a bound that keeps the loop
+// responsive.
+func (s *Server) drain() {
+	for i := 0; i < 4096; i++ {
+		select {
+		case m := <-s.recvc:
+			s.core.step(m)
+		case p := <-s.propc:
+			s.propose(p)
+		case r := <-s.readc:
+			s.read(r)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Server) propose(first *proposal) {
+	batch := []*proposal{first}
+	for len(batch) < 4096 {
+		select {
+		case p := <-s.propc:
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		break
+	}
+	cmds := make([][]byte, len(batch))
+	for i, p := range batch {
+		cmds[i] = p.data
+	}
+	idx, term, err := s.core.propose(cmds)
+	if err != nil {
+		err = s.coreErrDriver(err)
+		for _, p := range batch {
+			p.done <- result{err: err}
+		}
+		return
+	}
+	for i, p := range batch {
+		p.index, p.term = idx+uint64(i), term
+		s.pending = append(s.pending, p)
+	}
+}
+
+func (s *Server) read(r *readRequest) {
+	s.nextRead++
+	id := s.nextRead
+	if err := s.core.readIndex(id); err != nil {
+		r.done <- result{err: s.coreErrDriver(err)}
+		return
+	}
+	s.readsByID[id] = r
+}
+
+// coreErrDriver is coreErr for use on the driver goroutine.
+func (s *Server) coreErrDriver(err error) error {
+	if errors.Is(err, errNotLeaderCore) || errors.Is(err, errTransferring) {
+		if s.core.lead != "" && s.core.lead != s.name {
+			return &RedirectError{Leader: Peer{Name: s.core.lead, Addr: s.core.leadAddr}}
+		}
+		return ErrNoLeader
+	}
+	return err
+}
+
+// process hands on what the core produced: messages to the transport,
+// committed entries and released reads to the applier, and the new view to
+// waiters.
+func (s *Server) process() {
+	rd := s.core.takeReady()
+	for i := range rd.msgs {
+		s.transport.send(rd.msgs[i])
+	}
+	if len(rd.apply) > 0 {
+		var waiters []*proposal
+		last := rd.apply[len(rd.apply)-1].Index
+		n := 0
+		for n < len(s.pending) && s.pending[n].index <= last {
+			n++
+		}
+		if n > 0 {
+			waiters = append([]*proposal(nil), s.pending[:n]...)
+			s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+		}
+		s.apply.push(applyTask{entries: rd.apply, waiters: waiters})
+	}
+	for _, rs := range rd.reads {
+		if r := s.readsByID[rs.id]; r != nil {
+			delete(s.readsByID, rs.id)
+			r.index = rs.index
+			s.apply.push(applyTask{read: r})
+		}
+	}
+	for _, id := range rd.failedReads {
+		if r := s.readsByID[id]; r != nil {
+			delete(s.readsByID, id)
+			r.done <- result{err: s.coreErrDriver(errNotLeaderCore)}
+		}
+	}
+	if s.core.role != Leader && len(s.pending) > 0 {
+		// Entries above the commit index may never commit now; those at or
+		// below it still get their results when applied.
+		keep := s.pending[:0]
+		for _, p := range s.pending {
+			if p.index > s.core.commit {
+				p.done <- result{err: ErrLeadershipLost}
+			} else {
+				keep = append(keep, p)
+			}
+		}
+		s.pending = keep
+	}
+	s.publish()
+}
+
+// publish updates the view when something a waiter may wait on changed.
+func (s *Server) publish() {
+	c := s.core
+	old, _ := s.board.get()
+	lead := Peer{}
+	if c.lead != "" {
+		lead = Peer{Name: c.lead, Addr: c.leadAddr}
+	}
+	cfgIndex := c.configs[len(c.configs)-1].index
+	if old.role == c.role && old.term == c.term && old.leader == lead && old.commit == c.commit &&
+		old.last == c.log.lastIndex() && s.publishedCfg == cfgIndex && s.publishedLearners == c.learnerCount() &&
+		s.publishedCommittedCfg == c.committedConfigIndex() {
+		return
+	}
+	s.publishedCfg = cfgIndex
+	s.publishedLearners = c.learnerCount()
+	s.publishedCommittedCfg = c.committedConfigIndex()
+	s.board.set(view{
+		role:             c.role,
+		term:             c.term,
+		leader:           lead,
+		commit:           c.commit,
+		last:             c.log.lastIndex(),
+		members:          c.self.peers(),
+		learners:         c.learners(),
+		committedMembers: c.committedConfig().peers(),
+	})
+}
+
+// failAll fails every call waiting on the driver.
+func (s *Server) failAll(err error) {
+	for _, p := range s.pending {
+		p.done <- result{err: err}
+	}
+	s.pending = nil
+	for id, r := range s.readsByID {
+		r.done <- result{err: err}
+		delete(s.readsByID, id)
+	}
+}
