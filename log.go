@@ -19,24 +19,29 @@ type entry struct {
 	Data     []byte
 }
 
-// raftLog is the in-memory log: entries[i] holds index i+1. Index 0 is the
-// empty prefix, of term 0, that every log shares.
+// raftLog is the in-memory log. Index 0 is the empty prefix, of term 0, that
+// every log shares; entry i lives in chunk (i-1)/logChunk. Fixed-size chunks
+// keep appends O(1) with no copying of the whole log as it grows, so a long
+// log costs the same per write as a short one.
 //
-// Slices handed out by slice are shared with messages on their way to peers,
-// so the log never writes into an element it has handed out: truncation
-// copies the kept prefix into a fresh array, and appends only write past the
-// old length.
+// Slices handed out by slice are shared with messages on their way to peers
+// and with the applier, so the log never writes into an element it has
+// handed out: truncation copies the kept part of a chunk into a fresh one,
+// and appends only write past the old length.
 type raftLog struct {
-	entries []entry
+	chunks [][]entry
+	last   uint64
 }
 
-func (l *raftLog) lastIndex() uint64 { return uint64(len(l.entries)) }
+const logChunk = 4096
+
+func (l *raftLog) lastIndex() uint64 { return l.last }
 
 func (l *raftLog) lastTerm() uint64 {
-	if len(l.entries) == 0 {
+	if l.last == 0 {
 		return 0
 	}
-	return l.entries[len(l.entries)-1].Term
+	return l.at(l.last).Term
 }
 
 // term returns the term of the entry at i, and false when there is none.
@@ -44,43 +49,58 @@ func (l *raftLog) term(i uint64) (uint64, bool) {
 	if i == 0 {
 		return 0, true
 	}
-	if i > uint64(len(l.entries)) {
+	if i > l.last {
 		return 0, false
 	}
-	return l.entries[i-1].Term, true
+	return l.at(i).Term, true
 }
 
-func (l *raftLog) at(i uint64) *entry { return &l.entries[i-1] }
+func (l *raftLog) at(i uint64) *entry {
+	return &l.chunks[(i-1)/logChunk][(i-1)%logChunk]
+}
 
 // append adds entries that continue the log; their indexes must follow on.
 func (l *raftLog) append(es ...entry) {
 	for _, e := range es {
-		if e.Index != l.lastIndex()+1 {
-			panic(fmt.Sprintf("exraft: log append of index %d after %d", e.Index, l.lastIndex()))
+		if e.Index != l.last+1 {
+			panic(fmt.Sprintf("exraft: log append of index %d after %d", e.Index, l.last))
 		}
-		l.entries = append(l.entries, e)
+		ci := int(l.last / logChunk)
+		if ci == len(l.chunks) {
+			l.chunks = append(l.chunks, make([]entry, 0, logChunk))
+		}
+		l.chunks[ci] = append(l.chunks[ci], e)
+		l.last++
 	}
 }
 
 // truncateAfter drops every entry above index i.
 func (l *raftLog) truncateAfter(i uint64) {
-	if i >= l.lastIndex() {
+	if i >= l.last {
 		return
 	}
-	kept := make([]entry, i, i+1+i/4)
-	copy(kept, l.entries[:i])
-	l.entries = kept
+	ci, off := int(i/logChunk), int(i%logChunk)
+	keep := ci
+	if off > 0 {
+		fresh := make([]entry, off, logChunk)
+		copy(fresh, l.chunks[ci][:off])
+		l.chunks[ci] = fresh
+		keep = ci + 1
+	}
+	clear(l.chunks[keep:])
+	l.chunks = l.chunks[:keep]
+	l.last = i
 }
 
 // slice returns the entries lo..hi inclusive, at most maxBytes of payload
-// (but always at least one entry when lo <= hi). The result must not be
-// modified.
+// (but always at least one entry when lo <= hi). Within one chunk it is a
+// view of the log; across chunks, a copy. The result must not be modified.
 func (l *raftLog) slice(lo, hi uint64, maxBytes int) []entry {
 	if lo == 0 {
 		lo = 1
 	}
-	if hi > l.lastIndex() {
-		hi = l.lastIndex()
+	if hi > l.last {
+		hi = l.last
 	}
 	if lo > hi {
 		return nil
@@ -88,12 +108,23 @@ func (l *raftLog) slice(lo, hi uint64, maxBytes int) []entry {
 	size := 0
 	end := lo
 	for ; end <= hi; end++ {
-		size += len(l.entries[end-1].Data) + 16
+		size += len(l.at(end).Data) + 16
 		if size > maxBytes && end > lo {
 			break
 		}
 	}
-	return l.entries[lo-1 : end-1 : end-1]
+	// end is one past the last entry returned.
+	first, lastIn := (lo-1)/logChunk, (end-2)/logChunk
+	if first == lastIn {
+		c := l.chunks[first]
+		a, b := (lo-1)%logChunk, (end-2)%logChunk+1
+		return c[a:b:b]
+	}
+	out := make([]entry, 0, end-lo)
+	for i := lo; i < end; i++ {
+		out = append(out, *l.at(i))
+	}
+	return out
 }
 
 // isUpToDate is the election restriction (Raft §5.4.1): a log ending in

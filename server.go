@@ -269,6 +269,9 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if s.isStopped() {
 		return nil, ErrStopped
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if v, _ := s.board.get(); v.role != Leader {
 		return nil, notLeader(&v)
 	}
@@ -308,6 +311,9 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	if s.isStopped() {
 		return nil, ErrStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if v, _ := s.board.get(); v.role != Leader {
 		return nil, notLeader(&v)
