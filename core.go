@@ -45,6 +45,7 @@ type core struct {
 	pendingConf uint64   // index of the latest configuration entry appended
 	transferee  string   // when the leader removed itself: who takes over
 	transferEl  int
+	epoch       uint64 // counts membership events, so waiters can tell
 	seq         uint64 // read round, see readIndex
 	readBcast   bool
 	reads       []pendingRead
@@ -103,6 +104,12 @@ type progress struct {
 	joining   bool     // to be made a voter (or re-bound) once caught up
 	leaving   bool     // removed by an uncommitted configuration
 	stalls    int      // heartbeats in a row without progress
+	// verify: AddServer named this member again; the next response tells
+	// whether it is the configured incarnation (a no-op) or a new one.
+	verify bool
+	// admitIndex is the index of the configuration entry that last made
+	// this server a voter; 0 when AddServer found it a voter already.
+	admitIndex uint64
 }
 
 type pendingRead struct {
@@ -673,8 +680,14 @@ func (c *core) handleAppendResponse(m message) {
 		pr.ackSeq = 0
 		pr.active = false
 		c.noticeIncarnation(m.From, pr)
+		if pr.verify {
+			c.resolveVerify(m.From, pr)
+		}
 		c.sendAppend(m.From, pr, false)
 		return
+	}
+	if pr.verify {
+		c.resolveVerify(m.From, pr)
 	}
 	pr.active = true
 	if m.Seq > pr.ackSeq {
@@ -736,6 +749,19 @@ func (c *core) noticeIncarnation(name string, pr *progress) {
 	if v, ok := c.self.find(name); ok && v.Inc != 0 && v.Inc != pr.inc && c.cfg.autoRejoin {
 		pr.joining = true
 	}
+}
+
+// resolveVerify answers an AddServer of a current member once it responds:
+// the configured incarnation means there is nothing to do; another one is a
+// restarted server to catch up and re-admit.
+func (c *core) resolveVerify(name string, pr *progress) {
+	pr.verify = false
+	c.epoch++
+	if v, ok := c.self.find(name); ok && v.Inc != 0 && v.Inc != pr.inc {
+		pr.joining = true
+		return
+	}
+	pr.admitIndex = 0
 }
 
 // backoffNext is the leader's half of fast back-off: skip a whole
@@ -1057,10 +1083,19 @@ func (c *core) addServer(p Peer) error {
 			return errAlreadyMember
 		}
 		pr := c.prs[p.Name]
-		if v.Addr == p.Addr && (pr == nil || pr.inc == 0 || v.Inc == 0 || pr.inc == v.Inc) {
+		if pr == nil || (v.Inc == 0 && v.Addr == p.Addr) {
 			return errAlreadyMember
 		}
-		if pr != nil {
+		c.epoch++
+		if v.Addr == p.Addr {
+			if !pr.joining {
+				// It may have restarted since it last answered: ask.
+				pr.verify = true
+				c.sendAppend(p.Name, pr, true)
+			}
+			return nil
+		}
+		{
 			pr.joining = true
 			if pr.addr != p.Addr {
 				pr.addr = p.Addr
@@ -1083,6 +1118,7 @@ func (c *core) addServer(p Peer) error {
 	}
 	pr := &progress{addr: p.Addr, next: c.log.lastIndex() + 1, learner: true, joining: true}
 	c.prs[p.Name] = pr
+	c.epoch++
 	c.sortProgress()
 	c.sendAppend(p.Name, pr, true)
 	return nil
@@ -1094,11 +1130,13 @@ func (c *core) cancelJoin(name string) {
 		return
 	}
 	if pr := c.prs[name]; pr != nil {
+		c.epoch++
 		if pr.learner {
 			delete(c.prs, name)
 			c.sortProgress()
 		} else {
 			pr.joining = false
+			pr.verify = false
 		}
 	}
 }
@@ -1172,7 +1210,8 @@ func (c *core) maybeChangeMembership() {
 		pr := c.prs[name]
 		if pr.joining && pr.inc != 0 && pr.match >= c.commit {
 			pr.joining = false
-			c.changeMembership(c.self.with(member{Name: name, Addr: pr.addr, Inc: pr.inc}))
+			c.epoch++
+			pr.admitIndex = c.changeMembership(c.self.with(member{Name: name, Addr: pr.addr, Inc: pr.inc}))
 			return
 		}
 	}
@@ -1267,16 +1306,6 @@ func (c *core) learners() []Peer {
 	return ps
 }
 
-func (c *core) learnerCount() int {
-	n := 0
-	for _, pr := range c.prs {
-		if pr.learner || pr.joining {
-			n++
-		}
-	}
-	return n
-}
-
 func (c *core) committedConfigIndex() uint64 {
 	for i := len(c.configs) - 1; i > 0; i-- {
 		if c.configs[i].index <= c.commit {
@@ -1284,4 +1313,19 @@ func (c *core) committedConfigIndex() uint64 {
 		}
 	}
 	return 0
+}
+
+// joinState tells AddServer where the admission of name stands: pending
+// while it is being verified or caught up; otherwise the index of the entry
+// that admitted it (0: it was a voter already). known is false once the
+// leader has forgotten it (cancelled, or not the leader).
+func (c *core) joinState(name string) (pending bool, admitIndex uint64, known bool) {
+	pr := c.prs[name]
+	if c.role != Leader || pr == nil {
+		return false, 0, false
+	}
+	if pr.verify || pr.joining || pr.learner {
+		return true, 0, true
+	}
+	return false, pr.admitIndex, true
 }

@@ -45,7 +45,8 @@ type Server struct {
 	pending []*proposal // by index, ascending
 	// What the last published view was built from, to publish only changes.
 	publishedCfg, publishedCommittedCfg uint64
-	publishedLearners                   int
+	publishedEpoch                      uint64
+	published                           bool
 	readsByID                           map[uint64]*readRequest
 	nextRead                            uint64
 
@@ -392,16 +393,28 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	case startErr != nil:
 		return s.coreErr(startErr)
 	}
+	var admit uint64
 	err = s.await(ctx, func(v *view) (bool, error) {
 		if v.role != Leader || v.term != term {
 			return true, ErrLeadershipLost
 		}
-		return containsPeer(v.committedMembers, p) && !containsName(v.learners, p.Name), nil
+		var pending, known bool
+		s.tryOnDriver(func() { pending, admit, known = s.core.joinState(p.Name) })
+		if !known {
+			return true, ErrLeadershipLost
+		}
+		return !pending, nil
 	})
-	if err != nil && !errors.Is(err, ErrStopped) {
-		s.tryOnDriver(func() { s.core.cancelJoin(p.Name) })
+	if err != nil {
+		if !errors.Is(err, ErrStopped) {
+			s.tryOnDriver(func() { s.core.cancelJoin(p.Name) })
+		}
+		return err
 	}
-	return err
+	if admit == 0 {
+		return nil // a voter already, as the configured incarnation
+	}
+	return s.awaitCommitted(ctx, admit, term)
 }
 
 // RemoveServer commits a configuration without the server name and returns
@@ -679,12 +692,13 @@ func (s *Server) publish() {
 	}
 	cfgIndex := c.configs[len(c.configs)-1].index
 	if old.role == c.role && old.term == c.term && old.leader == lead && old.commit == c.commit &&
-		old.last == c.log.lastIndex() && s.publishedCfg == cfgIndex && s.publishedLearners == c.learnerCount() &&
-		s.publishedCommittedCfg == c.committedConfigIndex() {
+		old.last == c.log.lastIndex() && s.publishedCfg == cfgIndex && s.publishedEpoch == c.epoch &&
+		s.publishedCommittedCfg == c.committedConfigIndex() && s.published {
 		return
 	}
+	s.published = true
 	s.publishedCfg = cfgIndex
-	s.publishedLearners = c.learnerCount()
+	s.publishedEpoch = c.epoch
 	s.publishedCommittedCfg = c.committedConfigIndex()
 	s.board.set(view{
 		role:             c.role,
