@@ -691,3 +691,15 @@ func (pn *partitionNet) heal(name string) {
 	delete(pn.isolated, name)
 	pn.mu.Unlock()
 }
+
+// statuses prints the Status of servers when it is printed (for failure
+// messages of eventually).
+type statuses []*exraft.Server
+
+func (ss statuses) String() string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, "\n\t%+v", s.Status())
+	}
+	return b.String()
+}

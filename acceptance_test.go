@@ -128,7 +128,13 @@ func TestExRaftReadmeWalkthrough(t *testing.T) {
 		t.Fatalf("Read on the leader = %q, want %q", got, "world")
 	}
 
-	// The leader goes away; a survivor takes over with the data.
+	// The leader goes away; a survivor takes over with the data. First let
+	// raft3 catch up: AddServer returns once its configuration commits, which
+	// does not wait for raft3 itself to hold it, and a server that does not
+	// know it is a voter yet refuses TriggerElection.
+	eventually(t, waitLong, func() bool {
+		return raft3.Status().AppliedIndex >= leader.Status().CommitIndex
+	}, "raft3 to catch up with the leader; statuses:%v", statuses(all))
 	stopped := leader.Name()
 	if err := exraft.StopServer(leader); err != nil {
 		t.Fatalf("StopServer(%s): %v", stopped, err)
@@ -138,7 +144,7 @@ func TestExRaftReadmeWalkthrough(t *testing.T) {
 	if leader == raft3 {
 		asker = survivors[0]
 	} else if err := raft3.TriggerElection(ctxFor(t, waitShort)); err != nil {
-		t.Fatalf("raft3.TriggerElection: %v", err)
+		t.Fatalf("raft3.TriggerElection: %v (raft3's status: %+v; stopped leader's: %+v)", err, raft3.Status(), leader.Status())
 	}
 	var newLeader *exraft.Server
 	eventually(t, waitLong, func() bool {
@@ -156,7 +162,7 @@ func TestExRaftReadmeWalkthrough(t *testing.T) {
 		}
 		t.Fatalf("%s.AwaitLeader returned %v, which is no survivor", asker.Name(), p)
 		return false
-	}, "%s to learn a new leader among %v", asker.Name(), names(survivors))
+	}, "%s to learn a new leader among %v; statuses:%v", asker.Name(), names(survivors), statuses(survivors))
 
 	if got := readAny(t, []*exraft.Server{newLeader}, "get greeting"); got != "world" {
 		t.Fatalf("Read on the new leader %s = %q, want %q", newLeader.Name(), got, "world")

@@ -89,6 +89,15 @@ func newClientCodec(rwc io.ReadWriteCloser, maxFrame int) rpc.ClientCodec {
 	return c
 }
 
+// newPeerClientCodec is newClientCodec with onBody called for every response
+// body, in arrival order, as newServerCodec does for requests: a server
+// uses it to take the protocol messages a peer returns in its replies.
+func newPeerClientCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method string, body any)) rpc.ClientCodec {
+	c := &rpcClientCodec{onBody: onBody}
+	c.init(rwc, maxFrame)
+	return c
+}
+
 // codecConn is what both sides share: one reader, one writer, one Close.
 type codecConn struct {
 	rwc       io.ReadWriteCloser
@@ -156,6 +165,8 @@ func (c *rpcServerCodec) WriteResponse(resp *rpc.Response, body any) error {
 
 type rpcClientCodec struct {
 	codecConn
+	onBody func(method string, body any)
+	method string // of the response whose body is next
 }
 
 func (c *rpcClientCodec) WriteRequest(req *rpc.Request, body any) error {
@@ -170,11 +181,18 @@ func (c *rpcClientCodec) ReadResponseHeader(resp *rpc.Response) error {
 		return err
 	}
 	resp.ServiceMethod, resp.Seq, resp.Error = method, seq, msg
+	c.method = method
 	return nil
 }
 
 func (c *rpcClientCodec) ReadResponseBody(body any) error {
-	return c.r.readBody(body)
+	if err := c.r.readBody(body); err != nil {
+		return err
+	}
+	if c.onBody != nil && body != nil {
+		c.onBody(c.method, body)
+	}
+	return nil
 }
 
 // frameReader reads frames. net/rpc reads each connection from one goroutine,

@@ -346,6 +346,8 @@ func (c *core) becomeLeader() {
 	for name, r := range c.votes {
 		if pr := c.prs[name]; pr != nil && r.granted {
 			pr.inc = r.inc
+			// A vote that did not count may come from a restarted voter.
+			c.noticeIncarnation(name, pr)
 		}
 	}
 	c.votes = nil
@@ -466,6 +468,11 @@ func (c *core) inLease() bool {
 // step processes one message from a peer.
 func (c *core) step(m message) {
 	if m.From == c.cfg.name && m.FromInc == c.cfg.inc {
+		return
+	}
+	if m.ToInc != 0 && m.ToInc != c.cfg.inc {
+		// An answer to an earlier incarnation of this server: a vote or
+		// an acknowledgement it must not count.
 		return
 	}
 	switch {
@@ -1277,6 +1284,7 @@ func (c *core) send(m message) {
 
 func (c *core) reply(to message, m message) {
 	m.To = to.From
+	m.ToInc = to.FromInc
 	m.toAddr = to.FromAddr
 	c.send(m)
 }

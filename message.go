@@ -44,6 +44,7 @@ type message struct {
 	FromInc  uint64 // the sender's incarnation (DESIGN.md §3)
 	FromAddr string // where to send the answer
 	To       string
+	ToInc    uint64 // on responses: the incarnation that asked
 
 	// Vote requests: the candidate's last entry. Responses to appends: the
 	// follower's last index.

@@ -3,6 +3,7 @@ package exraft
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/rpc"
 	"sync"
@@ -124,10 +125,31 @@ func (e *RemoteError) Error() string { return e.Msg }
 // rpcService is registered as "Exraft".
 type rpcService struct{ s *Server }
 
-// Step carries protocol messages between servers. The codec hands them to
-// the driver as they arrive (see deliver), so the method has nothing left to
-// do.
-func (svc *rpcService) Step(args *[]byte, reply *[]byte) error { return nil }
+// Step carries protocol messages between servers. The codec has already
+// handed them to the driver in arrival order (see deliver); the method waits
+// until the driver has processed them and replies with whatever this server
+// has queued for the caller by then, typically the answers to those very
+// messages. Carrying answers in the reply saves each round trip a second
+// call in the other direction.
+func (svc *rpcService) Step(args *[]byte, reply *[]byte) error {
+	v, ok := svc.s.stepWaits.LoadAndDelete(args)
+	if !ok {
+		return nil
+	}
+	w := v.(stepWait)
+	select {
+	case <-w.done:
+	case <-svc.s.stopc:
+		return nil
+	}
+	*reply = svc.s.transport.takeEncoded(w.addr)
+	return nil
+}
+
+type stepWait struct {
+	done chan struct{}
+	addr string
+}
 
 func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
 	var req callRequest
@@ -259,10 +281,14 @@ func (s *Server) serveConn(conn net.Conn) {
 		delete(s.conns, conn)
 		s.connsMu.Unlock()
 	}()
+	var dec msgDecoder
 	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
-		if method == methodStep {
-			if b, ok := body.(*[]byte); ok {
-				s.deliver(*b, conn)
+		if method != methodStep {
+			return
+		}
+		if b, ok := body.(*[]byte); ok {
+			if w, ok := s.deliver(*b, &dec, conn, true); ok {
+				s.stepWaits.Store(b, w)
 			}
 		}
 	})
@@ -273,27 +299,40 @@ func (s *Server) serveConn(conn net.Conn) {
 // in arrival order. net/rpc runs handlers in goroutines of their own, which
 // would reorder the messages of a pipelined stream; the codec calls this in
 // order instead.
-func (s *Server) deliver(raw []byte, conn net.Conn) {
-	var msgs []message
-	err := checkMsgpackValue(raw)
-	if err == nil {
-		err = msgpack.Unmarshal(raw, &msgs)
-	}
+//
+// With ack, the last message delivered carries a channel that the driver
+// closes once it has processed the batch; deliver returns it with the
+// sender's address, for the Step method to wait on.
+func (s *Server) deliver(raw []byte, dec *msgDecoder, conn io.Closer, ack bool) (stepWait, bool) {
+	msgs, err := dec.decode(raw)
 	if err != nil {
-		s.log.Warn("dropping a malformed message batch", "from", conn.RemoteAddr(), "err", err)
+		s.log.Warn("dropping a malformed message batch and the connection", "err", err)
 		conn.Close()
-		return
+		return stepWait{}, false
 	}
+	last := -1
 	for i := range msgs {
+		if msgs[i].To == s.name {
+			last = i
+		}
+	}
+	var w stepWait
+	for i := 0; i <= last; i++ {
 		if msgs[i].To != s.name {
 			continue // meant for a server that used to live at this address
 		}
+		in := inbound{m: msgs[i]}
+		if ack && i == last {
+			w = stepWait{done: make(chan struct{}), addr: msgs[i].FromAddr}
+			in.done = w.done
+		}
 		select {
-		case s.recvc <- msgs[i]:
+		case s.recvc <- in:
 		case <-s.stopc:
-			return
+			return stepWait{}, false
 		}
 	}
+	return w, w.done != nil
 }
 
 // ---- sending --------------------------------------------------------------------
@@ -361,6 +400,34 @@ func (p *peerStream) enqueue(m message) {
 	}
 }
 
+// takeEncoded removes what is queued for the peer at addr, up to what fits
+// in a reply, and returns it encoded; nil when nothing is queued.
+func (t *transport) takeEncoded(addr string) []byte {
+	t.mu.Lock()
+	p := t.peers[addr]
+	t.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	chunk, rest := splitBatch(p.queue, p.t.s.cfg.MaxFrameSize/2)
+	var b []byte
+	if len(chunk) > 0 {
+		b = appendMessages(nil, chunk) // before the queue's array is reused
+	}
+	n := copy(p.queue, rest)
+	clear(p.queue[n:])
+	p.queue = p.queue[:n]
+	p.mu.Unlock()
+	if n > 0 {
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	}
+	return b
+}
+
 func (p *peerStream) take() []message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -377,6 +444,7 @@ func (p *peerStream) run() {
 	var client *rpc.Client
 	done := make(chan *rpc.Call, maxInflightCalls)
 	inflight := 0
+	var buf []byte
 	var retryAt time.Time
 	closeClient := func() {
 		if client != nil {
@@ -420,16 +488,20 @@ func (p *peerStream) run() {
 				retryAt = time.Now().Add(s.cfg.HeartbeatInterval)
 				continue
 			}
-			client = rpc.NewClientWithCodec(newClientCodec(conn, s.cfg.MaxFrameSize))
+			var dec msgDecoder
+			client = rpc.NewClientWithCodec(newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+				// The peer's answers, in the order it sent them.
+				if b, ok := body.(*[]byte); ok && method == methodStep && len(*b) > 0 {
+					s.deliver(*b, &dec, conn, false)
+				}
+			}))
 		}
 		for len(msgs) > 0 && client != nil {
 			var chunk []message
 			chunk, msgs = splitBatch(msgs, s.cfg.MaxFrameSize/2)
-			raw, err := msgpack.Marshal(chunk)
-			if err != nil {
-				s.log.Error("cannot encode messages", "err", err)
-				break
-			}
+			// net/rpc encodes the arguments before Go returns, so one
+			// buffer serves every call.
+			buf = appendMessages(buf[:0], chunk)
 			for inflight >= maxInflightCalls {
 				select {
 				case call := <-done:
@@ -442,7 +514,7 @@ func (p *peerStream) run() {
 				break
 			}
 			inflight++
-			client.Go(methodStep, &raw, new([]byte), done)
+			client.Go(methodStep, &buf, new([]byte), done)
 		}
 	}
 }

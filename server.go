@@ -34,8 +34,12 @@ type Server struct {
 
 	propc chan *proposal
 	readc chan *readRequest
-	recvc chan message
-	ctrlc chan ctrl
+	recvc chan inbound
+	// acks are closed once the driver has processed, and handed on the
+	// output of, the messages of a Step call (see rpcService.Step).
+	acks      []chan struct{}
+	stepWaits sync.Map // *[]byte (a Step call's args) → stepWait
+	ctrlc     chan ctrl
 
 	board   *board
 	applied atomic.Uint64
@@ -125,7 +129,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		maxCmd:     cfg.MaxFrameSize - 1024,
 		propc:      make(chan *proposal, 4096),
 		readc:      make(chan *readRequest, 4096),
-		recvc:      make(chan message, 4096),
+		recvc:      make(chan inbound, 4096),
 		ctrlc:      make(chan ctrl),
 		board:      newBoard(),
 		apply:      newApplyQueue(),
@@ -547,8 +551,8 @@ func (s *Server) run() {
 			return
 		case <-ticker.C:
 			s.core.tick()
-		case m := <-s.recvc:
-			s.core.step(m)
+		case in := <-s.recvc:
+			s.step(in)
 		case p := <-s.propc:
 			s.propose(p)
 		case r := <-s.readc:
@@ -570,8 +574,8 @@ func (s *Server) run() {
 func (s *Server) drain() {
 	for i := 0; i < 4096; i++ {
 		select {
-		case m := <-s.recvc:
-			s.core.step(m)
+		case in := <-s.recvc:
+			s.step(in)
 		case p := <-s.propc:
 			s.propose(p)
 		case r := <-s.readc:
@@ -579,6 +583,20 @@ func (s *Server) drain() {
 		default:
 			return
 		}
+	}
+}
+
+// inbound is a message from a peer; done, on the last message of a Step
+// call, is closed when its answers are ready to go back in the reply.
+type inbound struct {
+	m    message
+	done chan struct{}
+}
+
+func (s *Server) step(in inbound) {
+	s.core.step(in.m)
+	if in.done != nil {
+		s.acks = append(s.acks, in.done)
 	}
 }
 
@@ -640,6 +658,11 @@ func (s *Server) process() {
 	for i := range rd.msgs {
 		s.transport.send(rd.msgs[i])
 	}
+	for _, done := range s.acks {
+		close(done)
+	}
+	clear(s.acks)
+	s.acks = s.acks[:0]
 	if len(rd.apply) > 0 {
 		var waiters []*proposal
 		last := rd.apply[len(rd.apply)-1].Index

@@ -1,0 +1,376 @@
+package exraft
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// Helpers for core_test.go. Every name starts with "cr" (core rules) so that
+// it cannot clash with helpers of the other test files of the package.
+
+// crNames3 is the usual three-server cluster of the unit tests; the
+// incarnation of each server in crIncs.
+var (
+	crNames3 = []string{"a", "b", "c"}
+	crNames5 = []string{"a", "b", "c", "d", "e"}
+	crIncs   = map[string]uint64{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+)
+
+// crCore builds a core named name in the bootstrap cluster peers, with the
+// incarnation crIncs[name] and a fixed random source, and throws away what
+// newCore produced.
+func crCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)) *core {
+	t.Helper()
+	cfg := testCoreConfig(name, peers, crIncs[name], rand.New(rand.NewPCG(7, uint64(len(name)))))
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c := newCore(cfg)
+	c.takeReady()
+	return c
+}
+
+func crMinMajority(n int) func(*coreConfig) { return func(c *coreConfig) { c.minMajority = n } }
+func crNoAutoRejoin(c *coreConfig)          { c.autoRejoin = false }
+func crInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
+
+// crEnts returns entries of the given terms at indexes first, first+1, …
+func crEnts(first uint64, terms ...uint64) []entry {
+	es := make([]entry, len(terms))
+	for i, t := range terms {
+		idx := first + uint64(i)
+		es[i] = entry{Index: idx, Term: t, Type: entryNormal, Data: []byte(fmt.Sprintf("e%d.%d", t, idx))}
+	}
+	return es
+}
+
+// crRepeat returns term n times, to build long logs: crRepeat(1, 10).
+func crRepeat(term uint64, n int) []uint64 {
+	ts := make([]uint64, n)
+	for i := range ts {
+		ts[i] = term
+	}
+	return ts
+}
+
+func crCat(parts ...[]uint64) []uint64 {
+	var out []uint64
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// crFrom returns a message of type typ from the server name (with its
+// crIncs incarnation) in term.
+func crFrom(typ msgType, name string, term uint64) message {
+	return message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
+}
+
+// crApp is an append from the leader name.
+func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []entry) message {
+	m := crFrom(msgApp, name, term)
+	m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prevIndex, prevTerm, commit, es
+	return m
+}
+
+// crVote is a vote (or pre-vote) request from name for term.
+func crVote(typ msgType, name string, term, lastIndex, lastTerm uint64) message {
+	m := crFrom(typ, name, term)
+	m.LastIndex, m.LastTerm = lastIndex, lastTerm
+	return m
+}
+
+// crAck is a successful append response from name.
+func crAck(name string, term, match, seq uint64) message {
+	m := crFrom(msgAppResp, name, term)
+	m.Match, m.LastIndex, m.Seq = match, match, seq
+	return m
+}
+
+// crFollowerWithLog makes c hold entries of the given terms (sent by the
+// leader "b" in the highest of them, or in term if larger) with commit.
+func crFollowerWithLog(t testing.TB, c *core, term uint64, terms []uint64, commit uint64) {
+	t.Helper()
+	for _, x := range terms {
+		term = max(term, x)
+	}
+	c.step(crApp("b", term, 0, 0, commit, crEnts(1, terms...)))
+	rd := c.takeReady()
+	if len(rd.msgs) != 1 || rd.msgs[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
+		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.msgs, c.log.lastIndex())
+	}
+}
+
+// crElect makes c campaign (forced, so that no lease stands in the way) and
+// win with the votes of the servers in voters, granted in that order.
+func crElect(t testing.TB, c *core, voters ...string) {
+	t.Helper()
+	if err := c.triggerElection(); err != nil {
+		t.Fatalf("triggerElection on %s: %v", c.cfg.name, err)
+	}
+	for _, v := range voters {
+		c.step(crFrom(msgVoteResp, v, c.term))
+	}
+	if c.role != Leader {
+		t.Fatalf("%s is %v after the votes of %v, want leader", c.cfg.name, c.role, voters)
+	}
+}
+
+// crMsgs returns the messages of type typ (to to, unless to is "").
+func crMsgs(ms []message, typ msgType, to string) []message {
+	var out []message
+	for _, m := range ms {
+		if m.Type == typ && (to == "" || m.To == to) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// crOnly returns the one message of type typ to to, failing otherwise.
+func crOnly(t testing.TB, ms []message, typ msgType, to string) message {
+	t.Helper()
+	got := crMsgs(ms, typ, to)
+	if len(got) != 1 {
+		t.Fatalf("want one %v to %q, got %d in %s", typ, to, len(got), crDump(ms))
+	}
+	return got[0]
+}
+
+func crDump(ms []message) string {
+	s := "["
+	for i, m := range ms {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%v(%s->%s t%d rej=%v prev=%d/%d n=%d match=%d hint=%d/%d seq=%d)",
+			m.Type, m.From, m.To, m.Term, m.Reject, m.PrevIndex, m.PrevTerm, len(m.Entries), m.Match, m.HintIndex, m.HintTerm, m.Seq)
+	}
+	return s + "]"
+}
+
+func crLogTerms(c *core) []uint64 {
+	ts := make([]uint64, c.log.lastIndex())
+	for i := range ts {
+		ts[i], _ = c.log.term(uint64(i + 1))
+	}
+	return ts
+}
+
+func crEqualTerms(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// crPump delivers msgs among cores, and every message they cause, until
+// nothing is left, dropping messages that drop reports true. It returns
+// how many delivered messages count reports true for.
+func crPump(t testing.TB, cores map[string]*core, msgs []message, drop, count func(message) bool) int {
+	t.Helper()
+	n := 0
+	for i := 0; len(msgs) > 0; i++ {
+		if i > 100000 {
+			t.Fatal("crPump: messages never stop")
+		}
+		m := msgs[0]
+		msgs = msgs[1:]
+		c := cores[m.To]
+		if c == nil || (drop != nil && drop(m)) {
+			continue
+		}
+		if count != nil && count(m) {
+			n++
+		}
+		c.step(m)
+		msgs = append(msgs, c.takeReady().msgs...)
+	}
+	return n
+}
+
+// ---- testNet helpers (corenet_test.go is shared and not edited) -----------
+
+// crNet builds a testNet whose cores are built from testCoreConfig changed
+// by opts.
+func crNet(t testing.TB, seed uint64, names []string, opts ...func(*coreConfig)) *testNet {
+	n := newTestNet(t, seed)
+	for i, name := range names {
+		cfg := testCoreConfig(name, names, uint64(i+1)*1000+seed, n.rng)
+		for _, o := range opts {
+			o(&cfg)
+		}
+		n.add(name, cfg)
+	}
+	return n
+}
+
+// crForceLeader makes name campaign at once (TriggerElection) and delivers
+// everything; it fails unless name ends as the leader.
+func crForceLeader(t testing.TB, n *testNet, name string) *core {
+	t.Helper()
+	c := n.cores[name]
+	if err := c.triggerElection(); err != nil {
+		t.Fatalf("triggerElection on %s: %v", name, err)
+	}
+	n.collect(name)
+	n.deliverAll()
+	if c.role != Leader {
+		t.Fatalf("%s is %v after a forced election, want leader", name, c.role)
+	}
+	return c
+}
+
+// crSettle ticks the network until the leader has committed its whole log,
+// every voter's incarnation is bound in a committed configuration and every
+// core knows the commit index (or fails after max ticks).
+func crSettle(t testing.TB, n *testNet, max int) *core {
+	t.Helper()
+	for i := 0; i < max; i++ {
+		if l := n.leader(); l != nil && l.commit == l.log.lastIndex() && l.term > 0 {
+			if lt, _ := l.log.term(l.commit); lt == l.term && crAllBound(l.committedConfig()) {
+				done := true
+				for _, name := range n.names {
+					if c := n.cores[name]; c != nil && c.commit != l.commit {
+						done = false
+					}
+				}
+				if done {
+					return l
+				}
+			}
+		}
+		n.tickAll(1)
+	}
+	t.Fatalf("the cluster did not settle in %d ticks", max)
+	return nil
+}
+
+func crAllBound(m membership) bool {
+	for _, v := range m.Voters {
+		if v.Inc == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// crTickCounting ticks every core once and delivers everything, counting
+// the delivered messages count reports true for.
+func crTickCounting(n *testNet, count func(message) bool) int {
+	for _, name := range n.names {
+		if c := n.cores[name]; c != nil {
+			c.tick()
+			n.collect(name)
+		}
+	}
+	return crDeliverCounting(n, count)
+}
+
+// crDeliverCounting is testNet.deliverAll that counts the delivered
+// messages count reports true for.
+func crDeliverCounting(n *testNet, count func(message) bool) int {
+	k := 0
+	for i := 0; len(n.queue) > 0 && i < 100000; i++ {
+		m := n.queue[0]
+		n.queue = n.queue[1:]
+		c := n.cores[m.To]
+		if c == nil || n.cut[[2]string{m.From, m.To}] {
+			continue
+		}
+		if count(m) {
+			k++
+		}
+		c.step(m)
+		n.collect(m.To)
+	}
+	return k
+}
+
+// crConnect restores the links between x and y in both directions.
+func crConnect(n *testNet, x, y string) {
+	delete(n.cut, [2]string{x, y})
+	delete(n.cut, [2]string{y, x})
+}
+
+// crCut cuts the links between x and y in both directions.
+func crCut(n *testNet, x, y string) {
+	n.cut[[2]string{x, y}] = true
+	n.cut[[2]string{y, x}] = true
+}
+
+// crLeadersByTerm fails if two cores are leaders of the same term.
+func crLeadersByTerm(t testing.TB, n *testNet) {
+	t.Helper()
+	seen := map[uint64]string{}
+	for _, name := range n.names {
+		c := n.cores[name]
+		if c == nil || c.role != Leader {
+			continue
+		}
+		if o, ok := seen[c.term]; ok {
+			t.Fatalf("two leaders in term %d: %s and %s", c.term, o, name)
+		}
+		seen[c.term] = name
+	}
+}
+
+// crAppliedAgree fails unless what the cores handed out for applying agrees
+// index by index (State Machine Safety), and returns the longest.
+func crAppliedAgree(t testing.TB, n *testNet) []entry {
+	t.Helper()
+	var longest []entry
+	from := ""
+	for _, name := range n.names {
+		es := n.apps[name]
+		for i := range es {
+			if i < len(longest) {
+				a, b := longest[i], es[i]
+				if a.Index != b.Index || a.Term != b.Term || a.Type != b.Type || string(a.Data) != string(b.Data) {
+					t.Fatalf("applied entries differ at position %d: %s has %d/%d, %s has %d/%d",
+						i, from, a.Index, a.Term, name, b.Index, b.Term)
+				}
+			}
+		}
+		if len(es) > len(longest) {
+			longest, from = es, name
+		}
+	}
+	return longest
+}
+
+// crNormal returns the data of the normal entries of es.
+func crNormal(es []entry) []string {
+	var out []string
+	for _, e := range es {
+		if e.Type == entryNormal {
+			out = append(out, string(e.Data))
+		}
+	}
+	return out
+}
+
+// crTickOne ticks one core k times, collecting what it sends (the network
+// drops it if the core is cut off).
+func crTickOne(n *testNet, name string, k int) {
+	for i := 0; i < k; i++ {
+		n.cores[name].tick()
+		n.collect(name)
+	}
+}
+
+// crVoterNames lists the voters of m: "[a b c]".
+func crVoterNames(m membership) string {
+	var names []string
+	for _, v := range m.Voters {
+		names = append(names, v.Name)
+	}
+	return fmt.Sprint(names)
+}

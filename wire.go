@@ -1,0 +1,377 @@
+package exraft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Protocol messages are the hot path, so they are encoded by hand instead of
+// by msgpack's reflection. The bytes are plain msgpack, the same layout the
+// reflective encoder gives the as_array structs in message.go: an array of
+// messages, each an array of its fields in declaration order, entries as
+// arrays of Index, Term, Type, Data.
+//
+// The decoder checks every length against the bytes that are left before it
+// allocates, and an entry's Data is a view of the input (which the caller
+// hands over) rather than a copy.
+
+const messageFields = 19
+
+func appendMessages(b []byte, msgs []message) []byte {
+	b = appendArrayLen(b, len(msgs))
+	for i := range msgs {
+		b = appendMessage(b, &msgs[i])
+	}
+	return b
+}
+
+func appendMessage(b []byte, m *message) []byte {
+	b = appendArrayLen(b, messageFields)
+	b = appendUint(b, uint64(m.Type))
+	b = appendUint(b, m.Term)
+	b = appendStr(b, m.From)
+	b = appendUint(b, m.FromInc)
+	b = appendStr(b, m.FromAddr)
+	b = appendStr(b, m.To)
+	b = appendUint(b, m.ToInc)
+	b = appendUint(b, m.LastIndex)
+	b = appendUint(b, m.LastTerm)
+	b = appendBool(b, m.Force)
+	b = appendBool(b, m.Reject)
+	b = appendUint(b, m.PrevIndex)
+	b = appendUint(b, m.PrevTerm)
+	if m.Entries == nil {
+		b = append(b, 0xc0)
+	} else {
+		b = appendArrayLen(b, len(m.Entries))
+		for j := range m.Entries {
+			e := &m.Entries[j]
+			b = appendArrayLen(b, 4)
+			b = appendUint(b, e.Index)
+			b = appendUint(b, e.Term)
+			b = appendUint(b, uint64(e.Type))
+			b = appendBin(b, e.Data)
+		}
+	}
+	b = appendUint(b, m.Commit)
+	b = appendUint(b, m.Seq)
+	b = appendUint(b, m.Match)
+	b = appendUint(b, m.HintIndex)
+	return appendUint(b, m.HintTerm)
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v < 128:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
+}
+
+func appendStr(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendBin(b []byte, p []byte) []byte {
+	if p == nil {
+		return append(b, 0xc0)
+	}
+	n := len(p)
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, p...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 0xc3)
+	}
+	return append(b, 0xc2)
+}
+
+var errWire = errors.New("exraft: malformed protocol message")
+
+// msgDecoder decodes message batches. It remembers the strings it has seen
+// (server names and addresses repeat in every message), so it belongs to one
+// goroutine.
+type msgDecoder struct {
+	b    []byte
+	i    int
+	err  error
+	strs map[string]string
+}
+
+// decode returns the messages in b. The entries' Data alias b, which the
+// caller must not change afterwards.
+func (d *msgDecoder) decode(b []byte) ([]message, error) {
+	d.b, d.i, d.err = b, 0, nil
+	n := 0
+	if d.peekNil() {
+		d.i++ // msgpack's encoding of a nil batch
+	} else {
+		n = d.arrayLen()
+	}
+	msgs := make([]message, 0, n)
+	for k := 0; k < n && d.err == nil; k++ {
+		var m message
+		d.message(&m)
+		msgs = append(msgs, m)
+	}
+	if d.err == nil && d.i != len(d.b) {
+		d.fail("%d bytes after the last message", len(d.b)-d.i)
+	}
+	d.b = nil
+	if d.err != nil {
+		return nil, d.err
+	}
+	return msgs, nil
+}
+
+func (d *msgDecoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: at byte %d: %s", errWire, d.i, fmt.Sprintf(format, args...))
+	}
+}
+
+func (d *msgDecoder) message(m *message) {
+	if n := d.arrayLen(); n != messageFields {
+		d.fail("a message has %d fields, want %d", n, messageFields)
+		return
+	}
+	m.Type = msgType(d.small())
+	m.Term = d.uint()
+	m.From = d.str()
+	m.FromInc = d.uint()
+	m.FromAddr = d.str()
+	m.To = d.str()
+	m.ToInc = d.uint()
+	m.LastIndex = d.uint()
+	m.LastTerm = d.uint()
+	m.Force = d.bool()
+	m.Reject = d.bool()
+	m.PrevIndex = d.uint()
+	m.PrevTerm = d.uint()
+	if d.peekNil() {
+		d.i++
+	} else if n := d.arrayLen(); n > 0 {
+		m.Entries = make([]entry, n)
+		for j := 0; j < n && d.err == nil; j++ {
+			e := &m.Entries[j]
+			if k := d.arrayLen(); k != 4 {
+				d.fail("an entry has %d fields, want 4", k)
+				return
+			}
+			e.Index = d.uint()
+			e.Term = d.uint()
+			e.Type = entryType(d.small())
+			e.Data = d.bin()
+		}
+	} else {
+		m.Entries = []entry{}
+	}
+	m.Commit = d.uint()
+	m.Seq = d.uint()
+	m.Match = d.uint()
+	m.HintIndex = d.uint()
+	m.HintTerm = d.uint()
+}
+
+func (d *msgDecoder) need(n int) bool {
+	if d.err != nil {
+		return false
+	}
+	if n < 0 || len(d.b)-d.i < n {
+		d.fail("truncated: %d bytes needed, %d left", n, len(d.b)-d.i)
+		return false
+	}
+	return true
+}
+
+func (d *msgDecoder) peekNil() bool {
+	return d.err == nil && d.i < len(d.b) && d.b[d.i] == 0xc0
+}
+
+func (d *msgDecoder) tag() byte {
+	if !d.need(1) {
+		return 0
+	}
+	t := d.b[d.i]
+	d.i++
+	return t
+}
+
+func (d *msgDecoder) be(n int) uint64 {
+	if !d.need(n) {
+		return 0
+	}
+	var v uint64
+	for _, c := range d.b[d.i : d.i+n] {
+		v = v<<8 | uint64(c)
+	}
+	d.i += n
+	return v
+}
+
+// arrayLen reads an array header whose length must fit in what is left
+// (every element takes at least a byte).
+func (d *msgDecoder) arrayLen() int {
+	t := d.tag()
+	var n uint64
+	switch {
+	case d.err != nil:
+		return 0
+	case t&0xf0 == 0x90:
+		n = uint64(t & 0x0f)
+	case t == 0xdc:
+		n = d.be(2)
+	case t == 0xdd:
+		n = d.be(4)
+	default:
+		d.fail("want an array, found 0x%02x", t)
+		return 0
+	}
+	if n > uint64(len(d.b)-d.i) {
+		d.fail("an array of %d elements in %d bytes", n, len(d.b)-d.i)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *msgDecoder) uint() uint64 {
+	t := d.tag()
+	switch {
+	case d.err != nil:
+		return 0
+	case t < 0x80:
+		return uint64(t)
+	case t == 0xcc:
+		return d.be(1)
+	case t == 0xcd:
+		return d.be(2)
+	case t == 0xce:
+		return d.be(4)
+	case t == 0xcf:
+		return d.be(8)
+	case t >= 0xd0 && t <= 0xd3: // signed, as some encoders write small values
+		n := 1 << (t - 0xd0)
+		v := d.be(n)
+		if v>>(uint(n)*8-1) != 0 {
+			d.fail("a negative number where a count or index belongs")
+			return 0
+		}
+		return v
+	}
+	d.fail("want an unsigned integer, found 0x%02x", t)
+	return 0
+}
+
+func (d *msgDecoder) small() uint8 {
+	v := d.uint()
+	if v > math.MaxUint8 {
+		d.fail("a type of %d", v)
+	}
+	return uint8(v)
+}
+
+func (d *msgDecoder) bool() bool {
+	switch t := d.tag(); {
+	case d.err != nil:
+	case t == 0xc3:
+		return true
+	case t == 0xc2:
+	default:
+		d.fail("want a boolean, found 0x%02x", t)
+	}
+	return false
+}
+
+// span reads the length of a str or bin and returns its bytes.
+func (d *msgDecoder) span(str bool) ([]byte, bool) {
+	t := d.tag()
+	var n uint64
+	switch {
+	case d.err != nil:
+		return nil, false
+	case t == 0xc0:
+		return nil, false
+	case str && t&0xe0 == 0xa0:
+		n = uint64(t & 0x1f)
+	case t == 0xd9 || t == 0xc4:
+		n = d.be(1)
+	case t == 0xda || t == 0xc5:
+		n = d.be(2)
+	case t == 0xdb || t == 0xc6:
+		n = d.be(4)
+	case !str && t&0xe0 == 0xa0:
+		n = uint64(t & 0x1f)
+	default:
+		d.fail("want a string or bytes, found 0x%02x", t)
+		return nil, false
+	}
+	if n > uint64(len(d.b)-d.i) {
+		d.fail("%d bytes announced, %d left", n, len(d.b)-d.i)
+		return nil, false
+	}
+	p := d.b[d.i : d.i+int(n) : d.i+int(n)]
+	d.i += int(n)
+	return p, true
+}
+
+func (d *msgDecoder) str() string {
+	p, _ := d.span(true)
+	if len(p) == 0 {
+		return ""
+	}
+	if s, ok := d.strs[string(p)]; ok {
+		return s
+	}
+	s := string(p)
+	if d.strs == nil || len(d.strs) > 256 {
+		d.strs = map[string]string{}
+	}
+	d.strs[s] = s
+	return s
+}
+
+func (d *msgDecoder) bin() []byte {
+	p, ok := d.span(false)
+	if !ok {
+		return nil
+	}
+	return p
+}
