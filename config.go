@@ -178,4 +178,4 @@ func (c Config) ticks() (tick time.Duration, heartbeat, electionMin, electionMax
 	return tick, heartbeat, electionMin, electionMax
 }
 
-var errNotVoter = errors.New("exraft: this server is not a voter")
+var errNotVoter = errors.New("exraft: this server cannot campaign: it is not a voter of its configuration, or the configuration has fewer voters than MinMajority")

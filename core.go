@@ -481,7 +481,7 @@ func (c *core) step(m message) {
 			if !m.Force && c.inLease() {
 				return
 			}
-			if !c.self.counts(m.From, m.FromInc) {
+			if !c.mayVoteFor(m) {
 				// Removed or unknown servers get no vote and must not move
 				// our term.
 				c.reply(m, message{Type: voteRespType(m.Type), Term: c.term, Reject: true})
@@ -542,6 +542,20 @@ func (c *core) step(m message) {
 	}
 }
 
+// mayVoteFor: votes go to voters of this server's configuration (so removed
+// servers and restarted incarnations get none), and to a server outside it
+// whose log is strictly newer than this one. That one was added by entries
+// this server has not received yet: refusing it could leave a cluster with
+// a live majority unable to elect anyone. A removed server's log never
+// holds the committed entry that removed it, so it cannot win that way.
+func (c *core) mayVoteFor(m message) bool {
+	if c.self.counts(m.From, m.FromInc) {
+		return true
+	}
+	last, lastTerm := c.log.lastIndex(), c.log.lastTerm()
+	return m.LastTerm > lastTerm || (m.LastTerm == lastTerm && m.LastIndex > last)
+}
+
 func voteRespType(t msgType) msgType {
 	if t == msgPreVote {
 		return msgPreVoteResp
@@ -554,7 +568,7 @@ func voteRespType(t msgType) msgType {
 // Pre-votes are granted by the same rule without recording anything.
 func (c *core) handleVoteRequest(m message) {
 	upToDate := c.log.isUpToDate(m.LastIndex, m.LastTerm)
-	member := c.self.counts(m.From, m.FromInc)
+	member := c.mayVoteFor(m)
 	if m.Type == msgPreVote {
 		grant := m.Term > c.term && upToDate && member
 		term := c.term

@@ -1372,7 +1372,9 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 			a := crCore(t, "a", crNames3)
 			crBoundFollower(t, a, crNames3)
 			a.term, a.lead = 3, "" // no leader known: no lease
-			m := crVote(tc.typ, tc.from, tc.term, 10, 3)
+			// A log exactly as up to date as the voter's: enough for a
+			// member, not for a server outside the configuration.
+			m := crVote(tc.typ, tc.from, tc.term, a.log.lastIndex(), a.log.lastTerm())
 			m.FromInc, m.Force = tc.inc, tc.force
 			a.step(m)
 			r := crOnly(t, a.takeReady().msgs, voteRespType(tc.typ), tc.from)
@@ -1381,6 +1383,24 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 					crDump([]message{r}), a.role, a.term, a.votedFor)
 			}
 		})
+	}
+}
+
+// TestCoreVoteForAddedServerWithNewerLog: a voter whose configuration lags
+// (it has not received the entry that added d) still votes for d when d's
+// log is strictly newer, so that a live majority can always elect someone.
+func TestCoreVoteForAddedServerWithNewerLog(t *testing.T) {
+	for _, typ := range []msgType{msgPreVote, msgVote} {
+		a := crCore(t, "a", crNames3)
+		crBoundFollower(t, a, crNames3)
+		a.term, a.lead = 3, ""
+		m := crVote(typ, "d", 4, a.log.lastIndex()+2, a.log.lastTerm())
+		m.FromInc = 4
+		a.step(m)
+		r := crOnly(t, a.takeReady().msgs, voteRespType(typ), "d")
+		if r.Reject {
+			t.Fatalf("%v from d with a newer log refused: %s", typ, crDump([]message{r}))
+		}
 	}
 }
 

@@ -324,7 +324,7 @@ func (s *Server) deliver(raw []byte, dec *msgDecoder, conn io.Closer, ack bool) 
 		in := inbound{m: msgs[i]}
 		if ack && i == last {
 			w = stepWait{done: make(chan struct{}), addr: msgs[i].FromAddr}
-			in.done = w.done
+			in.ack = w
 		}
 		select {
 		case s.recvc <- in:
@@ -350,7 +350,9 @@ func newTransport(s *Server) *transport {
 	return &transport{s: s, peers: map[string]*peerStream{}, stop: make(chan struct{})}
 }
 
-func (t *transport) send(m message) {
+// send queues m for its peer; quiet leaves the peer's sender asleep, for a
+// message that a Step reply will carry.
+func (t *transport) send(m message, quiet bool) {
 	if m.toAddr == "" {
 		return
 	}
@@ -369,7 +371,7 @@ func (t *transport) send(m message) {
 		go p.run()
 	}
 	t.mu.Unlock()
-	p.enqueue(m)
+	p.enqueue(m, quiet)
 }
 
 func (t *transport) close() {
@@ -390,10 +392,13 @@ type peerStream struct {
 	signal chan struct{}
 }
 
-func (p *peerStream) enqueue(m message) {
+func (p *peerStream) enqueue(m message, quiet bool) {
 	p.mu.Lock()
 	p.queue = append(p.queue, m)
 	p.mu.Unlock()
+	if quiet {
+		return
+	}
 	select {
 	case p.signal <- struct{}{}:
 	default:

@@ -37,7 +37,7 @@ type Server struct {
 	recvc chan inbound
 	// acks are closed once the driver has processed, and handed on the
 	// output of, the messages of a Step call (see rpcService.Step).
-	acks      []chan struct{}
+	acks      []stepWait
 	stepWaits sync.Map // *[]byte (a Step call's args) → stepWait
 	ctrlc     chan ctrl
 
@@ -200,6 +200,10 @@ func (s *Server) Stop() error {
 		s.connsMu.Unlock()
 		s.transport.close()
 		s.wg.Wait()
+		// A stopped server leads nothing and follows no one.
+		v, _ := s.board.get()
+		v.role, v.leader = Follower, Peer{}
+		s.board.set(v)
 		if c, ok := s.sm.(Closer); ok {
 			s.smMu.Lock()
 			s.stopErr = c.Close()
@@ -589,14 +593,14 @@ func (s *Server) drain() {
 // inbound is a message from a peer; done, on the last message of a Step
 // call, is closed when its answers are ready to go back in the reply.
 type inbound struct {
-	m    message
-	done chan struct{}
+	m   message
+	ack stepWait
 }
 
 func (s *Server) step(in inbound) {
 	s.core.step(in.m)
-	if in.done != nil {
-		s.acks = append(s.acks, in.done)
+	if in.ack.done != nil {
+		s.acks = append(s.acks, in.ack)
 	}
 }
 
@@ -655,11 +659,23 @@ func (s *Server) coreErrDriver(err error) error {
 // waiters.
 func (s *Server) process() {
 	rd := s.core.takeReady()
+	// Publish first: a peer that hears this server is leader may call it at
+	// once, and must find it answering as the leader.
+	s.publish()
 	for i := range rd.msgs {
-		s.transport.send(rd.msgs[i])
+		// Messages for a peer whose Step call is waiting on this batch
+		// leave in its reply: no need to wake the sender.
+		quiet := false
+		for _, a := range s.acks {
+			if a.addr == rd.msgs[i].toAddr {
+				quiet = true
+				break
+			}
+		}
+		s.transport.send(rd.msgs[i], quiet)
 	}
-	for _, done := range s.acks {
-		close(done)
+	for _, a := range s.acks {
+		close(a.done)
 	}
 	clear(s.acks)
 	s.acks = s.acks[:0]
@@ -702,7 +718,6 @@ func (s *Server) process() {
 		}
 		s.pending = keep
 	}
-	s.publish()
 }
 
 // publish updates the view when something a waiter may wait on changed.
