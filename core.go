@@ -2,6 +2,7 @@ package exraft
 
 import (
 	"errors"
+	"slices"
 	"sort"
 )
 
@@ -50,8 +51,11 @@ type core struct {
 	readBcast   bool
 	reads       []pendingRead
 
+	scratch []uint64 // for sorting matches and read rounds
+
 	// Output, emptied by takeReady.
 	msgs        []message
+	spareMsgs   []message // see recycle
 	released    []readState
 	failedReads []uint64
 }
@@ -816,7 +820,7 @@ func (c *core) backoffNext(m message) uint64 {
 // committed once a quorum of counting voters holds it and its entry is of the
 // current term; earlier entries commit with it.
 func (c *core) maybeCommit() {
-	matches := make([]uint64, 0, len(c.self.Voters))
+	matches := c.scratch[:0]
 	for _, v := range c.self.Voters {
 		if v.Name == c.cfg.name {
 			if !c.removed {
@@ -835,8 +839,9 @@ func (c *core) maybeCommit() {
 	if len(matches) < q {
 		return
 	}
-	sort.Slice(matches, func(i, j int) bool { return matches[i] > matches[j] })
-	n := matches[q-1]
+	slices.Sort(matches)
+	c.scratch = matches
+	n := matches[len(matches)-q] // the q-th highest
 	if n <= c.commit {
 		return
 	}
@@ -1047,7 +1052,7 @@ func (c *core) releaseReads() {
 // ackedSeqs is the highest read round a quorum of counting voters has
 // acknowledged, this leader included.
 func (c *core) ackedSeqs() uint64 {
-	seqs := make([]uint64, 0, len(c.self.Voters))
+	seqs := c.scratch[:0]
 	for _, v := range c.self.Voters {
 		if v.Name == c.cfg.name {
 			if !c.removed {
@@ -1063,8 +1068,9 @@ func (c *core) ackedSeqs() uint64 {
 	if len(seqs) < q {
 		return 0
 	}
-	sort.Slice(seqs, func(i, j int) bool { return seqs[i] > seqs[j] })
-	return seqs[q-1]
+	slices.Sort(seqs)
+	c.scratch = seqs
+	return seqs[len(seqs)-q]
 }
 
 // ---- leader: membership ---------------------------------------------------------
@@ -1311,7 +1317,8 @@ func (c *core) takeReady() ready {
 		rd.apply = c.log.slice(c.handedOut+1, c.commit, int(^uint(0)>>1))
 		c.handedOut = c.commit
 	}
-	rd.msgs, c.msgs = c.msgs, nil
+	rd.msgs, c.msgs = c.msgs, c.spareMsgs[:0]
+	c.spareMsgs = nil
 	rd.reads, c.released = c.released, nil
 	rd.failedReads, c.failedReads = c.failedReads, nil
 	return rd
@@ -1350,4 +1357,12 @@ func (c *core) joinState(name string) (pending bool, admitIndex uint64, known bo
 		return true, 0, true
 	}
 	return false, pr.admitIndex, true
+}
+
+// recycle hands back the message slice of a ready the caller is done with,
+// so that the next one reuses its array.
+func (c *core) recycle(rd *ready) {
+	clear(rd.msgs)
+	c.spareMsgs = rd.msgs[:0]
+	rd.msgs = nil
 }

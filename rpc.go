@@ -382,13 +382,14 @@ func (t *transport) close() {
 }
 
 // maxInflightCalls bounds the Step calls in flight on one connection.
-const maxInflightCalls = 32
+const maxInflightCalls = 4
 
 type peerStream struct {
 	t      *transport
 	addr   string
 	mu     sync.Mutex
 	queue  []message
+	spare  []message // the array of the last batch taken, for reuse
 	signal chan struct{}
 }
 
@@ -437,8 +438,18 @@ func (p *peerStream) take() []message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.queue
-	p.queue = nil
+	p.queue, p.spare = p.spare[:0], nil
 	return q
+}
+
+// giveBack returns a batch's array once it has been encoded.
+func (p *peerStream) giveBack(q []message) {
+	clear(q)
+	p.mu.Lock()
+	if p.spare == nil {
+		p.spare = q[:0]
+	}
+	p.mu.Unlock()
 }
 
 // run sends what is queued for the peer as batches of pipelined Step calls.
@@ -479,29 +490,38 @@ func (p *peerStream) run() {
 			continue
 		case <-p.signal:
 		}
-		msgs := p.take()
-		if len(msgs) == 0 {
+		// Wait for a free slot before taking the queue, so that whatever
+		// is queued meanwhile rides in the same batch.
+		for inflight >= maxInflightCalls {
+			select {
+			case call := <-done:
+				finish(call)
+			case <-p.t.stop:
+				return
+			}
+		}
+		batch := p.take()
+		if len(batch) == 0 {
 			continue
 		}
-		if client == nil {
-			if time.Now().Before(retryAt) {
-				continue // the peer was unreachable a moment ago
-			}
+		if client == nil && time.Now().After(retryAt) {
 			conn, err := p.dial()
 			if err != nil {
 				s.log.Debug("dial failed", "peer", p.addr, "err", err)
 				retryAt = time.Now().Add(s.cfg.HeartbeatInterval)
-				continue
+			} else {
+				var dec msgDecoder
+				client = rpc.NewClientWithCodec(newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+					// The peer's answers, in the order it sent them.
+					if b, ok := body.(*[]byte); ok && method == methodStep && len(*b) > 0 {
+						s.deliver(*b, &dec, conn, false)
+					}
+				}))
 			}
-			var dec msgDecoder
-			client = rpc.NewClientWithCodec(newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
-				// The peer's answers, in the order it sent them.
-				if b, ok := body.(*[]byte); ok && method == methodStep && len(*b) > 0 {
-					s.deliver(*b, &dec, conn, false)
-				}
-			}))
 		}
-		for len(msgs) > 0 && client != nil {
+		// Without a connection the batch is dropped: Raft retransmits what
+		// matters.
+		for msgs := batch; len(msgs) > 0 && client != nil; {
 			var chunk []message
 			chunk, msgs = splitBatch(msgs, s.cfg.MaxFrameSize/2)
 			// net/rpc encodes the arguments before Go returns, so one
@@ -521,6 +541,7 @@ func (p *peerStream) run() {
 			inflight++
 			client.Go(methodStep, &buf, new([]byte), done)
 		}
+		p.giveBack(batch)
 	}
 }
 

@@ -51,6 +51,9 @@ type Server struct {
 	publishedCfg, publishedCommittedCfg uint64
 	publishedEpoch                      uint64
 	published                           bool
+	// The lists of the published view, rebuilt only when they change; the
+	// view shares them, so they are never modified in place.
+	members, learners, committedMembers []Peer
 	readsByID                           map[uint64]*readRequest
 	nextRead                            uint64
 
@@ -674,6 +677,7 @@ func (s *Server) process() {
 		}
 		s.transport.send(rd.msgs[i], quiet)
 	}
+	s.core.recycle(&rd)
 	for _, a := range s.acks {
 		close(a.done)
 	}
@@ -734,6 +738,15 @@ func (s *Server) publish() {
 		s.publishedCommittedCfg == c.committedConfigIndex() && s.published {
 		return
 	}
+	if !s.published || s.publishedCfg != cfgIndex {
+		s.members = c.self.peers()
+	}
+	if !s.published || s.publishedCommittedCfg != c.committedConfigIndex() {
+		s.committedMembers = c.committedConfig().peers()
+	}
+	if !s.published || s.publishedEpoch != c.epoch || s.publishedCfg != cfgIndex {
+		s.learners = c.learners()
+	}
 	s.published = true
 	s.publishedCfg = cfgIndex
 	s.publishedEpoch = c.epoch
@@ -744,9 +757,9 @@ func (s *Server) publish() {
 		leader:           lead,
 		commit:           c.commit,
 		last:             c.log.lastIndex(),
-		members:          c.self.peers(),
-		learners:         c.learners(),
-		committedMembers: c.committedConfig().peers(),
+		members:          s.members,
+		learners:         s.learners,
+		committedMembers: s.committedMembers,
 	})
 }
 

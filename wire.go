@@ -130,14 +130,15 @@ var errWire = errors.New("exraft: malformed protocol message")
 // (server names and addresses repeat in every message), so it belongs to one
 // goroutine.
 type msgDecoder struct {
+	msgs []message
 	b    []byte
 	i    int
 	err  error
 	strs map[string]string
 }
 
-// decode returns the messages in b. The entries' Data alias b, which the
-// caller must not change afterwards.
+// decode returns the messages in b, valid until the next call. The entries'
+// Data alias b, which the caller must not change afterwards.
 func (d *msgDecoder) decode(b []byte) ([]message, error) {
 	d.b, d.i, d.err = b, 0, nil
 	n := 0
@@ -146,7 +147,13 @@ func (d *msgDecoder) decode(b []byte) ([]message, error) {
 	} else {
 		n = d.arrayLen()
 	}
-	msgs := make([]message, 0, n)
+	// The messages are copied out by the caller before the next decode, so
+	// one array serves every batch.
+	clear(d.msgs)
+	msgs := d.msgs[:0]
+	if cap(msgs) < n {
+		msgs = make([]message, 0, n)
+	}
 	for k := 0; k < n && d.err == nil; k++ {
 		var m message
 		d.message(&m)
@@ -156,6 +163,9 @@ func (d *msgDecoder) decode(b []byte) ([]message, error) {
 		d.fail("%d bytes after the last message", len(d.b)-d.i)
 	}
 	d.b = nil
+	if cap(msgs) <= 1024 {
+		d.msgs = msgs
+	}
 	if d.err != nil {
 		return nil, d.err
 	}

@@ -35,18 +35,18 @@ func TestWireMatchesReflection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d msgDecoder
+		var d, d2 msgDecoder // decode's result lasts until the next call
 		got, err := d.decode(theirs)
 		if err != nil {
 			t.Fatalf("sample %d: cannot decode msgpack's encoding: %v", i, err)
 		}
-		got2, err := d.decode(mine)
+		got2, err := d2.decode(mine)
 		if err != nil {
 			t.Fatalf("sample %d: cannot decode the hand encoding: %v", i, err)
 		}
 		want := msgs
-		if want == nil {
-			want = []message{}
+		if len(want) == 0 && len(got) == 0 && len(got2) == 0 {
+			continue
 		}
 		if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(got2, want) {
 			t.Fatalf("sample %d: round trip changed the messages:\n got %+v\nwant %+v", i, got2, want)
@@ -81,13 +81,13 @@ func FuzzDecodeMessages(f *testing.F) {
 	}
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var d msgDecoder
+		var d, d2 msgDecoder
 		msgs, err := d.decode(b)
 		if err != nil {
 			return
 		}
 		// What decodes must encode and decode to the same messages.
-		again, err := d.decode(appendMessages(nil, msgs))
+		again, err := d2.decode(appendMessages(nil, msgs))
 		if err != nil || !reflect.DeepEqual(normalize(again), normalize(msgs)) {
 			t.Fatalf("re-encoding changed %+v into %+v (%v)", msgs, again, err)
 		}
