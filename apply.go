@@ -6,8 +6,8 @@ import "sync"
 // writes waiting on them, or a read released at an index.
 type applyTask struct {
 	entries []entry
-	waiters []*proposal // ascending by index, a subset of entries
-	read    *readRequest
+	waiters []*proposal    // ascending by index, a subset of entries
+	reads   []*readRequest // released reads, each at an index already applied
 }
 
 // applyQueue is an unbounded queue from the driver to the applier, so that
@@ -60,13 +60,14 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) runTask(t *applyTask) {
-	if t.read != nil {
+	if len(t.reads) > 0 {
 		// Reads are queued after the entries they must see, so applied is
-		// at or past the read's index here.
+		// at or past every read's index here.
 		s.smMu.Lock()
-		val := s.sm.Query(t.read.query)
+		for _, r := range t.reads {
+			r.done <- result{val: s.sm.Query(r.query)}
+		}
 		s.smMu.Unlock()
-		t.read.done <- result{val: val}
 		return
 	}
 	w := 0
@@ -100,8 +101,8 @@ func (s *Server) failApplyQueue() {
 		for _, p := range t.waiters {
 			p.done <- result{err: ErrStopped}
 		}
-		if t.read != nil {
-			t.read.done <- result{err: ErrStopped}
+		for _, r := range t.reads {
+			r.done <- result{err: ErrStopped}
 		}
 	}
 }

@@ -26,21 +26,35 @@ type board struct {
 	mu      sync.Mutex
 	v       view
 	changed chan struct{}
+	watched bool // someone holds changed: replace it on the next set
 }
 
 func newBoard() *board { return &board{changed: make(chan struct{})} }
 
-func (b *board) get() (view, <-chan struct{}) {
+// get returns the current view.
+func (b *board) get() view {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.v
+}
+
+// watch returns the current view and a channel closed when it changes.
+func (b *board) watch() (view, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.watched = true
 	return b.v, b.changed
 }
 
 func (b *board) set(v view) {
 	b.mu.Lock()
 	b.v = v
-	close(b.changed)
-	b.changed = make(chan struct{})
+	if b.watched {
+		// Only when someone waits: the view changes with every commit.
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.watched = false
+	}
 	b.mu.Unlock()
 }
 
@@ -48,7 +62,7 @@ func (b *board) set(v view) {
 // server stops. cond returns done and the error to return with it.
 func (s *Server) await(ctx context.Context, cond func(v *view) (bool, error)) error {
 	for {
-		v, changed := s.board.get()
+		v, changed := s.board.watch()
 		if done, err := cond(&v); done {
 			return err
 		}

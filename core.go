@@ -1020,6 +1020,12 @@ func (c *core) flushReads() {
 	if !c.readBcast || c.role != Leader {
 		return
 	}
+	if c.seq > c.ackedSeqs() {
+		// A round is in flight: the next one, started when it completes,
+		// takes in every read that arrives meanwhile. A lost round is
+		// completed by the next heartbeat, which carries the same seq.
+		return
+	}
 	c.readBcast = false
 	c.seq++
 	for _, name := range c.prNames {

@@ -894,18 +894,29 @@ func TestCoreReadIndexBatchesRound(t *testing.T) {
 		t.Fatalf("three reads sent %s, want one heartbeat of round %d to each follower", crDump(rd.msgs), a.seq)
 	}
 	first := a.seq
-	a.readIndex(4) // after the round began
-	if rd := a.takeReady(); len(rd.msgs) != 2 || a.seq != first+1 {
-		t.Fatalf("read 4 sent %s (round %d), want a new round %d", crDump(rd.msgs), a.seq, first+1)
+	a.readIndex(4) // after the round began: it waits for the next one
+	a.readIndex(5)
+	if rd := a.takeReady(); len(rd.msgs) != 0 || a.seq != first {
+		t.Fatalf("reads 4 and 5 sent %s (round %d) while round %d was in flight, want nothing yet", crDump(rd.msgs), a.seq, first)
 	}
 	a.step(crAck("c", a.term, a.commit, first))
-	got := a.takeReady().reads
+	rd = a.takeReady()
+	got := rd.reads
 	if len(got) != 3 || got[0].id != 1 || got[1].id != 2 || got[2].id != 3 {
 		t.Fatalf("ack of round %d released %v, want reads 1, 2, 3", first, got)
 	}
+	var round2 []message
+	for _, m := range crMsgs(rd.msgs, msgApp, "") {
+		if m.Seq == first+1 && len(m.Entries) == 0 {
+			round2 = append(round2, m)
+		}
+	}
+	if len(round2) != 2 || a.seq != first+1 {
+		t.Fatalf("after round %d completed: sent %s, want one round %d for reads 4 and 5", first, crDump(rd.msgs), first+1)
+	}
 	a.step(crAck("c", a.term, a.commit, first+1))
-	if got := a.takeReady().reads; len(got) != 1 || got[0].id != 4 || got[0].index != a.commit {
-		t.Fatalf("ack of round %d released %v, want read 4", first+1, got)
+	if got := a.takeReady().reads; len(got) != 2 || got[0].id != 4 || got[1].id != 5 || got[0].index != a.commit {
+		t.Fatalf("ack of round %d released %v, want reads 4 and 5", first+1, got)
 	}
 }
 

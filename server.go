@@ -204,7 +204,7 @@ func (s *Server) Stop() error {
 		s.transport.close()
 		s.wg.Wait()
 		// A stopped server leads nothing and follows no one.
-		v, _ := s.board.get()
+		v := s.board.get()
 		v.role, v.leader = Follower, Peer{}
 		s.board.set(v)
 		if c, ok := s.sm.(Closer); ok {
@@ -240,13 +240,13 @@ func (s *Server) Peer() Peer { return Peer{Name: s.name, Addr: s.addr} }
 
 // Leader returns the leader this server knows, and false when it knows none.
 func (s *Server) Leader() (Peer, bool) {
-	v, _ := s.board.get()
+	v := s.board.get()
 	return v.leader, v.leader.Name != ""
 }
 
 // Status returns the server's view of the cluster.
 func (s *Server) Status() Status {
-	v, _ := s.board.get()
+	v := s.board.get()
 	return Status{
 		Name:         s.name,
 		Addr:         s.addr,
@@ -284,7 +284,7 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if v, _ := s.board.get(); v.role != Leader {
+	if v := s.board.get(); v.role != Leader {
 		return nil, notLeader(&v)
 	}
 	if len(command) > s.maxCmd {
@@ -298,16 +298,25 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 			return nil, &rejectedError{msg: err.Error()}
 		}
 	}
-	p := &proposal{data: command, done: make(chan result, 1)}
+	p := proposalPool.Get().(*proposal)
+	p.data = command
 	select {
 	case s.propc <- p:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stopc:
-		return nil, ErrStopped
+	default:
+		select {
+		case s.propc <- p:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stopc:
+			return nil, ErrStopped
+		}
 	}
 	select {
 	case r := <-p.done:
+		// Nothing refers to p any more: the driver and the applier let go
+		// of it when they sent the result.
+		*p = proposal{done: p.done}
+		proposalPool.Put(p)
 		return r.val, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -315,6 +324,14 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 		return nil, ErrStopped
 	}
 }
+
+// readPool recycles read requests that received their result, as
+// proposalPool does for writes.
+var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, 1)} }}
+
+// proposalPool recycles proposals, with their channels, of writes that
+// received their result.
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
 
 // Read answers query from the state machine with linearizable consistency:
 // the leader confirms with a quorum that it still leads, waits until it has
@@ -327,10 +344,11 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if v, _ := s.board.get(); v.role != Leader {
+	if v := s.board.get(); v.role != Leader {
 		return nil, notLeader(&v)
 	}
-	r := &readRequest{query: query, done: make(chan result, 1)}
+	r := readPool.Get().(*readRequest)
+	r.query = query
 	select {
 	case s.readc <- r:
 	case <-ctx.Done():
@@ -340,6 +358,8 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	}
 	select {
 	case res := <-r.done:
+		*r = readRequest{done: r.done}
+		readPool.Put(r)
 		return res.val, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -454,7 +474,7 @@ func (s *Server) RemoveServer(ctx context.Context, name string) error {
 		case errors.Is(rmErr, errConfBusy), errors.Is(rmErr, errNotCommittedYet):
 			// Wait for the change under way (or the first commit of the term)
 			// to commit, then try again.
-			v, _ := s.board.get()
+			v := s.board.get()
 			commit := v.commit
 			if err := s.await(ctx, func(v *view) (bool, error) {
 				return v.commit > commit || v.role != Leader, nil
@@ -494,7 +514,7 @@ func (s *Server) acquireMembership(ctx context.Context) (func(), error) {
 	if s.isStopped() {
 		return nil, ErrStopped
 	}
-	if v, _ := s.board.get(); v.role != Leader {
+	if v := s.board.get(); v.role != Leader {
 		return nil, notLeader(&v)
 	}
 	if err := s.membership.Acquire(ctx, 1); err != nil {
@@ -507,7 +527,7 @@ func (s *Server) acquireMembership(ctx context.Context) (func(), error) {
 func (s *Server) coreErr(err error) error {
 	switch {
 	case errors.Is(err, errNotLeaderCore), errors.Is(err, errTransferring):
-		v, _ := s.board.get()
+		v := s.board.get()
 		if v.role == Leader {
 			return ErrNoLeader
 		}
@@ -578,16 +598,34 @@ func (s *Server) run() {
 
 // drain takes whatever else is queued, up to a bound that keeps the loop
 // responsive.
+//
+// Single-case selects with a default are plain non-blocking receives, far
+// cheaper than one select over every channel.
 func (s *Server) drain() {
-	for i := 0; i < 4096; i++ {
+	for n := 0; n < 4096; {
+		got := false
 		select {
 		case in := <-s.recvc:
 			s.step(in)
+			got = true
+			n++
+		default:
+		}
+		select {
 		case p := <-s.propc:
 			s.propose(p)
+			got = true
+			n++
+		default:
+		}
+		select {
 		case r := <-s.readc:
 			s.read(r)
+			got = true
+			n++
 		default:
+		}
+		if !got {
 			return
 		}
 	}
@@ -696,12 +734,16 @@ func (s *Server) process() {
 		}
 		s.apply.push(applyTask{entries: rd.apply, waiters: waiters})
 	}
+	var reads []*readRequest
 	for _, rs := range rd.reads {
 		if r := s.readsByID[rs.id]; r != nil {
 			delete(s.readsByID, rs.id)
 			r.index = rs.index
-			s.apply.push(applyTask{read: r})
+			reads = append(reads, r)
 		}
+	}
+	if len(reads) > 0 {
+		s.apply.push(applyTask{reads: reads})
 	}
 	for _, id := range rd.failedReads {
 		if r := s.readsByID[id]; r != nil {
@@ -727,7 +769,7 @@ func (s *Server) process() {
 // publish updates the view when something a waiter may wait on changed.
 func (s *Server) publish() {
 	c := s.core
-	old, _ := s.board.get()
+	old := s.board.get()
 	lead := Peer{}
 	if c.lead != "" {
 		lead = Peer{Name: c.lead, Addr: c.leadAddr}
