@@ -41,15 +41,16 @@ type core struct {
 	votes map[string]voteRecord
 
 	// Leader state.
-	prs         map[string]*progress
-	prNames     []string // sorted keys of prs, for a deterministic order
-	pendingConf uint64   // index of the latest configuration entry appended
-	transferee  string   // when the leader removed itself: who takes over
-	transferEl  int
-	epoch       uint64 // counts membership events, so waiters can tell
-	seq         uint64 // read round, see readIndex
-	readBcast   bool
-	reads       []pendingRead
+	prs          map[string]*progress
+	prNames      []string // sorted keys of prs, for a deterministic order
+	pendingConf  uint64   // index of the latest configuration entry appended
+	transferee   string   // when the leader removed itself: who takes over
+	transferEl   int
+	epoch        uint64 // counts membership events, so waiters can tell
+	seq          uint64 // read round, see readIndex
+	readBcast    bool
+	bcastPending bool // proposals appended since the last takeReady
+	reads        []pendingRead
 
 	scratch []uint64 // for sorting matches and read rounds
 
@@ -182,8 +183,17 @@ func (c *core) applyConfig() {
 
 // promotable reports whether this server may campaign: it is a voter of its
 // configuration and the configuration has enough voters to reach a quorum.
+//
+// A server whose removal is in its log but not committed still campaigns:
+// its log may be the only one holding entries a quorum acknowledged, and
+// without it the rest could not elect anyone. It does not vote for itself
+// (tallyVotes counts the configuration in use), and once it leads it
+// commits its removal and hands over.
 func (c *core) promotable() bool {
-	return !c.removed && len(c.self.Voters) >= c.self.quorum(c.cfg.minMajority)
+	if c.removed && !c.committedConfig().counts(c.cfg.name, c.cfg.inc) {
+		return false
+	}
+	return len(c.self.Voters) >= c.self.quorum(c.cfg.minMajority)
 }
 
 func (c *core) quorum() int { return c.self.quorum(c.cfg.minMajority) }
@@ -992,7 +1002,9 @@ func (c *core) propose(cmds [][]byte) (first, term uint64, err error) {
 		es[i] = entry{Type: entryNormal, Data: d}
 	}
 	c.appendEntries(es)
-	c.bcastAppend()
+	// Sent once per takeReady, so that everything proposed between two
+	// takeReady calls travels in one append per follower.
+	c.bcastPending = true
 	c.maybeCommit()
 	return es[0].Index, c.term, nil
 }
@@ -1317,6 +1329,12 @@ func (c *core) reply(to message, m message) {
 
 // takeReady returns and clears what the core produced.
 func (c *core) takeReady() ready {
+	if c.bcastPending {
+		c.bcastPending = false
+		if c.role == Leader {
+			c.bcastAppend()
+		}
+	}
 	c.flushReads()
 	var rd ready
 	if c.commit > c.handedOut {

@@ -27,6 +27,19 @@ func crCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)
 		o(&cfg)
 	}
 	c := newCore(cfg)
+	{
+		// Most rules are about a cluster past its bootstrap: its first
+		// leader bound every voter's incarnation.
+		bound := c.configs[0].m
+		for _, v := range bound.Voters {
+			if v.Inc == 0 {
+				v.Inc = crIncs[v.Name]
+				bound = bound.with(v)
+			}
+		}
+		c.configs[0].m = bound
+		c.applyConfig()
+	}
 	c.takeReady()
 	return c
 }

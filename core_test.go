@@ -3,6 +3,7 @@ package exraft
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -312,7 +313,7 @@ func crLeader5(t *testing.T) *core {
 	a.step(crApp("b", 2, 0, 0, 1, crEnts(1, 1, 2)))
 	a.takeReady()
 	crElect(t, a, "b", "c")
-	if got, want := crLogTerms(a), []uint64{1, 2, 3, 3}; !crEqualTerms(got, want) || a.term != 3 || a.commit != 1 {
+	if got, want := crLogTerms(a), []uint64{1, 2, 3}; !crEqualTerms(got, want) || a.term != 3 || a.commit != 1 {
 		t.Fatalf("setup: leader log %v commit %d term %d, want %v commit 1 term 3", got, a.commit, a.term, want)
 	}
 	a.takeReady()
@@ -1588,5 +1589,76 @@ func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
 	if v, _ := b.committedConfig().find("c"); v.Inc != 33 {
 		t.Fatalf("after 200 ticks c/33 is caught up but the committed configuration names c/%d (progress inc %d, joining=%v)",
 			v.Inc, b.prs["c"].inc, b.prs["c"].joining)
+	}
+}
+
+// TestCoreBootstrapNeedsEveryVoter: a configuration that names servers only
+// (a fresh InitialConfig, or a server restarted blank) elects only with the
+// vote of every voter, so blank restarted servers cannot elect a leader
+// with an empty log behind the back of the servers that hold the data. The
+// first leader binds the incarnations, and majorities apply from then on.
+func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	a := newCore(testCoreConfig("a", crNames3, crIncs["a"], rng))
+	a.takeReady()
+	if err := a.triggerElection(); err != nil {
+		t.Fatal(err)
+	}
+	a.step(crFrom(msgVoteResp, "b", a.term))
+	if a.role == Leader {
+		t.Fatal("a leads a names-only configuration with 2 votes of 3")
+	}
+	a.step(crFrom(msgVoteResp, "c", a.term))
+	if a.role != Leader {
+		t.Fatalf("a is %v with every vote, want leader", a.role)
+	}
+	last := a.log.at(a.log.lastIndex())
+	m, err := decodeMembership(last.Data)
+	if last.Type != entryConfig || err != nil {
+		t.Fatalf("the new leader's last entry is %v, want the configuration that binds incarnations", last.Type)
+	}
+	for _, v := range m.Voters {
+		if v.Inc != crIncs[v.Name] {
+			t.Fatalf("binding configuration %+v, want every voter bound to the incarnation that voted", m.Voters)
+		}
+	}
+	if q := a.self.quorum(0); q != 2 {
+		t.Fatalf("quorum after binding: %d, want a majority of 2", q)
+	}
+}
+
+// TestCoreUncommittedRemovalStillCampaigns: a server whose removal is in
+// its log but not committed may hold entries no one else has; it must still
+// campaign (without counting its own vote), or the cluster could stall.
+func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	without := a.self.without("a")
+	a.step(crApp("b", 2, 0, 0, 0, []entry{{Index: 1, Term: 2, Type: entryConfig, Data: encodeMembership(without)}}))
+	a.takeReady()
+	if !a.removed || a.commit != 0 {
+		t.Fatalf("setup: removed=%v commit=%d", a.removed, a.commit)
+	}
+	for i := 0; i < 100 && a.role == Follower; i++ {
+		a.tick()
+	}
+	if a.role != Candidate {
+		t.Fatalf("a with an uncommitted removal is %v after its election timeout, want candidate", a.role)
+	}
+	a.votes = map[string]voteRecord{} // only b and c may elect it
+	a.preVote = false
+	a.step(crFrom(msgVoteResp, "b", a.term))
+	if a.role == Leader {
+		t.Fatal("a counted its own vote in a configuration without it")
+	}
+
+	// Once the removal is committed, it stays quiet.
+	q := crCore(t, "a", crNames3)
+	q.step(crApp("b", 2, 0, 0, 1, []entry{{Index: 1, Term: 2, Type: entryConfig, Data: encodeMembership(without)}}))
+	q.takeReady()
+	for i := 0; i < 100; i++ {
+		q.tick()
+	}
+	if q.role != Follower || q.term != 2 {
+		t.Fatalf("a removed by a committed configuration is %v in term %d, want a quiet follower", q.role, q.term)
 	}
 }

@@ -41,8 +41,23 @@ func (m membership) counts(name string, inc uint64) bool {
 
 // quorum is the number of voters needed to decide: a majority, raised to
 // minMajority.
+//
+// A configuration with an unbound voter needs every voter. It is a
+// bootstrap configuration, which names servers only, so a server that
+// restarted blank and still holds it cannot be told from a new one: with a
+// plain majority, a majority restarted blank would elect a leader with an
+// empty log, and a voter restarted inside the first term could vote twice.
+// Unanimity means every server of InitialConfig must be up for the first
+// election; that leader binds the incarnations (DESIGN.md §3), and plain
+// majorities apply from then on.
 func (m membership) quorum(minMajority int) int {
 	q := len(m.Voters)/2 + 1
+	for _, v := range m.Voters {
+		if v.Inc == 0 {
+			q = len(m.Voters)
+			break
+		}
+	}
 	if minMajority > q {
 		q = minMajority
 	}
