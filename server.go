@@ -278,14 +278,8 @@ func notLeader(v *view) error {
 // first Write returns ctx.Err(), and if the leader loses its leadership
 // first, ErrLeadershipLost: in both cases the command may still commit.
 func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
-	if s.isStopped() {
-		return nil, ErrStopped
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
-	}
-	if v := s.board.get(); v.role != Leader {
-		return nil, notLeader(&v)
 	}
 	if len(command) > s.maxCmd {
 		return nil, fmt.Errorf("exraft: command of %d bytes is above the limit of %d (Config.MaxFrameSize)", len(command), s.maxCmd)
@@ -300,29 +294,60 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	}
 	p := proposalPool.Get().(*proposal)
 	p.data = command
-	select {
-	case s.propc <- p:
-	default:
-		select {
-		case s.propc <- p:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.stopc:
-			return nil, ErrStopped
-		}
-	}
-	select {
-	case r := <-p.done:
+	r, err := submit(ctx, s, s.propc, p, p.done)
+	if err == nil {
 		// Nothing refers to p any more: the driver and the applier let go
 		// of it when they sent the result.
 		*p = proposal{done: p.done}
 		proposalPool.Put(p)
-		return r.val, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stopc:
-		return nil, ErrStopped
 	}
+	return r.val, firstErr(err, r.err)
+}
+
+// leaderCall checks what every call that only the leader serves checks
+// first.
+func (s *Server) leaderCall(ctx context.Context) error {
+	if s.isStopped() {
+		return ErrStopped
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if v := s.board.get(); v.role != Leader {
+		return notLeader(&v)
+	}
+	return nil
+}
+
+// submit hands req to the driver on ch and waits for its result on done.
+// An error means no result arrived: ctx ended or the server stopped.
+func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-chan result) (result, error) {
+	select {
+	case ch <- req: // the common case, without a multi-way select
+	default:
+		select {
+		case ch <- req:
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		case <-s.stopc:
+			return result{}, ErrStopped
+		}
+	}
+	select {
+	case r := <-done:
+		return r, nil
+	case <-ctx.Done():
+		return result{}, ctx.Err()
+	case <-s.stopc:
+		return result{}, ErrStopped
+	}
+}
+
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // readPool recycles read requests that received their result, as
@@ -338,34 +363,17 @@ var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan 
 // applied everything committed when the read arrived, then calls Query.
 // Errors are those of Write; a read has no effect, so it is safe to retry.
 func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
-	if s.isStopped() {
-		return nil, ErrStopped
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
-	}
-	if v := s.board.get(); v.role != Leader {
-		return nil, notLeader(&v)
 	}
 	r := readPool.Get().(*readRequest)
 	r.query = query
-	select {
-	case s.readc <- r:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stopc:
-		return nil, ErrStopped
-	}
-	select {
-	case res := <-r.done:
+	res, err := submit(ctx, s, s.readc, r, r.done)
+	if err == nil {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
-		return res.val, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stopc:
-		return nil, ErrStopped
 	}
+	return res.val, firstErr(err, res.err)
 }
 
 // ReadDirty answers query from this server's state machine as it is now,
