@@ -1,11 +1,11 @@
 module github.com/exraft/exraft
 
-go 1.26.0
+go 1.23
 
 require (
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/vmihailenco/msgpack/v5 v5.4.1
-	golang.org/x/sync v0.24.0
+	golang.org/x/sync v0.10.0
 )
 
 require (
