@@ -152,6 +152,21 @@ func runDemo() error {
 	}
 	detail("result: %s", result)
 
+	// A write commits once a majority has it, so a follower may trail the
+	// leader for a moment. Let both followers catch up before the leader
+	// goes, so that either of them can take over.
+	say("Wait until every follower has applied the leader's commit index.")
+	ctx, cancel = stepContext()
+	defer cancel()
+	commit := leader.Status().CommitIndex
+	for _, s := range servers {
+		if err := awaitApplied(ctx, s, commit); err != nil {
+			return fmt.Errorf("%s catching up to index %d: %w", s.Name(), commit, err)
+		}
+	}
+	cancel()
+	detail("all three servers have applied index %d", commit)
+
 	// Lose the leader. Two of the three voters remain: still a majority,
 	// so no committed data is lost and the cluster can elect a new leader.
 	oldLeader := leader.Name()
@@ -242,6 +257,19 @@ func awaitNewLeader(ctx context.Context, s *exraft.Server, old string) (exraft.P
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// awaitApplied waits until s has applied every entry up to index. exraft has
+// no call that waits for a follower, so it watches the follower's Status.
+func awaitApplied(ctx context.Context, s *exraft.Server, index uint64) error {
+	for s.Status().AppliedIndex < index {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // anyServerBut returns a running server other than the one named, preferring

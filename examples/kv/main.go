@@ -74,6 +74,7 @@ A server started with flags reads commands from stdin:
   get <key>           read a value (linearizable, from the leader)
   del <key>           delete a key
   status              print this server's view of the cluster
+  help                list the commands
   quit                stop this server and exit
 
 Flags:

@@ -15,6 +15,8 @@ import (
 	"github.com/exraft/exraft"
 )
 
+const replHelp = "commands: set <key> <value> | get <key> | del <key> | status | help | quit"
+
 // callTimeout bounds every call the command line makes.
 const callTimeout = 10 * time.Second
 
@@ -108,7 +110,7 @@ func repl(server *exraft.Server) error {
 		close(lines)
 	}()
 
-	fmt.Println(`commands: set <key> <value> | get <key> | del <key> | status | quit`)
+	fmt.Println(replHelp)
 	for {
 		fmt.Print("> ")
 		var line string
@@ -139,19 +141,32 @@ func runCommand(server *exraft.Server, line string) (quit bool) {
 	if len(words) == 0 {
 		return false
 	}
-	switch {
-	case words[0] == "quit" || words[0] == "exit":
+	switch words[0] {
+	case "quit", "exit":
 		return true
 
-	case words[0] == "set" && len(words) >= 3:
-		// The value is the rest of the line, spaces included.
-		key, value, _ := strings.Cut(strings.TrimSpace(line[len("set"):]), " ")
+	case "set":
+		if len(words) < 3 {
+			fmt.Println("usage: set <key> <value>")
+			break
+		}
+		// The value is the rest of the line after the key, spaces included.
+		key := words[1]
+		_, value, _ := strings.Cut(strings.TrimSpace(line[len("set"):]), key)
 		write(ctx, server, "set "+key+" "+strings.TrimSpace(value))
 
-	case words[0] == "del" && len(words) == 2:
+	case "del":
+		if len(words) != 2 {
+			fmt.Println("usage: del <key>")
+			break
+		}
 		write(ctx, server, "delete "+words[1])
 
-	case words[0] == "get" && len(words) == 2:
+	case "get":
+		if len(words) != 2 {
+			fmt.Println("usage: get <key>")
+			break
+		}
 		value, err := onLeader(ctx, server.Addr(), func(ctx context.Context, addr string) ([]byte, error) {
 			return exraft.Read(ctx, addr, []byte("get "+words[1]))
 		})
@@ -164,11 +179,14 @@ func runCommand(server *exraft.Server, line string) (quit bool) {
 			fmt.Println(string(value))
 		}
 
-	case words[0] == "status" && len(words) == 1:
+	case "status":
 		printStatus("", server.Status())
 
+	case "help":
+		fmt.Println(replHelp)
+
 	default:
-		fmt.Println(`commands: set <key> <value> | get <key> | del <key> | status | quit`)
+		fmt.Printf("unknown command %q; %s\n", words[0], replHelp)
 	}
 	return false
 }

@@ -118,10 +118,15 @@ func run() error {
 	}
 	show("len", string(n))
 
-	// A follower refuses writes and names the leader.
+	// A follower refuses writes and names the leader. Writes commit once a
+	// majority has them, so a follower may not have heard from the leader
+	// yet (it would answer ErrNoLeader): wait until it knows the leader.
 	follower := names[0]
 	if follower == leaderPeer.Name {
 		follower = names[1]
+	}
+	if _, err := servers[follower].AwaitLeader(ctx); err != nil {
+		return fmt.Errorf("await leader on %s: %w", follower, err)
 	}
 	_, err = servers[follower].Write(ctx, []byte("pop"))
 	var redirect *exraft.RedirectError
