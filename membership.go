@@ -107,7 +107,13 @@ func encodeMembership(m membership) []byte {
 
 func decodeMembership(b []byte) (membership, error) {
 	var m membership
-	if err := msgpack.Unmarshal(b, &m); err != nil {
+	// The entry came from a peer: check its shape before msgpack allocates
+	// what it claims.
+	err := checkMsgpackValue(b)
+	if err == nil {
+		err = msgpack.Unmarshal(b, &m)
+	}
+	if err != nil {
 		return membership{}, fmt.Errorf("exraft: bad configuration entry: %w", err)
 	}
 	return m, nil
