@@ -1,0 +1,321 @@
+// Command bench runs exraft and hashicorp/raft side by side on the same
+// workload (3 servers in one process, loopback TCP, 16-byte commands) and
+// prints throughput, latency percentiles and their ratios, then exraft's
+// latency as its log grows and its heap per retained entry.
+//
+//	cd bench && go run .
+//
+// It is a separate module so that the library does not depend on
+// hashicorp/raft.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/exraft/exraft"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+var (
+	seqOps   = flag.Int("seq", 5000, "sequential writes per measurement")
+	duration = flag.Duration("d", 3*time.Second, "length of each concurrent run")
+	writers  = flag.Int("writers", 64, "concurrent writers (and readers)")
+	growTo   = flag.Int("grow", 1_000_000, "log length for the log-growth figure (0 skips it)")
+	rounds   = flag.Int("rounds", 3, "runs of each measurement; figures are medians")
+)
+
+// system is one cluster under test: write sends one command through the
+// leader and waits for it to commit and apply.
+type system struct {
+	name  string
+	write func(cmd []byte) error
+	read  func(query []byte) error // nil when not measured
+	stop  func()
+}
+
+func main() {
+	flag.Parse()
+	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n\n", runtime.GOMAXPROCS(0))
+	ex, err := startExraft()
+	check(err)
+	hc, err := startHashicorp()
+	check(err)
+
+	var exSeq, hcSeq, exPar, hcPar, exRead []result
+	for r := 0; r < *rounds; r++ {
+		// Interleaved so that both see the same machine conditions.
+		exSeq = append(exSeq, sequential(ex, *seqOps))
+		hcSeq = append(hcSeq, sequential(hc, *seqOps))
+		exPar = append(exPar, concurrent(ex.write, *writers, *duration))
+		hcPar = append(hcPar, concurrent(hc.write, *writers, *duration))
+		exRead = append(exRead, concurrent(ex.read, *writers, *duration))
+	}
+	es, hs, ep, hp, er := median(exSeq), median(hcSeq), median(exPar), median(hcPar), median(exRead)
+	fmt.Printf("%-34s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
+	row := func(name string, r result) {
+		fmt.Printf("%-34s %12.0f %10v %10v\n", name, r.rate, r.p50, r.p99)
+	}
+	row("exraft sequential write", es)
+	row("hashicorp sequential write", hs)
+	row(fmt.Sprintf("exraft write, %d writers", *writers), ep)
+	row(fmt.Sprintf("hashicorp write, %d writers", *writers), hp)
+	row(fmt.Sprintf("exraft linearizable read, %d", *writers), er)
+	fmt.Println()
+	fmt.Printf("write throughput, %d writers: exraft/hashicorp = %.2fx (target >= 3)\n", *writers, ep.rate/hp.rate)
+	fmt.Printf("sequential write p50:        exraft/hashicorp = %.2fx (target <= 0.8)\n", float64(es.p50)/float64(hs.p50))
+	fmt.Printf("read vs write throughput:    exraft read/write = %.2fx (target >= 2)\n", er.rate/ep.rate)
+	hc.stop()
+	ex.stop()
+
+	if *growTo > 0 {
+		fmt.Println()
+		fresh, err := startExraft()
+		check(err)
+		growth(fresh)
+		fresh.stop()
+	}
+}
+
+type result struct {
+	n        int
+	rate     float64
+	p50, p99 time.Duration
+}
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rate: pick(func(r result) float64 { return r.rate }),
+		p50:  time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99:  time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+	}
+}
+
+func percentiles(lat []time.Duration, elapsed time.Duration) result {
+	slices.Sort(lat)
+	r := result{n: len(lat), rate: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		r.p50 = lat[len(lat)/2]
+		r.p99 = lat[len(lat)*99/100]
+	}
+	return r
+}
+
+func sequential(s system, n int) result {
+	cmd := make([]byte, 16)
+	lat := make([]time.Duration, 0, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		check(s.write(cmd))
+		lat = append(lat, time.Since(t))
+	}
+	return percentiles(lat, time.Since(start))
+}
+
+func concurrent(op func([]byte) error, workers int, d time.Duration) result {
+	var mu sync.Mutex
+	var all []time.Duration
+	var failed atomic.Value
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			cmd := make([]byte, 16)
+			binary.LittleEndian.PutUint64(cmd, uint64(w))
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				if err := op(cmd); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}(w)
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		check(err)
+	}
+	return percentiles(all, time.Since(start))
+}
+
+// growth measures, on a fresh cluster, exraft's sequential p50 with about
+// 1,000 entries in the log and again once it holds growTo more, and the heap
+// each retained entry costs.
+func growth(ex system) {
+	sequential(ex, 1000) // the log holds ~1,000 entries
+	base := sequential(ex, 2000)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	filled := 0
+	for filled < *growTo {
+		r := concurrent(ex.write, *writers, time.Second)
+		filled += r.n
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := sequential(ex, 2000)
+	fmt.Printf("log growth: sequential p50 %v with ~3,000 entries, %v with %d more (ratio %.2f, target <= 1.2)\n",
+		base.p50, grown.p50, filled, float64(grown.p50)/float64(base.p50))
+	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / float64(filled) / 3
+	fmt.Printf("memory: %.1f heap bytes per retained entry per server for a 16-byte command (target <= %d)\n", perEntry, 16+64)
+}
+
+// ---- exraft ----
+
+type exCounter struct{ n uint64 }
+
+func (c *exCounter) Apply([]byte) []byte { c.n++; return nil }
+func (c *exCounter) Query([]byte) []byte {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], c.n)
+	return b[:]
+}
+
+func startExraft() (system, error) {
+	var lns []net.Listener
+	var peers []exraft.Peer
+	for i := 0; i < 3; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return system{}, err
+		}
+		lns = append(lns, ln)
+		peers = append(peers, exraft.Peer{Name: fmt.Sprintf("ex%d", i), Addr: ln.Addr().String()})
+	}
+	var servers []*exraft.Server
+	for i := range peers {
+		s, err := exraft.StartServer(&exCounter{}, exraft.Config{Name: peers[i].Name, Listener: lns[i], InitialConfig: peers})
+		if err != nil {
+			return system{}, err
+		}
+		servers = append(servers, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		return system{}, err
+	}
+	var leader *exraft.Server
+	for _, s := range servers {
+		if s.Name() == l.Name {
+			leader = s
+		}
+	}
+	bg := context.Background()
+	return system{
+		name:  "exraft",
+		write: func(cmd []byte) error { _, err := leader.Write(bg, cmd); return err },
+		read:  func(q []byte) error { _, err := leader.Read(bg, q); return err },
+		stop: func() {
+			for _, s := range servers {
+				s.Stop()
+			}
+		},
+	}, nil
+}
+
+// ---- hashicorp/raft ----
+
+type hcCounter struct{ n atomic.Uint64 }
+
+func (c *hcCounter) Apply(*raft.Log) interface{}         { c.n.Add(1); return nil }
+func (c *hcCounter) Snapshot() (raft.FSMSnapshot, error) { return hcSnap{}, nil }
+func (c *hcCounter) Restore(r io.ReadCloser) error       { return r.Close() }
+
+type hcSnap struct{}
+
+func (hcSnap) Persist(sink raft.SnapshotSink) error { return sink.Close() }
+func (hcSnap) Release()                             {}
+
+func startHashicorp() (system, error) {
+	var nodes []*raft.Raft
+	var servers []raft.Server
+	var transports []*raft.NetworkTransport
+	for i := 0; i < 3; i++ {
+		t, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
+		if err != nil {
+			return system{}, err
+		}
+		transports = append(transports, t)
+		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("hc%d", i)), Address: t.LocalAddr()})
+	}
+	for i, t := range transports {
+		conf := raft.DefaultConfig()
+		conf.LocalID = servers[i].ID
+		conf.Logger = hclog.NewNullLogger()
+		store := raft.NewInmemStore()
+		r, err := raft.NewRaft(conf, &hcCounter{}, store, store, raft.NewInmemSnapshotStore(), t)
+		if err != nil {
+			return system{}, err
+		}
+		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+			return system{}, err
+		}
+		nodes = append(nodes, r)
+	}
+	var leader *raft.Raft
+	deadline := time.Now().Add(20 * time.Second)
+	for leader == nil {
+		if time.Now().After(deadline) {
+			return system{}, fmt.Errorf("hashicorp/raft elected no leader")
+		}
+		for _, r := range nodes {
+			if r.State() == raft.Leader {
+				leader = r
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // hashicorp/raft offers no wait for this
+	}
+	return system{
+		name:  "hashicorp/raft",
+		write: func(cmd []byte) error { return leader.Apply(cmd, 10*time.Second).Error() },
+		stop: func() {
+			for _, r := range nodes {
+				r.Shutdown().Error()
+			}
+			for _, t := range transports {
+				t.Close()
+			}
+		},
+	}, nil
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
