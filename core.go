@@ -619,6 +619,9 @@ func (c *core) handleVoteResponse(m message) {
 // handleAppend is AppendEntries' receiver rule (§5.3): accept entries that
 // continue a matching prefix, drop a conflicting suffix, and advance commit.
 func (c *core) handleAppend(m message) {
+	if !wellFormedAppend(&m) {
+		return // no leader sends this; whatever did must not crash us
+	}
 	resp := message{Type: msgAppResp, Term: c.term, Seq: m.Seq}
 	if m.PrevIndex < c.commit {
 		// Everything up to commit matches the leader already (Log Matching
@@ -642,7 +645,9 @@ func (c *core) handleAppend(m message) {
 		c.reply(m, resp)
 		return
 	}
-	c.appendFromLeader(m.Entries)
+	if !c.appendFromLeader(m.Entries) {
+		return
+	}
 	last := m.PrevIndex + uint64(len(m.Entries))
 	if m.Commit > c.commit {
 		c.commit = min(m.Commit, last)
@@ -653,8 +658,9 @@ func (c *core) handleAppend(m message) {
 }
 
 // appendFromLeader appends entries that follow a matching prefix, truncating
-// at the first conflict (§5.3, rule 3 and 4).
-func (c *core) appendFromLeader(es []entry) {
+// at the first conflict (§5.3, rule 3 and 4). It refuses (false) to
+// overwrite a committed entry, which no leader asks for.
+func (c *core) appendFromLeader(es []entry) bool {
 	for i := range es {
 		t, ok := c.log.term(es[i].Index)
 		if ok && t == es[i].Term {
@@ -662,7 +668,7 @@ func (c *core) appendFromLeader(es []entry) {
 		}
 		if ok {
 			if es[i].Index <= c.commit {
-				panic("exraft: a leader tried to overwrite a committed entry")
+				return false
 			}
 			c.log.truncateAfter(es[i].Index - 1)
 			c.truncatedConfigs(es[i].Index - 1)
@@ -670,8 +676,26 @@ func (c *core) appendFromLeader(es []entry) {
 		rest := es[i:]
 		c.log.append(rest...)
 		c.appendedConfigs(rest)
-		return
+		return true
 	}
+	return true
+}
+
+// wellFormedAppend: the entries follow PrevIndex one by one, their terms
+// never go down, and none is of a later term than the message's own.
+func wellFormedAppend(m *message) bool {
+	if m.PrevTerm > m.Term {
+		return false
+	}
+	prev := m.PrevTerm
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Index != m.PrevIndex+1+uint64(i) || e.Term > m.Term || e.Term < prev {
+			return false
+		}
+		prev = e.Term
+	}
+	return true
 }
 
 // backoffHint is the follower's half of fast log back-off: where the leader

@@ -1662,3 +1662,25 @@ func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 		t.Fatalf("a removed by a committed configuration is %v in term %d, want a quiet follower", q.role, q.term)
 	}
 }
+
+// TestCoreMalformedAppendsAreDropped: appends no leader sends (gaps,
+// entries of a later term than the message, index 0, an overwrite of a
+// committed entry) change nothing and do not crash the server.
+func TestCoreMalformedAppendsAreDropped(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crFollowerWithLog(t, a, 2, []uint64{1, 2}, 1)
+	before := crLogTerms(a)
+	for _, m := range []message{
+		crApp("b", 2, 0, 0, 1, []entry{{Index: 2, Term: 2}}),                      // a gap after PrevIndex 0
+		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 5}}),                      // a term above the message's
+		crApp("b", 2, 0, 0, 1, []entry{{Index: 0, Term: 1}}),                      // index 0
+		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
+		crApp("b", 3, 0, 0, 1, []entry{{Index: 1, Term: 3}}),                      // overwrites committed index 1
+	} {
+		a.step(m)
+		a.takeReady()
+		if got := crLogTerms(a); !crEqualTerms(got, before) || a.commit != 1 {
+			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", crDump([]message{m}), got, a.commit, before)
+		}
+	}
+}

@@ -1,0 +1,438 @@
+package exraft
+
+// TestSim runs the protocol core through seeded random fault schedules and
+// checks Raft's safety invariants after every step (sim_helpers_test.go).
+//
+//	go test -run 'TestSim$' ./                       1,000 seeds (CI)
+//	EXRAFT_SIM_SEEDS=100000 go test -run 'TestSim$' -timeout 2h ./   long mode
+//	EXRAFT_SIM_SEED=1234 go test -run 'TestSim$' -v ./   one seed, full trace
+//
+// EXRAFT_SIM_FIRST sets the first seed (default 1), EXRAFT_SIM_STEPS the
+// random steps per seed (default 3000) and EXRAFT_SIM_MAXFAIL how many failing
+// seeds stop the run (default 20). A seed's schedule does not depend on the
+// number of steps, so a failure at step k replays with any EXRAFT_SIM_STEPS
+// >= k. Seeds that keep a quorum of voters up end with a fault-free phase in
+// which a leader must be elected and a write and a read must finish
+// (liveness).
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const simDefaultSteps = 3000
+
+func simEnvUint(t *testing.T, name string, def uint64) uint64 {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+func TestSim(t *testing.T) {
+	steps := int(simEnvUint(t, "EXRAFT_SIM_STEPS", simDefaultSteps))
+	if v := os.Getenv("EXRAFT_SIM_SEED"); v != "" {
+		seed := simEnvUint(t, "EXRAFT_SIM_SEED", 0)
+		s, f := runSim(seed, simOptions{steps: steps, liveness: true, verbose: true})
+		t.Logf("seed %d: %d servers at the start, majority loss allowed: %v, maxInflight %d, maxBatch %d\nevents:\n%s",
+			seed, s.boot, s.majorityLoss, s.maxInflight, s.maxBatch, s.trace())
+		t.Logf("stats: %+v\nfinal state:\n%s", s.stats, s.describe())
+		if f != nil {
+			t.Fatalf("seed %d, step %d: %v", f.seed, f.step, f.err)
+		}
+		return
+	}
+	seeds := simEnvUint(t, "EXRAFT_SIM_SEEDS", 1000)
+	first := simEnvUint(t, "EXRAFT_SIM_FIRST", 1)
+	if testing.Short() && seeds > 200 {
+		seeds = 200
+	}
+	maxFailures := int64(simEnvUint(t, "EXRAFT_SIM_MAXFAIL", 20))
+	var (
+		next     atomic.Uint64
+		nfail    atomic.Int64
+		mu       sync.Mutex
+		failures []*simFailure
+		total    simStats
+		runs     int
+		wg       sync.WaitGroup
+	)
+	next.Store(first)
+	start := time.Now()
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for nfail.Load() < maxFailures {
+				seed := next.Add(1) - 1
+				if seed >= first+seeds {
+					return
+				}
+				s, f := runSim(seed, simOptions{steps: steps, liveness: true})
+				mu.Lock()
+				runs++
+				if seeds >= 20000 && runs%10000 == 0 {
+					t.Logf("%d seeds run, %d failed, %v", runs, len(failures), time.Since(start).Round(time.Second))
+				}
+				st := s.stats
+				total.leaders += st.leaders
+				total.commits += st.commits
+				total.finishedWrites += st.finishedWrites
+				total.readsDone += st.readsDone
+				total.crashes += st.crashes
+				total.restarts += st.restarts
+				total.adds += st.adds
+				total.removes += st.removes
+				if f != nil {
+					failures = append(failures, f)
+					nfail.Add(1)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d seeds from %d, %d steps each, in %v: %d leaders, %d entries committed, %d writes and %d reads finished, %d crashes, %d restarts, %d adds, %d removes",
+		runs, first, steps, time.Since(start).Round(time.Millisecond), total.leaders, total.commits,
+		total.finishedWrites, total.readsDone, total.crashes, total.restarts, total.adds, total.removes)
+	if len(failures) == 0 {
+		return
+	}
+	sort.Slice(failures, func(i, j int) bool { return failures[i].seed < failures[j].seed })
+	var others strings.Builder
+	for _, f := range failures[1:] {
+		msg, _, _ := strings.Cut(f.err.Error(), "\n")
+		fmt.Fprintf(&others, "  seed %d step %d (%s): %s\n", f.seed, f.step, f.mode, msg)
+	}
+	t.Fatalf("%d of %d seeds failed; the first:\n%v\nother failing seeds:\n%s", len(failures), runs, failures[0], others.String())
+}
+
+// ---- FuzzLog: raftLog against a plain slice model --------------------------------
+
+// FuzzLog drives raftLog with appends (one to a few entries, or thousands at
+// once, so that any internal chunking is crossed), truncations, slices and
+// lookups decoded from the input, and compares every answer with a plain
+// slice. It also checks the log's promise that what slice handed out is never
+// written to afterwards.
+func FuzzLog(f *testing.F) {
+	f.Add([]byte{0, 3, 0, 2, 2, 1, 9, 200})
+	f.Add([]byte{0, 4, 1, 0, 4, 2, 1, 2, 0, 2, 3, 2, 0, 9, 3, 1, 3})
+	f.Add([]byte{0, 1, 0, 0, 1, 0, 0, 1, 1, 2, 1, 3, 1, 0, 0, 2, 0, 1, 2, 0, 8, 9, 3, 2, 2})
+	f.Add([]byte{2, 0, 0, 0, 1, 5, 3, 0, 0, 0, 4, 5, 1, 1, 2, 3, 2, 4, 7, 40})
+	// Thousands of entries, then slices, lookups and truncations around
+	// index 4096 and 8192.
+	f.Add([]byte{5, 255, 1, 5, 255, 0, 5, 255, 1, 2, 16, 0, 16, 10, 200, 3, 16, 0, 1, 15, 254, 2, 15, 250, 16, 5, 255, 0, 5, 255, 1, 5, 40, 0, 2, 31, 250, 32, 8, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := simBytes{b: data}
+		var l raftLog
+		var model []entry
+		type handed struct {
+			got  []entry
+			want []entry
+		}
+		var out []handed
+		lastTerm := func() uint64 {
+			if len(model) == 0 {
+				return 0
+			}
+			return model[len(model)-1].Term
+		}
+		pos := func() uint64 { return uint64(in.byte())<<8 | uint64(in.byte()) }
+		appendModel := func(k int, newTerm func(i int) bool, dataLen func() int) {
+			var es []entry
+			term := max(lastTerm(), 1)
+			for i := 0; i < k; i++ {
+				if newTerm(i) {
+					term++
+				}
+				d := bytes.Repeat([]byte{byte('a' + (len(model)+i)%26)}, dataLen())
+				es = append(es, entry{Index: uint64(len(model) + 1 + i), Term: term, Type: entryType(i % 3), Data: d})
+			}
+			l.append(es...)
+			model = append(model, es...)
+		}
+		for ops := 0; in.more() && ops < 200; ops++ {
+			switch in.byte() % 6 {
+			case 0: // append 1..4 entries continuing the log
+				appendModel(1+int(in.byte()%4), func(int) bool { return in.byte()%4 == 0 }, func() int { return int(in.byte() % 40) })
+			case 5: // append many
+				if len(model) < 20000 {
+					n := 1 + 16*int(in.byte())
+					bump := int(in.byte()) * 16
+					appendModel(n, func(i int) bool { return i == bump }, func() int { return n % 3 })
+				}
+			case 1: // truncate
+				i := pos() % uint64(len(model)+3)
+				l.truncateAfter(i)
+				if i < uint64(len(model)) {
+					model = model[:i:i]
+				}
+			case 2: // slice
+				lo := pos() % uint64(len(model)+3)
+				hi := lo + uint64(in.byte()%64)
+				maxBytes := int(in.byte())
+				if maxBytes%2 == 1 {
+					maxBytes *= 64
+				}
+				got := l.slice(lo, hi, maxBytes)
+				var want []entry
+				lo = max(lo, 1)
+				hi = min(hi, uint64(len(model)))
+				size := 0
+				for i := lo; i <= hi; i++ {
+					size += len(model[i-1].Data) + 16
+					if size > maxBytes && i > lo {
+						break
+					}
+					want = append(want, model[i-1])
+				}
+				if !simEntriesEqual(got, want) {
+					t.Fatalf("slice(%d, %d, %d) = %v, want %v", lo, hi, maxBytes, got, want)
+				}
+				if cap(got) != len(got) {
+					t.Fatalf("slice(%d, %d, %d) has room to append into the log: len %d cap %d", lo, hi, maxBytes, len(got), cap(got))
+				}
+				out = append(out, handed{got, append([]entry(nil), want...)})
+			case 3: // lookups
+				i := pos() % uint64(len(model)+3)
+				tm, ok := l.term(i)
+				wantOK := i <= uint64(len(model))
+				var wantT uint64
+				if i > 0 && wantOK {
+					wantT = model[i-1].Term
+				}
+				if tm != wantT || ok != wantOK {
+					t.Fatalf("term(%d) = %d, %v; want %d, %v", i, tm, ok, wantT, wantOK)
+				}
+				if i > 0 && wantOK {
+					if e := l.at(i); !simEntriesEqual([]entry{*e}, model[i-1:i]) {
+						t.Fatalf("at(%d) = %v, want %v", i, *e, model[i-1])
+					}
+				}
+			case 4: // the election restriction
+				li := pos() % uint64(len(model)+3)
+				lt := lastTerm() + uint64(in.byte()%3) - min(lastTerm(), 1)
+				want := lt > lastTerm() || (lt == lastTerm() && li >= uint64(len(model)))
+				if got := l.isUpToDate(li, lt); got != want {
+					t.Fatalf("isUpToDate(%d, %d) = %v with last %d/%d", li, lt, got, len(model), lastTerm())
+				}
+			}
+			if l.lastIndex() != uint64(len(model)) || l.lastTerm() != lastTerm() {
+				t.Fatalf("last = %d/%d, want %d/%d", l.lastIndex(), l.lastTerm(), len(model), lastTerm())
+			}
+			for _, h := range out {
+				if !simEntriesEqual(h.got, h.want) {
+					t.Fatalf("a slice handed out changed: %v, was %v", h.got, h.want)
+				}
+			}
+		}
+		for i := range model {
+			if e := l.at(uint64(i + 1)); !simEntriesEqual([]entry{*e}, model[i:i+1]) {
+				t.Fatalf("at(%d) = %v, want %v", i+1, *e, model[i])
+			}
+		}
+		if all := l.slice(1, l.lastIndex(), int(^uint(0)>>1)); !simEntriesEqual(all, model) {
+			t.Fatalf("the whole log reads back as %d entries, want %d", len(all), len(model))
+		}
+		// Appending out of sequence must be refused.
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("append of index %d after %d did not panic", l.lastIndex()+2, l.lastIndex())
+				}
+			}()
+			l.append(entry{Index: l.lastIndex() + 2, Term: lastTerm()})
+		}()
+	})
+}
+
+func simEntriesEqual(a, b []entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Index != b[i].Index || a[i].Term != b[i].Term || a[i].Type != b[i].Type || !bytes.Equal(a[i].Data, b[i].Data) {
+			return false
+		}
+	}
+	return true
+}
+
+// simBytes reads fuzz input; past its end it reads zeros.
+type simBytes struct {
+	b []byte
+	i int
+}
+
+func (r *simBytes) more() bool { return r.i < len(r.b) }
+
+func (r *simBytes) byte() byte {
+	if r.i >= len(r.b) {
+		return 0
+	}
+	r.i++
+	return r.b[r.i-1]
+}
+
+func (r *simBytes) uint64() uint64 {
+	var v uint64
+	for i := 0; i < 8; i++ {
+		v = v<<8 | uint64(r.byte())
+	}
+	return v
+}
+
+// ---- FuzzCoreStep: arbitrary messages into a simulated cluster --------------------
+
+// FuzzCoreStep runs a three-server simulated cluster whose schedule comes
+// from the input: after eight bytes that seed the simulator, each pair of
+// bytes picks a step of the simulator or injects a message decoded from the
+// input, as a faulty or hostile peer could send it. A core must never panic on any
+// message. Until the first injected message the cluster-wide invariants are
+// checked after every step; after it, a forged message may lie about
+// anything Raft trusts a peer for, so only the per-server ones are.
+func FuzzCoreStep(f *testing.F) {
+	f.Add([]byte("exraft00 .......... ........ ....."))
+	f.Add(simFuzzSteps("seed0001", 400))
+	// Steps, then a well-formed forged append from n1 one term ahead with two
+	// entries and a commit index beyond them, then more steps.
+	f.Add(append(append(simFuzzSteps("seed0002", 300), 0, 0, 1, 5, 0, 1, 0, 1, 0, 0, 0, 0, 2, 1, 0, 'x', 0, 0, 'y', 2, 0, 0, 0, 0), simFuzzSteps("", 100)...))
+	// A forged vote request and a forged append response from the unknown
+	// server "intruder".
+	f.Add(append(append(simFuzzSteps("seed0003", 300), 0, 0, 0, 3, 250, 7, 0, 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 1, 6, 220, 9, 1, 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0), simFuzzSteps("", 100)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := simBytes{b: data}
+		s := newSim(in.uint64(), simOptions{initial: 3, majorityLoss: 1, verbose: false})
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("panic: %v\nstate:\n%slast events:\n%s", r, s.describe(), s.trace())
+			}
+		}()
+		for ops := 0; in.more() && ops < 400; ops++ {
+			// Two bytes pick the step; the details come from the seed.
+			s.step++
+			if r := int(in.byte())<<8 | int(in.byte()); r%32 == 0 {
+				s.inject(&in)
+			} else {
+				s.doStep(r % 1000)
+			}
+			if err := s.checkInvariants(); err != nil {
+				t.Fatalf("step %d: %v\nstate:\n%slast events:\n%s", s.step, err, s.describe(), s.trace())
+			}
+		}
+	})
+}
+
+// simFuzzSteps is fuzz input for FuzzCoreStep: a seed, then n steps that
+// deliver, tick, propose and read.
+func simFuzzSteps(seed string, n int) []byte {
+	b := []byte(seed)
+	picks := []int{650, 400, 400, 100, 550, 700, 400, 790, 100, 999}
+	for i := 0; i < n; i++ {
+		r := picks[i%len(picks)]
+		b = append(b, byte(r>>8), byte(r))
+	}
+	return b
+}
+
+// inject decodes a message from the input and steps a server with it.
+func (s *sim) inject(in *simBytes) {
+	alive := s.alive()
+	if len(alive) == 0 {
+		return
+	}
+	n := alive[int(in.byte())%len(alive)]
+	c := n.c
+	var m message
+	m.Type = msgType(in.byte() % 9) // 0 and 8 are not message types
+	from := in.byte()
+	switch {
+	case from < 200 && len(s.names) > 1:
+		m.From = s.names[int(from)%len(s.names)]
+		if o := s.nodes[m.From]; o != nil && in.byte()%4 != 0 {
+			m.FromInc = o.inc
+		} else {
+			m.FromInc = uint64(in.byte())
+		}
+	default:
+		m.From, m.FromInc = "intruder", uint64(in.byte())
+	}
+	m.FromAddr, m.To, m.toAddr = m.From, n.name, n.name
+	if b := in.byte(); b%3 == 1 {
+		m.ToInc = n.inc
+	} else if b%3 == 2 {
+		m.ToInc = uint64(b)
+	}
+	// Numbers near the server's own, to reach past its checks, or anything.
+	near := func(base uint64) uint64 {
+		b := in.byte()
+		if b >= 240 {
+			return uint64(b-240) << 60
+		}
+		return base + uint64(b%8) - min(base, uint64(b/8%8))
+	}
+	m.Term = near(c.term)
+	m.LastIndex = near(c.log.lastIndex())
+	m.LastTerm = near(c.log.lastTerm())
+	flags := in.byte()
+	m.Force = flags&1 != 0
+	m.Reject = flags&2 != 0
+	m.PrevIndex = near(c.commit)
+	m.PrevTerm, _ = c.log.term(m.PrevIndex)
+	if flags&4 != 0 {
+		m.PrevTerm = near(m.PrevTerm)
+	}
+	k := int(in.byte() % 5)
+	term := m.PrevTerm
+	for i := 0; i < k; i++ {
+		term += uint64(in.byte() % 2)
+		e := entry{Index: m.PrevIndex + 1 + uint64(i), Term: term, Type: entryType(in.byte() % 4), Data: []byte{in.byte()}}
+		if flags&8 != 0 {
+			// Indexes that do not follow PrevIndex: a peer's codec or a bug
+			// could deliver them.
+			e.Index = near(e.Index)
+		}
+		if e.Type == entryConfig {
+			if flags&16 != 0 {
+				e.Data = encodeMembership(membership{Voters: []member{{Name: n.name, Addr: n.name, Inc: n.inc}}})
+			} else {
+				e.Data = []byte{0xc1, in.byte()} // not msgpack
+			}
+		}
+		m.Entries = append(m.Entries, e)
+	}
+	m.Commit = near(c.commit)
+	m.Seq = near(c.seq)
+	m.Match = near(c.log.lastIndex())
+	m.HintIndex = near(c.commit)
+	m.HintTerm = near(c.term)
+	s.global = false
+	s.ev(simEvent{kind: evForged, m: m})
+	c.step(m)
+	s.collect(n)
+}
+
+// TestSimSchedulesAreDeterministic: a seed replays the same run.
+func TestSimSchedulesAreDeterministic(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		a, fa := runSim(seed, simOptions{steps: 300, liveness: true, verbose: true})
+		b, fb := runSim(seed, simOptions{steps: 300, liveness: true, verbose: true})
+		if (fa == nil) != (fb == nil) || a.trace() != b.trace() {
+			t.Fatalf("seed %d ran two different ways", seed)
+		}
+	}
+}
