@@ -14,8 +14,8 @@ import (
 // arrays of Index, Term, Type, Data.
 //
 // The decoder checks every length against the bytes that are left before it
-// allocates, and an entry's Data is a view of the input (which the caller
-// hands over) rather than a copy.
+// allocates, and copies the entries' payloads of each message into one
+// buffer of their own (see compactData).
 
 const messageFields = 19
 
@@ -211,6 +211,7 @@ func (d *msgDecoder) message(m *message) {
 			e.Type = entryType(d.small())
 			e.Data = d.bin()
 		}
+		compactData(m.Entries)
 	} else {
 		m.Entries = []entry{}
 	}
@@ -384,4 +385,30 @@ func (d *msgDecoder) bin() []byte {
 		return nil
 	}
 	return p
+}
+
+// compactData moves the payloads of es into one buffer of their exact size.
+// Entries live on in the log, and a payload that pointed into the batch it
+// arrived in would keep the whole batch, message framing included, alive
+// with it.
+func compactData(es []entry) {
+	total := 0
+	for i := range es {
+		total += len(es[i].Data)
+		if es[i].Data != nil && len(es[i].Data) == 0 {
+			es[i].Data = []byte{} // empty, and pointing at nothing
+		}
+	}
+	if total == 0 {
+		return
+	}
+	buf := make([]byte, 0, total)
+	for i := range es {
+		if len(es[i].Data) == 0 {
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, es[i].Data...)
+		es[i].Data = buf[start:len(buf):len(buf)]
+	}
 }
