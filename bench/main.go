@@ -3,7 +3,8 @@
 // prints throughput, latency percentiles and their ratios, then exraft's
 // latency as its log grows and its heap per retained entry.
 //
-//	cd bench && go run .
+//	cd bench && go run .            # each measurement in a fresh process
+//	cd bench && go run . -shared    # both systems in one process
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
@@ -17,8 +18,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,24 +48,37 @@ type system struct {
 	stop  func()
 }
 
+// Each measurement runs in a fresh child process of this program, so that
+// neither system pays for the other's heap or leftover goroutines; the
+// rounds interleave the two systems so that both see the same machine.
+var (
+	child  = flag.String("child", "", "internal: run one measurement (system/workload) and print it")
+	shared = flag.Bool("shared", false, "run both systems in this one process instead (each then shares the other's heap and garbage collector)")
+)
+
+// sharedSystems are the clusters of a -shared run, started once.
+var sharedSystems = map[string]system{}
+
 func main() {
 	flag.Parse()
-	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n\n", runtime.GOMAXPROCS(0))
-	ex, err := startExraft()
-	check(err)
-	hc, err := startHashicorp()
-	check(err)
-
-	var exSeq, hcSeq, exPar, hcPar, exRead []result
-	for r := 0; r < *rounds; r++ {
-		// Interleaved so that both see the same machine conditions.
-		exSeq = append(exSeq, sequential(ex, *seqOps))
-		hcSeq = append(hcSeq, sequential(hc, *seqOps))
-		exPar = append(exPar, concurrent(ex.write, *writers, *duration))
-		hcPar = append(hcPar, concurrent(hc.write, *writers, *duration))
-		exRead = append(exRead, concurrent(ex.read, *writers, *duration))
+	if *child != "" {
+		runChild(*child)
+		return
 	}
-	es, hs, ep, hp, er := median(exSeq), median(hcSeq), median(exPar), median(hcPar), median(exRead)
+	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
+	where := "each measurement in a fresh process"
+	if *shared {
+		where = "both systems in this one process"
+	}
+	fmt.Printf("each figure: the median of %d rounds, %s, rounds interleaved\n\n", *rounds, where)
+	names := []string{"exraft/seq", "hashicorp/seq", "exraft/par", "hashicorp/par", "exraft/read"}
+	got := map[string][]result{}
+	for r := 0; r < *rounds; r++ {
+		for _, name := range names {
+			got[name] = append(got[name], measure(name))
+		}
+	}
+	es, hs, ep, hp, er := median(got["exraft/seq"]), median(got["hashicorp/seq"]), median(got["exraft/par"]), median(got["hashicorp/par"]), median(got["exraft/read"])
 	fmt.Printf("%-34s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
 	row := func(name string, r result) {
 		fmt.Printf("%-34s %12.0f %10v %10v\n", name, r.rate, r.p50, r.p99)
@@ -76,16 +92,91 @@ func main() {
 	fmt.Printf("write throughput, %d writers: exraft/hashicorp = %.2fx (target >= 3)\n", *writers, ep.rate/hp.rate)
 	fmt.Printf("sequential write p50:        exraft/hashicorp = %.2fx (target <= 0.8)\n", float64(es.p50)/float64(hs.p50))
 	fmt.Printf("read vs write throughput:    exraft read/write = %.2fx (target >= 2)\n", er.rate/ep.rate)
-	hc.stop()
-	ex.stop()
-
+	for _, s := range sharedSystems {
+		s.stop()
+	}
 	if *growTo > 0 {
 		fmt.Println()
-		fresh, err := startExraft()
-		check(err)
-		growth(fresh)
-		fresh.stop()
+		cmd := exec.Command(os.Args[0], childArgs("exraft/growth")...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		check(cmd.Run())
 	}
+}
+
+func childArgs(name string) []string {
+	return []string{"-child", name, "-seq", fmt.Sprint(*seqOps), "-d", duration.String(),
+		"-writers", fmt.Sprint(*writers), "-grow", fmt.Sprint(*growTo)}
+}
+
+// measure runs one measurement in a child process and reads its result.
+func measure(name string) result {
+	if *shared {
+		sys, work, _ := strings.Cut(name, "/")
+		s, ok := sharedSystems[sys]
+		if !ok {
+			s = start(sys)
+			sharedSystems[sys] = s
+			warmUp(s)
+		}
+		return run(s, work)
+	}
+	out, err := exec.Command(os.Args[0], childArgs(name)...).Output()
+	if err != nil {
+		check(fmt.Errorf("%s: %v", name, err))
+	}
+	var r result
+	if _, err := fmt.Sscan(string(out), &r.n, &r.rate, &r.p50, &r.p99); err != nil {
+		check(fmt.Errorf("%s: cannot read %q: %v", name, out, err))
+	}
+	return r
+}
+
+func runChild(name string) {
+	sys, work, _ := strings.Cut(name, "/")
+	s := start(sys)
+	defer s.stop()
+	if work == "growth" {
+		growth(s)
+		return
+	}
+	warmUp(s)
+	r := run(s, work)
+	fmt.Println(r.n, r.rate, int64(r.p50), int64(r.p99))
+}
+
+func start(sys string) system {
+	var s system
+	var err error
+	switch sys {
+	case "exraft":
+		s, err = startExraft()
+	case "hashicorp":
+		s, err = startHashicorp()
+	default:
+		err = fmt.Errorf("unknown system %q", sys)
+	}
+	check(err)
+	return s
+}
+
+// warmUp treats both systems the same way (connections, pipelines, the
+// leader's first term) before anything is measured.
+func warmUp(s system) {
+	sequential(s, 1000)
+	concurrent(s.write, *writers, 500*time.Millisecond)
+}
+
+func run(s system, work string) result {
+	switch work {
+	case "seq":
+		return sequential(s, *seqOps)
+	case "par":
+		return concurrent(s.write, *writers, *duration)
+	case "read":
+		return concurrent(s.read, *writers, *duration)
+	}
+	check(fmt.Errorf("unknown workload %q", work))
+	return result{}
 }
 
 type result struct {
