@@ -381,14 +381,22 @@ func (t *transport) close() {
 	t.wg.Wait()
 }
 
-// maxInflightCalls bounds the Step calls in flight on one connection.
-const maxInflightCalls = 4
+// maxInflightCalls bounds the Step calls in flight on one connection. A
+// call beyond the first goes out only once pipelineBytes are queued: small
+// messages do better waiting one round trip and leaving together (fewer
+// calls, fewer system calls, bigger batches), while a stream of large
+// appends, such as catching up a new server, is pipelined.
+const (
+	maxInflightCalls = 4
+	pipelineBytes    = 64 << 10
+)
 
 type peerStream struct {
 	t      *transport
 	addr   string
 	mu     sync.Mutex
 	queue  []message
+	bytes  int       // roughly what queue takes on the wire
 	spare  []message // the array of the last batch taken, for reuse
 	signal chan struct{}
 }
@@ -396,6 +404,7 @@ type peerStream struct {
 func (p *peerStream) enqueue(m message, quiet bool) {
 	p.mu.Lock()
 	p.queue = append(p.queue, m)
+	p.bytes += wireSize(&m)
 	p.mu.Unlock()
 	if quiet {
 		return
@@ -420,6 +429,10 @@ func (t *transport) takeEncoded(addr string) []byte {
 	var b []byte
 	if len(chunk) > 0 {
 		b = appendMessages(nil, chunk) // before the queue's array is reused
+		for i := range chunk {
+			p.bytes -= wireSize(&chunk[i])
+		}
+		p.bytes = max(p.bytes, 0)
 	}
 	n := copy(p.queue, rest)
 	clear(p.queue[n:])
@@ -439,7 +452,15 @@ func (p *peerStream) take() []message {
 	defer p.mu.Unlock()
 	q := p.queue
 	p.queue, p.spare = p.spare[:0], nil
+	p.bytes = 0
 	return q
+}
+
+// queued reports roughly how many bytes wait to be sent.
+func (p *peerStream) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
 }
 
 // giveBack returns a batch's array once it has been encoded.
@@ -487,18 +508,12 @@ func (p *peerStream) run() {
 			return
 		case call := <-done:
 			finish(call)
-			continue
 		case <-p.signal:
 		}
-		// Wait for a free slot before taking the queue, so that whatever
-		// is queued meanwhile rides in the same batch.
-		for inflight >= maxInflightCalls {
-			select {
-			case call := <-done:
-				finish(call)
-			case <-p.t.stop:
-				return
-			}
+		// While a call is out, what is queued waits for its reply and
+		// rides in the next batch, unless there is enough to pipeline.
+		if inflight >= maxInflightCalls || (inflight > 0 && p.queued() < pipelineBytes) {
+			continue
 		}
 		batch := p.take()
 		if len(batch) == 0 {
@@ -545,15 +560,21 @@ func (p *peerStream) run() {
 	}
 }
 
+// wireSize estimates the encoded size of m, from above.
+func wireSize(m *message) int {
+	n := 64 + len(m.From) + len(m.FromAddr) + len(m.To)
+	for j := range m.Entries {
+		n += 16 + len(m.Entries[j].Data)
+	}
+	return n
+}
+
 // splitBatch cuts from msgs a prefix whose encoding stays near limit bytes
 // (at least one message), so that one Step call fits in a frame.
 func splitBatch(msgs []message, limit int) (chunk, rest []message) {
 	size := 0
 	for i := range msgs {
-		n := 64 + len(msgs[i].From) + len(msgs[i].FromAddr) + len(msgs[i].To)
-		for j := range msgs[i].Entries {
-			n += 16 + len(msgs[i].Entries[j].Data)
-		}
+		n := wireSize(&msgs[i])
 		if i > 0 && size+n > limit {
 			return msgs[:i], msgs[i:]
 		}
