@@ -381,6 +381,21 @@ func transient(err error) bool {
 // idempotent commands: a retried write may apply twice.
 func writeAny(t testing.TB, servers []*exraft.Server, cmd string) []byte {
 	t.Helper()
+	return atLeader(t, servers, "Write", cmd, (*exraft.Server).Write)
+}
+
+// readAny does a linearizable Read at the current leader among servers,
+// retrying when leadership moves.
+func readAny(t testing.TB, servers []*exraft.Server, q string) string {
+	t.Helper()
+	return string(atLeader(t, servers, "Read", q, (*exraft.Server).Read))
+}
+
+// atLeader runs call with arg on whichever of servers leads, retrying while
+// errors are transient (leadership moving), and returns its result.
+func atLeader(t testing.TB, servers []*exraft.Server, what, arg string,
+	call func(*exraft.Server, context.Context, []byte) ([]byte, error)) []byte {
+	t.Helper()
 	var out []byte
 	var last error
 	eventually(t, waitLong, func() bool {
@@ -389,47 +404,19 @@ func writeAny(t testing.TB, servers []*exraft.Server, cmd string) []byte {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			res, err := s.Write(ctx, []byte(cmd))
+			res, err := call(s, ctx, []byte(arg))
 			cancel()
 			if err == nil {
 				out = res
 				return true
 			}
 			if !transient(err) {
-				t.Fatalf("Write(%q) on %s: %v", cmd, s.Name(), err)
+				t.Fatalf("%s(%q) on %s: %v", what, arg, s.Name(), err)
 			}
 			last = err
 		}
 		return false
-	}, "write %q to commit (last error: %v)", cmd, lastErr{&last})
-	return out
-}
-
-// readAny does a linearizable Read at the current leader among servers,
-// retrying when leadership moves.
-func readAny(t testing.TB, servers []*exraft.Server, q string) string {
-	t.Helper()
-	var out string
-	var last error
-	eventually(t, waitLong, func() bool {
-		for _, s := range servers {
-			if s.Status().Role != exraft.Leader {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			res, err := s.Read(ctx, []byte(q))
-			cancel()
-			if err == nil {
-				out = string(res)
-				return true
-			}
-			if !transient(err) {
-				t.Fatalf("Read(%q) on %s: %v", q, s.Name(), err)
-			}
-			last = err
-		}
-		return false
-	}, "read %q to succeed (last error: %v)", q, lastErr{&last})
+	}, "%s %q to succeed (last error: %v)", what, arg, lastErr{&last})
 	return out
 }
 
