@@ -230,13 +230,17 @@ func (c *core) truncatedConfigs(i uint64) {
 }
 
 // committedConfig is the latest configuration whose entry is committed.
-func (c *core) committedConfig() membership {
+func (c *core) committedConfig() membership { return c.committedRecord().m }
+
+// committedRecord is the latest configuration record whose entry is
+// committed (the bootstrap one, at index 0, at the least).
+func (c *core) committedRecord() configRecord {
 	for i := len(c.configs) - 1; i > 0; i-- {
 		if c.configs[i].index <= c.commit {
-			return c.configs[i].m
+			return c.configs[i]
 		}
 	}
-	return c.configs[0].m
+	return c.configs[0]
 }
 
 // ---- role changes -----------------------------------------------------------
@@ -724,29 +728,28 @@ func (c *core) handleAppendResponse(m message) {
 	if pr == nil {
 		return
 	}
-	if pr.inc == 0 {
-		pr.inc = m.FromInc
-		c.noticeIncarnation(m.From, pr)
-	} else if m.FromInc != pr.inc {
-		// A new incarnation: its log is whatever it holds now, most likely
-		// nothing. Start over from what it reports.
-		pr.inc = m.FromInc
-		pr.match = 0
-		pr.next = min(m.LastIndex, c.log.lastIndex()) + 1
-		pr.state = stateProbe
-		pr.inflight = pr.inflight[:0]
-		pr.probeSent = false
-		pr.ackSeq = 0
-		pr.active = false
-		c.noticeIncarnation(m.From, pr)
-		if pr.verify {
-			c.resolveVerify(m.From, pr)
+	restarted := pr.inc != 0 && m.FromInc != pr.inc
+	if m.FromInc != pr.inc {
+		if restarted {
+			// A new incarnation: its log is whatever it holds now, most
+			// likely nothing. Start over from what it reports.
+			pr.match = 0
+			pr.next = min(m.LastIndex, c.log.lastIndex()) + 1
+			pr.state = stateProbe
+			pr.inflight = pr.inflight[:0]
+			pr.probeSent = false
+			pr.ackSeq = 0
+			pr.active = false
 		}
-		c.sendAppend(m.From, pr, false)
-		return
+		pr.inc = m.FromInc
+		c.noticeIncarnation(m.From, pr)
 	}
 	if pr.verify {
 		c.resolveVerify(m.From, pr)
+	}
+	if restarted {
+		c.sendAppend(m.From, pr, false)
+		return
 	}
 	pr.active = true
 	if m.Seq > pr.ackSeq {
@@ -1212,16 +1215,14 @@ func (c *core) cancelJoin(name string) {
 
 // removeServer appends a configuration without name and returns its index.
 func (c *core) removeServer(name string) (uint64, error) {
-	if err := c.canChangeMembership(); err != nil {
-		if pr := c.prs[name]; err == errConfBusy && pr != nil && pr.learner {
-			c.cancelJoin(name)
-			return 0, nil
-		}
-		return 0, err
-	}
-	if pr := c.prs[name]; pr != nil && pr.learner {
+	if pr := c.prs[name]; c.role == Leader && pr != nil && pr.learner {
+		// Not in any configuration: forgetting it changes no quorum, so it
+		// needs none of a configuration change's preconditions.
 		c.cancelJoin(name)
 		return 0, nil
+	}
+	if err := c.canChangeMembership(); err != nil {
+		return 0, err
 	}
 	if _, ok := c.self.find(name); !ok {
 		return 0, ErrUnknownServer
@@ -1381,15 +1382,6 @@ func (c *core) learners() []Peer {
 		}
 	}
 	return ps
-}
-
-func (c *core) committedConfigIndex() uint64 {
-	for i := len(c.configs) - 1; i > 0; i-- {
-		if c.configs[i].index <= c.commit {
-			return c.configs[i].index
-		}
-	}
-	return 0
 }
 
 // joinState tells AddServer where the admission of name stands: pending

@@ -284,27 +284,7 @@ func crTickCounting(n *testNet, count func(message) bool) int {
 			n.collect(name)
 		}
 	}
-	return crDeliverCounting(n, count)
-}
-
-// crDeliverCounting is testNet.deliverAll that counts the delivered
-// messages count reports true for.
-func crDeliverCounting(n *testNet, count func(message) bool) int {
-	k := 0
-	for i := 0; len(n.queue) > 0 && i < 100000; i++ {
-		m := n.queue[0]
-		n.queue = n.queue[1:]
-		c := n.cores[m.To]
-		if c == nil || n.cut[[2]string{m.From, m.To}] {
-			continue
-		}
-		if count(m) {
-			k++
-		}
-		c.step(m)
-		n.collect(m.To)
-	}
-	return k
+	return n.deliverCounting(count)
 }
 
 // crConnect restores the links between x and y in both directions.

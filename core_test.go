@@ -1124,7 +1124,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	}
 	isTimeoutNow := func(m message) bool { return m.Type == msgTimeoutNow }
 	n.collect("a")
-	if k := crDeliverCounting(n, isTimeoutNow); k != 0 || a.role != Leader || a.commit >= idx {
+	if k := n.deliverCounting(isTimeoutNow); k != 0 || a.role != Leader || a.commit >= idx {
 		t.Fatalf("before the removal committed: %d TimeoutNow, a %v commit %d", k, a.role, a.commit)
 	}
 	crConnect(n, "a", "c")
@@ -1132,7 +1132,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	var to []string
 	for i := 0; i < 10 && a.role == Leader; i++ {
 		crTickOne(n, "a", 1)
-		crDeliverCounting(n, func(m message) bool {
+		n.deliverCounting(func(m message) bool {
 			if isTimeoutNow(m) {
 				to = append(to, m.To)
 				if a.commit < idx {
@@ -1641,14 +1641,26 @@ func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 	for i := 0; i < 100 && a.role == Follower; i++ {
 		a.tick()
 	}
-	if a.role != Candidate {
-		t.Fatalf("a with an uncommitted removal is %v after its election timeout, want candidate", a.role)
+	if a.role != Candidate || !a.preVote {
+		t.Fatalf("a with an uncommitted removal is %v after its election timeout, want a pre-candidate", a.role)
 	}
-	a.votes = map[string]voteRecord{} // only b and c may elect it
-	a.preVote = false
+	// The configuration in use is {b, c}: a needs both, its own vote
+	// does not count, in the pre-vote and in the election.
+	a.step(crFrom(msgPreVoteResp, "b", a.term+1))
+	if !a.preVote {
+		t.Fatal("a left the pre-vote with b's grant alone: it counted itself")
+	}
+	a.step(crFrom(msgPreVoteResp, "c", a.term+1))
+	if a.preVote || a.role != Candidate {
+		t.Fatalf("a is %v (pre-vote %v) with b's and c's pre-votes, want a candidate", a.role, a.preVote)
+	}
 	a.step(crFrom(msgVoteResp, "b", a.term))
 	if a.role == Leader {
-		t.Fatal("a counted its own vote in a configuration without it")
+		t.Fatal("a leads with b's vote alone: it counted its own vote in a configuration without it")
+	}
+	a.step(crFrom(msgVoteResp, "c", a.term))
+	if a.role != Leader {
+		t.Fatalf("a is %v with the votes of b and c, want leader", a.role)
 	}
 
 	// Once the removal is committed, it stays quiet.
@@ -1682,5 +1694,69 @@ func TestCoreMalformedAppendsAreDropped(t *testing.T) {
 		if got := crLogTerms(a); !crEqualTerms(got, before) || a.commit != 1 {
 			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", crDump([]message{m}), got, a.commit, before)
 		}
+	}
+}
+
+// TestCoreResendsAfterLostAppends: a follower in the replicate state whose
+// appends were lost (a broken connection) makes no progress while the
+// leader's heartbeats, sent at the point known to match, all succeed. After
+// a few heartbeats without progress the leader resends from the match
+// point.
+func TestCoreResendsAfterLostAppends(t *testing.T) {
+	a := crLeader3(t)
+	a.step(crAck("c", a.term, a.log.lastIndex(), 0))
+	a.takeReady()
+	idx, _, _ := a.propose([][]byte{[]byte("x")})
+	a.takeReady() // the appends carrying idx are lost
+	resent := -1
+	for tick := 0; tick < 10*a.cfg.heartbeat && resent < 0; tick++ {
+		a.tick()
+		for _, m := range crMsgs(a.takeReady().msgs, msgApp, "b") {
+			if len(m.Entries) > 0 && m.Entries[0].Index <= idx && idx <= m.Entries[len(m.Entries)-1].Index {
+				resent = tick
+			}
+			// b answers the heartbeats: alive, but its log is where it was.
+			a.step(crAck("b", a.term, m.PrevIndex, m.Seq))
+		}
+	}
+	if resent < 0 {
+		t.Fatalf("index %d was never sent to b again in %d ticks", idx, 10*a.cfg.heartbeat)
+	}
+	if resent < a.cfg.heartbeat {
+		t.Fatalf("index %d resent after %d ticks: before a single heartbeat showed no progress", idx, resent)
+	}
+}
+
+// TestCoreHandOverTimesOut: a leader that removed itself hands over to the
+// most up-to-date voter; if that voter does not catch up within an election
+// timeout, the leader steps down anyway instead of leading, outside its
+// configuration, for ever.
+func TestCoreHandOverTimesOut(t *testing.T) {
+	a := crLeader3(t)
+	idx, err := a.removeServer("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.propose([][]byte{[]byte("after")}) // b and c will lack it
+	a.takeReady()
+	a.step(crAck("b", a.term, idx, 0))
+	a.step(crAck("c", a.term, idx, 0))
+	a.takeReady()
+	if a.commit < idx || a.transferee == "" || a.role != Leader {
+		t.Fatalf("setup: commit %d (removal at %d), transferee %q, %v", a.commit, idx, a.transferee, a.role)
+	}
+	for tick := 0; tick < a.cfg.electionMin-1; tick++ {
+		a.tick()
+		// Both keep answering, at idx, so check-quorum is satisfied.
+		a.step(crAck("b", a.term, idx, 0))
+		a.step(crAck("c", a.term, idx, 0))
+	}
+	if a.role != Leader {
+		t.Fatalf("a gave up the hand-over after %d ticks, before an election timeout", a.cfg.electionMin-1)
+	}
+	a.tick()
+	rd := a.takeReady()
+	if a.role != Follower || len(crMsgs(rd.msgs, msgTimeoutNow, "")) != 0 {
+		t.Fatalf("after an election timeout a is %v and sent %s; want a follower that sent no TimeoutNow", a.role, crDump(rd.msgs))
 	}
 }

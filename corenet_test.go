@@ -67,7 +67,12 @@ func (n *testNet) collect(name string) {
 }
 
 // deliverAll delivers messages until none are left (bounded).
-func (n *testNet) deliverAll() {
+func (n *testNet) deliverAll() { n.deliverCounting(func(message) bool { return false }) }
+
+// deliverCounting is deliverAll that also counts the delivered messages
+// count reports true for.
+func (n *testNet) deliverCounting(count func(message) bool) int {
+	k := 0
 	for i := 0; len(n.queue) > 0 && i < 100000; i++ {
 		m := n.queue[0]
 		n.queue = n.queue[1:]
@@ -75,9 +80,13 @@ func (n *testNet) deliverAll() {
 		if c == nil || n.cut[[2]string{m.From, m.To}] {
 			continue
 		}
+		if count(m) {
+			k++
+		}
 		c.step(m)
 		n.collect(m.To)
 	}
+	return k
 }
 
 func (n *testNet) tickAll(ticks int) {

@@ -785,13 +785,13 @@ func (s *Server) publish() {
 	cfgIndex := c.configs[len(c.configs)-1].index
 	if old.role == c.role && old.term == c.term && old.leader == lead && old.commit == c.commit &&
 		old.last == c.log.lastIndex() && s.publishedCfg == cfgIndex && s.publishedEpoch == c.epoch &&
-		s.publishedCommittedCfg == c.committedConfigIndex() && s.published {
+		s.publishedCommittedCfg == c.committedRecord().index && s.published {
 		return
 	}
 	if !s.published || s.publishedCfg != cfgIndex {
 		s.members = c.self.peers()
 	}
-	if !s.published || s.publishedCommittedCfg != c.committedConfigIndex() {
+	if !s.published || s.publishedCommittedCfg != c.committedRecord().index {
 		s.committedMembers = c.committedConfig().peers()
 	}
 	if !s.published || s.publishedEpoch != c.epoch || s.publishedCfg != cfgIndex {
@@ -800,7 +800,7 @@ func (s *Server) publish() {
 	s.published = true
 	s.publishedCfg = cfgIndex
 	s.publishedEpoch = c.epoch
-	s.publishedCommittedCfg = c.committedConfigIndex()
+	s.publishedCommittedCfg = c.committedRecord().index
 	s.board.set(view{
 		role:             c.role,
 		term:             c.term,
