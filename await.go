@@ -90,21 +90,3 @@ func (s *Server) AwaitLeader(ctx context.Context) (Peer, error) {
 	})
 	return p, err
 }
-
-func containsPeer(ps []Peer, p Peer) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
-func containsName(ps []Peer, name string) bool {
-	for _, x := range ps {
-		if x.Name == name {
-			return true
-		}
-	}
-	return false
-}

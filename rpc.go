@@ -160,19 +160,12 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 	if err != nil {
 		return errors.New("exraft: bad request: " + err.Error())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// A call must not outlive the server: its ctx derives from the server's.
+	ctx, cancel := svc.s.ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), time.Duration(req.Timeout))
+		ctx, cancel = context.WithTimeout(svc.s.ctx, time.Duration(req.Timeout))
 	}
 	defer cancel()
-	go func() {
-		// A call must not outlive the server.
-		select {
-		case <-svc.s.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var rep callReply
 	if err := f(ctx, &req, &rep); err != nil {
 		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
@@ -343,11 +336,10 @@ type transport struct {
 	mu    sync.Mutex
 	peers map[string]*peerStream
 	wg    sync.WaitGroup
-	stop  chan struct{}
 }
 
 func newTransport(s *Server) *transport {
-	return &transport{s: s, peers: map[string]*peerStream{}, stop: make(chan struct{})}
+	return &transport{s: s, peers: map[string]*peerStream{}}
 }
 
 // send queues m for its peer; quiet leaves the peer's sender asleep, for a
@@ -360,7 +352,7 @@ func (t *transport) send(m message, quiet bool) {
 	p := t.peers[m.toAddr]
 	if p == nil {
 		select {
-		case <-t.stop:
+		case <-t.s.stopc:
 			t.mu.Unlock()
 			return
 		default:
@@ -375,8 +367,9 @@ func (t *transport) send(m message, quiet bool) {
 }
 
 func (t *transport) close() {
+	// The server's stop channel is closed already; taking the lock waits
+	// out a send that started a stream before it saw that.
 	t.mu.Lock()
-	close(t.stop)
 	t.mu.Unlock()
 	t.wg.Wait()
 }
@@ -504,7 +497,7 @@ func (p *peerStream) run() {
 	}()
 	for {
 		select {
-		case <-p.t.stop:
+		case <-p.t.s.stopc:
 			return
 		case call := <-done:
 			finish(call)
@@ -546,7 +539,7 @@ func (p *peerStream) run() {
 				select {
 				case call := <-done:
 					finish(call)
-				case <-p.t.stop:
+				case <-p.t.s.stopc:
 					return
 				}
 			}
@@ -585,15 +578,8 @@ func splitBatch(msgs []message, limit int) (chunk, rest []message) {
 
 func (p *peerStream) dial() (net.Conn, error) {
 	s := p.t.s
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeoutMin)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ElectionTimeoutMin)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.t.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if s.cfg.Dial != nil {
 		return s.cfg.Dial(ctx, p.addr)
 	}

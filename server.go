@@ -20,15 +20,16 @@ import (
 // Server is one member of a cluster. Its methods are safe for concurrent
 // use. Create it with StartServer; stop it with Stop or StopServer.
 type Server struct {
-	cfg    Config
-	sm     StateMachine
-	smMu   sync.Mutex // the state machine is called from one goroutine at a time
-	name   string
-	addr   string
-	inc    uint64
-	log    *slog.Logger
-	tick   time.Duration
-	maxCmd int
+	cfg       Config
+	sm        StateMachine
+	validator Validator  // sm's, if it has one
+	smMu      sync.Mutex // the state machine is called from one goroutine at a time
+	name      string
+	addr      string
+	inc       uint64
+	log       *slog.Logger
+	tick      time.Duration
+	maxCmd    int
 
 	core *core // owned by the driver goroutine
 
@@ -48,9 +49,8 @@ type Server struct {
 	// Driver-owned bookkeeping of calls waiting on the core.
 	pending []*proposal // by index, ascending
 	// What the last published view was built from, to publish only changes.
-	publishedCfg, publishedCommittedCfg uint64
-	publishedEpoch                      uint64
-	published                           bool
+	pub       pubKey
+	published bool
 	// The lists of the published view, rebuilt only when they change; the
 	// view shares them, so they are never modified in place.
 	members, learners, committedMembers []Peer
@@ -66,9 +66,13 @@ type Server struct {
 	conns     map[net.Conn]struct{}
 
 	stopOnce sync.Once
-	stopc    chan struct{}
-	stopErr  error
-	wg       sync.WaitGroup
+	// ctx ends when the server stops; remote calls and dials derive from
+	// it, and stopc is its Done channel.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopc   <-chan struct{}
+	stopErr error
+	wg      sync.WaitGroup
 }
 
 // ctrl is a function run on the driver goroutine; done closes once the
@@ -140,8 +144,9 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		membership: semaphore.NewWeighted(1),
 		ln:         ln,
 		conns:      map[net.Conn]struct{}{},
-		stopc:      make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.stopc = s.ctx.Done()
 	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
 	s.core = newCore(coreConfig{
 		name:        s.name,
@@ -156,6 +161,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		maxBatch:    min(1<<20, cfg.MaxFrameSize/4),
 		autoRejoin:  !cfg.DisableAutoRejoin,
 	})
+	s.validator, _ = sm.(Validator)
 	s.transport = newTransport(s)
 	s.rpc = rpc.NewServer()
 	if err := s.rpc.RegisterName("Exraft", &rpcService{s: s}); err != nil {
@@ -194,7 +200,7 @@ func (s *Server) Stop() error {
 	first := false
 	s.stopOnce.Do(func() {
 		first = true
-		close(s.stopc)
+		s.cancel()
 		s.ln.Close()
 		s.connsMu.Lock()
 		for c := range s.conns {
@@ -284,9 +290,9 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if len(command) > s.maxCmd {
 		return nil, fmt.Errorf("exraft: command of %d bytes is above the limit of %d (Config.MaxFrameSize)", len(command), s.maxCmd)
 	}
-	if val, ok := s.sm.(Validator); ok {
+	if s.validator != nil {
 		s.smMu.Lock()
-		err := val.Validate(command)
+		err := s.validator.Validate(command)
 		s.smMu.Unlock()
 		if err != nil {
 			return nil, &rejectedError{msg: err.Error()}
@@ -421,7 +427,7 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	var startErr error
 	var term uint64
 	if err := s.onDriver(ctx, func() {
-		startErr = s.core.addServer(p)
+		startErr = s.coreErr(s.core.addServer(p))
 		term = s.core.term
 	}); err != nil {
 		return err
@@ -430,7 +436,7 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	case errors.Is(startErr, errAlreadyMember):
 		return nil
 	case startErr != nil:
-		return s.coreErr(startErr)
+		return startErr
 	}
 	var admit uint64
 	err = s.await(ctx, func(v *view) (bool, error) {
@@ -472,6 +478,7 @@ func (s *Server) RemoveServer(ctx context.Context, name string) error {
 		var rmErr error
 		if err := s.onDriver(ctx, func() {
 			idx, rmErr = s.core.removeServer(name)
+			rmErr = s.coreErr(rmErr)
 			term = s.core.term
 		}); err != nil {
 			return err
@@ -491,7 +498,7 @@ func (s *Server) RemoveServer(ctx context.Context, name string) error {
 			}
 			continue
 		case rmErr != nil:
-			return s.coreErr(rmErr)
+			return rmErr
 		}
 		return s.awaitCommitted(ctx, idx, term)
 	}
@@ -529,19 +536,6 @@ func (s *Server) acquireMembership(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	return func() { s.membership.Release(1) }, nil
-}
-
-// coreErr turns an error of the core into the public error for the caller.
-func (s *Server) coreErr(err error) error {
-	switch {
-	case errors.Is(err, errNotLeaderCore), errors.Is(err, errTransferring):
-		v := s.board.get()
-		if v.role == Leader {
-			return ErrNoLeader
-		}
-		return notLeader(&v)
-	}
-	return err
 }
 
 // onDriver runs f on the driver goroutine, which owns the core, and waits.
@@ -670,7 +664,7 @@ func (s *Server) propose(first *proposal) {
 	}
 	idx, term, err := s.core.propose(cmds)
 	if err != nil {
-		err = s.coreErrDriver(err)
+		err = s.coreErr(err)
 		for _, p := range batch {
 			p.done <- result{err: err}
 		}
@@ -686,14 +680,15 @@ func (s *Server) read(r *readRequest) {
 	s.nextRead++
 	id := s.nextRead
 	if err := s.core.readIndex(id); err != nil {
-		r.done <- result{err: s.coreErrDriver(err)}
+		r.done <- result{err: s.coreErr(err)}
 		return
 	}
 	s.readsByID[id] = r
 }
 
-// coreErrDriver is coreErr for use on the driver goroutine.
-func (s *Server) coreErrDriver(err error) error {
+// coreErr turns an error of the core into the public error for the caller.
+// It reads the core, so it runs on the driver goroutine.
+func (s *Server) coreErr(err error) error {
 	if errors.Is(err, errNotLeaderCore) || errors.Is(err, errTransferring) {
 		if s.core.lead != "" && s.core.lead != s.name {
 			return &RedirectError{Leader: Peer{Name: s.core.lead, Addr: s.core.leadAddr}}
@@ -756,7 +751,7 @@ func (s *Server) process() {
 	for _, id := range rd.failedReads {
 		if r := s.readsByID[id]; r != nil {
 			delete(s.readsByID, id)
-			r.done <- result{err: s.coreErrDriver(errNotLeaderCore)}
+			r.done <- result{err: s.coreErr(errNotLeaderCore)}
 		}
 	}
 	if s.core.role != Leader && len(s.pending) > 0 {
@@ -775,42 +770,51 @@ func (s *Server) process() {
 }
 
 // publish updates the view when something a waiter may wait on changed.
+// The driver compares against the key it published last rather than read
+// the view back from the board.
 func (s *Server) publish() {
 	c := s.core
-	old := s.board.get()
+	k := pubKey{role: c.role, term: c.term, lead: c.lead, leadAddr: c.leadAddr, commit: c.commit,
+		last: c.log.lastIndex(), cfg: c.configs[len(c.configs)-1].index,
+		committedCfg: c.committedRecord().index, epoch: c.epoch}
+	first := !s.published
+	if !first && k == s.pub {
+		return
+	}
+	if first || k.cfg != s.pub.cfg {
+		s.members = c.self.peers()
+	}
+	if first || k.committedCfg != s.pub.committedCfg {
+		s.committedMembers = c.committedConfig().peers()
+	}
+	if first || k.epoch != s.pub.epoch || k.cfg != s.pub.cfg {
+		s.learners = c.learners()
+	}
+	s.pub, s.published = k, true
 	lead := Peer{}
 	if c.lead != "" {
 		lead = Peer{Name: c.lead, Addr: c.leadAddr}
 	}
-	cfgIndex := c.configs[len(c.configs)-1].index
-	if old.role == c.role && old.term == c.term && old.leader == lead && old.commit == c.commit &&
-		old.last == c.log.lastIndex() && s.publishedCfg == cfgIndex && s.publishedEpoch == c.epoch &&
-		s.publishedCommittedCfg == c.committedRecord().index && s.published {
-		return
-	}
-	if !s.published || s.publishedCfg != cfgIndex {
-		s.members = c.self.peers()
-	}
-	if !s.published || s.publishedCommittedCfg != c.committedRecord().index {
-		s.committedMembers = c.committedConfig().peers()
-	}
-	if !s.published || s.publishedEpoch != c.epoch || s.publishedCfg != cfgIndex {
-		s.learners = c.learners()
-	}
-	s.published = true
-	s.publishedCfg = cfgIndex
-	s.publishedEpoch = c.epoch
-	s.publishedCommittedCfg = c.committedRecord().index
 	s.board.set(view{
 		role:             c.role,
 		term:             c.term,
 		leader:           lead,
 		commit:           c.commit,
-		last:             c.log.lastIndex(),
+		last:             k.last,
 		members:          s.members,
 		learners:         s.learners,
 		committedMembers: s.committedMembers,
 	})
+}
+
+// pubKey is what a published view is built from.
+type pubKey struct {
+	role              Role
+	term              uint64
+	lead, leadAddr    string
+	commit, last      uint64
+	cfg, committedCfg uint64 // indexes of the configurations in use and committed
+	epoch             uint64
 }
 
 // failAll fails every call waiting on the driver.
