@@ -3,6 +3,7 @@ package exraft
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // view is what the driver goroutine publishes after every step of the core:
@@ -23,6 +24,7 @@ type view struct {
 // board holds the latest view and wakes every waiter when it changes, so
 // that waits block on a channel instead of polling.
 type board struct {
+	role    atomic.Int32 // v.role, readable without the lock
 	mu      sync.Mutex
 	v       view
 	changed chan struct{}
@@ -49,6 +51,7 @@ func (b *board) watch() (view, <-chan struct{}) {
 func (b *board) set(v view) {
 	b.mu.Lock()
 	b.v = v
+	b.role.Store(int32(v.role))
 	if b.watched {
 		// Only when someone waits: the view changes with every commit.
 		close(b.changed)

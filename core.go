@@ -649,9 +649,7 @@ func (c *core) handleAppend(m message) {
 		c.reply(m, resp)
 		return
 	}
-	if !c.appendFromLeader(m.Entries) {
-		return
-	}
+	c.appendFromLeader(m.Entries)
 	last := m.PrevIndex + uint64(len(m.Entries))
 	if m.Commit > c.commit {
 		c.commit = min(m.Commit, last)
@@ -662,27 +660,24 @@ func (c *core) handleAppend(m message) {
 }
 
 // appendFromLeader appends entries that follow a matching prefix, truncating
-// at the first conflict (§5.3, rule 3 and 4). It refuses (false) to
-// overwrite a committed entry, which no leader asks for.
-func (c *core) appendFromLeader(es []entry) bool {
+// at the first conflict (§5.3, rule 3 and 4). The entries start after the
+// commit index (handleAppend skips what is committed and wellFormedAppend
+// checks the indexes), so a truncation never reaches a committed entry.
+func (c *core) appendFromLeader(es []entry) {
 	for i := range es {
 		t, ok := c.log.term(es[i].Index)
 		if ok && t == es[i].Term {
 			continue
 		}
 		if ok {
-			if es[i].Index <= c.commit {
-				return false
-			}
 			c.log.truncateAfter(es[i].Index - 1)
 			c.truncatedConfigs(es[i].Index - 1)
 		}
 		rest := es[i:]
 		c.log.append(rest...)
 		c.appendedConfigs(rest)
-		return true
+		return
 	}
-	return true
 }
 
 // wellFormedAppend: the entries follow PrevIndex one by one, their terms

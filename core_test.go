@@ -1687,7 +1687,7 @@ func TestCoreMalformedAppendsAreDropped(t *testing.T) {
 		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 5}}),                      // a term above the message's
 		crApp("b", 2, 0, 0, 1, []entry{{Index: 0, Term: 1}}),                      // index 0
 		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
-		crApp("b", 3, 0, 0, 1, []entry{{Index: 1, Term: 3}}),                      // overwrites committed index 1
+		crApp("b", 3, 0, 0, 1, []entry{{Index: 1, Term: 3}}),                      // rewrites committed index 1: skipped as committed
 	} {
 		a.step(m)
 		a.takeReady()

@@ -212,7 +212,7 @@ func (s *Server) Stop() error {
 		// A stopped server leads nothing and follows no one.
 		v := s.board.get()
 		v.role, v.leader = Follower, Peer{}
-		s.board.set(v)
+		s.board.set(v) // also the role Write and Read check
 		if c, ok := s.sm.(Closer); ok {
 			s.smMu.Lock()
 			s.stopErr = c.Close()
@@ -319,7 +319,8 @@ func (s *Server) leaderCall(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if v := s.board.get(); v.role != Leader {
+	if Role(s.board.role.Load()) != Leader {
+		v := s.board.get()
 		return notLeader(&v)
 	}
 	return nil
