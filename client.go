@@ -2,10 +2,12 @@ package exraft
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/rpc"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,11 +21,25 @@ import (
 // Errors match the same sentinels as the Server methods' (errors.Is,
 // errors.As); failures to reach the server are returned as they are, wrapped
 // with the address.
+//
+// Set the fields before the first call: connections already open keep the
+// settings they were made with (Close drops them).
 type Client struct {
 	// Dial, if set, opens connections instead of net.Dialer.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
-	// MaxFrameSize bounds one reply, in bytes; 8 MiB by default.
+	// MaxFrameSize bounds one call or reply, in bytes; 8 MiB by default.
 	MaxFrameSize int
+	// TLS, if set, connects over TLS with this configuration. When its
+	// ServerName is empty, the host part of the address is verified.
+	TLS *tls.Config
+	// ClusterID and Secret must match the servers' (Config.ClusterID,
+	// Config.Secret); a server refuses a connection that does not, and the
+	// call fails with an error matching ErrUnauthorized.
+	ClusterID string
+	Secret    []byte
+	// IOTimeout bounds the handshake of a new connection and any one
+	// write; 10s by default. The call itself is bounded by its ctx only.
+	IOTimeout time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*rpc.Client
@@ -51,18 +67,17 @@ func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
 		return rc, nil
 	}
 	c.mu.Unlock()
-	var conn net.Conn
-	var err error
-	if c.Dial != nil {
-		conn, err = c.Dial(ctx, addr)
-	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", addr)
+	timeout := c.IOTimeout
+	if timeout <= 0 {
+		timeout = defaultIOTimeout
 	}
+	conn, err := dialConn(ctx, c.Dial, addr, c.TLS, identity{clusterID: c.ClusterID, secret: c.Secret}, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("exraft: dial %s: %w", addr, err)
+		return nil, err
 	}
-	rc := rpc.NewClientWithCodec(newClientCodec(conn, c.MaxFrameSize))
+	codec := newClientCodec(conn, c.MaxFrameSize)
+	codec.setIOTimeout(timeout)
+	rc := rpc.NewClientWithCodec(codec)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
@@ -113,6 +128,9 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 		if call.Error != nil {
 			var se rpc.ServerError
 			if errors.As(call.Error, &se) {
+				if strings.HasPrefix(string(se), errFrameTooLarge.Error()) {
+					return nil, &tooLargeError{msg: string(se)}
+				}
 				return nil, &RemoteError{Msg: string(se)}
 			}
 			c.forget(addr, rc)

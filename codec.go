@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/rpc"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -28,9 +29,16 @@ import (
 
 const defaultMaxFrame = 8 << 20 // bytes
 
+// frameOverhead is what a frame needs beyond one command: the headers of the
+// frame, the Step call and the message that carries the command as an entry.
+const frameOverhead = 1024
+
 // errFrameTooLarge is returned (wrapped, with the size) when a frame header announces more than maxFrame bytes.
 // Writing a frame that would be larger fails with it too, having written nothing.
-var errFrameTooLarge = errors.New("exraft: frame too large")
+var errFrameTooLarge = fmt.Errorf("%w: frame above the size limit", ErrTooLarge)
+
+// errEncoding is wrapped by a failure to encode a frame, which writes nothing.
+var errEncoding = errors.New("exraft: encoding")
 
 // errMalformedFrame is wrapped by every error about the content of a frame that
 // arrived whole: such an error never means the connection ended.
@@ -71,7 +79,7 @@ const (
 // A reply whose frame would exceed maxFrame is not sent; the client gets an
 // error response instead whose text starts with errFrameTooLarge's, so that its
 // call fails rather than waiting forever.
-func newServerCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method string, body any)) rpc.ServerCodec {
+func newServerCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method string, body any)) *rpcServerCodec {
 	c := &rpcServerCodec{onBody: onBody}
 	c.init(rwc, maxFrame)
 	return c
@@ -83,7 +91,7 @@ func newServerCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method str
 // errFrameTooLarge and nothing is written, so the connection stays usable. A
 // response frame announcing more than maxFrame fails every pending call of the
 // client with an error wrapping errFrameTooLarge (net/rpc passes it through).
-func newClientCodec(rwc io.ReadWriteCloser, maxFrame int) rpc.ClientCodec {
+func newClientCodec(rwc io.ReadWriteCloser, maxFrame int) *rpcClientCodec {
 	c := &rpcClientCodec{}
 	c.init(rwc, maxFrame)
 	return c
@@ -92,7 +100,7 @@ func newClientCodec(rwc io.ReadWriteCloser, maxFrame int) rpc.ClientCodec {
 // newPeerClientCodec is newClientCodec with onBody called for every response
 // body, in arrival order, as newServerCodec does for requests: a server
 // uses it to take the protocol messages a peer returns in its replies.
-func newPeerClientCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method string, body any)) rpc.ClientCodec {
+func newPeerClientCodec(rwc io.ReadWriteCloser, maxFrame int, onBody func(method string, body any)) *rpcClientCodec {
 	c := &rpcClientCodec{onBody: onBody}
 	c.init(rwc, maxFrame)
 	return c
@@ -117,6 +125,34 @@ func (c *codecConn) init(rwc io.ReadWriteCloser, maxFrame int) {
 	c.w.init(rwc, maxFrame)
 }
 
+// deadliner is the part of net.Conn that sets I/O deadlines.
+type deadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// setIOTimeout bounds every write, and the rest of a frame once its length
+// has arrived, to d, if the connection supports deadlines. A connection
+// that exceeds it fails; the codec closes it.
+func (c *codecConn) setIOTimeout(d time.Duration) {
+	if dl, ok := c.rwc.(deadliner); ok && d > 0 {
+		c.r.dl, c.r.timeout = dl, d
+		c.w.dl, c.w.timeout = dl, d
+	}
+}
+
+// readErr is why the codec stopped reading, nil while it reads.
+func (c *codecConn) readErr() error { return c.r.err }
+
+// writeFailed closes the connection after a failed write: the stream is
+// out of step (part of a frame may have gone), and the reading side must
+// not wait on a peer that is no longer answered.
+func (c *codecConn) writeFailed(err error) {
+	if err != nil && !errors.Is(err, errFrameTooLarge) && !errors.Is(err, errEncoding) {
+		c.Close()
+	}
+}
+
 // Close closes the connection once; later calls return nil.
 func (c *codecConn) Close() error {
 	var err error
@@ -128,12 +164,23 @@ type rpcServerCodec struct {
 	codecConn
 	onBody func(method string, body any)
 	method string // of the request whose body is next
+	// admit, if set, vets each request's method once its header is read:
+	// an error ends the connection. done is called with the request's
+	// method and reply once the response is written (or failed to be).
+	admit func(method string) error
+	done  func(method string, body any)
 }
 
 func (c *rpcServerCodec) ReadRequestHeader(req *rpc.Request) error {
 	method, seq, _, err := c.r.readHeader(2)
 	if err != nil {
 		return err
+	}
+	if c.admit != nil {
+		if err := c.admit(method); err != nil {
+			c.r.err = err
+			return err
+		}
 	}
 	req.ServiceMethod, req.Seq = method, seq
 	c.method = method
@@ -158,7 +205,11 @@ func (c *rpcServerCodec) WriteResponse(resp *rpc.Response, body any) error {
 		// net/rpc only logs a failed WriteResponse, so without this the
 		// caller would wait for the reply until its own deadline.
 		msg := fmt.Sprintf("%v: the reply to %s exceeds %d bytes", errFrameTooLarge, resp.ServiceMethod, c.w.max)
-		_ = c.w.writeFrame(resp.ServiceMethod, resp.Seq, true, msg, nil)
+		err = c.w.writeFrame(resp.ServiceMethod, resp.Seq, true, msg, nil)
+	}
+	c.writeFailed(err)
+	if c.done != nil {
+		c.done(resp.ServiceMethod, body)
 	}
 	return err
 }
@@ -172,7 +223,9 @@ type rpcClientCodec struct {
 func (c *rpcClientCodec) WriteRequest(req *rpc.Request, body any) error {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
-	return c.w.writeFrame(req.ServiceMethod, req.Seq, false, "", body)
+	err := c.w.writeFrame(req.ServiceMethod, req.Seq, false, "", body)
+	c.writeFailed(err)
+	return err
 }
 
 func (c *rpcClientCodec) ReadResponseHeader(resp *rpc.Response) error {
@@ -198,12 +251,14 @@ func (c *rpcClientCodec) ReadResponseBody(body any) error {
 // frameReader reads frames. net/rpc reads each connection from one goroutine,
 // so it has no lock.
 type frameReader struct {
-	br  *bufio.Reader
-	max int
-	hdr [4]byte
-	buf []byte // the frame being decoded
-	rd  bytes.Reader
-	dec *msgpack.Decoder // reads rd directly: it buffers nothing of its own
+	br      *bufio.Reader
+	max     int
+	dl      deadliner // with timeout, bounds the reading of a frame begun
+	timeout time.Duration
+	hdr     [4]byte
+	buf     []byte // the frame being decoded
+	rd      bytes.Reader
+	dec     *msgpack.Decoder // reads rd directly: it buffers nothing of its own
 
 	names    [frameNameCache]string
 	nextName int
@@ -240,6 +295,11 @@ func (r *frameReader) readFrame() error {
 	if uint64(n) > uint64(r.max) {
 		r.err = fmt.Errorf("%w: %d bytes announced, the limit is %d", errFrameTooLarge, n, r.max)
 		return r.err
+	}
+	if r.dl != nil && r.br.Buffered() < int(n) {
+		// A frame has begun: the rest must follow in time.
+		r.dl.SetReadDeadline(time.Now().Add(r.timeout))
+		defer r.dl.SetReadDeadline(time.Time{})
 	}
 	if err := r.fill(int(n)); err != nil {
 		if err == io.EOF {
@@ -508,11 +568,14 @@ func checkMsgpackValue(b []byte) error {
 // frameWriter writes frames. net/rpc already serializes writes on each side;
 // the lock makes the codec safe on its own.
 type frameWriter struct {
-	mu  sync.Mutex
-	bw  *bufio.Writer
-	max int
-	buf frameBuffer
-	enc *msgpack.Encoder
+	mu          sync.Mutex
+	bw          *bufio.Writer
+	max         int
+	dl          deadliner // with timeout, bounds each write
+	timeout     time.Duration
+	deadlineSet time.Time // when the write deadline was last moved
+	buf         frameBuffer
+	enc         *msgpack.Encoder
 }
 
 func (w *frameWriter) init(dst io.Writer, limit int) {
@@ -555,10 +618,19 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 		return fmt.Errorf("%w: %s #%d needs more than %d bytes", errFrameTooLarge, method, seq, w.max)
 	}
 	if err != nil {
-		return fmt.Errorf("exraft: encoding %s #%d: %w", method, seq, err)
+		return fmt.Errorf("%w %s #%d: %w", errEncoding, method, seq, err)
 	}
 	frame := w.buf.b.Bytes()
 	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	if w.dl != nil {
+		// Moving the deadline costs more than reading the clock, so it
+		// moves only once half the timeout has passed: a write may then
+		// stall for between half the timeout and all of it.
+		if now := time.Now(); now.After(w.deadlineSet.Add(w.timeout / 2)) {
+			w.dl.SetWriteDeadline(now.Add(w.timeout))
+			w.deadlineSet = now
+		}
+	}
 	if _, err := w.bw.Write(frame); err != nil {
 		return err
 	}

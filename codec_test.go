@@ -550,7 +550,7 @@ func TestCodecGarbageNeverPanics(t *testing.T) {
 // codecDrainServer reads requests from in as net/rpc would, until an error
 // ends the connection.
 func codecDrainServer(t testing.TB, in []byte, maxFrame int) {
-	c := newServerCodec(newCodecTestConn(in), maxFrame, func(string, any) {}).(*rpcServerCodec)
+	c := newServerCodec(newCodecTestConn(in), maxFrame, func(string, any) {})
 	for i := 0; ; i++ {
 		var req rpc.Request
 		if err := c.ReadRequestHeader(&req); err != nil {
@@ -574,7 +574,7 @@ func codecDrainServer(t testing.TB, in []byte, maxFrame int) {
 
 // codecDrainClient reads responses from in as net/rpc would, until an error.
 func codecDrainClient(t testing.TB, in []byte, maxFrame int) {
-	c := newClientCodec(newCodecTestConn(in), maxFrame).(*rpcClientCodec)
+	c := newClientCodec(newCodecTestConn(in), maxFrame)
 	for i := 0; ; i++ {
 		var resp rpc.Response
 		if err := c.ReadResponseHeader(&resp); err != nil {
@@ -612,9 +612,9 @@ func TestCodecFrameTooLarge(t *testing.T) {
 		in = append(in, 0x92, 0xa1, 'x', 1) // data that must not be read
 
 		sconn := newCodecTestConn(in)
-		s := newServerCodec(sconn, 0, nil).(*rpcServerCodec)
+		s := newServerCodec(sconn, 0, nil)
 		cconn := newCodecTestConn(in)
-		c := newClientCodec(cconn, 0).(*rpcClientCodec)
+		c := newClientCodec(cconn, 0)
 
 		var serr, cerr error
 		grew := codecHeapGrowth(func() {
@@ -832,7 +832,7 @@ func TestCodecBuffersShrink(t *testing.T) {
 	big := codecTestArgs(1)
 	big.Blob = make([]byte, 2*frameKeepCap)
 	in := codecRequestFrames(t, big, codecTestArgs(2), codecTestArgs(3))
-	c := newServerCodec(newCodecTestConn(in), 0, nil).(*rpcServerCodec)
+	c := newServerCodec(newCodecTestConn(in), 0, nil)
 	var req rpc.Request
 	var a CodecTestArgs
 	if err := c.ReadRequestHeader(&req); err != nil {
@@ -862,7 +862,7 @@ func TestCodecBuffersShrink(t *testing.T) {
 		t.Fatalf("small frames: buffer capacity %d then %d", first, cap(c.r.buf))
 	}
 
-	w := newClientCodec(newCodecTestConn(nil), 0).(*rpcClientCodec)
+	w := newClientCodec(newCodecTestConn(nil), 0)
 	if err := w.WriteRequest(&rpc.Request{ServiceMethod: "CodecTest.Echo"}, big); err != nil {
 		t.Fatal(err)
 	}

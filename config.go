@@ -2,6 +2,7 @@ package exraft
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -48,9 +49,54 @@ type Config struct {
 	// member that comes back as a new incarnation (restarted with an empty
 	// log). AddServer of the same name and address still re-admits it.
 	DisableAutoRejoin bool
+
+	// TLS, if set, makes the server accept and dial peers over TLS with this
+	// configuration. For mutual TLS, give it Certificates (presented to
+	// peers both when accepting and when dialing), RootCAs and ClientCAs,
+	// and set ClientAuth to tls.RequireAndVerifyClientCert. When ServerName
+	// is empty, a dial verifies the host part of the peer's address.
+	TLS *tls.Config
+	// ClusterID names the cluster. Every connection, from a peer or a
+	// client, must present the same ClusterID or it is refused, and both
+	// ends log why. It guards against mistakes (two clusters on one
+	// network), not attackers: it is not secret. At most 255 bytes.
+	ClusterID string
+	// Secret, if set, must be known to every peer and client. Each end of a
+	// connection proves it knows the Secret without sending it (an HMAC
+	// over fresh nonces), so a connection from anyone else is refused. It
+	// does not encrypt anything: use TLS for that.
+	Secret []byte
+
+	// MaxCommandSize bounds a Write's command, in bytes; 1 MiB by default,
+	// and at most MaxFrameSize-1024. A larger command fails with an error
+	// matching ErrTooLarge and nothing is appended.
+	MaxCommandSize int
+	// MaxConns bounds the connections the server serves at once, from
+	// peers and clients together; 1024 by default. Connections beyond it
+	// are closed as soon as they are accepted.
+	MaxConns int
+	// MaxConnsPerHost bounds the connections from one remote IP address;
+	// 256 by default. Beyond it a connection is refused in the handshake,
+	// with an error matching ErrUnauthorized that says why.
+	MaxConnsPerHost int
+	// MaxPendingCalls bounds the client calls (Write, Read, AddServer...)
+	// the server runs at once, over all connections; 4096 by default. When
+	// it is reached the server stops reading calls from clients until one
+	// finishes, so a flood of calls queues in TCP instead of in memory.
+	// Traffic between peers is not counted, so the cluster keeps working.
+	MaxPendingCalls int
+	// IOTimeout bounds the handshake of a new connection, any one write,
+	// and the arrival of the rest of a frame once it has begun; 10s by
+	// default. A connection that exceeds it is closed, so a peer that stops
+	// reading or sends half a frame cannot hold the server's resources.
+	IOTimeout time.Duration
 }
 
 const (
+	defaultMaxCommandSize     = 1 << 20
+	defaultMaxConns           = 1024
+	defaultMaxConnsPerHost    = 256
+	defaultMaxPendingCalls    = 4096
 	defaultAddr               = "127.0.0.1:0"
 	defaultHeartbeatInterval  = 50 * time.Millisecond
 	defaultElectionTimeoutMin = 150 * time.Millisecond
@@ -86,6 +132,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFrameSize == 0 {
 		c.MaxFrameSize = defaultMaxFrame
+	}
+	if c.MaxCommandSize == 0 {
+		c.MaxCommandSize = min(defaultMaxCommandSize, c.MaxFrameSize-frameOverhead)
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = defaultMaxConns
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = defaultMaxConnsPerHost
+	}
+	if c.MaxPendingCalls == 0 {
+		c.MaxPendingCalls = defaultMaxPendingCalls
+	}
+	if c.IOTimeout == 0 {
+		c.IOTimeout = defaultIOTimeout
 	}
 	return c
 }
@@ -126,6 +187,27 @@ func (c Config) validate() error {
 	}
 	if c.MaxFrameSize < 4096 {
 		return bad("MaxFrameSize", "%d bytes is too small to carry a message (at least 4096)", c.MaxFrameSize)
+	}
+	if c.MaxCommandSize < 0 {
+		return bad("MaxCommandSize", "must not be negative (got %d)", c.MaxCommandSize)
+	}
+	if c.MaxCommandSize > c.MaxFrameSize-frameOverhead {
+		return bad("MaxCommandSize", "%d bytes cannot travel in a frame of MaxFrameSize %d (at most %d)", c.MaxCommandSize, c.MaxFrameSize, c.MaxFrameSize-frameOverhead)
+	}
+	if c.MaxConns < 0 {
+		return bad("MaxConns", "must not be negative (got %d)", c.MaxConns)
+	}
+	if c.MaxConnsPerHost < 0 {
+		return bad("MaxConnsPerHost", "must not be negative (got %d)", c.MaxConnsPerHost)
+	}
+	if c.MaxPendingCalls < 0 {
+		return bad("MaxPendingCalls", "must not be negative (got %d)", c.MaxPendingCalls)
+	}
+	if c.IOTimeout < 0 {
+		return bad("IOTimeout", "must not be negative (got %v)", c.IOTimeout)
+	}
+	if len(c.ClusterID) > maxClusterID {
+		return bad("ClusterID", "%d bytes is too long (at most %d)", len(c.ClusterID), maxClusterID)
 	}
 	seen := make(map[string]bool, len(c.InitialConfig))
 	for i, p := range c.InitialConfig {

@@ -483,6 +483,24 @@ func (c *core) inLease() bool {
 	return c.lead != "" && c.electionEl < c.cfg.electionMin
 }
 
+// knows reports whether name is a voter of this server's configuration or,
+// on a leader, a server it is catching up.
+//
+// Outsiders do not move the term of a server that hears from a leader
+// (inLease): such a message comes from a removed server, a server of
+// another cluster, or a forger, and obeying it would depose a healthy
+// leader. This is the dissertation's defence against disruptive servers
+// (§4.2.3), widened from vote requests to every message. It cannot delay a
+// real leader that this server has not learned of yet (added by entries it
+// lacks) beyond one election timeout: the lease lapses without the old
+// leader, and then the new one is followed as usual.
+func (c *core) knows(name string) bool {
+	if _, ok := c.self.find(name); ok {
+		return true
+	}
+	return c.role == Leader && c.prs[name] != nil
+}
+
 // step processes one message from a peer.
 func (c *core) step(m message) {
 	if m.From == c.cfg.name && m.FromInc == c.cfg.inc {
@@ -495,6 +513,9 @@ func (c *core) step(m message) {
 	}
 	switch {
 	case m.Term > c.term:
+		if c.inLease() && !c.knows(m.From) {
+			return
+		}
 		if m.Type == msgPreVote || m.Type == msgVote {
 			if !m.Force && c.inLease() {
 				return
@@ -720,8 +741,8 @@ func (c *core) backoffHint(prevIndex uint64) (index, term uint64) {
 // off the follower's progress, then try to commit.
 func (c *core) handleAppendResponse(m message) {
 	pr := c.prs[m.From]
-	if pr == nil {
-		return
+	if pr == nil || m.Match > c.log.lastIndex() {
+		return // the latter acknowledges entries this leader never had: forged
 	}
 	restarted := pr.inc != 0 && m.FromInc != pr.inc
 	if m.FromInc != pr.inc {

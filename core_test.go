@@ -233,7 +233,12 @@ func TestCoreAppendTruncatedConfigurationIsForgotten(t *testing.T) {
 	if _, ok := a.self.find("c"); ok {
 		t.Fatal("setup: c is still in the configuration in use")
 	}
-	// Leader c of term 3 never had it.
+	// Leader c of term 3 never had it. To a, c is an outsider now: a
+	// follows it only once it has stopped hearing from b.
+	for i := 0; i < a.cfg.electionMin; i++ {
+		a.tick()
+	}
+	a.takeReady()
 	a.step(crApp("c", 3, 0, 0, 0, crEnts(1, 3)))
 	a.takeReady()
 	if _, ok := a.self.find("c"); !ok || len(a.self.Voters) != 3 {
@@ -593,6 +598,56 @@ func TestCoreStickinessIgnoresVoteInLease(t *testing.T) {
 	a.step(m)
 	if r := crOnly(t, a.takeReady().msgs, msgVoteResp, "c"); r.Reject || a.term != 2 || a.votedFor != "c" {
 		t.Fatalf("forced vote request: %s, term %d vote %q; want granted in term 2", crDump([]message{r}), a.term, a.votedFor)
+	}
+}
+
+// TestCoreOutsidersCannotMoveTermsInLease: while a server hears from a
+// leader, nothing from a server outside its configuration moves its term or
+// its leader, forced or not; once the lease lapses, an outsider's append is
+// followed (a leader added by entries this server lacks).
+func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
+	forced := crVote(msgVote, "x", 99, 50, 50)
+	forced.Force = true
+	ack := crAck("x", 99, 1<<40, 1)
+	ack.Reject = true
+	hostile := []message{
+		crApp("x", 99, 0, 0, 0, crEnts(1, 99)),
+		crApp("x", 99, 1<<62, 7, 1<<62, nil),
+		crVote(msgVote, "x", 99, 50, 50),
+		crVote(msgPreVote, "x", 99, 50, 50),
+		forced,
+		crFrom(msgTimeoutNow, "x", 99),
+		ack,
+	}
+	a := crCore(t, "a", crNames3)
+	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
+	for _, m := range hostile {
+		a.step(m)
+		rd := a.takeReady()
+		if a.term != 1 || a.lead != "b" || a.role != Follower || a.log.lastIndex() != 1 || len(rd.msgs) != 0 {
+			t.Fatalf("follower after %s: %v term %d lead %q last %d sent %s; want all ignored",
+				crDump([]message{m}), a.role, a.term, a.lead, a.log.lastIndex(), crDump(rd.msgs))
+		}
+	}
+
+	l := crCore(t, "a", crNames3)
+	crElect(t, l, "b")
+	term := l.term
+	for _, m := range hostile {
+		l.step(m)
+		l.takeReady()
+		if l.role != Leader || l.term != term {
+			t.Fatalf("leader after %s: %v term %d; want leader of term %d", crDump([]message{m}), l.role, l.term, term)
+		}
+	}
+
+	for i := 0; i < a.cfg.electionMin; i++ {
+		a.tick()
+	}
+	a.takeReady()
+	a.step(crApp("x", 99, 1, 1, 0, nil))
+	if a.term != 99 || a.lead != "x" {
+		t.Fatalf("after the lease lapsed: term %d lead %q; want x's term 99", a.term, a.lead)
 	}
 }
 
@@ -1758,5 +1813,22 @@ func TestCoreHandOverTimesOut(t *testing.T) {
 	rd := a.takeReady()
 	if a.role != Follower || len(crMsgs(rd.msgs, msgTimeoutNow, "")) != 0 {
 		t.Fatalf("after an election timeout a is %v and sent %s; want a follower that sent no TimeoutNow", a.role, crDump(rd.msgs))
+	}
+}
+
+// TestCoreAckBeyondLogIgnored: an acknowledgement of entries the leader
+// never had is forged; counting it would commit an entry no follower holds.
+func TestCoreAckBeyondLogIgnored(t *testing.T) {
+	a := crLeader3(t)
+	match := a.prs["b"].match
+	a.step(crAck("b", a.term, a.log.lastIndex()+1<<40, 1))
+	a.takeReady()
+	if a.prs["b"].match != match {
+		t.Fatalf("b's match is %d after a forged ack, want %d", a.prs["b"].match, match)
+	}
+	idx, _, _ := a.propose([][]byte{[]byte("x")})
+	a.takeReady()
+	if a.commit >= idx {
+		t.Fatalf("commit %d reached the new entry %d with no follower holding it", a.commit, idx)
 	}
 }

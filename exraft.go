@@ -143,6 +143,15 @@ var (
 	ErrLastServer = errors.New("exraft: cannot remove the last voter")
 	// ErrUnknownServer: RemoveServer of a name that is not a member.
 	ErrUnknownServer = errors.New("exraft: no such member")
+	// ErrTooLarge: a command or query above Config.MaxCommandSize, or a
+	// call or reply that would not fit in a frame (MaxFrameSize). Nothing
+	// was appended.
+	ErrTooLarge = errors.New("exraft: too large")
+	// ErrUnauthorized: the other end of a connection refused it, or could
+	// not prove it belongs: a different ClusterID, a different Secret, or a
+	// server with too many connections from this host. The error's text says
+	// which; both ends log it.
+	ErrUnauthorized = errors.New("exraft: unauthorized")
 )
 
 // rejectedError carries a validator's message and matches ErrRejected.
@@ -151,3 +160,10 @@ type rejectedError struct{ msg string }
 func (e *rejectedError) Error() string        { return "exraft: command rejected: " + e.msg }
 func (e *rejectedError) Is(target error) bool { return target == ErrRejected }
 func (e *rejectedError) Unwrap() error        { return ErrRejected }
+
+// tooLargeError carries the server's account of what was too large, and
+// matches ErrTooLarge.
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string { return e.msg }
+func (e *tooLargeError) Unwrap() error { return ErrTooLarge }

@@ -59,6 +59,7 @@ const (
 	codeDeadline
 	codeCanceled
 	codeOther
+	codeTooLarge
 )
 
 // encodeErr gives err its wire form.
@@ -81,6 +82,8 @@ func encodeErr(err error, r *callReply) {
 		r.Code = codeLastServer
 	case errors.Is(err, ErrUnknownServer):
 		r.Code = codeUnknownServer
+	case errors.Is(err, ErrTooLarge):
+		r.Code = codeTooLarge
 	case errors.Is(err, context.DeadlineExceeded):
 		r.Code = codeDeadline
 	case errors.Is(err, context.Canceled):
@@ -113,6 +116,8 @@ func decodeErr(r *callReply) error {
 		return context.DeadlineExceeded
 	case codeCanceled:
 		return context.Canceled
+	case codeTooLarge:
+		return &tooLargeError{msg: r.Msg}
 	}
 	return &RemoteError{Msg: r.Msg}
 }
@@ -237,57 +242,6 @@ func (svc *rpcService) Status(args *[]byte, reply *[]byte) error {
 	})
 }
 
-// ---- serving ----------------------------------------------------------------------
-
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
-	for {
-		conn, err := s.ln.Accept()
-		if err != nil {
-			if s.isStopped() {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.log.Error("accept failed; no longer accepting connections", "err", err)
-			return
-		}
-		s.connsMu.Lock()
-		if s.isStopped() {
-			s.connsMu.Unlock()
-			conn.Close()
-			return
-		}
-		s.conns[conn] = struct{}{}
-		s.wg.Add(1)
-		s.connsMu.Unlock()
-		go s.serveConn(conn)
-	}
-}
-
-func (s *Server) serveConn(conn net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.connsMu.Lock()
-		delete(s.conns, conn)
-		s.connsMu.Unlock()
-	}()
-	var dec msgDecoder
-	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
-		if method != methodStep {
-			return
-		}
-		if b, ok := body.(*[]byte); ok {
-			if w, ok := s.deliver(*b, &dec, conn, true); ok {
-				s.stepWaits.Store(b, w)
-			}
-		}
-	})
-	s.rpc.ServeCodec(codec)
-}
-
 // deliver decodes a batch of protocol messages and hands them to the driver
 // in arrival order. net/rpc runs handlers in goroutines of their own, which
 // would reorder the messages of a pipelined stream; the codec calls this in
@@ -408,6 +362,20 @@ func (p *peerStream) enqueue(m message, quiet bool) {
 	}
 }
 
+// replyBufs holds the buffers of Step replies once the codec has written
+// them (Server.callDone), for takeEncoded to reuse.
+var replyBufs sync.Pool
+
+// recycleReply returns a written Step reply's buffer to replyBufs. Large
+// ones go to the garbage collector: a catch-up must not pin its size.
+func recycleReply(body any) {
+	if p, ok := body.(*[]byte); ok && *p != nil && cap(*p) <= 64<<10 {
+		b := (*p)[:0]
+		*p = nil
+		replyBufs.Put(&b)
+	}
+}
+
 // takeEncoded removes what is queued for the peer at addr, up to what fits
 // in a reply, and returns it encoded; nil when nothing is queued.
 func (t *transport) takeEncoded(addr string) []byte {
@@ -421,11 +389,18 @@ func (t *transport) takeEncoded(addr string) []byte {
 	chunk, rest := splitBatch(p.queue, p.t.s.cfg.MaxFrameSize/2)
 	var b []byte
 	if len(chunk) > 0 {
-		b = appendMessages(nil, chunk) // before the queue's array is reused
+		size := 0
 		for i := range chunk {
-			p.bytes -= wireSize(&chunk[i])
+			size += wireSize(&chunk[i])
 		}
-		p.bytes = max(p.bytes, 0)
+		// Sized from above, so that encoding does not grow the buffer.
+		if bp, ok := replyBufs.Get().(*[]byte); ok && cap(*bp) >= size {
+			b = (*bp)[:0]
+		} else {
+			b = make([]byte, 0, max(size, 4<<10))
+		}
+		b = appendMessages(b, chunk) // before the queue's array is reused
+		p.bytes = max(p.bytes-size, 0)
 	}
 	n := copy(p.queue, rest)
 	clear(p.queue[n:])
@@ -515,16 +490,24 @@ func (p *peerStream) run() {
 		if client == nil && time.Now().After(retryAt) {
 			conn, err := p.dial()
 			if err != nil {
-				s.log.Debug("dial failed", "peer", p.addr, "err", err)
 				retryAt = time.Now().Add(s.cfg.HeartbeatInterval)
+				if errors.Is(err, ErrUnauthorized) {
+					// Refused: this will not mend itself soon.
+					s.warn("dial:"+p.addr, "a peer refused this server's connection", "peer", p.addr, "err", err)
+					retryAt = time.Now().Add(time.Second)
+				} else {
+					s.log.Debug("dial failed", "peer", p.addr, "err", err)
+				}
 			} else {
 				var dec msgDecoder
-				client = rpc.NewClientWithCodec(newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+				codec := newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
 					// The peer's answers, in the order it sent them.
 					if b, ok := body.(*[]byte); ok && method == methodStep && len(*b) > 0 {
 						s.deliver(*b, &dec, conn, false)
 					}
-				}))
+				})
+				codec.setIOTimeout(s.cfg.IOTimeout)
+				client = rpc.NewClientWithCodec(codec)
 			}
 		}
 		// Without a connection the batch is dropped: Raft retransmits what
@@ -553,7 +536,8 @@ func (p *peerStream) run() {
 	}
 }
 
-// wireSize estimates the encoded size of m, from above.
+// wireSize estimates the encoded size of m: from above while indexes and
+// terms fit in 32 bits.
 func wireSize(m *message) int {
 	n := 64 + len(m.From) + len(m.FromAddr) + len(m.To)
 	for j := range m.Entries {
@@ -578,11 +562,8 @@ func splitBatch(msgs []message, limit int) (chunk, rest []message) {
 
 func (p *peerStream) dial() (net.Conn, error) {
 	s := p.t.s
-	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ElectionTimeoutMin)
-	defer cancel()
-	if s.cfg.Dial != nil {
-		return s.cfg.Dial(ctx, p.addr)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", p.addr)
+	// Bounded well below IOTimeout: while it dials, the stream sends
+	// nothing, and an unreachable peer must not hold messages for long.
+	timeout := min(s.cfg.IOTimeout, max(2*s.cfg.ElectionTimeoutMax, 500*time.Millisecond))
+	return dialConn(s.ctx, s.cfg.Dial, p.addr, s.cfg.TLS, s.identity, timeout)
 }

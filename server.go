@@ -29,7 +29,6 @@ type Server struct {
 	inc       uint64
 	log       *slog.Logger
 	tick      time.Duration
-	maxCmd    int
 
 	core *core // owned by the driver goroutine
 
@@ -62,8 +61,13 @@ type Server struct {
 	ln        net.Listener
 	rpc       *rpc.Server
 	transport *transport
+	identity  identity
 	connsMu   sync.Mutex
 	conns     map[net.Conn]struct{}
+	// connsPerHost counts conns by remote IP, for MaxConnsPerHost.
+	connsPerHost map[string]int
+	pendingCalls *semaphore.Weighted // MaxPendingCalls
+	warns        warnLimiter
 
 	stopOnce sync.Once
 	// ctx ends when the server stops; remote calls and dials derive from
@@ -126,24 +130,26 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	}
 	tick, hb, emin, emax := cfg.ticks()
 	s := &Server{
-		cfg:        cfg,
-		sm:         sm,
-		name:       cfg.Name,
-		addr:       addr,
-		inc:        newIncarnation(),
-		log:        cfg.Logger.With("server", cfg.Name),
-		tick:       tick,
-		maxCmd:     cfg.MaxFrameSize - 1024,
-		propc:      make(chan *proposal, 4096),
-		readc:      make(chan *readRequest, 4096),
-		recvc:      make(chan inbound, 4096),
-		ctrlc:      make(chan ctrl),
-		board:      newBoard(),
-		apply:      newApplyQueue(),
-		readsByID:  map[uint64]*readRequest{},
-		membership: semaphore.NewWeighted(1),
-		ln:         ln,
-		conns:      map[net.Conn]struct{}{},
+		cfg:          cfg,
+		sm:           sm,
+		name:         cfg.Name,
+		addr:         addr,
+		inc:          newIncarnation(),
+		log:          cfg.Logger.With("server", cfg.Name),
+		tick:         tick,
+		propc:        make(chan *proposal, 4096),
+		readc:        make(chan *readRequest, 4096),
+		recvc:        make(chan inbound, 4096),
+		ctrlc:        make(chan ctrl),
+		board:        newBoard(),
+		apply:        newApplyQueue(),
+		readsByID:    map[uint64]*readRequest{},
+		membership:   semaphore.NewWeighted(1),
+		ln:           ln,
+		conns:        map[net.Conn]struct{}{},
+		identity:     identity{clusterID: cfg.ClusterID, secret: cfg.Secret},
+		connsPerHost: map[string]int{},
+		pendingCalls: semaphore.NewWeighted(int64(cfg.MaxPendingCalls)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopc = s.ctx.Done()
@@ -287,8 +293,8 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
 	}
-	if len(command) > s.maxCmd {
-		return nil, fmt.Errorf("exraft: command of %d bytes is above the limit of %d (Config.MaxFrameSize)", len(command), s.maxCmd)
+	if len(command) > s.cfg.MaxCommandSize {
+		return nil, fmt.Errorf("%w: a command of %d bytes is above the limit of %d (Config.MaxCommandSize)", ErrTooLarge, len(command), s.cfg.MaxCommandSize)
 	}
 	if s.validator != nil {
 		s.smMu.Lock()

@@ -36,6 +36,7 @@ func main() {
 	flag.StringVar(&opts.listen, "listen", "", "`host:port` to listen on and to be dialed at\n(default: this server's address in -peers, else 127.0.0.1:0)")
 	flag.StringVar(&opts.peers, "peers", "", "bootstrap a cluster of these servers, this one included:\ncomma-separated `name=host:port` pairs")
 	flag.StringVar(&opts.join, "join", "", "join the cluster that the server at `host:port` belongs to")
+	flag.StringVar(&opts.cluster, "cluster", "", "the cluster's `ID`: servers and clients of another ID are refused.\nSet KV_SECRET in the environment to require a shared secret as well")
 	flag.BoolVar(&opts.verbose, "v", false, "log protocol events to stderr")
 	flag.Usage = usage
 	flag.Parse()

@@ -29,6 +29,7 @@ type nodeOptions struct {
 	listen  string
 	peers   string // name=host:port,...
 	join    string // host:port of a member
+	cluster string // ClusterID
 	verbose bool
 }
 
@@ -42,7 +43,12 @@ func runNode(opts nodeOptions) error {
 		return errors.New("use -peers or -join, not both")
 	}
 
-	cfg := exraft.Config{Name: opts.name, Addr: opts.listen}
+	// The secret comes from the environment, not a flag, so that it does
+	// not show in the process list.
+	secret := []byte(os.Getenv("KV_SECRET"))
+	cfg := exraft.Config{Name: opts.name, Addr: opts.listen, ClusterID: opts.cluster, Secret: secret}
+	// The command line calls servers through the package functions.
+	exraft.DefaultClient.ClusterID, exraft.DefaultClient.Secret = opts.cluster, secret
 	if opts.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

@@ -1,0 +1,181 @@
+package exraft
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Serving connections: who gets in (connection limits, TLS, the handshake),
+// how many calls they may have running, and what is logged when a
+// connection is refused or ends on bad input.
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if s.isStopped() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Error("accept failed; no longer accepting connections", "err", err)
+			return
+		}
+		host := remoteHost(conn)
+		s.connsMu.Lock()
+		if s.isStopped() {
+			s.connsMu.Unlock()
+			conn.Close()
+			return
+		}
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.connsMu.Unlock()
+			conn.Close()
+			s.warn("conns", "closed a new connection: MaxConns reached", "remote", conn.RemoteAddr().String(), "limit", s.cfg.MaxConns)
+			continue
+		}
+		// Past MaxConnsPerHost the connection is still served, counted, for
+		// as long as it takes to tell the dialer why it is refused.
+		refuse := ""
+		if s.connsPerHost[host] >= s.cfg.MaxConnsPerHost {
+			refuse = fmt.Sprintf("too many connections from %s (MaxConnsPerHost is %d)", host, s.cfg.MaxConnsPerHost)
+		}
+		s.conns[conn] = struct{}{}
+		s.connsPerHost[host]++
+		s.wg.Add(1)
+		s.connsMu.Unlock()
+		go s.serveConn(conn, host, refuse)
+	}
+}
+
+func remoteHost(conn net.Conn) string {
+	addr := conn.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// serveConn admits a connection (TLS, then the handshake, both within
+// IOTimeout) and serves net/rpc on it until it ends.
+func (s *Server) serveConn(raw net.Conn, host, refuse string) {
+	defer s.wg.Done()
+	defer func() {
+		raw.Close()
+		s.connsMu.Lock()
+		delete(s.conns, raw)
+		if s.connsPerHost[host]--; s.connsPerHost[host] <= 0 {
+			delete(s.connsPerHost, host)
+		}
+		s.connsMu.Unlock()
+	}()
+	remote := raw.RemoteAddr().String()
+	conn := raw
+	conn.SetDeadline(time.Now().Add(s.cfg.IOTimeout))
+	if s.cfg.TLS != nil {
+		tc := tls.Server(conn, s.cfg.TLS)
+		if err := tc.HandshakeContext(s.ctx); err != nil {
+			if !s.isStopped() {
+				s.warn("tls:"+host, "refused a connection: TLS handshake failed", "remote", remote, "err", err)
+			}
+			return
+		}
+		conn = tc
+	}
+	if err := s.identity.acceptHandshake(conn, refuse); err != nil {
+		if !s.isStopped() {
+			s.warn("handshake:"+host, "refused a connection", "remote", remote, "err", err)
+		}
+		return
+	}
+	conn.SetDeadline(time.Time{})
+
+	var dec msgDecoder
+	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+		if method != methodStep {
+			return
+		}
+		if b, ok := body.(*[]byte); ok {
+			if w, ok := s.deliver(*b, &dec, conn, true); ok {
+				s.stepWaits.Store(b, w)
+			}
+		}
+	})
+	codec.setIOTimeout(s.cfg.IOTimeout)
+	codec.admit = s.admitCall
+	codec.done = s.callDone
+	s.rpc.ServeCodec(codec)
+	if err := codec.readErr(); err != nil && !s.isStopped() && !isConnEnd(err) {
+		s.warn("input:"+host, "closed a connection after bad input", "remote", remote, "err", err)
+	}
+}
+
+// isConnEnd reports whether err only says the connection ended between two
+// frames. A frame cut short (io.ErrUnexpectedEOF) or stalled is bad input.
+func isConnEnd(err error) bool {
+	return err == io.EOF || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// admitCall vets a request's method before net/rpc sees it. An unknown
+// method ends the connection: no client of this version sends one. A
+// client call waits for one of MaxPendingCalls slots, which leaves the rest
+// of its connection unread meanwhile; Step, the traffic between peers, is
+// never held up.
+func (s *Server) admitCall(method string) error {
+	switch method {
+	case methodStep:
+		return nil
+	case methodWrite, methodRead, methodReadDirty, methodAwaitLeader, methodAddServer,
+		methodRemoveServer, methodTriggerElection, methodStatus:
+		if err := s.pendingCalls.Acquire(s.ctx, 1); err != nil {
+			return ErrStopped
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown method %q", errMalformedFrame, method)
+}
+
+// callDone runs once a call's response is written.
+func (s *Server) callDone(method string, body any) {
+	if method == methodStep {
+		recycleReply(body)
+		return
+	}
+	s.pendingCalls.Release(1)
+}
+
+// warnLimiter keeps a warning that repeats (a peer redialing with the wrong
+// ClusterID every heartbeat) to one line per key every warnEvery.
+type warnLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+const warnEvery = 10 * time.Second
+
+func (s *Server) warn(key, msg string, args ...any) {
+	l := &s.warns
+	now := time.Now()
+	l.mu.Lock()
+	if l.last == nil || len(l.last) > 1024 {
+		l.last = map[string]time.Time{} // many sources: forget, rather than grow
+	}
+	t, seen := l.last[key]
+	ok := !seen || now.Sub(t) >= warnEvery
+	if ok {
+		l.last[key] = now
+	}
+	l.mu.Unlock()
+	if ok {
+		s.log.Warn(msg, args...)
+	}
+}

@@ -1,0 +1,277 @@
+package exraft
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Every connection, from a peer or a client, opens with a handshake before
+// its first frame. It keeps out whatever does not speak exraft (a stray
+// HTTP client, a port scanner, garbage), servers of another cluster, and,
+// when a Secret is set, anyone who does not know it. The Secret never
+// crosses the wire: each end proves it knows the Secret with an HMAC over
+// both ends' fresh nonces, so a recorded handshake is worth nothing later.
+//
+//	dialer → acceptor   hello:  "EXRAFT" version, len ClusterID, ClusterID, nonce
+//	acceptor → dialer   verdict; if accepted: nonce, proof("acceptor")
+//	dialer → acceptor   verdict; if accepted: proof("dialer")
+//	acceptor → dialer   verdict
+//
+// A verdict is one byte, 0 for accepted; a refusal is followed by its reason
+// (one length byte, then text), so that the refused end can say why.
+//
+// proof(role) = HMAC-SHA256(Secret, role, ClusterID, dialer nonce, acceptor
+// nonce, TLS binding). Under TLS the binding is keying material exported
+// from the TLS session, which ties the proofs to this very connection: a
+// proof relayed onto another connection does not verify.
+const (
+	handshakeMagic   = "EXRAFT"
+	handshakeVersion = 1
+	nonceSize        = 32
+	proofSize        = sha256.Size
+	verdictAccepted  = 0
+	verdictRefused   = 1
+	// maxClusterID keeps the ClusterID within the hello's length byte.
+	maxClusterID = 255
+	// defaultIOTimeout bounds a handshake, a stalled write and a frame that
+	// stops arriving halfway (Config.IOTimeout).
+	defaultIOTimeout = 10 * time.Second
+)
+
+// identity is what a connection's two ends must agree on.
+type identity struct {
+	clusterID string
+	secret    []byte
+}
+
+// unauthorizedError is a refusal, as the refused end reports it.
+type unauthorizedError struct{ msg string }
+
+func (e *unauthorizedError) Error() string { return "exraft: unauthorized: " + e.msg }
+func (e *unauthorizedError) Unwrap() error { return ErrUnauthorized }
+
+func (id identity) proof(role string, dialerNonce, acceptorNonce, binding []byte) []byte {
+	mac := hmac.New(sha256.New, id.secret)
+	mac.Write([]byte(role))
+	mac.Write([]byte{byte(len(id.clusterID))})
+	mac.Write([]byte(id.clusterID))
+	mac.Write(dialerNonce)
+	mac.Write(acceptorNonce)
+	mac.Write(binding)
+	return mac.Sum(nil)
+}
+
+// tlsBinding returns keying material both ends of a TLS connection derive
+// alike, or nil for a plain connection.
+func tlsBinding(conn net.Conn) []byte {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	b, err := cs.ExportKeyingMaterial("EXPERIMENTAL exraft handshake", nil, 32)
+	if err != nil {
+		return nil // TLS 1.2 without extended master secret: no binding
+	}
+	return b
+}
+
+func newNonce() []byte {
+	b := make([]byte, nonceSize)
+	if _, err := crand.Read(b); err != nil {
+		panic("exraft: no randomness: " + err.Error())
+	}
+	return b
+}
+
+// dialHandshake is the dialer's side. addr only names the other end in
+// errors.
+func (id identity) dialHandshake(conn net.Conn, addr string) error {
+	hello := make([]byte, 0, len(handshakeMagic)+2+len(id.clusterID)+nonceSize)
+	hello = append(hello, handshakeMagic...)
+	hello = append(hello, handshakeVersion, byte(len(id.clusterID)))
+	hello = append(hello, id.clusterID...)
+	nonce := newNonce()
+	hello = append(hello, nonce...)
+	if _, err := conn.Write(hello); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	r := bufio.NewReaderSize(conn, 64)
+	if err := readVerdict(r, addr, "the server"); err != nil {
+		return err
+	}
+	var theirs [nonceSize + proofSize]byte
+	if _, err := io.ReadFull(r, theirs[:]); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	binding := tlsBinding(conn)
+	want := id.proof("acceptor", nonce, theirs[:nonceSize], binding)
+	if !hmac.Equal(want, theirs[nonceSize:]) {
+		reason := "the Secrets differ (or only one end has one)"
+		_ = writeRefusal(conn, reason)
+		return &unauthorizedError{fmt.Sprintf("%s could not prove it knows the Secret: %s", addr, reason)}
+	}
+	answer := append([]byte{verdictAccepted}, id.proof("dialer", nonce, theirs[:nonceSize], binding)...)
+	if _, err := conn.Write(answer); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	return readVerdict(r, addr, "the server")
+}
+
+// acceptHandshake is the acceptor's side. A non-empty refuse turns the
+// connection away with that reason once the hello is read. The error names
+// what went wrong, for the log.
+func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
+	r := bufio.NewReaderSize(conn, 64)
+	var head [len(handshakeMagic) + 2]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return fmt.Errorf("no handshake: %w", err)
+	}
+	if string(head[:len(handshakeMagic)]) != handshakeMagic {
+		return fmt.Errorf("not an exraft client or peer: the connection opened with %q", head[:])
+	}
+	if head[len(handshakeMagic)] != handshakeVersion {
+		reason := fmt.Sprintf("handshake version %d is not supported (this server speaks %d)", head[len(handshakeMagic)], handshakeVersion)
+		_ = writeRefusal(conn, reason)
+		return errors.New(reason)
+	}
+	theirID := make([]byte, head[len(handshakeMagic)+1])
+	dialerNonce := make([]byte, nonceSize)
+	if _, err := io.ReadFull(r, theirID); err != nil {
+		return fmt.Errorf("handshake cut short: %w", err)
+	}
+	if _, err := io.ReadFull(r, dialerNonce); err != nil {
+		return fmt.Errorf("handshake cut short: %w", err)
+	}
+	if refuse != "" {
+		_ = writeRefusal(conn, refuse)
+		return errors.New(refuse)
+	}
+	if string(theirID) != id.clusterID {
+		reason := fmt.Sprintf("ClusterID %q differs from this server's %q", theirID, id.clusterID)
+		_ = writeRefusal(conn, reason)
+		return &unauthorizedError{reason}
+	}
+	nonce := newNonce()
+	binding := tlsBinding(conn)
+	challenge := append([]byte{verdictAccepted}, nonce...)
+	challenge = append(challenge, id.proof("acceptor", dialerNonce, nonce, binding)...)
+	if _, err := conn.Write(challenge); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if err := readVerdict(r, conn.RemoteAddr().String(), "the dialer"); err != nil {
+		return err
+	}
+	var theirs [proofSize]byte
+	if _, err := io.ReadFull(r, theirs[:]); err != nil {
+		return fmt.Errorf("handshake cut short: %w", err)
+	}
+	if !hmac.Equal(theirs[:], id.proof("dialer", dialerNonce, nonce, binding)) {
+		reason := "the Secrets differ (or only one end has one)"
+		_ = writeRefusal(conn, reason)
+		return &unauthorizedError{"the dialer could not prove it knows the Secret: " + reason}
+	}
+	if _, err := conn.Write([]byte{verdictAccepted}); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if r.Buffered() > 0 {
+		// The dialer speaks only after the last verdict.
+		return errors.New("handshake: the dialer sent data before it was accepted")
+	}
+	return nil
+}
+
+// readVerdict reads a verdict and, for a refusal, its reason; who names the
+// other end in the error.
+func readVerdict(r *bufio.Reader, addr, who string) error {
+	v, err := r.ReadByte()
+	if err != nil {
+		return handshakeIOError(addr, err)
+	}
+	if v == verdictAccepted {
+		return nil
+	}
+	n, err := r.ReadByte()
+	if err != nil {
+		return handshakeIOError(addr, err)
+	}
+	reason := make([]byte, n)
+	if _, err := io.ReadFull(r, reason); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	return &unauthorizedError{fmt.Sprintf("%s at %s refused the connection: %s", who, addr, reason)}
+}
+
+func writeRefusal(w io.Writer, reason string) error {
+	if len(reason) > 255 {
+		reason = reason[:255]
+	}
+	_, err := w.Write(append([]byte{verdictRefused, byte(len(reason))}, reason...))
+	return err
+}
+
+func handshakeIOError(addr string, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("exraft: handshake with %s: the connection closed before it was accepted (not an exraft server, or it is stopping): %w", addr, err)
+	}
+	return fmt.Errorf("exraft: handshake with %s: %w", addr, err)
+}
+
+// dialConn opens a connection to addr that is ready for frames: dialed with
+// dial (or net.Dialer), wrapped in TLS if tlsCfg is set, and past the
+// handshake. The handshake is bounded by ctx and by timeout.
+func dialConn(ctx context.Context, dial func(context.Context, string) (net.Conn, error), addr string, tlsCfg *tls.Config, id identity, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var conn net.Conn
+	var err error
+	if dial != nil {
+		conn, err = dial(ctx, addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exraft: dial %s: %w", addr, err)
+	}
+	// Whatever ends first, ctx or the timeout, interrupts the handshake.
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if tlsCfg != nil {
+		cfg := tlsCfg
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("exraft: TLS handshake with %s: %w", addr, err)
+		}
+		conn = tc
+	}
+	if err := id.dialHandshake(conn, addr); err != nil {
+		conn.Close()
+		if ctx.Err() != nil && !errors.Is(err, ErrUnauthorized) {
+			return nil, fmt.Errorf("exraft: handshake with %s: %w", addr, ctx.Err())
+		}
+		return nil, err
+	}
+	if !stop() {
+		conn.Close() // ctx ended just now and may have set a past deadline
+		return nil, fmt.Errorf("exraft: handshake with %s: %w", addr, ctx.Err())
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
