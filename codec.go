@@ -169,6 +169,10 @@ type rpcServerCodec struct {
 	// method and reply once the response is written (or failed to be).
 	admit func(method string) error
 	done  func(method string, body any)
+	// strict ends the connection after a request whose body fails to
+	// decode, instead of reading on: a server's peers and clients never
+	// send one, so whatever did is not to be trusted further.
+	strict bool
 }
 
 func (c *rpcServerCodec) ReadRequestHeader(req *rpc.Request) error {
@@ -189,6 +193,11 @@ func (c *rpcServerCodec) ReadRequestHeader(req *rpc.Request) error {
 
 func (c *rpcServerCodec) ReadRequestBody(body any) error {
 	if err := c.r.readBody(body); err != nil {
+		if c.strict && c.r.err == nil {
+			// net/rpc answers this request with the error; the next read
+			// then ends the connection.
+			c.r.err = err
+		}
 		return err
 	}
 	if c.onBody != nil && body != nil {
@@ -287,21 +296,19 @@ func (r *frameReader) readFrame() error {
 	if r.err != nil {
 		return r.err
 	}
-	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+	// Waiting for a frame to begin takes as long as it takes; once it has
+	// begun, the rest must follow within the timeout. Most frames arrive
+	// whole, and then no deadline is set.
+	if _, err := r.br.Peek(1); err != nil {
 		r.err = err
 		return err
 	}
-	n := binary.BigEndian.Uint32(r.hdr[:])
-	if uint64(n) > uint64(r.max) {
-		r.err = fmt.Errorf("%w: %d bytes announced, the limit is %d", errFrameTooLarge, n, r.max)
-		return r.err
+	armed := r.arm(len(r.hdr), false)
+	err := r.readFrameRest(&armed)
+	if armed {
+		r.dl.SetReadDeadline(time.Time{})
 	}
-	if r.dl != nil && r.br.Buffered() < int(n) {
-		// A frame has begun: the rest must follow in time.
-		r.dl.SetReadDeadline(time.Now().Add(r.timeout))
-		defer r.dl.SetReadDeadline(time.Time{})
-	}
-	if err := r.fill(int(n)); err != nil {
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -310,6 +317,29 @@ func (r *frameReader) readFrame() error {
 	}
 	r.rd.Reset(r.buf)
 	return nil
+}
+
+// arm sets the read deadline unless it is set already, or the next need
+// bytes are buffered; it reports whether the deadline is set.
+func (r *frameReader) arm(need int, armed bool) bool {
+	if r.dl == nil || armed || r.br.Buffered() >= need {
+		return armed
+	}
+	r.dl.SetReadDeadline(time.Now().Add(r.timeout))
+	return true
+}
+
+// readFrameRest reads the length and the content of a frame that has begun.
+func (r *frameReader) readFrameRest(armed *bool) error {
+	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(r.hdr[:])
+	if uint64(n) > uint64(r.max) {
+		return fmt.Errorf("%w: %d bytes announced, the limit is %d", errFrameTooLarge, n, r.max)
+	}
+	*armed = r.arm(int(n), *armed)
+	return r.fill(int(n))
 }
 
 func (r *frameReader) fill(n int) error {

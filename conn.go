@@ -112,6 +112,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 	})
 	codec.setIOTimeout(s.cfg.IOTimeout)
 	codec.admit = s.admitCall
+	codec.strict = true
 	codec.done = s.callDone
 	s.rpc.ServeCodec(codec)
 	if err := codec.readErr(); err != nil && !s.isStopped() && !isConnEnd(err) {

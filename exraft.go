@@ -143,9 +143,9 @@ var (
 	ErrLastServer = errors.New("exraft: cannot remove the last voter")
 	// ErrUnknownServer: RemoveServer of a name that is not a member.
 	ErrUnknownServer = errors.New("exraft: no such member")
-	// ErrTooLarge: a command or query above Config.MaxCommandSize, or a
-	// call or reply that would not fit in a frame (MaxFrameSize). Nothing
-	// was appended.
+	// ErrTooLarge: a Write's command above Config.MaxCommandSize (nothing
+	// was appended), or a call or reply that would not fit in a frame
+	// (MaxFrameSize).
 	ErrTooLarge = errors.New("exraft: too large")
 	// ErrUnauthorized: the other end of a connection refused it, or could
 	// not prove it belongs: a different ClusterID, a different Secret, or a

@@ -229,9 +229,20 @@ func handshakeIOError(addr string, err error) error {
 // dialConn opens a connection to addr that is ready for frames: dialed with
 // dial (or net.Dialer), wrapped in TLS if tlsCfg is set, and past the
 // handshake. The handshake is bounded by ctx and by timeout.
-func dialConn(ctx context.Context, dial func(context.Context, string) (net.Conn, error), addr string, tlsCfg *tls.Config, id identity, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func dialConn(parent context.Context, dial func(context.Context, string) (net.Conn, error), addr string, tlsCfg *tls.Config, id identity, timeout time.Duration) (net.Conn, error) {
+	if len(id.clusterID) > maxClusterID {
+		return nil, fmt.Errorf("exraft: a ClusterID of %d bytes is too long (at most %d)", len(id.clusterID), maxClusterID)
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
+	// ended says why the handshake stopped when ctx did: the caller's ctx
+	// (its error, for errors.Is), or the timeout (not the caller's deadline).
+	ended := func() error {
+		if err := parent.Err(); err != nil {
+			return fmt.Errorf("exraft: handshake with %s: %w", addr, err)
+		}
+		return fmt.Errorf("exraft: handshake with %s: no answer within %v (IOTimeout)", addr, timeout)
+	}
 	var conn net.Conn
 	var err error
 	if dial != nil {
@@ -257,6 +268,9 @@ func dialConn(ctx context.Context, dial func(context.Context, string) (net.Conn,
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
+			if ctx.Err() != nil {
+				return nil, ended()
+			}
 			return nil, fmt.Errorf("exraft: TLS handshake with %s: %w", addr, err)
 		}
 		conn = tc
@@ -264,13 +278,13 @@ func dialConn(ctx context.Context, dial func(context.Context, string) (net.Conn,
 	if err := id.dialHandshake(conn, addr); err != nil {
 		conn.Close()
 		if ctx.Err() != nil && !errors.Is(err, ErrUnauthorized) {
-			return nil, fmt.Errorf("exraft: handshake with %s: %w", addr, ctx.Err())
+			return nil, ended()
 		}
 		return nil, err
 	}
 	if !stop() {
 		conn.Close() // ctx ended just now and may have set a past deadline
-		return nil, fmt.Errorf("exraft: handshake with %s: %w", addr, ctx.Err())
+		return nil, ended()
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, nil
