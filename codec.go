@@ -178,6 +178,11 @@ type rpcServerCodec struct {
 func (c *rpcServerCodec) ReadRequestHeader(req *rpc.Request) error {
 	method, seq, _, err := c.r.readHeader(2)
 	if err != nil {
+		// net/rpc ends the connection after any header error; keep it
+		// for readErr.
+		if c.r.err == nil {
+			c.r.err = err
+		}
 		return err
 	}
 	if c.admit != nil {

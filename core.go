@@ -483,6 +483,10 @@ func (c *core) inLease() bool {
 	return c.lead != "" && c.electionEl < c.cfg.electionMin
 }
 
+// maxTerm is above any term a real cluster reaches: at one election per
+// millisecond it would take over a hundred million years.
+const maxTerm = 1 << 62
+
 // knows reports whether name is a voter of this server's configuration or,
 // on a leader, a server it is catching up.
 //
@@ -505,6 +509,9 @@ func (c *core) knows(name string) bool {
 func (c *core) step(m message) {
 	if m.From == c.cfg.name && m.FromInc == c.cfg.inc {
 		return
+	}
+	if m.Term > maxTerm {
+		return // forged: and a term this high would wrap on the next election
 	}
 	if m.ToInc != 0 && m.ToInc != c.cfg.inc {
 		// An answer to an earlier incarnation of this server: a vote or
@@ -553,7 +560,8 @@ func (c *core) step(m message) {
 		c.handleVoteRequest(m)
 		return
 	case msgTimeoutNow:
-		if c.role != Leader {
+		// Only this term's leader hands its leadership over.
+		if c.role != Leader && m.From == c.lead {
 			c.campaign(false, true)
 		}
 		return
@@ -562,6 +570,11 @@ func (c *core) step(m message) {
 	switch c.role {
 	case Follower:
 		if m.Type == msgApp {
+			if c.lead != "" && m.From != c.lead {
+				// A term has one leader (Election Safety): a second one
+				// is forged.
+				return
+			}
 			c.electionEl = 0
 			c.lead, c.leadAddr = m.From, m.FromAddr
 			c.handleAppend(m)

@@ -3,6 +3,7 @@ package exraft
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -1830,5 +1831,43 @@ func TestCoreAckBeyondLogIgnored(t *testing.T) {
 	a.takeReady()
 	if a.commit >= idx {
 		t.Fatalf("commit %d reached the new entry %d with no follower holding it", a.commit, idx)
+	}
+}
+
+// TestCoreOneLeaderPerTerm: a follower that knows this term's leader
+// ignores appends and TimeoutNow from anyone else in the same term (there
+// is one leader per term, so the other is forged), whether the sender is a
+// member or not.
+func TestCoreOneLeaderPerTerm(t *testing.T) {
+	for _, from := range []string{"c", "intruder"} {
+		a := crCore(t, "a", crNames3)
+		crFollowerWithLog(t, a, 1, []uint64{1}, 1)
+		before := crLogTerms(a)
+		for _, m := range []message{
+			crApp(from, 1, 1, 1, 2, crEnts(2, 1)),
+			crFrom(msgTimeoutNow, from, 1),
+		} {
+			a.step(m)
+			rd := a.takeReady()
+			if a.lead != "b" || a.role != Follower || a.term != 1 || !crEqualTerms(crLogTerms(a), before) || a.commit != 1 || len(rd.msgs) != 0 {
+				t.Fatalf("after %s: %v term %d lead %q log %v commit %d sent %s; want it ignored",
+					crDump([]message{m}), a.role, a.term, a.lead, crLogTerms(a), a.commit, crDump(rd.msgs))
+			}
+		}
+	}
+}
+
+// TestCoreTermsAboveMaxIgnored: a term near 2^64 is forged, and obeying it
+// would wrap the term on the next election and stall the cluster for good.
+func TestCoreTermsAboveMaxIgnored(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
+	for i := 0; i < a.cfg.electionMin; i++ {
+		a.tick() // out of lease: a member's higher term would be taken
+	}
+	a.takeReady()
+	a.step(crApp("b", math.MaxUint64, 1, 1, 1, nil))
+	if a.term != 1 {
+		t.Fatalf("term %d after an append of term 2^64-1; want 1", a.term)
 	}
 }

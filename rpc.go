@@ -3,7 +3,6 @@ package exraft
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/rpc"
 	"sync"
@@ -250,11 +249,11 @@ func (svc *rpcService) Status(args *[]byte, reply *[]byte) error {
 // With ack, the last message delivered carries a channel that the driver
 // closes once it has processed the batch; deliver returns it with the
 // sender's address, for the Step method to wait on.
-func (s *Server) deliver(raw []byte, dec *msgDecoder, conn io.Closer, ack bool) (stepWait, bool) {
+func (s *Server) deliver(raw []byte, dec *msgDecoder, conn net.Conn, ack bool) (stepWait, bool) {
 	msgs, err := dec.decode(raw)
 	if err != nil {
-		s.log.Warn("dropping a malformed message batch and the connection", "err", err)
 		conn.Close()
+		s.warn("batch:"+remoteHost(conn), "dropping a malformed message batch and the connection", "remote", conn.RemoteAddr().String(), "err", err)
 		return stepWait{}, false
 	}
 	last := -1
@@ -316,8 +315,33 @@ func (t *transport) send(m message, quiet bool) {
 		t.wg.Add(1)
 		go p.run()
 	}
-	t.mu.Unlock()
+	// Under t.mu, so that an idle stream cannot retire between the lookup
+	// and the enqueue.
 	p.enqueue(m, quiet)
+	t.mu.Unlock()
+}
+
+// streamIdle is how long a peer stream may go unused before it retires.
+// Answers go to whatever address a message came from, so without this every
+// address ever seen, a removed server's or a forger's, would keep a
+// goroutine for the life of the server.
+const streamIdle = 5 * time.Second
+
+// retire removes p from the transport if nothing was queued for it since the
+// last check and nothing is in flight, and reports whether it did.
+func (p *peerStream) retire(inflight int) bool {
+	p.t.mu.Lock()
+	defer p.t.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used || len(p.queue) > 0 || inflight > 0 {
+		p.used = false
+		return false
+	}
+	if p.t.peers[p.addr] == p {
+		delete(p.t.peers, p.addr)
+	}
+	return true
 }
 
 func (t *transport) close() {
@@ -345,11 +369,13 @@ type peerStream struct {
 	queue  []message
 	bytes  int       // roughly what queue takes on the wire
 	spare  []message // the array of the last batch taken, for reuse
+	used   bool      // something was queued since the last idle check
 	signal chan struct{}
 }
 
 func (p *peerStream) enqueue(m message, quiet bool) {
 	p.mu.Lock()
+	p.used = true
 	p.queue = append(p.queue, m)
 	p.bytes += wireSize(&m)
 	p.mu.Unlock()
@@ -470,12 +496,19 @@ func (p *peerStream) run() {
 			<-done
 		}
 	}()
+	idle := time.NewTicker(streamIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-p.t.s.stopc:
 			return
 		case call := <-done:
 			finish(call)
+		case <-idle.C:
+			if p.retire(inflight) {
+				return
+			}
+			continue
 		case <-p.signal:
 		}
 		// While a call is out, what is queued waits for its reply and

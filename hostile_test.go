@@ -1,0 +1,1059 @@
+package exraft
+
+// Hostile input against a live cluster: a three-server cluster on loopback
+// commits a steady stream of writes while connections feed its servers
+// garbage, broken frames, unknown methods and forged protocol messages. Each
+// piece of bad input must close the connection it came on and be logged
+// (where the README promises it), leave the terms and the leader alone, and
+// leave the cluster committing; at the end every server must have applied
+// the same commands. Nothing here sleeps in place of waiting: waits poll a
+// condition under a deadline.
+//
+// Every hostile connection is dialed from a loopback address of its own
+// (127.2.0.1 and up), so that the server's log line about it names it
+// alone (remote=...) and the per-host warning limit (conn.go, warnLimiter)
+// cannot swallow it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	hstIOTimeout = 500 * time.Millisecond
+	hstWait      = 15 * time.Second // generous, for a loaded machine under -race
+	hstHugeTerm  = uint64(1) << 62
+	hstIntruder  = "intruder"
+	// hstReplyAddr is where forged messages ask to be answered: a loopback
+	// port where nothing listens (tests stay on this machine). The answers
+	// ride back in the Step replies.
+	hstReplyAddr = "127.0.0.1:9"
+	hstSeed      = 20250101
+
+	// What the servers log about bad input (conn.go, rpc.go).
+	hstRefused  = "refused a connection"
+	hstBadInput = "closed a connection after bad input"
+	hstBadBatch = "dropping a malformed message batch"
+)
+
+// ---------------------------------------------------------------------------
+// The cluster
+
+// hstSM records the commands it applies, in order.
+type hstSM struct {
+	mu      sync.Mutex
+	applied []string
+}
+
+func (m *hstSM) Apply(command []byte) []byte {
+	m.mu.Lock()
+	m.applied = append(m.applied, string(command))
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *hstSM) Query([]byte) []byte { return nil }
+
+func (m *hstSM) history() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.applied...)
+}
+
+// hstLog collects one server's log output.
+type hstLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *hstLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *hstLog) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Split(l.b.String(), "\n")
+}
+
+// warnings counts the warnings and errors that contain every one of subs.
+func (l *hstLog) warnings(subs ...string) int {
+	n := 0
+	for _, line := range l.lines() {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		all := true
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				all = false
+				break
+			}
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// tail returns the last n lines, for failure messages.
+func (l *hstLog) tail(n int) string {
+	ls := l.lines()
+	return strings.Join(ls[max(0, len(ls)-n):], "\n")
+}
+
+type hstCluster struct {
+	servers []*Server
+	sms     []*hstSM
+	logs    []*hstLog
+
+	written  atomic.Int64 // writes the background writer got an answer for
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// hstStart starts a three-server cluster, waits for its leader and starts
+// the background writer.
+func hstStart(t *testing.T) *hstCluster {
+	t.Helper()
+	probe, err := net.Listen("tcp", "127.2.255.254:0")
+	if err != nil {
+		t.Skipf("these tests give every hostile connection a loopback address of its own, and this system has only 127.0.0.1: %v", err)
+	}
+	probe.Close()
+	const n = 3
+	c := &hstCluster{stop: make(chan struct{}), stopped: make(chan struct{})}
+	lns := make([]net.Listener, n)
+	peers := make([]Peer, n)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() }) // the server's, once it runs: closing twice is harmless
+		lns[i] = ln
+		peers[i] = Peer{Name: fmt.Sprintf("h%d", i), Addr: ln.Addr().String()}
+	}
+	for i := range lns {
+		sm, lg := &hstSM{}, &hstLog{}
+		s, err := StartServer(sm, Config{
+			Name:               peers[i].Name,
+			Listener:           lns[i],
+			InitialConfig:      peers,
+			HeartbeatInterval:  25 * time.Millisecond,
+			ElectionTimeoutMin: 500 * time.Millisecond,
+			ElectionTimeoutMax: time.Second,
+			IOTimeout:          hstIOTimeout,
+			Logger:             slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Stop() })
+		c.servers = append(c.servers, s)
+		c.sms = append(c.sms, sm)
+		c.logs = append(c.logs, lg)
+	}
+	if !hstWaitFor(hstWait, func() bool { _, ok := c.stable(); return ok }) {
+		t.Fatalf("no stable leader within %v: %s", hstWait, c.describe())
+	}
+	go c.write()
+	t.Cleanup(c.stopWriter) // runs before the servers stop
+	c.awaitProgress(t)
+	return c
+}
+
+// write is the background writer: it keeps writing to whichever server
+// leads, one command at a time, until stopWriter.
+func (c *hstCluster) write() {
+	defer close(c.stopped)
+	for i := 0; ; i++ {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		var l *Server
+		for _, s := range c.servers {
+			if s.Status().Role == Leader {
+				l = s
+			}
+		}
+		if l != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := l.Write(ctx, fmt.Appendf(nil, "w%07d", i))
+			cancel()
+			if err == nil {
+				c.written.Add(1)
+				continue
+			}
+		}
+		// No leader, or it just lost its leadership: back off a little.
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (c *hstCluster) stopWriter() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.stopped
+}
+
+// stable returns the leader when every server follows it in one term.
+func (c *hstCluster) stable() (*Server, bool) {
+	var leader *Server
+	var first Status
+	for i, s := range c.servers {
+		st := s.Status()
+		if i == 0 {
+			first = st
+		}
+		if st.Leader.Name == "" || st.Leader.Name != first.Leader.Name || st.Term != first.Term {
+			return nil, false
+		}
+		if st.Role == Leader {
+			leader = s
+		}
+	}
+	return leader, leader != nil && leader.Name() == first.Leader.Name
+}
+
+func (c *hstCluster) describe() string {
+	var b strings.Builder
+	for _, s := range c.servers {
+		st := s.Status()
+		fmt.Fprintf(&b, "\n  %s: %v term %d leader %q commit %d applied %d last %d",
+			st.Name, st.Role, st.Term, st.Leader.Name, st.CommitIndex, st.AppliedIndex, st.LastIndex)
+	}
+	return b.String()
+}
+
+func (c *hstCluster) index(s *Server) int {
+	for i, x := range c.servers {
+		if x == s {
+			return i
+		}
+	}
+	panic("not a server of the cluster")
+}
+
+// hstWaitFor polls cond until it holds or timeout passes.
+func hstWaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// awaitProgress waits until the background writer has had more writes
+// answered than now.
+func (c *hstCluster) awaitProgress(t testing.TB) {
+	t.Helper()
+	from := c.written.Load()
+	if !hstWaitFor(hstWait, func() bool { return c.written.Load() >= from+5 }) {
+		t.Errorf("the cluster stopped committing: %d writes answered in %v, from %d: %s",
+			c.written.Load()-from, hstWait, from, c.describe())
+	}
+}
+
+// hstState is what bad input must leave as it was.
+type hstState struct {
+	leader string
+	terms  []uint64
+}
+
+// settle waits for a stable leader and returns the state to keep.
+func (c *hstCluster) settle(t testing.TB) hstState {
+	t.Helper()
+	if !hstWaitFor(hstWait, func() bool { _, ok := c.stable(); return ok }) {
+		t.Fatalf("no stable leader: %s", c.describe())
+	}
+	l, _ := c.stable()
+	st := hstState{leader: l.Name()}
+	for _, s := range c.servers {
+		st.terms = append(st.terms, s.Status().Term)
+	}
+	return st
+}
+
+// checkTerms reports a server whose term moved.
+func (c *hstCluster) checkTerms(t testing.TB, st hstState, after string) bool {
+	t.Helper()
+	ok := true
+	for i, s := range c.servers {
+		if term := s.Status().Term; term != st.terms[i] {
+			t.Errorf("after %s: %s moved from term %d to %d: %s", after, s.Name(), st.terms[i], term, c.describe())
+			ok = false
+		}
+	}
+	return ok
+}
+
+// verify checks what bad input must leave alone: no term moved, the leader
+// leads still and every server follows it, the cluster commits and every
+// server applies what it commits, and the servers' state machines agree on
+// what they applied so far.
+func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
+	t.Helper()
+	c.checkTerms(t, st, after)
+	if !hstWaitFor(hstWait, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
+		t.Errorf("after %s: %s no longer leads a settled cluster: %s", after, st.leader, c.describe())
+	}
+	c.awaitProgress(t)
+	// Every server, not only a quorum, keeps up: bad input must not wedge
+	// the replication to one follower either.
+	var commit uint64
+	for _, s := range c.servers {
+		if s.Name() == st.leader {
+			commit = s.Status().CommitIndex
+		}
+	}
+	if !hstWaitFor(hstWait, func() bool {
+		for _, s := range c.servers {
+			if s.Status().AppliedIndex < commit {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Errorf("after %s: not every server applied the leader's commit index %d: %s", after, commit, c.describe())
+	}
+	c.checkTerms(t, st, after)
+	c.checkPrefixes(t)
+}
+
+// checkPrefixes compares what the state machines applied, up to the
+// shortest history: the servers apply at their own pace, but never
+// differently.
+func (c *hstCluster) checkPrefixes(t testing.TB) {
+	t.Helper()
+	hs := make([][]string, len(c.sms))
+	n := math.MaxInt
+	for i, sm := range c.sms {
+		hs[i] = sm.history()
+		n = min(n, len(hs[i]))
+	}
+	for i := 1; i < len(hs); i++ {
+		for k := 0; k < n; k++ {
+			if hs[i][k] != hs[0][k] {
+				t.Errorf("%s applied %q as its command #%d, %s applied %q",
+					c.servers[i].Name(), hs[i][k], k+1, c.servers[0].Name(), hs[0][k])
+				break
+			}
+		}
+	}
+}
+
+// targets returns the leader and a follower.
+func (c *hstCluster) targets(st hstState) []*Server {
+	var leader, follower *Server
+	for _, s := range c.servers {
+		if s.Name() == st.leader {
+			leader = s
+		} else if follower == nil {
+			follower = s
+		}
+	}
+	return []*Server{leader, follower}
+}
+
+func (c *hstCluster) role(s *Server) string {
+	if s.Status().Role == Leader {
+		return "leader " + s.Name()
+	}
+	return "follower " + s.Name()
+}
+
+// awaitWarning waits until s has logged a warning with msg about the
+// connection conn.
+func (c *hstCluster) awaitWarning(s *Server, conn net.Conn, msg string, more ...string) error {
+	lg := c.logs[c.index(s)]
+	subs := append([]string{msg, "remote=" + conn.LocalAddr().String() + " "}, more...)
+	if hstWaitFor(hstWait, func() bool { return lg.warnings(subs...) > 0 }) {
+		return nil
+	}
+	return fmt.Errorf("%s logged no warning %q about the connection from %s within %v; its log ends:\n%s",
+		s.Name(), msg, conn.LocalAddr(), hstWait, lg.tail(15))
+}
+
+// ---------------------------------------------------------------------------
+// Connections and frames
+
+var hstAddrs atomic.Uint32
+
+// hstDial opens a TCP connection to addr from a loopback address that no
+// other connection of these tests used.
+func hstDial(addr string) (net.Conn, error) {
+	n := hstAddrs.Add(1)
+	ip := net.IPv4(127, byte(2+n/(254*254)), byte(1+(n/254)%254), byte(1+n%254))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: hstWait}
+	return d.Dial("tcp", addr)
+}
+
+// hstDialPeer is hstDial past the handshake, ready for frames.
+func hstDialPeer(addr string) (net.Conn, error) {
+	conn, err := hstDial(addr)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(hstWait))
+	if err := (identity{}).dialHandshake(conn, addr); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// hstClosed reads conn until the server closes it (EOF or a reset), or
+// fails once within has passed.
+func hstClosed(conn net.Conn, within time.Duration) error {
+	conn.SetReadDeadline(time.Now().Add(within))
+	buf := make([]byte, 512)
+	for {
+		_, err := conn.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("the server still holds the connection from %s open after %v", conn.LocalAddr(), within)
+		}
+		return nil
+	}
+}
+
+// hstFrame frames content: a 4-byte big-endian length, then the bytes.
+func hstFrame(content ...[]byte) []byte {
+	body := bytes.Join(content, nil)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
+// hstRequestHeader is a request's msgpack header: [ServiceMethod, Seq].
+func hstRequestHeader(method string, seq uint64) []byte {
+	return appendUint(appendStr(appendArrayLen(nil, 2), method), seq)
+}
+
+// hstStepFrame is a Step call carrying batch, the bytes of a message batch.
+func hstStepFrame(seq uint64, batch []byte) []byte {
+	return hstFrame(hstRequestHeader(methodStep, seq), appendBin(nil, batch))
+}
+
+// hstReadResponse reads one response frame: its error text and its body.
+func hstReadResponse(conn net.Conn, r *frameReader) (errText string, body []byte, err error) {
+	conn.SetReadDeadline(time.Now().Add(hstWait))
+	defer conn.SetReadDeadline(time.Time{})
+	method, _, msg, err := r.readHeader(3)
+	if err != nil {
+		return "", nil, fmt.Errorf("no response: %w", err)
+	}
+	if method != methodStep {
+		return "", nil, fmt.Errorf("a response for %q", method)
+	}
+	if msg != "" {
+		return msg, nil, r.readBody(nil)
+	}
+	if err := r.readBody(&body); err != nil {
+		return "", nil, fmt.Errorf("response body: %w", err)
+	}
+	return "", body, nil
+}
+
+// hstStep sends msgs in one Step call and returns the messages of the reply.
+func hstStep(conn net.Conn, r *frameReader, seq uint64, msgs []message) ([]message, error) {
+	conn.SetWriteDeadline(time.Now().Add(hstWait))
+	if _, err := conn.Write(hstStepFrame(seq, appendMessages(nil, msgs))); err != nil {
+		return nil, err
+	}
+	errText, body, err := hstReadResponse(conn, r)
+	if err != nil {
+		return nil, err
+	}
+	if errText != "" {
+		return nil, fmt.Errorf("the Step call failed: %s", errText)
+	}
+	if len(body) == 0 {
+		return nil, nil
+	}
+	var d msgDecoder
+	return d.decode(body)
+}
+
+// hstForged is a message from a server outside the cluster.
+func hstForged(typ msgType, term uint64, to string) message {
+	return message{Type: typ, Term: term, From: hstIntruder, FromInc: 7, FromAddr: hstReplyAddr, To: to}
+}
+
+func hstMsgString(m message) string {
+	return fmt.Sprintf("%v from %q term %d (prev %d/%d, %d entries, commit %d, match %d, last %d/%d, force %v)",
+		m.Type, m.From, m.Term, m.PrevIndex, m.PrevTerm, len(m.Entries), m.Commit, m.Match, m.LastIndex, m.LastTerm, m.Force)
+}
+
+// ---------------------------------------------------------------------------
+// Bad input
+
+// hstAttack is one piece of bad input aimed at one server. run returns an
+// error when the server did not react as it must; it never calls t, so that
+// attacks can run in parallel.
+type hstAttack struct {
+	name string
+	// badBatches is how many "dropping a malformed message batch" lines the
+	// attack makes its target log; those name no connection.
+	badBatches int
+	run        func(c *hstCluster, s *Server, rng *rand.Rand) error
+}
+
+// hstRaw sends data on a fresh connection, before any handshake, and
+// expects the server to close it and log msg about it.
+func hstRaw(data func(rng *rand.Rand) []byte, within time.Duration, msg string) func(*hstCluster, *Server, *rand.Rand) error {
+	return func(c *hstCluster, s *Server, rng *rand.Rand) error {
+		conn, err := hstDial(s.Addr())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write(data(rng)); err != nil {
+			return err
+		}
+		if err := hstClosed(conn, within); err != nil {
+			return err
+		}
+		return c.awaitWarning(s, conn, msg)
+	}
+}
+
+// hstAfterHandshake sends data on a connection past the handshake; the
+// server must close the connection within within, and log msg about it
+// unless msg is empty. With halfClose the connection's sending side is
+// closed after data.
+func hstAfterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within time.Duration, msg string, more ...string) func(*hstCluster, *Server, *rand.Rand) error {
+	return func(c *hstCluster, s *Server, rng *rand.Rand) error {
+		conn, err := hstDialPeer(s.Addr())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write(data(rng)); err != nil {
+			return err
+		}
+		if halfClose {
+			if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+				return err
+			}
+		}
+		if err := hstClosed(conn, within); err != nil {
+			return err
+		}
+		if msg == "" {
+			return nil
+		}
+		return c.awaitWarning(s, conn, msg, more...)
+	}
+}
+
+// hstSendBadBatch sends a Step call whose body decodes to bytes that are not a
+// message batch; the server must drop it and close the connection.
+func hstSendBadBatch(batch []byte) func(*hstCluster, *Server, *rand.Rand) error {
+	return hstAfterHandshake(func(*rand.Rand) []byte { return hstStepFrame(1, batch) }, false, hstWait, "")
+}
+
+func hstRandom(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	rng.Read(b)
+	return b
+}
+
+// hstBatchWith is a one-message batch whose field at position field (0-based,
+// in wire order) is replaced by the raw msgpack value v, and with fields
+// fields in all.
+func hstBatchWith(field int, v []byte, fields int) []byte {
+	b := appendArrayLen(appendArrayLen(nil, 1), fields)
+	for i := 0; i < fields; i++ {
+		switch {
+		case i == field:
+			b = append(b, v...)
+		case i == 2 || i == 4 || i == 5: // From, FromAddr, To
+			b = appendStr(b, hstIntruder)
+		case i == 9 || i == 10: // Force, Reject
+			b = appendBool(b, false)
+		case i == 13: // Entries
+			b = append(b, 0xc0)
+		default:
+			b = appendUint(b, 1)
+		}
+	}
+	return b
+}
+
+// The malformed message batches: each decodes as msgpack bytes, none as a
+// batch.
+var hstBadBatches = []struct {
+	name  string
+	batch func(rng *rand.Rand) []byte
+}{
+	{"random bytes", func(rng *rand.Rand) []byte { return append([]byte{0xc1}, hstRandom(rng, 40)...) }},
+	{"empty", func(*rand.Rand) []byte { return []byte{} }},
+	{"a term that is a string", func(*rand.Rand) []byte { return hstBatchWith(1, appendStr(nil, "forty-two"), messageFields) }},
+	{"a name that is a number", func(*rand.Rand) []byte { return hstBatchWith(2, appendUint(nil, 42), messageFields) }},
+	{"a negative index", func(*rand.Rand) []byte {
+		return hstBatchWith(11, []byte{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, messageFields)
+	}},
+	{"a type above 255", func(*rand.Rand) []byte { return hstBatchWith(0, appendUint(nil, 4096), messageFields) }},
+	{"a boolean that is a map", func(*rand.Rand) []byte { return hstBatchWith(9, []byte{0x80}, messageFields) }},
+	{"18 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, messageFields-1) }},
+	{"20 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, messageFields+1) }},
+	{"entries announcing 2^32-1 elements", func(*rand.Rand) []byte {
+		return hstBatchWith(13, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, messageFields)
+	}},
+	{"an entry of three fields", func(*rand.Rand) []byte {
+		return hstBatchWith(13, []byte{0x91, 0x93, 0x01, 0x01, 0x00}, messageFields)
+	}},
+	{"a batch announcing 2^32-1 messages", func(*rand.Rand) []byte { return []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x90} }},
+	{"bytes after the batch", func(*rand.Rand) []byte {
+		return append(appendMessages(nil, []message{hstForged(msgApp, 0, hstIntruder)}), 0x00)
+	}},
+}
+
+// hstStepEach sends each message in a Step call of its own and checks,
+// after each, that no term moved and that no vote went to the intruder.
+func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []message) error {
+	conn, err := hstDialPeer(s.Addr())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var r frameReader
+	r.init(conn, defaultMaxFrame)
+	var errs []error
+	terms := append([]uint64(nil), st.terms...)
+	for i, m := range msgs {
+		reply, err := hstStep(conn, &r, uint64(i), []message{m})
+		if err != nil {
+			return fmt.Errorf("%s: %w", hstMsgString(m), err)
+		}
+		// The reply comes once the driver has processed the message and
+		// published the view it left. Each message answers for the terms
+		// that moved since the one before.
+		for j, x := range c.servers {
+			if term := x.Status().Term; term != terms[j] {
+				errs = append(errs, fmt.Errorf("%s to %s: %s moved from term %d to %d", hstMsgString(m), s.Name(), x.Name(), terms[j], term))
+				terms[j] = term
+			}
+		}
+		for _, a := range reply {
+			if (a.Type == msgVoteResp || a.Type == msgPreVoteResp) && !a.Reject && m.Term > st.terms[c.index(s)] {
+				errs = append(errs, fmt.Errorf("%s: %s granted the intruder a vote for term %d", hstMsgString(m), s.Name(), a.Term))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hstNonsense returns protocol messages whose fields make no sense, for s
+// in term, whose log ends at last; follower names one of the leader's
+// followers, with its incarnation.
+func hstNonsense(s *Server, term, last uint64, follower *Server) []message {
+	to := s.Name()
+	app := func(prev, prevTerm, commit uint64, es ...entry) message {
+		m := hstForged(msgApp, term, to)
+		m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prev, prevTerm, commit, es
+		return m
+	}
+	e := func(index, term uint64) entry {
+		return entry{Index: index, Term: term, Type: entryNormal, Data: fmt.Appendf(nil, "forged %d", index)}
+	}
+	var msgs []message
+	// Indexes at the top of the range, and entries that wrap past it to 0.
+	msgs = append(msgs,
+		app(math.MaxUint64, term, math.MaxUint64),
+		app(math.MaxUint64, term, math.MaxUint64, e(0, term)),
+		app(math.MaxUint64-1, term, math.MaxUint64, e(math.MaxUint64, term), e(0, term)),
+		app(0, 0, math.MaxUint64, e(math.MaxUint64-5, term)),
+		app(0, 0, math.MaxUint64),
+	)
+	// Entries far beyond the log.
+	msgs = append(msgs, app(last+1_000_000, term, last+1_000_003,
+		e(last+1_000_001, term), e(last+1_000_002, term), e(last+1_000_003, term)))
+	// A vote request claiming a log at the end of the range, this term.
+	v := hstForged(msgVote, term, to)
+	v.LastIndex, v.LastTerm = math.MaxUint64, term
+	msgs = append(msgs, v)
+	// Acknowledgements of entries nobody has: from the intruder, and in the
+	// name of a real follower (with its incarnation).
+	ack := hstForged(msgAppResp, term, to)
+	ack.Match, ack.LastIndex = math.MaxUint64, math.MaxUint64
+	msgs = append(msgs, ack)
+	ack.Match = last + 1_000_000
+	msgs = append(msgs, ack)
+	if follower != nil {
+		ack.From, ack.FromInc, ack.FromAddr = follower.Name(), follower.inc, follower.Addr()
+		ack.Match = math.MaxUint64
+		msgs = append(msgs, ack)
+		ack.Match = last + 1_000_000
+		msgs = append(msgs, ack)
+	}
+	return msgs
+}
+
+// hstHugeTerms returns messages of a huge term from the intruder, of every
+// type; none may move a term or depose the leader.
+func hstHugeTerms(to string) []message {
+	var msgs []message
+	for _, typ := range []msgType{msgApp, msgAppResp, msgVote, msgPreVote, msgVoteResp, msgPreVoteResp, msgTimeoutNow, 0, 99} {
+		msgs = append(msgs, hstForged(typ, hstHugeTerm, to))
+	}
+	forced := func(typ msgType) message {
+		m := hstForged(typ, hstHugeTerm, to)
+		m.Force, m.LastIndex, m.LastTerm = true, math.MaxUint64, hstHugeTerm
+		return m
+	}
+	msgs = append(msgs, forced(msgVote), forced(msgPreVote), forced(msgTimeoutNow))
+	app := hstForged(msgApp, math.MaxUint64, to)
+	app.Commit = math.MaxUint64
+	msgs = append(msgs, app)
+	anon := hstForged(msgApp, hstHugeTerm, to)
+	anon.From = ""
+	msgs = append(msgs, anon)
+	return msgs
+}
+
+// The attacks the parallel subtest mixes.
+func hstAttacks() []hstAttack {
+	attacks := []hstAttack{
+		{name: "garbage instead of a handshake", run: hstRaw(func(rng *rand.Rand) []byte {
+			return append([]byte{0}, hstRandom(rng, 63)...)
+		}, hstWait, hstRefused)},
+		{name: "HTTP instead of a handshake", run: hstRaw(func(*rand.Rand) []byte {
+			return []byte("GET / HTTP/1.1\r\nHost: exraft\r\n\r\n")
+		}, hstWait, hstRefused)},
+		{name: "handshake stalled halfway", run: hstRaw(func(*rand.Rand) []byte {
+			return []byte(handshakeMagic[:4])
+		}, hstIOTimeout+5*time.Second, hstRefused)},
+		{name: "garbage after the handshake", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
+			b := hstRandom(rng, 256)
+			b[0] |= 0x80 // a length above MaxFrameSize: garbage is rarely a small number
+			return b
+		}, false, hstWait, hstBadInput)},
+		{name: "frame header claiming 4 GiB", run: hstAfterHandshake(func(*rand.Rand) []byte {
+			return []byte{0xff, 0xff, 0xff, 0xff}
+		}, false, hstWait, hstBadInput, "4294967295 bytes announced")},
+		{name: "truncated frame, stalled", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
+			return append(binary.BigEndian.AppendUint32(nil, 100), hstRandom(rng, 10)...)
+		}, false, hstIOTimeout+5*time.Second, hstBadInput, "timeout")},
+		{name: "truncated frame, then closed", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
+			return append(binary.BigEndian.AppendUint32(nil, 100), hstRandom(rng, 10)...)
+		}, true, hstWait, hstBadInput)},
+		{name: "unknown method Exraft.Nope", run: hstUnknownMethod("Exraft.Nope")},
+		{name: "unknown method Other.Method", run: hstUnknownMethod("Other.Method")},
+	}
+	for _, b := range hstBadBatches {
+		attacks = append(attacks, hstAttack{name: "malformed batch: " + b.name, badBatches: 1,
+			run: func(c *hstCluster, s *Server, rng *rand.Rand) error { return hstSendBadBatch(b.batch(rng))(c, s, rng) }})
+	}
+	for _, b := range hstUndecodable {
+		attacks = append(attacks, hstAttack{name: "undecodable body: " + b.name, run: hstAfterHandshake(func(*rand.Rand) []byte {
+			return hstFrame(hstRequestHeader(methodStep, 1), b.body)
+		}, false, hstWait, hstBadInput, "body")})
+	}
+	return attacks
+}
+
+func hstUnknownMethod(method string) func(*hstCluster, *Server, *rand.Rand) error {
+	return hstAfterHandshake(func(*rand.Rand) []byte {
+		return hstFrame(hstRequestHeader(method, 1), appendBin(nil, []byte{0x90}))
+	}, false, hstWait, hstBadInput, "unknown method")
+}
+
+// runAttack runs a, against the leader and a follower, and checks the
+// cluster afterwards.
+func (c *hstCluster) runAttack(t *testing.T, a hstAttack, rng *rand.Rand) {
+	t.Helper()
+	st := c.settle(t)
+	for _, s := range c.targets(st) {
+		lg := c.logs[c.index(s)]
+		before := lg.warnings(hstBadBatch)
+		who := c.role(s)
+		if err := a.run(c, s, rng); err != nil {
+			t.Errorf("%s, to %s: %v", a.name, who, err)
+		}
+		if a.badBatches > 0 && !hstWaitFor(hstWait, func() bool { return lg.warnings(hstBadBatch) >= before+a.badBatches }) {
+			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, hstBadBatch, lg.tail(15))
+		}
+	}
+	c.verify(t, st, a.name)
+}
+
+// ---------------------------------------------------------------------------
+// The test
+
+func TestHostileInput(t *testing.T) {
+	c := hstStart(t)
+	rng := rand.New(rand.NewSource(hstSeed))
+	attacks := map[string]hstAttack{}
+	for _, a := range hstAttacks() {
+		attacks[a.name] = a
+	}
+	run := func(t *testing.T, names ...string) {
+		for _, name := range names {
+			a, ok := attacks[name]
+			if !ok {
+				t.Fatalf("no attack %q", name)
+			}
+			c.runAttack(t, a, rng)
+		}
+	}
+
+	t.Run("garbage", func(t *testing.T) {
+		run(t, "garbage instead of a handshake", "HTTP instead of a handshake", "handshake stalled halfway",
+			"garbage after the handshake")
+	})
+
+	t.Run("garbage frame after the handshake is logged", func(t *testing.T) {
+		c.runAttack(t, hstAttack{name: "a frame of garbage", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
+			return hstFrame(append([]byte{0xc1}, hstRandom(rng, 63)...))
+		}, false, hstWait, hstBadInput)}, rng)
+	})
+
+	t.Run("truncated frames", func(t *testing.T) {
+		run(t, "truncated frame, then closed")
+		// Stalled: closed within IOTimeout of the frame's start, give or
+		// take the scheduling of a loaded machine.
+		st := c.settle(t)
+		for _, s := range c.targets(st) {
+			start := time.Now()
+			if err := attacks["truncated frame, stalled"].run(c, s, rng); err != nil {
+				t.Errorf("to %s: %v", c.role(s), err)
+			}
+			if d := time.Since(start); d < hstIOTimeout {
+				t.Errorf("to %s: the stalled connection was closed after %v, before IOTimeout (%v)", c.role(s), d, hstIOTimeout)
+			} else {
+				t.Logf("to %s: the stalled connection was closed and logged after %v (IOTimeout %v)", c.role(s), d.Round(time.Millisecond), hstIOTimeout)
+			}
+		}
+		c.verify(t, st, "stalled frames")
+	})
+
+	t.Run("frame claiming 4 GiB", func(t *testing.T) {
+		run(t, "frame header claiming 4 GiB")
+	})
+
+	t.Run("unknown methods", func(t *testing.T) {
+		run(t, "unknown method Exraft.Nope", "unknown method Other.Method")
+	})
+
+	t.Run("nonsense indexes", func(t *testing.T) {
+		st := c.settle(t)
+		for _, s := range c.targets(st) {
+			var follower *Server
+			if s.Name() == st.leader {
+				follower = c.targets(st)[1]
+			}
+			status := s.Status()
+			if err := hstStepEach(c, s, st, hstNonsense(s, status.Term, status.LastIndex, follower)); err != nil {
+				t.Errorf("to %s: %v", c.role(s), err)
+			}
+		}
+		c.verify(t, st, "nonsense indexes")
+	})
+
+	t.Run("huge terms from a non-member", func(t *testing.T) {
+		st := c.settle(t)
+		for _, s := range c.targets(st) {
+			if err := hstStepEach(c, s, st, hstHugeTerms(s.Name())); err != nil {
+				t.Errorf("to %s: %v", c.role(s), err)
+			}
+		}
+		c.verify(t, st, "huge terms from a non-member")
+	})
+
+	t.Run("malformed message batches", func(t *testing.T) {
+		for _, b := range hstBadBatches {
+			run(t, "malformed batch: "+b.name)
+		}
+	})
+
+	t.Run("undecodable Step bodies", func(t *testing.T) {
+		for _, b := range hstUndecodable {
+			run(t, "undecodable body: "+b.name)
+		}
+	})
+
+	t.Run("parallel", func(t *testing.T) {
+		st := c.settle(t)
+		const workers, each = 20, 4
+		all := hstAttacks()
+		before := make([]int, len(c.servers))
+		for i, lg := range c.logs {
+			before[i] = lg.warnings(hstBadBatch)
+		}
+		var badBatches [3]atomic.Int64
+		from := c.written.Load()
+		var wg sync.WaitGroup
+		for g := 0; g < workers; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewSource(hstSeed + int64(g)))
+				for k := 0; k < each; k++ {
+					i := g*each + k
+					s := c.servers[i%len(c.servers)]
+					var err error
+					name := "forged messages"
+					switch i % (len(all) + 2) {
+					case len(all):
+						status := s.Status()
+						err = hstStepEach(c, s, st, hstNonsense(s, status.Term, status.LastIndex, nil))
+					case len(all) + 1:
+						name = "huge terms"
+						err = hstStepEach(c, s, st, hstHugeTerms(s.Name()))
+					default:
+						a := all[i%(len(all)+2)]
+						name = a.name
+						badBatches[i%len(c.servers)].Add(int64(a.badBatches))
+						err = a.run(c, s, rng)
+					}
+					if err != nil {
+						t.Errorf("worker %d, %s, to %s: %v", g, name, s.Name(), err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		t.Logf("%d writes answered during the attacks", c.written.Load()-from)
+		for i, lg := range c.logs {
+			want := before[i] + int(badBatches[i].Load())
+			if !hstWaitFor(hstWait, func() bool { return lg.warnings(hstBadBatch) >= want }) {
+				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.warnings(hstBadBatch)-before[i], hstBadBatch, want-before[i])
+			}
+		}
+		c.verify(t, st, "the parallel attacks")
+	})
+
+	// Bugs of the protocol: these run last, so that when enabled they
+	// cannot disturb the subtests above.
+	t.Run("timeout-now from a non-member in the current term", func(t *testing.T) {
+		st := c.settle(t)
+		s := c.targets(st)[1]
+		if err := hstStepEach(c, s, st, []message{hstForged(msgTimeoutNow, st.terms[c.index(s)], s.Name())}); err != nil {
+			t.Error(err)
+		}
+		c.verify(t, st, "a current-term timeout-now from a non-member")
+	})
+
+	t.Run("append from a non-member in the current term", func(t *testing.T) {
+		st := c.settle(t)
+		s := c.targets(st)[1]
+		status := s.Status()
+		m := hstForged(msgApp, status.Term, s.Name())
+		m.PrevIndex, m.PrevTerm, m.Commit = status.CommitIndex, status.Term, math.MaxUint64
+		for i := uint64(1); i <= 1000; i++ {
+			m.Entries = append(m.Entries, entry{Index: status.CommitIndex + i, Term: status.Term, Data: fmt.Appendf(nil, "forged %d", i)})
+		}
+		if err := hstStepEach(c, s, st, []message{m}); err != nil {
+			t.Error(err)
+		}
+		c.verify(t, st, "a current-term append from a non-member")
+		for _, cmd := range c.sms[c.index(s)].history() {
+			if strings.HasPrefix(cmd, "forged") {
+				t.Fatalf("%s applied %q, which nobody wrote", s.Name(), cmd)
+			}
+		}
+	})
+
+	t.Run("reply addresses do not pile up", func(t *testing.T) {
+		st := c.settle(t)
+		s := c.targets(st)[0]
+		before := runtime.NumGoroutine()
+		var msgs []message
+		for i := 0; i < 300; i++ {
+			m := hstForged(msgApp, 0, s.Name())           // stale: every server answers it
+			m.FromAddr = fmt.Sprintf("127.0.0.1:%d", 1+i) // closed ports, most likely: dials fail at once
+			msgs = append(msgs, m)
+		}
+		if err := hstStepEach(c, s, st, msgs); err != nil {
+			t.Error(err)
+		}
+		if !hstWaitFor(hstWait, func() bool { return runtime.NumGoroutine() < before+100 }) {
+			t.Errorf("300 reply addresses left %d goroutines more than before", runtime.NumGoroutine()-before)
+		}
+		c.verify(t, st, "many reply addresses")
+	})
+
+	// Every server applied the same commands, and none panicked or stopped.
+	c.stopWriter()
+	if !hstWaitFor(hstWait, func() bool {
+		l, ok := c.stable()
+		if !ok {
+			return false
+		}
+		commit := l.Status().CommitIndex
+		for _, s := range c.servers {
+			if st := s.Status(); st.CommitIndex != commit || st.AppliedIndex != commit {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the servers did not all apply the same index: %s", c.describe())
+	}
+	want := c.sms[0].history()
+	for i, sm := range c.sms[1:] {
+		got := sm.history()
+		if len(got) != len(want) {
+			t.Errorf("%s applied %d commands, %s %d", c.servers[i+1].Name(), len(got), c.servers[0].Name(), len(want))
+			continue
+		}
+		for k := range got {
+			if got[k] != want[k] {
+				t.Errorf("%s applied %q as command #%d, %s %q", c.servers[i+1].Name(), got[k], k+1, c.servers[0].Name(), want[k])
+				break
+			}
+		}
+	}
+	t.Logf("%d commands applied on every server; %d writes answered", len(want), c.written.Load())
+	for i, lg := range c.logs {
+		for _, line := range lg.lines() {
+			if strings.Contains(strings.ToLower(line), "panic") {
+				t.Errorf("%s logged a panic: %s", c.servers[i].Name(), line)
+			}
+		}
+	}
+}
+
+// Step bodies that do not decode as msgpack bytes.
+var hstUndecodable = []struct {
+	name string
+	body []byte
+}{
+	{"a body that is not msgpack", []byte{0xc1, 0xc1, 0xc1}},
+	{"a body of truncated msgpack", []byte{0xc4, 0x10, 0x01}},
+	{"a body that is a map", []byte{0x81, 0xa1, 'a', 0x01}},
+	{"a body that is a number", []byte{0xcd, 0x01, 0x00}},
+	{"a body that is an array", []byte{0x93, 0x01, 0x02, 0x03}},
+	{"a body that is two values", []byte{0xc4, 0x00, 0xc4, 0x00}},
+	{"a body nested too deep", bytes.Repeat([]byte{0x91}, 100)},
+}
