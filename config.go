@@ -206,6 +206,9 @@ func (c Config) validate() error {
 	if c.IOTimeout < 0 {
 		return bad("IOTimeout", "must not be negative (got %v)", c.IOTimeout)
 	}
+	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+		return bad("TLS", "has no certificate to present (set Certificates or GetCertificate)")
+	}
 	if len(c.ClusterID) > maxClusterID {
 		return bad("ClusterID", "%d bytes is too long (at most %d)", len(c.ClusterID), maxClusterID)
 	}

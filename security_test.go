@@ -896,6 +896,7 @@ func TestSecurityConfigErrors(t *testing.T) {
 			c.MaxCommandSize = 8<<20 - 1024 + 1
 		}},
 		{"ClusterID of 256 bytes", "ClusterID", func(c *exraft.Config) { c.ClusterID = strings.Repeat("c", 256) }},
+		{"TLS without a certificate", "TLS", func(c *exraft.Config) { c.TLS = &tls.Config{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fastConfig("cfg")
