@@ -134,6 +134,7 @@ type ready struct {
 	apply       []entry // committed entries not handed out before, in order
 	reads       []readState
 	failedReads []uint64 // reads that can no longer be served here
+	roundHeld   bool     // see takeReadyHolding
 }
 
 var (
@@ -1079,8 +1080,8 @@ func (c *core) readIndex(id uint64) error {
 		r.seq = c.seq + 1
 		c.readBcast = true
 	}
+	// Nothing to release yet: its round has not started.
 	c.reads = append(c.reads, r)
-	c.releaseReads()
 	return nil
 }
 
@@ -1382,15 +1383,27 @@ func (c *core) reply(to message, m message) {
 }
 
 // takeReady returns and clears what the core produced.
-func (c *core) takeReady() ready {
+func (c *core) takeReady() ready { return c.takeReadyHolding(false) }
+
+// takeReadyHolding is takeReady that, with hold, does not start a read round
+// in the same breath as it releases the reads of the last one; roundHeld
+// then reports that a round waits for the next takeReady. The driver
+// yields in between, so that the readers just answered can ask again and
+// share that round with the reads already waiting: otherwise the readers
+// settle into two groups that alternate, and every round carries half of
+// them.
+func (c *core) takeReadyHolding(hold bool) ready {
 	if c.bcastPending {
 		c.bcastPending = false
 		if c.role == Leader {
 			c.bcastAppend()
 		}
 	}
-	c.flushReads()
-	var rd ready
+	held := hold && len(c.released) > 0 && c.readBcast
+	if !held {
+		c.flushReads()
+	}
+	rd := ready{roundHeld: held}
 	if c.commit > c.handedOut {
 		rd.apply = c.log.slice(c.handedOut+1, c.commit, int(^uint(0)>>1))
 		c.handedOut = c.commit

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/rpc"
+	"runtime"
 	"sync"
 	"time"
 
@@ -515,6 +516,9 @@ func (p *peerStream) run() {
 		// rides in the next batch, unless there is enough to pipeline.
 		if inflight >= maxInflightCalls || (inflight > 0 && p.queued() < pipelineBytes) {
 			continue
+		}
+		if inflight == 0 {
+			runtime.Gosched()
 		}
 		batch := p.take()
 		if len(batch) == 0 {

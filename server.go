@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/rpc"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -590,8 +591,10 @@ func (s *Server) run() {
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
+			runtime.Gosched()
 			s.propose(p)
 		case r := <-s.readc:
+			runtime.Gosched()
 			s.read(r)
 		case c := <-s.ctrlc:
 			c.f()
@@ -708,8 +711,19 @@ func (s *Server) coreErr(err error) error {
 // process hands on what the core produced: messages to the transport,
 // committed entries and released reads to the applier, and the new view to
 // waiters.
+// process hands on what the core has produced. When the core holds back a
+// read round (see core.takeReadyHolding), it yields once, takes in what
+// arrived meanwhile, and hands on again.
 func (s *Server) process() {
-	rd := s.core.takeReady()
+	if s.processHolding(true) {
+		runtime.Gosched()
+		s.drain()
+		s.processHolding(false)
+	}
+}
+
+func (s *Server) processHolding(hold bool) (roundHeld bool) {
+	rd := s.core.takeReadyHolding(hold)
 	// Publish first: a peer that hears this server is leader may call it at
 	// once, and must find it answering as the leader.
 	s.publish()
@@ -774,6 +788,7 @@ func (s *Server) process() {
 		}
 		s.pending = keep
 	}
+	return rd.roundHeld
 }
 
 // publish updates the view when something a waiter may wait on changed.
