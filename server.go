@@ -56,6 +56,10 @@ type Server struct {
 	members, learners, committedMembers []Peer
 	readsByID                           map[uint64]*readRequest
 	nextRead                            uint64
+	// How many reads the last read round released: above one, readers are
+	// many, and the driver yields before taking in a read so that more of
+	// them join the next round.
+	lastReads int
 
 	membership *semaphore.Weighted // one membership change at a time
 
@@ -591,10 +595,16 @@ func (s *Server) run() {
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
-			runtime.Gosched()
+			if len(s.pending) > 0 {
+				// Other writes are in flight, so writers are many: let
+				// the others propose too, so that they share this batch.
+				runtime.Gosched()
+			}
 			s.propose(p)
 		case r := <-s.readc:
-			runtime.Gosched()
+			if s.lastReads > 1 {
+				runtime.Gosched() // the same for readers and read rounds
+			}
 			s.read(r)
 		case c := <-s.ctrlc:
 			c.f()
@@ -768,6 +778,7 @@ func (s *Server) processHolding(hold bool) (roundHeld bool) {
 	}
 	if len(reads) > 0 {
 		s.apply.push(applyTask{reads: reads})
+		s.lastReads = len(reads)
 	}
 	for _, id := range rd.failedReads {
 		if r := s.readsByID[id]; r != nil {
