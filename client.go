@@ -133,6 +133,11 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 				}
 				return nil, &RemoteError{Msg: string(se)}
 			}
+			if errors.Is(call.Error, ErrTooLarge) {
+				// Refused before anything was written: the connection
+				// is fine.
+				return nil, fmt.Errorf("exraft: call %s on %s: %w", method, addr, call.Error)
+			}
 			c.forget(addr, rc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
 				continue // a cached connection the server had closed: nothing was sent

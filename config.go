@@ -85,10 +85,15 @@ type Config struct {
 	// finishes, so a flood of calls queues in TCP instead of in memory.
 	// Traffic between peers is not counted, so the cluster keeps working.
 	MaxPendingCalls int
-	// IOTimeout bounds the handshake of a new connection, any one write,
-	// and the arrival of the rest of a frame once it has begun; 10s by
-	// default. A connection that exceeds it is closed, so a peer that stops
-	// reading or sends half a frame cannot hold the server's resources.
+	// IOTimeout bounds the handshake of a connection the server accepts,
+	// any one write, the arrival of the rest of a frame once it has begun,
+	// and the wait for a peer's answer; 10s by default. A connection that
+	// exceeds it is closed, so a peer that stops reading or sends half a
+	// frame cannot hold the server's resources. Dialing a peer, handshake
+	// included, is bounded more tightly, by twice ElectionTimeoutMax (at
+	// least 500ms, at most IOTimeout): while it dials, the peer gets no
+	// messages. Raise the election timeouts for links with round trips
+	// near 100ms.
 	IOTimeout time.Duration
 }
 

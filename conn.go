@@ -15,6 +15,10 @@ import (
 // how many calls they may have running, and what is logged when a
 // connection is refused or ends on bad input.
 
+// maxHandshakes is the least number of handshakes that may be under way at
+// once; MaxConns/8 when that is more.
+const maxHandshakes = 64
+
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	for {
@@ -43,6 +47,16 @@ func (s *Server) acceptLoop() {
 			s.warn("conns", "closed a new connection: MaxConns reached", "remote", conn.RemoteAddr().String(), "limit", s.cfg.MaxConns)
 			continue
 		}
+		if s.handshaking >= max(maxHandshakes, s.cfg.MaxConns/8) {
+			// Connections that have not proved anything yet get a budget
+			// of their own, so that strangers who stall in the handshake
+			// cannot take every slot from peers and clients.
+			s.connsMu.Unlock()
+			conn.Close()
+			s.warn("handshakes", "closed a new connection: too many handshakes under way", "remote", conn.RemoteAddr().String())
+			continue
+		}
+		s.handshaking++
 		// Past MaxConnsPerHost the connection is still served, counted, for
 		// as long as it takes to tell the dialer why it is refused.
 		refuse := ""
@@ -79,6 +93,16 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 		s.connsMu.Unlock()
 	}()
 	remote := raw.RemoteAddr().String()
+	handshaking := true
+	doneHandshaking := func() {
+		if handshaking {
+			handshaking = false
+			s.connsMu.Lock()
+			s.handshaking--
+			s.connsMu.Unlock()
+		}
+	}
+	defer doneHandshaking()
 	conn := raw
 	conn.SetDeadline(time.Now().Add(s.cfg.IOTimeout))
 	if s.cfg.TLS != nil {
@@ -98,6 +122,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
+	doneHandshaking()
 
 	var dec msgDecoder
 	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {

@@ -2,6 +2,7 @@ package exraft
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"sort"
 )
@@ -286,7 +287,10 @@ func (c *core) dropLeaderState() {
 // the dissertation); a forced one is a leadership transfer (§3.10) and asks
 // voters to ignore their leader lease.
 func (c *core) campaign(pre, force bool) {
-	if !c.promotable() {
+	if !c.promotable() || c.term == math.MaxUint64 {
+		// The last term: the next would wrap to 0. Only a forged message
+		// gets a server here, and no bound on terms would help: it would
+		// only move this wall lower, and strand servers behind it.
 		return
 	}
 	if c.role == Leader {
@@ -484,10 +488,6 @@ func (c *core) inLease() bool {
 	return c.lead != "" && c.electionEl < c.cfg.electionMin
 }
 
-// maxTerm is above any term a real cluster reaches: at one election per
-// millisecond it would take over a hundred million years.
-const maxTerm = 1 << 62
-
 // knows reports whether name is a voter of this server's configuration or,
 // on a leader, a server it is catching up.
 //
@@ -506,13 +506,29 @@ func (c *core) knows(name string) bool {
 	return c.role == Leader && c.prs[name] != nil
 }
 
+// knowsAddr reports whether addr is where a voter, a server being caught up,
+// or the known leader lives.
+func (c *core) knowsAddr(addr string) bool {
+	if addr == c.leadAddr {
+		return true
+	}
+	for _, v := range c.self.Voters {
+		if v.Addr == addr {
+			return true
+		}
+	}
+	for _, pr := range c.prs {
+		if pr.addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
 // step processes one message from a peer.
 func (c *core) step(m message) {
 	if m.From == c.cfg.name && m.FromInc == c.cfg.inc {
 		return
-	}
-	if m.Term > maxTerm {
-		return // forged: and a term this high would wrap on the next election
 	}
 	if m.ToInc != 0 && m.ToInc != c.cfg.inc {
 		// An answer to an earlier incarnation of this server: a vote or

@@ -1,7 +1,6 @@
 package exraft
 
 import (
-	"bufio"
 	"context"
 	"crypto/hmac"
 	crand "crypto/rand"
@@ -22,17 +21,26 @@ import (
 // both ends' fresh nonces, so a recorded handshake is worth nothing later.
 //
 //	dialer → acceptor   hello:  "EXRAFT" version, len ClusterID, ClusterID, nonce
-//	acceptor → dialer   verdict; if accepted: nonce, proof("acceptor")
-//	dialer → acceptor   verdict; if accepted: proof("dialer")
-//	acceptor → dialer   verdict
+//	acceptor → dialer   verdict; if accepted: nonce
+//	dialer → acceptor   proof("dialer")
+//	acceptor → dialer   verdict; if accepted: proof("acceptor")
+//	dialer → acceptor   verdict, then frames
 //
 // A verdict is one byte, 0 for accepted; a refusal is followed by its reason
 // (one length byte, then text), so that the refused end can say why.
+//
+// The dialer proves itself first. Anyone can connect to a server, but only
+// a server's own configuration and its users decide whom it dials; so a
+// stranger never holds a proof made with the Secret, which it could
+// otherwise try to guess the Secret from at leisure.
 //
 // proof(role) = HMAC-SHA256(Secret, role, ClusterID, dialer nonce, acceptor
 // nonce, TLS binding). Under TLS the binding is keying material exported
 // from the TLS session, which ties the proofs to this very connection: a
 // proof relayed onto another connection does not verify.
+//
+// Both ends read exactly what the handshake holds and nothing more (no
+// buffering), so the frames that follow are left for the codec.
 const (
 	handshakeMagic   = "EXRAFT"
 	handshakeVersion = 1
@@ -72,17 +80,18 @@ func (id identity) proof(role string, dialerNonce, acceptorNonce, binding []byte
 
 // tlsBinding returns keying material both ends of a TLS connection derive
 // alike, or nil for a plain connection.
-func tlsBinding(conn net.Conn) []byte {
+func tlsBinding(conn net.Conn) ([]byte, error) {
 	tc, ok := conn.(*tls.Conn)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	cs := tc.ConnectionState()
 	b, err := cs.ExportKeyingMaterial("EXPERIMENTAL exraft handshake", nil, 32)
 	if err != nil {
-		return nil // TLS 1.2 without extended master secret: no binding
+		// Without it a proof could be relayed between two TLS sessions.
+		return nil, fmt.Errorf("the TLS session cannot bind the handshake (%v): use TLS 1.3, or TLS 1.2 with extended master secret", err)
 	}
-	return b
+	return b, nil
 }
 
 func newNonce() []byte {
@@ -96,6 +105,10 @@ func newNonce() []byte {
 // dialHandshake is the dialer's side. addr only names the other end in
 // errors.
 func (id identity) dialHandshake(conn net.Conn, addr string) error {
+	binding, err := tlsBinding(conn)
+	if err != nil {
+		return &unauthorizedError{fmt.Sprintf("connection to %s: %v", addr, err)}
+	}
 	hello := make([]byte, 0, len(handshakeMagic)+2+len(id.clusterID)+nonceSize)
 	hello = append(hello, handshakeMagic...)
 	hello = append(hello, handshakeVersion, byte(len(id.clusterID)))
@@ -105,35 +118,40 @@ func (id identity) dialHandshake(conn net.Conn, addr string) error {
 	if _, err := conn.Write(hello); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	r := bufio.NewReaderSize(conn, 64)
-	if err := readVerdict(r, addr, "the server"); err != nil {
+	if err := readVerdict(conn, addr, "the server"); err != nil {
 		return err
 	}
-	var theirs [nonceSize + proofSize]byte
-	if _, err := io.ReadFull(r, theirs[:]); err != nil {
+	theirNonce := make([]byte, nonceSize)
+	if _, err := io.ReadFull(conn, theirNonce); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	binding := tlsBinding(conn)
-	want := id.proof("acceptor", nonce, theirs[:nonceSize], binding)
-	if !hmac.Equal(want, theirs[nonceSize:]) {
-		reason := "the Secrets differ (or only one end has one)"
+	if _, err := conn.Write(id.proof("dialer", nonce, theirNonce, binding)); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	if err := readVerdict(conn, addr, "the server"); err != nil {
+		return err
+	}
+	var theirs [proofSize]byte
+	if _, err := io.ReadFull(conn, theirs[:]); err != nil {
+		return handshakeIOError(addr, err)
+	}
+	if !hmac.Equal(theirs[:], id.proof("acceptor", nonce, theirNonce, binding)) {
+		reason := "the server could not prove it knows the Secret"
 		_ = writeRefusal(conn, reason)
-		return &unauthorizedError{fmt.Sprintf("%s could not prove it knows the Secret: %s", addr, reason)}
+		return &unauthorizedError{fmt.Sprintf("%s: %s", addr, reason)}
 	}
-	answer := append([]byte{verdictAccepted}, id.proof("dialer", nonce, theirs[:nonceSize], binding)...)
-	if _, err := conn.Write(answer); err != nil {
+	if _, err := conn.Write([]byte{verdictAccepted}); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	return readVerdict(r, addr, "the server")
+	return nil
 }
 
 // acceptHandshake is the acceptor's side. A non-empty refuse turns the
 // connection away with that reason once the hello is read. The error names
 // what went wrong, for the log.
 func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
-	r := bufio.NewReaderSize(conn, 64)
 	var head [len(handshakeMagic) + 2]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
+	if _, err := io.ReadFull(conn, head[:]); err != nil {
 		return fmt.Errorf("no handshake: %w", err)
 	}
 	if string(head[:len(handshakeMagic)]) != handshakeMagic {
@@ -146,10 +164,10 @@ func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
 	}
 	theirID := make([]byte, head[len(handshakeMagic)+1])
 	dialerNonce := make([]byte, nonceSize)
-	if _, err := io.ReadFull(r, theirID); err != nil {
+	if _, err := io.ReadFull(conn, theirID); err != nil {
 		return fmt.Errorf("handshake cut short: %w", err)
 	}
-	if _, err := io.ReadFull(r, dialerNonce); err != nil {
+	if _, err := io.ReadFull(conn, dialerNonce); err != nil {
 		return fmt.Errorf("handshake cut short: %w", err)
 	}
 	if refuse != "" {
@@ -161,50 +179,44 @@ func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
 		_ = writeRefusal(conn, reason)
 		return &unauthorizedError{reason}
 	}
+	binding, err := tlsBinding(conn)
+	if err != nil {
+		_ = writeRefusal(conn, err.Error())
+		return &unauthorizedError{err.Error()}
+	}
 	nonce := newNonce()
-	binding := tlsBinding(conn)
-	challenge := append([]byte{verdictAccepted}, nonce...)
-	challenge = append(challenge, id.proof("acceptor", dialerNonce, nonce, binding)...)
-	if _, err := conn.Write(challenge); err != nil {
+	if _, err := conn.Write(append([]byte{verdictAccepted}, nonce...)); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	if err := readVerdict(r, conn.RemoteAddr().String(), "the dialer"); err != nil {
-		return err
-	}
 	var theirs [proofSize]byte
-	if _, err := io.ReadFull(r, theirs[:]); err != nil {
+	if _, err := io.ReadFull(conn, theirs[:]); err != nil {
 		return fmt.Errorf("handshake cut short: %w", err)
 	}
 	if !hmac.Equal(theirs[:], id.proof("dialer", dialerNonce, nonce, binding)) {
-		reason := "the Secrets differ (or only one end has one)"
+		reason := "the Secrets differ (or only one end has one, or a proxy ends TLS on one side)"
 		_ = writeRefusal(conn, reason)
 		return &unauthorizedError{"the dialer could not prove it knows the Secret: " + reason}
 	}
-	if _, err := conn.Write([]byte{verdictAccepted}); err != nil {
+	if _, err := conn.Write(append([]byte{verdictAccepted}, id.proof("acceptor", dialerNonce, nonce, binding)...)); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	if r.Buffered() > 0 {
-		// The dialer speaks only after the last verdict.
-		return errors.New("handshake: the dialer sent data before it was accepted")
-	}
-	return nil
+	return readVerdict(conn, conn.RemoteAddr().String(), "the dialer")
 }
 
 // readVerdict reads a verdict and, for a refusal, its reason; who names the
 // other end in the error.
-func readVerdict(r *bufio.Reader, addr, who string) error {
-	v, err := r.ReadByte()
-	if err != nil {
+func readVerdict(r io.Reader, addr, who string) error {
+	var b [1]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	if v == verdictAccepted {
+	if b[0] == verdictAccepted {
 		return nil
 	}
-	n, err := r.ReadByte()
-	if err != nil {
+	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	reason := make([]byte, n)
+	reason := make([]byte, b[0])
 	if _, err := io.ReadFull(r, reason); err != nil {
 		return handshakeIOError(addr, err)
 	}
@@ -221,71 +233,74 @@ func writeRefusal(w io.Writer, reason string) error {
 
 func handshakeIOError(addr string, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("exraft: handshake with %s: the connection closed before it was accepted (not an exraft server, or it is stopping): %w", addr, err)
+		return fmt.Errorf("exraft: handshake with %s: the connection closed before it was accepted (not an exraft server, or it is stopping, or at its MaxConns): %w", addr, err)
 	}
 	return fmt.Errorf("exraft: handshake with %s: %w", addr, err)
 }
 
 // dialConn opens a connection to addr that is ready for frames: dialed with
 // dial (or net.Dialer), wrapped in TLS if tlsCfg is set, and past the
-// handshake. The handshake is bounded by ctx and by timeout.
+// handshake. All of it is bounded by parent and by timeout.
 func dialConn(parent context.Context, dial func(context.Context, string) (net.Conn, error), addr string, tlsCfg *tls.Config, id identity, timeout time.Duration) (net.Conn, error) {
 	if len(id.clusterID) > maxClusterID {
 		return nil, fmt.Errorf("exraft: a ClusterID of %d bytes is too long (at most %d)", len(id.clusterID), maxClusterID)
 	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	// ended says why the handshake stopped when ctx did: the caller's ctx
-	// (its error, for errors.Is), or the timeout (not the caller's deadline).
-	ended := func() error {
-		if err := parent.Err(); err != nil {
-			return fmt.Errorf("exraft: handshake with %s: %w", addr, err)
+	// fail says why a step failed. When parent ended it is parent's error,
+	// for errors.Is; when the timeout did, it says so, and does not match
+	// context.DeadlineExceeded: that is the caller's deadline, not this one.
+	fail := func(step string, err error) error {
+		if perr := parent.Err(); perr != nil {
+			return fmt.Errorf("exraft: %s %s: %w", step, addr, perr)
 		}
-		return fmt.Errorf("exraft: handshake with %s: no answer within %v (IOTimeout)", addr, timeout)
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("exraft: %s %s: no answer within %v", step, addr, timeout)
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			return err
+		}
+		return fmt.Errorf("exraft: %s %s: %w", step, addr, err)
 	}
-	var conn net.Conn
+	var raw net.Conn
 	var err error
 	if dial != nil {
-		conn, err = dial(ctx, addr)
+		raw, err = dial(ctx, addr)
 	} else {
 		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", addr)
+		raw, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("exraft: dial %s: %w", addr, err)
+		return nil, fail("dial", err)
 	}
 	// Whatever ends first, ctx or the timeout, interrupts the handshake.
 	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	conn := raw
 	if tlsCfg != nil {
 		cfg := tlsCfg
 		if cfg.ServerName == "" {
 			cfg = cfg.Clone()
 			cfg.ServerName, _, _ = net.SplitHostPort(addr)
 		}
-		tc := tls.Client(conn, cfg)
+		tc := tls.Client(raw, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			if ctx.Err() != nil {
-				return nil, ended()
-			}
-			return nil, fmt.Errorf("exraft: TLS handshake with %s: %w", addr, err)
+			raw.Close()
+			return nil, fail("TLS handshake with", err)
 		}
 		conn = tc
 	}
 	if err := id.dialHandshake(conn, addr); err != nil {
-		conn.Close()
-		if ctx.Err() != nil && !errors.Is(err, ErrUnauthorized) {
-			return nil, ended()
-		}
-		return nil, err
+		raw.Close()
+		return nil, fail("handshake with", err)
 	}
-	if !stop() {
-		conn.Close() // ctx ended just now and may have set a past deadline
-		return nil, ended()
+	if !stop() && ctx.Err() != nil {
+		raw.Close() // ctx ended just now and may have set a past deadline
+		return nil, fail("handshake with", ctx.Err())
 	}
-	conn.SetDeadline(time.Time{})
+	raw.SetDeadline(time.Time{})
 	return conn, nil
 }

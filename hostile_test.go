@@ -997,7 +997,12 @@ func TestHostileInput(t *testing.T) {
 		if err := hstStepEach(c, s, st, msgs); err != nil {
 			t.Error(err)
 		}
-		if !hstWaitFor(hstWait, func() bool { return runtime.NumGoroutine() < before+100 }) {
+		// At once, not after the streams retire: beyond a few, answers to
+		// strangers are dropped rather than given a stream each.
+		if extra := runtime.NumGoroutine() - before; extra > 50 {
+			t.Errorf("300 reply addresses started %d goroutines", extra)
+		}
+		if !hstWaitFor(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
 			t.Errorf("300 reply addresses left %d goroutines more than before", runtime.NumGoroutine()-before)
 		}
 		c.verify(t, st, "many reply addresses")

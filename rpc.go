@@ -286,18 +286,27 @@ func (s *Server) deliver(raw []byte, dec *msgDecoder, conn net.Conn, ack bool) (
 
 // transport sends protocol messages, one pipelined stream per peer address.
 type transport struct {
-	s     *Server
-	mu    sync.Mutex
-	peers map[string]*peerStream
-	wg    sync.WaitGroup
+	s         *Server
+	mu        sync.Mutex
+	peers     map[string]*peerStream
+	strangers int // streams with stranger set, in peers
+	wg        sync.WaitGroup
 }
 
 func newTransport(s *Server) *transport {
 	return &transport{s: s, peers: map[string]*peerStream{}}
 }
 
+// maxStrangerStreams bounds the streams to addresses outside the
+// configuration. Answers go to whatever address a message names, so
+// without it one frame of messages naming many addresses would make a
+// server start as many goroutines and dial them all. A few are needed: a
+// server added by entries this one lacks asks for its vote, or leads it.
+const maxStrangerStreams = 16
+
 // send queues m for its peer; quiet leaves the peer's sender asleep, for a
-// message that a Step reply will carry.
+// message that a Step reply will carry. It runs on the driver goroutine,
+// which owns the core it asks about addresses.
 func (t *transport) send(m message, quiet bool) {
 	if m.toAddr == "" {
 		return
@@ -311,7 +320,15 @@ func (t *transport) send(m message, quiet bool) {
 			return
 		default:
 		}
-		p = &peerStream{t: t, addr: m.toAddr, signal: make(chan struct{}, 1)}
+		stranger := !t.s.core.knowsAddr(m.toAddr)
+		if stranger && t.strangers >= maxStrangerStreams {
+			t.mu.Unlock()
+			return // dropped: Raft resends what matters
+		}
+		p = &peerStream{t: t, addr: m.toAddr, stranger: stranger, signal: make(chan struct{}, 1)}
+		if stranger {
+			t.strangers++
+		}
 		t.peers[m.toAddr] = p
 		t.wg.Add(1)
 		go p.run()
@@ -341,16 +358,36 @@ func (p *peerStream) retire(inflight int) bool {
 	}
 	if p.t.peers[p.addr] == p {
 		delete(p.t.peers, p.addr)
+		if p.stranger {
+			p.t.strangers--
+		}
 	}
 	return true
 }
 
 func (t *transport) close() {
 	// The server's stop channel is closed already; taking the lock waits
-	// out a send that started a stream before it saw that.
+	// out a send that started a stream before it saw that. Closing the
+	// connections ends a write to a peer that stopped reading at once,
+	// rather than at its deadline.
 	t.mu.Lock()
+	for _, p := range t.peers {
+		p.setConn(nil)
+	}
 	t.mu.Unlock()
 	t.wg.Wait()
+}
+
+// setConn records the stream's connection, closing the one it replaces:
+// Stop closes it from another goroutine.
+func (p *peerStream) setConn(c net.Conn) {
+	p.mu.Lock()
+	old := p.conn
+	p.conn = c
+	p.mu.Unlock()
+	if old != nil && old != c {
+		old.Close()
+	}
 }
 
 // maxInflightCalls bounds the Step calls in flight on one connection. A
@@ -372,6 +409,10 @@ type peerStream struct {
 	spare  []message // the array of the last batch taken, for reuse
 	used   bool      // something was queued since the last idle check
 	signal chan struct{}
+	// stranger: addr was outside the configuration when the stream began
+	// (see maxStrangerStreams).
+	stranger bool
+	conn     net.Conn // the open connection, for Stop to close
 }
 
 func (p *peerStream) enqueue(m message, quiet bool) {
@@ -478,14 +519,19 @@ func (p *peerStream) run() {
 	inflight := 0
 	var buf []byte
 	var retryAt time.Time
+	// waitingSince is when the oldest call in flight, or the last reply,
+	// began the current wait for an answer.
+	var waitingSince time.Time
 	closeClient := func() {
 		if client != nil {
 			client.Close()
 			client = nil
+			p.setConn(nil)
 		}
 	}
 	finish := func(call *rpc.Call) {
 		inflight--
+		waitingSince = time.Now()
 		if call.Error != nil {
 			s.log.Debug("send failed", "peer", p.addr, "err", call.Error)
 			closeClient()
@@ -506,6 +552,12 @@ func (p *peerStream) run() {
 		case call := <-done:
 			finish(call)
 		case <-idle.C:
+			if inflight > 0 && time.Since(waitingSince) > s.cfg.IOTimeout {
+				// A peer answers every Step call at once; one that has
+				// gone silent this long is gone. Closing fails the calls.
+				s.log.Warn("a peer stopped answering; reconnecting", "peer", p.addr, "waited", time.Since(waitingSince).Round(time.Millisecond))
+				closeClient()
+			}
 			if p.retire(inflight) {
 				return
 			}
@@ -545,6 +597,7 @@ func (p *peerStream) run() {
 				})
 				codec.setIOTimeout(s.cfg.IOTimeout)
 				client = rpc.NewClientWithCodec(codec)
+				p.setConn(conn)
 			}
 		}
 		// Without a connection the batch is dropped: Raft retransmits what
@@ -565,6 +618,9 @@ func (p *peerStream) run() {
 			}
 			if client == nil {
 				break
+			}
+			if inflight == 0 {
+				waitingSince = time.Now()
 			}
 			inflight++
 			client.Go(methodStep, &buf, new([]byte), done)
@@ -599,8 +655,9 @@ func splitBatch(msgs []message, limit int) (chunk, rest []message) {
 
 func (p *peerStream) dial() (net.Conn, error) {
 	s := p.t.s
-	// Bounded well below IOTimeout: while it dials, the stream sends
-	// nothing, and an unreachable peer must not hold messages for long.
+	// Bounded more tightly than IOTimeout by default: while it dials, the
+	// stream sends nothing, and an unreachable peer must not hold messages
+	// for long.
 	timeout := min(s.cfg.IOTimeout, max(2*s.cfg.ElectionTimeoutMax, 500*time.Millisecond))
 	return dialConn(s.ctx, s.cfg.Dial, p.addr, s.cfg.TLS, s.identity, timeout)
 }

@@ -285,8 +285,8 @@ func secProof(secret []byte, role, clusterID string, dialerNonce, acceptorNonce 
 }
 
 // secRawHello dials addr and sends a hello with clusterID; it returns the
-// connection, the dialer's nonce and the acceptor's challenge (nonce, then
-// proof) once the acceptor accepted the hello.
+// connection, the dialer's nonce and the acceptor's nonce once the acceptor
+// accepted the hello.
 func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
@@ -307,7 +307,7 @@ func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte
 	if _, err := conn.Write(hello); err != nil {
 		t.Fatalf("write hello: %v", err)
 	}
-	challenge := make([]byte, 1+secNonceSize+secProofSize)
+	challenge := make([]byte, 1+secNonceSize)
 	if _, err := io.ReadFull(conn, challenge); err != nil {
 		t.Fatalf("read the acceptor's challenge: %v", err)
 	}
@@ -321,17 +321,19 @@ func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte
 // handshake (no Secret, ClusterID ""), ready for frames.
 func secRawHandshake(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	conn, nonce, challenge := secRawHello(t, addr, "")
-	theirs := challenge[:secNonceSize]
-	if !hmac.Equal(challenge[secNonceSize:], secProof(nil, "acceptor", "", nonce, theirs)) {
-		t.Fatalf("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
-	}
-	if _, err := conn.Write(append([]byte{0}, secProof(nil, "dialer", "", nonce, theirs)...)); err != nil {
+	conn, nonce, theirs := secRawHello(t, addr, "")
+	if _, err := conn.Write(secProof(nil, "dialer", "", nonce, theirs)); err != nil {
 		t.Fatalf("write the dialer's proof: %v", err)
 	}
-	var verdict [1]byte
-	if _, err := io.ReadFull(conn, verdict[:]); err != nil || verdict[0] != 0 {
-		t.Fatalf("the acceptor's last verdict: %v %v, want accepted", verdict, err)
+	answer := make([]byte, 1+secProofSize)
+	if _, err := io.ReadFull(conn, answer); err != nil || answer[0] != 0 {
+		t.Fatalf("the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
+	}
+	if !hmac.Equal(answer[1:], secProof(nil, "acceptor", "", nonce, theirs)) {
+		t.Fatalf("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
+	}
+	if _, err := conn.Write([]byte{0}); err != nil {
+		t.Fatalf("write the dialer's verdict: %v", err)
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		t.Fatalf("SetDeadline: %v", err)
@@ -606,12 +608,12 @@ func TestSecret(t *testing.T) {
 		}
 	}
 
-	// A dialer that cannot check the acceptor's proof, and answers with a
-	// made-up proof of its own, is refused by the acceptor.
+	// A dialer that does not know the Secret, and sends a made-up proof, is
+	// refused by the acceptor, which has proved nothing to it.
 	follower := others(c.servers, leader)[0]
 	fi := indexOf(c.servers, follower)
 	conn, _, _ := secRawHello(t, follower.Addr(), "")
-	if _, err := conn.Write(append([]byte{0}, make([]byte, secProofSize)...)); err != nil {
+	if _, err := conn.Write(make([]byte, secProofSize)); err != nil {
 		t.Fatalf("write a fake proof: %v", err)
 	}
 	reply, _ := secReadEnd(t, "a fake proof", conn, time.Now(), 0)

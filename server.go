@@ -69,8 +69,10 @@ type Server struct {
 	identity  identity
 	connsMu   sync.Mutex
 	conns     map[net.Conn]struct{}
-	// connsPerHost counts conns by remote IP, for MaxConnsPerHost.
+	// connsPerHost counts conns by remote IP, for MaxConnsPerHost;
+	// handshaking counts those not past the handshake yet.
 	connsPerHost map[string]int
+	handshaking  int
 	pendingCalls *semaphore.Weighted // MaxPendingCalls
 	warns        warnLimiter
 
@@ -720,10 +722,9 @@ func (s *Server) coreErr(err error) error {
 
 // process hands on what the core produced: messages to the transport,
 // committed entries and released reads to the applier, and the new view to
-// waiters.
-// process hands on what the core has produced. When the core holds back a
-// read round (see core.takeReadyHolding), it yields once, takes in what
-// arrived meanwhile, and hands on again.
+// waiters. When the core holds back a read round (see
+// core.takeReadyHolding), it yields once, takes in what arrived meanwhile,
+// and hands on again.
 func (s *Server) process() {
 	if s.processHolding(true) {
 		runtime.Gosched()
