@@ -810,6 +810,60 @@ func TestMaxConns(t *testing.T) {
 	}, "a third Client to get in once the first closed (last error: %v)", lastErr{&last})
 }
 
+// TestHandshakeBudget: strangers who open connections and stall in the
+// handshake take at most their own budget (64 at the default MaxConns), not
+// every slot: past it, new connections are closed at once, while a Client
+// already connected keeps working, and once the strangers go, new ones get
+// in again.
+func TestHandshakeBudget(t *testing.T) {
+	slg := &secLog{}
+	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) { cfg.Logger = slg.logger() }})
+	s := awaitLeader(t, c.servers)
+	before := &exraft.Client{}
+	defer before.Close()
+	if _, err := before.GetStatus(ctxFor(t, waitShort), s.Addr()); err != nil {
+		t.Fatalf("a Client before the strangers: %v", err)
+	}
+	var stalled []net.Conn
+	defer func() {
+		for _, conn := range stalled {
+			conn.Close()
+		}
+	}()
+	// Strangers that say nothing, until the server starts turning new
+	// connections away.
+	refused := false
+	for i := 0; i < 200 && !refused; i++ {
+		conn, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		stalled = append(stalled, conn)
+		refused = slg.has("too many handshakes")
+	}
+	if !refused {
+		eventually(t, waitShort, func() bool { return slg.has("too many handshakes") },
+			"the server to turn away connections past its handshake budget; its log:\n%s", slg)
+	}
+	if n := len(stalled); n < 64 {
+		t.Fatalf("the server turned connections away after %d strangers; want a budget of 64", n)
+	}
+	if _, err := before.Write(ctxFor(t, waitShort), s.Addr(), []byte("set during yes")); err != nil {
+		t.Fatalf("the Client connected before the strangers: %v", err)
+	}
+	for _, conn := range stalled {
+		conn.Close()
+	}
+	stalled = nil
+	after := &exraft.Client{}
+	defer after.Close()
+	var last error
+	eventually(t, waitShort, func() bool {
+		_, last = after.GetStatus(ctxFor(t, waitShort), s.Addr())
+		return last == nil
+	}, "a new Client to get in once the strangers left (last error: %v)", lastErr{&last})
+}
+
 // TestClientIOTimeout: a Client's IOTimeout bounds the handshake with a
 // server that accepts the connection and never answers.
 func TestClientIOTimeout(t *testing.T) {
