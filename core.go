@@ -1113,14 +1113,38 @@ func (c *core) flushReads() {
 	}
 	c.readBcast = false
 	c.seq++
+	// A round needs a quorum, not everyone: when the followers that
+	// answered the last round make a quorum with this leader, only they
+	// get this one. Reads are bound by round trips, and a follower spared
+	// is work spared. The others hear the same seq in the next heartbeat,
+	// so if the chosen fall silent, the round still completes then.
+	need := c.quorum()
+	if !c.removed {
+		need-- // this leader counts itself
+	}
+	few := 0
+	for _, name := range c.prNames {
+		if c.answeredLastRound(name) {
+			few++
+		}
+	}
+	sent := 0
 	for _, name := range c.prNames {
 		pr := c.prs[name]
-		if pr.learner {
+		if pr.learner || few >= need && (sent >= need || !c.answeredLastRound(name)) {
 			continue
 		}
 		c.sendHeartbeat(name, pr)
+		sent++
 	}
 	c.releaseReads()
+}
+
+// answeredLastRound reports whether name is a voter whose answer counts and
+// who acknowledged the read round before the current one.
+func (c *core) answeredLastRound(name string) bool {
+	pr := c.prs[name]
+	return !pr.learner && pr.ackSeq == c.seq-1 && c.self.counts(name, pr.inc)
 }
 
 func (c *core) releaseReads() {

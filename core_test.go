@@ -906,7 +906,9 @@ func TestCoreReadIndexNeedsQuorumRound(t *testing.T) {
 	old := a.seq
 	a.readIndex(1)
 	rd := a.takeReady()
-	if len(rd.reads) != 0 || a.seq != old+1 || len(crMsgs(rd.msgs, msgApp, "")) != 4 {
+	// Every follower answered round old (0, before any), so the round
+	// goes to the two it needs for a quorum of three.
+	if len(rd.reads) != 0 || a.seq != old+1 || len(crMsgs(rd.msgs, msgApp, "")) != 2 {
 		t.Fatalf("registering the read: released %v, round %d->%d, sent %s", rd.reads, old, a.seq, crDump(rd.msgs))
 	}
 	for _, m := range crMsgs(rd.msgs, msgApp, "") {
@@ -938,8 +940,8 @@ func TestCoreReadIndexNeedsQuorumRound(t *testing.T) {
 }
 
 // TestCoreReadIndexBatchesRound: reads registered together share one round
-// (one heartbeat per follower); a read registered after a round began waits
-// for the next.
+// (one heartbeat); a read registered after a round began waits for the
+// next.
 func TestCoreReadIndexBatchesRound(t *testing.T) {
 	a := crLeader3(t)
 	for id := uint64(1); id <= 3; id++ {
@@ -947,8 +949,8 @@ func TestCoreReadIndexBatchesRound(t *testing.T) {
 	}
 	rd := a.takeReady()
 	hbs := crMsgs(rd.msgs, msgApp, "")
-	if len(rd.msgs) != 2 || len(hbs) != 2 || hbs[0].Seq != hbs[1].Seq || hbs[0].Seq != a.seq {
-		t.Fatalf("three reads sent %s, want one heartbeat of round %d to each follower", crDump(rd.msgs), a.seq)
+	if len(rd.msgs) != 1 || len(hbs) != 1 || hbs[0].Seq != a.seq {
+		t.Fatalf("three reads sent %s, want one heartbeat of round %d, to the one follower a quorum needs", crDump(rd.msgs), a.seq)
 	}
 	first := a.seq
 	a.readIndex(4) // after the round began: it waits for the next one
@@ -968,7 +970,7 @@ func TestCoreReadIndexBatchesRound(t *testing.T) {
 			round2 = append(round2, m)
 		}
 	}
-	if len(round2) != 2 || a.seq != first+1 {
+	if len(round2) != 1 || a.seq != first+1 {
 		t.Fatalf("after round %d completed: sent %s, want one round %d for reads 4 and 5", first, crDump(rd.msgs), first+1)
 	}
 	a.step(crAck("c", a.term, a.commit, first+1))
@@ -1874,5 +1876,58 @@ func TestCoreTermNeverWraps(t *testing.T) {
 		if a.term != math.MaxUint64 {
 			t.Fatalf("term %d after campaigning from the last term; want it kept", a.term)
 		}
+	}
+}
+
+// TestCoreReadRoundGoesToQuorum: a read round goes only to followers that
+// answered the last one, as many as a quorum needs; a round whose followers
+// fall silent completes with the next heartbeat, which every follower gets.
+func TestCoreReadRoundGoesToQuorum(t *testing.T) {
+	a := crCore(t, "a", crNames5)
+	crElect(t, a, "b", "c")
+	for _, name := range []string{"b", "c", "d", "e"} {
+		a.step(crAck(name, a.term, a.log.lastIndex(), 0))
+	}
+	a.takeReady()
+	commit := a.commit
+	heartbeats := func(rd ready) []string {
+		var to []string
+		for _, m := range crMsgs(rd.msgs, msgApp, "") {
+			if m.Seq == a.seq {
+				to = append(to, m.To)
+			}
+		}
+		return to
+	}
+	a.readIndex(1)
+	if to := heartbeats(a.takeReady()); len(to) != 2 {
+		t.Fatalf("round 1 went to %v, want two followers", to)
+	}
+	// d and e answer round 1 (as they would a heartbeat of it).
+	a.step(crAck("d", a.term, commit, a.seq))
+	a.step(crAck("e", a.term, commit, a.seq))
+	if rd := a.takeReady(); len(rd.reads) != 1 {
+		t.Fatalf("round 1 answered by a quorum released %v", rd.reads)
+	}
+	a.readIndex(2)
+	if to := heartbeats(a.takeReady()); len(to) != 2 || to[0] != "d" || to[1] != "e" {
+		t.Fatalf("round 2 went to %v, want d and e, who answered round 1", to)
+	}
+	// Only d answers; the next heartbeat takes round 2 to everyone.
+	a.step(crAck("d", a.term, commit, a.seq))
+	a.takeReady()
+	for i := 0; i < a.cfg.heartbeat; i++ {
+		a.tick()
+	}
+	if to := heartbeats(a.takeReady()); len(to) != 4 {
+		t.Fatalf("the heartbeat during round 2 went to %v, want all four with its seq", to)
+	}
+	a.step(crAck("b", a.term, commit, a.seq))
+	if rd := a.takeReady(); len(rd.reads) != 1 {
+		t.Fatalf("round 2 answered by a, b and d released %v", rd.reads)
+	}
+	a.readIndex(3)
+	if to := heartbeats(a.takeReady()); len(to) != 2 || to[0] != "b" || to[1] != "d" {
+		t.Fatalf("round 3 went to %v, want b and d, who answered round 2", to)
 	}
 }
