@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -232,10 +233,10 @@ func writeRefusal(w io.Writer, reason string) error {
 }
 
 func handshakeIOError(addr string, err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("exraft: handshake with %s: the connection closed before it was accepted (not an exraft server, or it is stopping, or at its MaxConns): %w", addr, err)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("%s closed the connection before accepting it (not an exraft server, or it is stopping, or at its MaxConns): %w", addr, err)
 	}
-	return fmt.Errorf("exraft: handshake with %s: %w", addr, err)
+	return err
 }
 
 // dialConn opens a connection to addr that is ready for frames: dialed with

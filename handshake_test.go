@@ -123,7 +123,7 @@ func TestHandshakeDialerWaitsForVerdict(t *testing.T) {
 		io.ReadFull(b, make([]byte, len(handshakeMagic)+2+nonceSize))
 		b.Close()
 	}()
-	if err := (identity{}).dialHandshake(a, "x:1"); err == nil || !strings.Contains(err.Error(), "closed before it was accepted") {
+	if err := (identity{}).dialHandshake(a, "x:1"); err == nil || !strings.Contains(err.Error(), "closed the connection before accepting it") {
 		t.Fatalf("got %v; want an error saying the connection closed", err)
 	}
 }

@@ -709,12 +709,16 @@ func TestMaxCommandSize(t *testing.T) {
 	}
 }
 
-// TestMaxConnsPerHost: past MaxConnsPerHost connections from one address a
-// new one is refused with a reason; when one closes there is room again.
-func TestMaxConnsPerHost(t *testing.T) {
+// secTwoAndNoMore starts a one-server cluster whose limit (set by limit)
+// admits two connections, and checks that two Clients get in; a third is
+// refused promptly (refused checks its error further); the two keep
+// working; the server logs each of logged; and once the first Client
+// closes, the third gets in. It returns the server and the three Clients.
+func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, refused func(who string, err error)) (*exraft.Server, []*exraft.Client) {
+	t.Helper()
 	slg := &secLog{}
 	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		cfg.MaxConnsPerHost = 2
+		limit(cfg)
 		cfg.Logger = slg.logger()
 	}})
 	s := awaitLeader(t, c.servers)
@@ -724,44 +728,51 @@ func TestMaxConnsPerHost(t *testing.T) {
 		_, err := cl.GetStatus(ctx, s.Addr())
 		return err
 	}
-	checkRefused := func(who string, cl *exraft.Client) {
-		t.Helper()
-		err := secRefused(t, who+" past MaxConnsPerHost", func(ctx context.Context) error {
-			_, err := cl.GetStatus(ctx, s.Addr())
-			return err
-		})
-		if !errors.Is(err, exraft.ErrUnauthorized) || !strings.Contains(err.Error(), "MaxConnsPerHost") {
-			t.Fatalf("%s past MaxConnsPerHost: %v; want ErrUnauthorized naming MaxConnsPerHost", who, err)
-		}
+	cls := []*exraft.Client{{}, {}, {}}
+	for _, cl := range cls {
+		t.Cleanup(func() { cl.Close() })
 	}
-
-	c1, c2, c3 := &exraft.Client{}, &exraft.Client{}, &exraft.Client{}
-	defer c1.Close()
-	defer c2.Close()
-	defer c3.Close()
-	for i, cl := range []*exraft.Client{c1, c2} {
+	for i, cl := range cls[:2] {
 		if err := status(cl); err != nil {
 			t.Fatalf("client %d of 2: %v", i+1, err)
 		}
 	}
-	checkRefused("a third Client", c3)
-	// The two admitted connections are not disturbed.
-	for i, cl := range []*exraft.Client{c1, c2} {
+	refused("a third Client", secRefused(t, "a third Client", func(ctx context.Context) error {
+		_, err := cls[2].GetStatus(ctx, s.Addr())
+		return err
+	}))
+	for i, cl := range cls[:2] {
 		if _, err := cl.Write(ctxFor(t, waitShort), s.Addr(), []byte(fmt.Sprintf("set c%d yes", i+1))); err != nil {
 			t.Fatalf("client %d after the refusal: %v", i+1, err)
 		}
 	}
-	eventually(t, waitShort, func() bool { return slg.has("refused a connection", "MaxConnsPerHost") },
-		"the server to log the refusal; its log:\n%s", slg)
-
-	c1.Close()
+	eventually(t, waitShort, func() bool { return slg.has(logged...) },
+		"the server to log the refusal (%q); its log:\n%s", logged, slg)
+	cls[0].Close()
 	var last error
 	eventually(t, waitShort, func() bool {
-		last = status(c3)
+		last = status(cls[2])
 		return last == nil
 	}, "a third Client to get in once the first closed (last error: %v)", lastErr{&last})
-	// c2 and c3 hold the two places now.
-	checkRefused("the first Client, reconnecting", c1)
+	return s, cls
+}
+
+// TestMaxConnsPerHost: past MaxConnsPerHost connections from one address a
+// new one is refused with a reason; when one closes there is room again.
+func TestMaxConnsPerHost(t *testing.T) {
+	refused := func(who string, err error) {
+		t.Helper()
+		if !errors.Is(err, exraft.ErrUnauthorized) || !strings.Contains(err.Error(), "MaxConnsPerHost") {
+			t.Fatalf("%s past MaxConnsPerHost: %v; want ErrUnauthorized naming MaxConnsPerHost", who, err)
+		}
+	}
+	s, cls := secTwoAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConnsPerHost = 2 },
+		[]string{"refused a connection", "MaxConnsPerHost"}, refused)
+	// The second and third Clients hold the two places now.
+	refused("the first Client, reconnecting", secRefused(t, "the first Client, reconnecting", func(ctx context.Context) error {
+		_, err := cls[0].GetStatus(ctx, s.Addr())
+		return err
+	}))
 	if got := dirty(s, "get c1"); got != "yes" {
 		t.Fatalf("c1=%q, want yes", got)
 	}
@@ -770,44 +781,8 @@ func TestMaxConnsPerHost(t *testing.T) {
 // TestMaxConns: past MaxConns connections a new one is closed at once; when
 // one closes there is room again.
 func TestMaxConns(t *testing.T) {
-	slg := &secLog{}
-	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		cfg.MaxConns = 2
-		cfg.Logger = slg.logger()
-	}})
-	s := awaitLeader(t, c.servers)
-	status := func(cl *exraft.Client) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := cl.GetStatus(ctx, s.Addr())
-		return err
-	}
-	c1, c2, c3 := &exraft.Client{}, &exraft.Client{}, &exraft.Client{}
-	defer c1.Close()
-	defer c2.Close()
-	defer c3.Close()
-	for i, cl := range []*exraft.Client{c1, c2} {
-		if err := status(cl); err != nil {
-			t.Fatalf("client %d of 2: %v", i+1, err)
-		}
-	}
-	secRefused(t, "a third Client past MaxConns", func(ctx context.Context) error {
-		_, err := c3.GetStatus(ctx, s.Addr())
-		return err
-	})
-	eventually(t, waitShort, func() bool { return slg.has("MaxConns reached") },
-		"the server to log that MaxConns was reached; its log:\n%s", slg)
-	for i, cl := range []*exraft.Client{c1, c2} {
-		if _, err := cl.Write(ctxFor(t, waitShort), s.Addr(), []byte(fmt.Sprintf("set c%d yes", i+1))); err != nil {
-			t.Fatalf("client %d after the refusal: %v", i+1, err)
-		}
-	}
-	c1.Close()
-	var last error
-	eventually(t, waitShort, func() bool {
-		last = status(c3)
-		return last == nil
-	}, "a third Client to get in once the first closed (last error: %v)", lastErr{&last})
+	secTwoAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConns = 2 },
+		[]string{"MaxConns reached"}, func(string, error) {})
 }
 
 // TestHandshakeBudget: strangers who open connections and stall in the
