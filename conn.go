@@ -109,7 +109,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 		tc := tls.Server(conn, s.cfg.TLS)
 		if err := tc.HandshakeContext(s.ctx); err != nil {
 			if !s.isStopped() {
-				s.warn("tls:"+host, "refused a connection: TLS handshake failed", "remote", remote, "err", err)
+				s.warn("tls:"+host+err.Error(), "refused a connection: TLS handshake failed", "remote", remote, "err", err)
 			}
 			return
 		}
@@ -117,7 +117,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 	}
 	if err := s.identity.acceptHandshake(conn, refuse); err != nil {
 		if !s.isStopped() {
-			s.warn("handshake:"+host, "refused a connection", "remote", remote, "err", err)
+			s.warn("handshake:"+host+err.Error(), "refused a connection", "remote", remote, "err", err)
 		}
 		return
 	}
@@ -141,7 +141,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 	codec.done = s.callDone
 	s.rpc.ServeCodec(codec)
 	if err := codec.readErr(); err != nil && !s.isStopped() && !isConnEnd(err) {
-		s.warn("input:"+host, "closed a connection after bad input", "remote", remote, "err", err)
+		s.warn("input:"+host+err.Error(), "closed a connection after bad input", "remote", remote, "err", err)
 	}
 }
 
@@ -180,7 +180,9 @@ func (s *Server) callDone(method string, body any) {
 }
 
 // warnLimiter keeps a warning that repeats (a peer redialing with the wrong
-// ClusterID every heartbeat) to one line per key every warnEvery.
+// ClusterID every heartbeat) to one line per key every warnEvery. Keys name
+// the source and the error, so that each different bad input from one host
+// is still logged.
 type warnLimiter struct {
 	mu   sync.Mutex
 	last map[string]time.Time

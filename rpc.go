@@ -254,7 +254,7 @@ func (s *Server) deliver(raw []byte, dec *msgDecoder, conn net.Conn, ack bool) (
 	msgs, err := dec.decode(raw)
 	if err != nil {
 		conn.Close()
-		s.warn("batch:"+remoteHost(conn), "dropping a malformed message batch and the connection", "remote", conn.RemoteAddr().String(), "err", err)
+		s.warn("batch:"+remoteHost(conn)+err.Error(), "dropping a malformed message batch and the connection", "remote", conn.RemoteAddr().String(), "err", err)
 		return stepWait{}, false
 	}
 	last := -1

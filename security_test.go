@@ -785,6 +785,42 @@ func TestMaxConns(t *testing.T) {
 		[]string{"MaxConns reached"}, func(string, error) {})
 }
 
+// TestBadInputsEachLogged: different bad inputs from one host are each
+// logged, while the same refusal repeated (a client redialing with the wrong
+// ClusterID) is logged once, not once a connection.
+func TestBadInputsEachLogged(t *testing.T) {
+	slg := &secLog{}
+	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+		cfg.ClusterID = "here"
+		cfg.Logger = slg.logger()
+	}})
+	s := awaitLeader(t, c.servers)
+	openings := []string{"GET / HTTP/1.1\r\n\r\n", "\x00\x01\x02\x03\x04\x05\x06\x07", "SSH-2.0-OpenSSH_9.6\r\n"}
+	for _, in := range openings {
+		conn, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		conn.Write([]byte(in))
+		conn.SetReadDeadline(time.Now().Add(waitShort))
+		io.Copy(io.Discard, conn) // until the server closes it
+		conn.Close()
+	}
+	eventually(t, waitShort, func() bool { return strings.Count(slg.String(), "not an exraft client or peer") == len(openings) },
+		"the server to log each of %d bad openings; its log:\n%s", len(openings), slg)
+	elsewhere := &exraft.Client{ClusterID: "elsewhere"}
+	defer elsewhere.Close()
+	for i := 0; i < 5; i++ {
+		secRefused(t, "a Client of another cluster", func(ctx context.Context) error {
+			_, err := elsewhere.GetStatus(ctx, s.Addr())
+			return err
+		})
+	}
+	if n := strings.Count(slg.String(), `differs from this server's \"here\"`); n != 1 {
+		t.Fatalf("five refusals of the same ClusterID logged %d times, want once; the log:\n%s", n, slg)
+	}
+}
+
 // TestHandshakeBudget: strangers who open connections and stall in the
 // handshake take at most their own budget (64 at the default MaxConns), not
 // every slot: past it, new connections are closed at once, while a Client
