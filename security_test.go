@@ -821,6 +821,37 @@ func TestBadInputsEachLogged(t *testing.T) {
 	}
 }
 
+// TestBadPeersFailAtOnce: AddServer of a Peer that could never be reached
+// fails at once with an error that names the problem, in process and by
+// address, instead of waiting for the caller's deadline; nothing changes.
+func TestBadPeersFailAtOnce(t *testing.T) {
+	c := startCluster(t, 1, clusterOptions{})
+	s := awaitLeader(t, c.servers)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	for _, p := range []exraft.Peer{
+		{Name: "", Addr: "127.0.0.1:1"},
+		{Name: "x", Addr: ""},
+		{Name: "x", Addr: "no-port-here"},
+	} {
+		for _, call := range []struct {
+			how string
+			add func(ctx context.Context) error
+		}{
+			{"Server.AddServer", func(ctx context.Context) error { return s.AddServer(ctx, p) }},
+			{"Client.AddServer", func(ctx context.Context) error { return cl.AddServer(ctx, s.Addr(), p) }},
+		} {
+			err := secRefused(t, fmt.Sprintf("%s(%+v)", call.how, p), call.add)
+			if !strings.Contains(err.Error(), "AddServer") {
+				t.Fatalf("%s(%+v): %v; want an error naming AddServer", call.how, p, err)
+			}
+		}
+	}
+	if m := s.Status().Members; len(m) != 1 {
+		t.Fatalf("members after bad AddServer calls: %v", m)
+	}
+}
+
 // TestHandshakeBudget: strangers who open connections and stall in the
 // handshake take at most their own budget (64 at the default MaxConns), not
 // every slot: past it, new connections are closed at once, while a Client

@@ -433,6 +433,9 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	if p.Name == "" || p.Addr == "" {
 		return fmt.Errorf("exraft: AddServer needs a Name and an Addr (got %q at %q)", p.Name, p.Addr)
 	}
+	if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+		return fmt.Errorf("exraft: AddServer: Addr %q is not host:port: %v", p.Addr, err)
+	}
 	release, err := s.acquireMembership(ctx)
 	if err != nil {
 		return err
