@@ -853,13 +853,16 @@ func TestBadPeersFailAtOnce(t *testing.T) {
 }
 
 // TestHandshakeBudget: strangers who open connections and stall in the
-// handshake take at most their own budget (64 at the default MaxConns), not
+// handshake take at most their own budget (64 with MaxConns 512), not
 // every slot: past it, new connections are closed at once, while a Client
 // already connected keeps working, and once the strangers go, new ones get
 // in again.
 func TestHandshakeBudget(t *testing.T) {
 	slg := &secLog{}
-	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) { cfg.Logger = slg.logger() }})
+	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+		cfg.MaxConns = 512 // a budget of max(64, 512/8)
+		cfg.Logger = slg.logger()
+	}})
 	s := awaitLeader(t, c.servers)
 	before := &exraft.Client{}
 	defer before.Close()
