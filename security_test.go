@@ -852,6 +852,28 @@ func TestBadPeersFailAtOnce(t *testing.T) {
 	}
 }
 
+// TestWriteKeepsNoCallerBuffer: a caller may reuse its command buffer once
+// Write returns. The leader's log must hold its own copy: a server added
+// later is caught up from that log and must apply what was written.
+func TestWriteKeepsNoCallerBuffer(t *testing.T) {
+	c := startCluster(t, 1, clusterOptions{})
+	l := awaitLeader(t, c.servers)
+	buf := []byte("set k v1")
+	if _, err := l.Write(ctxFor(t, waitShort), buf); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	copy(buf, "set k XX") // the caller's buffer, reused
+	joiner := secStartJoiner(t, "late", nil)
+	if err := l.AddServer(ctxFor(t, waitLong), joiner.Peer()); err != nil {
+		t.Fatalf("AddServer: %v", err)
+	}
+	eventually(t, waitShort, func() bool { return dirty(joiner, "get k") != "" },
+		"the new server to apply k")
+	if got := dirty(joiner, "get k"); got != "v1" {
+		t.Fatalf("the new server has k=%q, want v1: the leader's log kept the caller's buffer", got)
+	}
+}
+
 // TestHandshakeBudget: strangers who open connections and stall in the
 // handshake take at most their own budget (64 with MaxConns 512), not
 // every slot: past it, new connections are closed at once, while a Client

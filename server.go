@@ -312,7 +312,10 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 		}
 	}
 	p := proposalPool.Get().(*proposal)
-	p.data = command
+	// The log keeps the command for as long as the cluster lives, and new
+	// servers are caught up from it; the caller may reuse its buffer as
+	// soon as Write returns, or even before, if ctx ends first.
+	p.data = append([]byte(nil), command...)
 	r, err := submit(ctx, s, s.propc, p, p.done)
 	if err == nil {
 		// Nothing refers to p any more: the driver and the applier let go
