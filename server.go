@@ -47,7 +47,9 @@ type Server struct {
 	apply   *applyQueue
 
 	// Driver-owned bookkeeping of calls waiting on the core.
-	pending []*proposal // by index, ascending
+	pending   []*proposal // by index, ascending
+	propBatch []*proposal // scratch for propose
+	propCmds  [][]byte    // scratch for propose
 	// What the last published view was built from, to publish only changes.
 	pub       pubKey
 	published bool
@@ -676,7 +678,9 @@ func (s *Server) step(in inbound) {
 }
 
 func (s *Server) propose(first *proposal) {
-	batch := []*proposal{first}
+	// The batch and its commands live in driver-owned arrays, reused from
+	// batch to batch: the core keeps the commands, not the array.
+	batch := append(s.propBatch[:0], first)
 	for len(batch) < 4096 {
 		select {
 		case p := <-s.propc:
@@ -686,10 +690,15 @@ func (s *Server) propose(first *proposal) {
 		}
 		break
 	}
-	cmds := make([][]byte, len(batch))
-	for i, p := range batch {
-		cmds[i] = p.data
+	cmds := s.propCmds[:0]
+	for _, p := range batch {
+		cmds = append(cmds, p.data)
 	}
+	defer func() {
+		clear(batch)
+		clear(cmds)
+		s.propBatch, s.propCmds = batch[:0], cmds[:0]
+	}()
 	idx, term, err := s.core.propose(cmds)
 	if err != nil {
 		err = s.coreErr(err)
