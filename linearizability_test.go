@@ -467,16 +467,12 @@ func (c *chaosCluster) leader() *exraft.Server {
 
 // leaderWithin waits up to d for a leader, without failing the test.
 func (c *chaosCluster) leaderWithin(d time.Duration) *exraft.Server {
-	deadline := time.Now().Add(d)
-	for {
-		if l := c.leader(); l != nil {
-			return l
-		}
-		if time.Now().After(deadline) || c.isClosed() {
-			return nil
-		}
-		time.Sleep(pollInterval) // polling a condition under a deadline
-	}
+	var l *exraft.Server
+	within(d, func() bool {
+		l = c.leader()
+		return l != nil || c.isClosed()
+	})
+	return l
 }
 
 // describe summarizes every server's status, for failure messages.

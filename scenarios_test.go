@@ -203,10 +203,7 @@ func runFigure8(t *testing.T, unreliable bool) {
 			pending = nil
 		}
 		var l *exraft.Server
-		deadline := time.Now().Add(2 * time.Second)
-		for l = healthyLeader(); l == nil && time.Now().Before(deadline); l = healthyLeader() {
-			time.Sleep(pollInterval) // polling for a leader, bounded
-		}
+		within(2*time.Second, func() bool { l = healthyLeader(); return l != nil })
 		if l != nil {
 			leaders++
 			for j := range 1 + rng.IntN(3) {
