@@ -16,6 +16,43 @@ type applyQueue struct {
 	mu     sync.Mutex
 	tasks  []applyTask
 	signal chan struct{}
+	// The arrays of the last finished task's waiters and reads, for the
+	// driver to fill again: one each is enough, as tasks are taken in
+	// turn.
+	waitersSpare []*proposal
+	readsSpare   []*readRequest
+}
+
+// spareWaiters returns an empty slice to build a task's waiters in.
+func (q *applyQueue) spareWaiters() []*proposal {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	w := q.waitersSpare
+	q.waitersSpare = nil
+	return w
+}
+
+// spareReads returns an empty slice to build a task's reads in.
+func (q *applyQueue) spareReads() []*readRequest {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	r := q.readsSpare
+	q.readsSpare = nil
+	return r
+}
+
+// done hands back the arrays of a task the applier has finished.
+func (q *applyQueue) done(t *applyTask) {
+	clear(t.waiters)
+	clear(t.reads)
+	q.mu.Lock()
+	if t.waiters != nil {
+		q.waitersSpare = t.waiters[:0]
+	}
+	if t.reads != nil {
+		q.readsSpare = t.reads[:0]
+	}
+	q.mu.Unlock()
 }
 
 func newApplyQueue() *applyQueue { return &applyQueue{signal: make(chan struct{}, 1)} }
@@ -54,6 +91,7 @@ func (s *Server) applyLoop() {
 		tasks = s.apply.take(tasks)
 		for i := range tasks {
 			s.runTask(&tasks[i])
+			s.apply.done(&tasks[i])
 			tasks[i] = applyTask{}
 		}
 	}

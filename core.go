@@ -59,6 +59,7 @@ type core struct {
 	msgs        []message
 	spareMsgs   []message // see recycle
 	released    []readState
+	spareReads  []readState // see recycle
 	failedReads []uint64
 }
 
@@ -1450,7 +1451,8 @@ func (c *core) takeReadyHolding(hold bool) ready {
 	}
 	rd.msgs, c.msgs = c.msgs, c.spareMsgs[:0]
 	c.spareMsgs = nil
-	rd.reads, c.released = c.released, nil
+	rd.reads, c.released = c.released, c.spareReads[:0]
+	c.spareReads = nil
 	rd.failedReads, c.failedReads = c.failedReads, nil
 	return rd
 }
@@ -1481,10 +1483,12 @@ func (c *core) joinState(name string) (pending bool, admitIndex uint64, known bo
 	return false, pr.admitIndex, true
 }
 
-// recycle hands back the message slice of a ready the caller is done with,
-// so that the next one reuses its array.
+// recycle hands back the message and read slices of a ready the caller is
+// done with, so that the next one reuses their arrays.
 func (c *core) recycle(rd *ready) {
 	clear(rd.msgs)
 	c.spareMsgs = rd.msgs[:0]
 	rd.msgs = nil
+	c.spareReads = rd.reads[:0]
+	rd.reads = nil
 }

@@ -56,8 +56,11 @@ type Server struct {
 	// The lists of the published view, rebuilt only when they change; the
 	// view shares them, so they are never modified in place.
 	members, learners, committedMembers []Peer
-	readsByID                           map[uint64]*readRequest
-	nextRead                            uint64
+	// The reads handed to the core, by id: reads[i] has id readsFrom+i,
+	// nil once answered. The core releases and fails reads in the order
+	// they came, so this is a queue, and the answered ones leave its front.
+	reads     []*readRequest
+	readsFrom uint64
 	// How many reads the last read round released: above one, readers are
 	// many, and the driver yields before taking in a read so that more of
 	// them join the next round.
@@ -152,7 +155,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		ctrlc:        make(chan ctrl),
 		board:        newBoard(),
 		apply:        newApplyQueue(),
-		readsByID:    map[uint64]*readRequest{},
+		readsFrom:    1,
 		membership:   semaphore.NewWeighted(1),
 		ln:           ln,
 		conns:        map[net.Conn]struct{}{},
@@ -714,13 +717,36 @@ func (s *Server) propose(first *proposal) {
 }
 
 func (s *Server) read(r *readRequest) {
-	s.nextRead++
-	id := s.nextRead
+	id := s.readsFrom + uint64(len(s.reads))
 	if err := s.core.readIndex(id); err != nil {
 		r.done <- result{err: s.coreErr(err)}
 		return
 	}
-	s.readsByID[id] = r
+	s.reads = append(s.reads, r)
+}
+
+// takeRead removes and returns the read with id, nil if there is none.
+func (s *Server) takeRead(id uint64) *readRequest {
+	if id < s.readsFrom || id-s.readsFrom >= uint64(len(s.reads)) {
+		return nil
+	}
+	i := id - s.readsFrom
+	r := s.reads[i]
+	s.reads[i] = nil
+	return r
+}
+
+// trimReads drops the answered reads from the front of the queue.
+func (s *Server) trimReads() {
+	n := 0
+	for n < len(s.reads) && s.reads[n] == nil {
+		n++
+	}
+	if n > 0 {
+		s.reads = s.reads[:copy(s.reads, s.reads[n:])]
+		clear(s.reads[len(s.reads) : len(s.reads)+n])
+		s.readsFrom += uint64(n)
+	}
 }
 
 // coreErr turns an error of the core into the public error for the caller.
@@ -765,7 +791,6 @@ func (s *Server) processHolding(hold bool) (roundHeld bool) {
 		}
 		s.transport.send(rd.msgs[i], quiet)
 	}
-	s.core.recycle(&rd)
 	for _, a := range s.acks {
 		close(a.done)
 	}
@@ -779,29 +804,31 @@ func (s *Server) processHolding(hold bool) (roundHeld bool) {
 			n++
 		}
 		if n > 0 {
-			waiters = append([]*proposal(nil), s.pending[:n]...)
+			waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
 			s.pending = s.pending[:copy(s.pending, s.pending[n:])]
 		}
 		s.apply.push(applyTask{entries: rd.apply, waiters: waiters})
 	}
-	var reads []*readRequest
-	for _, rs := range rd.reads {
-		if r := s.readsByID[rs.id]; r != nil {
-			delete(s.readsByID, rs.id)
-			r.index = rs.index
-			reads = append(reads, r)
+	if len(rd.reads) > 0 {
+		reads := s.apply.spareReads()
+		for _, rs := range rd.reads {
+			if r := s.takeRead(rs.id); r != nil {
+				r.index = rs.index
+				reads = append(reads, r)
+			}
+		}
+		if len(reads) > 0 {
+			s.apply.push(applyTask{reads: reads})
+			s.lastReads = len(reads)
 		}
 	}
-	if len(reads) > 0 {
-		s.apply.push(applyTask{reads: reads})
-		s.lastReads = len(reads)
-	}
 	for _, id := range rd.failedReads {
-		if r := s.readsByID[id]; r != nil {
-			delete(s.readsByID, id)
+		if r := s.takeRead(id); r != nil {
 			r.done <- result{err: s.coreErr(errNotLeaderCore)}
 		}
 	}
+	s.trimReads()
+	s.core.recycle(&rd)
 	if s.core.role != Leader && len(s.pending) > 0 {
 		// Entries above the commit index may never commit now; those at or
 		// below it still get their results when applied.
@@ -872,8 +899,11 @@ func (s *Server) failAll(err error) {
 		p.done <- result{err: err}
 	}
 	s.pending = nil
-	for id, r := range s.readsByID {
-		r.done <- result{err: err}
-		delete(s.readsByID, id)
+	for _, r := range s.reads {
+		if r != nil {
+			r.done <- result{err: err}
+		}
 	}
+	s.readsFrom += uint64(len(s.reads))
+	s.reads = nil
 }
