@@ -680,6 +680,62 @@ func TestStopServer(t *testing.T) {
 	})
 }
 
+// TestStopAnswersEveryWaitingCall stops a server while 64 callers with no
+// deadline keep writing and reading: each of them must get an answer. A
+// caller whose ctx cannot end waits on its result alone, so a request that
+// reached the server's queues just before Stop must still be answered.
+func TestStopAnswersEveryWaitingCall(t *testing.T) {
+	for round := 0; round < 10; round++ {
+		cfg := fastConfig("solo")
+		cfg.Listener = listen(t)
+		cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: cfg.Listener.Addr().String()}}
+		s := start(t, newKV(), cfg)
+		awaitLeader(t, []*exraft.Server{s})
+		var succeeded sync.WaitGroup
+		succeeded.Add(64)
+		errs := make(chan error, 64)
+		for i := 0; i < 64; i++ {
+			go func() {
+				first := true
+				for {
+					var err error
+					if i%2 == 0 {
+						_, err = s.Write(context.Background(), []byte("set k v"))
+					} else {
+						_, err = s.Read(context.Background(), []byte("get k"))
+					}
+					if err != nil {
+						if first {
+							succeeded.Done()
+						}
+						errs <- err
+						return
+					}
+					if first {
+						first = false
+						succeeded.Done()
+					}
+				}
+			}()
+		}
+		succeeded.Wait() // every caller is in its loop
+		if err := exraft.StopServer(s); err != nil {
+			t.Fatalf("StopServer: %v", err)
+		}
+		deadline := time.After(waitShort)
+		for i := 0; i < 64; i++ {
+			select {
+			case err := <-errs:
+				if !errors.Is(err, exraft.ErrStopped) && !errors.Is(err, exraft.ErrLeadershipLost) {
+					t.Fatalf("a call across Stop returned %v, want ErrStopped", err)
+				}
+			case <-deadline:
+				t.Fatalf("round %d: %d of 64 callers still waiting %v after Stop", round, 64-i, waitShort)
+			}
+		}
+	}
+}
+
 // checkStopped asserts that the calls of a stopped server fail with ErrStopped.
 func checkStopped(t *testing.T, s *exraft.Server) {
 	t.Helper()

@@ -227,6 +227,7 @@ func (s *Server) Stop() error {
 		s.connsMu.Unlock()
 		s.transport.close()
 		s.wg.Wait()
+		s.failLeftovers()
 		// A stopped server leads nothing and follows no one.
 		v := s.board.get()
 		v.role, v.leader = Follower, Peer{}
@@ -360,6 +361,13 @@ func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-ch
 		case <-s.stopc:
 			return result{}, ErrStopped
 		}
+	}
+	if ctx.Done() == nil && !s.isStopped() {
+		// Only the result to wait for, and it will come: Stop had not
+		// begun once req was in ch, and Stop answers every request that
+		// reached ch (see failLeftovers). A plain receive spares every
+		// caller the select's locking of stopc, which all of them share.
+		return <-done, nil
 	}
 	select {
 	case r := <-done:
@@ -891,6 +899,25 @@ type pubKey struct {
 	commit, last      uint64
 	cfg, committedCfg uint64 // indexes of the configurations in use and committed
 	epoch             uint64
+}
+
+// failLeftovers fails the requests that the driver and the applier left
+// behind when they stopped: those still queued for either. It runs after
+// both have returned, so nothing else takes from these queues.
+func (s *Server) failLeftovers() {
+	s.failApplyQueue()
+	for {
+		select {
+		case p := <-s.propc:
+			p.done <- result{err: ErrStopped}
+			continue
+		case r := <-s.readc:
+			r.done <- result{err: ErrStopped}
+			continue
+		default:
+		}
+		return
+	}
 }
 
 // failAll fails every call waiting on the driver.
