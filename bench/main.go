@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -56,8 +57,9 @@ type system struct {
 // neither system pays for the other's heap or leftover goroutines; the
 // rounds interleave the two systems so that both see the same machine.
 var (
-	child  = flag.String("child", "", "internal: run one measurement (system/workload) and print it")
-	shared = flag.Bool("shared", false, "run both systems in this one process instead (each then shares the other's heap and garbage collector)")
+	child      = flag.String("child", "", "internal: run one measurement (system/workload) and print it")
+	cpuProfile = flag.String("cpuprofile", "", "with -child: write a CPU profile of the measurement to this file")
+	shared     = flag.Bool("shared", false, "run both systems in this one process instead (each then shares the other's heap and garbage collector)")
 )
 
 // sharedSystems are the clusters of a -shared run, started once.
@@ -144,6 +146,12 @@ func runChild(name string) {
 		return
 	}
 	warmUp(s)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	r := run(s, work)
 	fmt.Println(r.n, r.rate, int64(r.p50), int64(r.p99))
 }
@@ -229,7 +237,7 @@ func sequential(s system, n int) result {
 
 func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 	var mu sync.Mutex
-	var all []time.Duration
+	var all histogram
 	var failed atomic.Value
 	deadline := time.Now().Add(d)
 	start := time.Now()
@@ -240,25 +248,29 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 			defer wg.Done()
 			cmd := make([]byte, 16)
 			binary.LittleEndian.PutUint64(cmd, uint64(w))
-			var lat []time.Duration
-			for time.Now().Before(deadline) {
-				t := time.Now()
+			h := new(histogram)
+			// One clock reading per operation: each one's end is the
+			// next one's start.
+			for t := time.Now(); t.Before(deadline); {
 				if err := op(cmd); err != nil {
 					failed.Store(err)
 					return
 				}
-				lat = append(lat, time.Since(t))
+				now := time.Now()
+				h.record(now.Sub(t))
+				t = now
 			}
 			mu.Lock()
-			all = append(all, lat...)
+			all.add(h)
 			mu.Unlock()
 		}(w)
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
 	if err, ok := failed.Load().(error); ok {
 		check(err)
 	}
-	return percentiles(all, time.Since(start))
+	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
 }
 
 // growth measures, on a fresh cluster, exraft's sequential p50 with about
