@@ -1,0 +1,168 @@
+package exraft
+
+// Tests of the peer streams against a peer that lets a connection in and
+// then goes quiet: one that stops reading, and one that reads but never
+// answers. Neither can be made from a real server, so a listener stands in.
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// quietPeer accepts connections, completes the handshake as a server of the
+// cluster would, then either reads and discards everything (drain) or reads
+// nothing at all; it never answers a call.
+type quietPeer struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func startQuietPeer(t *testing.T, id identity, drain bool) *quietPeer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &quietPeer{ln: ln}
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if err := id.acceptHandshake(conn, ""); err != nil {
+				conn.Close()
+				continue
+			}
+			q.mu.Lock()
+			q.conns = append(q.conns, conn)
+			q.mu.Unlock()
+			if drain {
+				q.wg.Add(1)
+				go func() {
+					defer q.wg.Done()
+					io.Copy(io.Discard, conn)
+				}()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		q.mu.Lock()
+		for _, c := range q.conns {
+			c.Close()
+		}
+		q.mu.Unlock()
+		q.wg.Wait()
+	})
+	return q
+}
+
+func (q *quietPeer) accepted() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.conns)
+}
+
+// startAlone starts a one-server cluster, which leads at once.
+func startAlone(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Name, cfg.Listener = "alone", ln
+	cfg.InitialConfig = []Peer{{Name: "alone", Addr: ln.Addr().String()}}
+	s, err := StartServer(&hstSM{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// sendTo queues msgs on the stream to addr, from the driver goroutine as
+// the transport requires.
+func sendTo(t *testing.T, s *Server, addr string, msgs ...message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.onDriver(ctx, func() {
+		for _, m := range msgs {
+			m.toAddr = addr
+			s.transport.send(m, false)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStopDoesNotWaitOnAPeerThatStoppedReading: a stream blocked writing to
+// a peer that stopped reading must not hold Stop until the write deadline.
+func TestStopDoesNotWaitOnAPeerThatStoppedReading(t *testing.T) {
+	const ioTimeout = time.Minute
+	s := startAlone(t, Config{IOTimeout: ioTimeout})
+	peer := startQuietPeer(t, s.identity, false)
+	addr := peer.ln.Addr().String()
+
+	// 24 MiB in calls of up to 4 MiB: far more than a socket holds for a
+	// reader that reads nothing, so the stream's first call cannot finish
+	// writing.
+	var msgs []message
+	for i := 0; i < 24; i++ {
+		msgs = append(msgs, message{Type: msgApp, Term: 1, From: "alone", To: "ghost",
+			Entries: []entry{{Index: uint64(i + 1), Term: 1, Data: make([]byte, 1<<20)}}})
+	}
+	sendTo(t, s, addr, msgs...)
+	taken := hstWaitFor(10*time.Second, func() bool {
+		s.transport.mu.Lock()
+		p := s.transport.peers[addr]
+		s.transport.mu.Unlock()
+		return peer.accepted() == 1 && p != nil && p.queued() == 0
+	})
+	if !taken {
+		t.Fatalf("the stream never took its batch to send (connections accepted: %d)", peer.accepted())
+	}
+
+	stopped := make(chan struct{})
+	start := time.Now()
+	go func() {
+		s.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Logf("Stop returned in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Stop still waiting after 10s on a write to a peer that stopped reading (IOTimeout %v)", ioTimeout)
+	}
+}
+
+// TestSilentPeerIsRedialed: a peer that takes calls but has answered none
+// for IOTimeout is given up on, and the next message dials it afresh.
+func TestSilentPeerIsRedialed(t *testing.T) {
+	s := startAlone(t, Config{IOTimeout: 300 * time.Millisecond})
+	peer := startQuietPeer(t, s.identity, true)
+	addr := peer.ln.Addr().String()
+	hb := message{Type: msgApp, Term: 1, From: "alone", To: "ghost"}
+	// Each poll sends one more message: once the stream has given up on
+	// its connection, the next message to send dials again. The stream
+	// checks for silence when it checks for idleness, every streamIdle.
+	redialed := hstWaitFor(4*streamIdle, func() bool {
+		sendTo(t, s, addr, hb)
+		return peer.accepted() >= 2
+	})
+	if !redialed {
+		t.Fatalf("a peer silent for %v was not redialed within %v (connections: %d)",
+			s.cfg.IOTimeout, 4*streamIdle, peer.accepted())
+	}
+}
