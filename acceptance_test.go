@@ -719,8 +719,15 @@ func TestStopAnswersEveryWaitingCall(t *testing.T) {
 			}()
 		}
 		succeeded.Wait() // every caller is in its loop
-		if err := exraft.StopServer(s); err != nil {
-			t.Fatalf("StopServer: %v", err)
+		stopped := make(chan error, 1)
+		go func() { stopped <- exraft.StopServer(s) }()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatalf("StopServer: %v", err)
+			}
+		case <-time.After(waitShort):
+			t.Fatalf("round %d: StopServer still running after %v", round, waitShort)
 		}
 		deadline := time.After(waitShort)
 		for i := 0; i < 64; i++ {
@@ -732,6 +739,73 @@ func TestStopAnswersEveryWaitingCall(t *testing.T) {
 			case <-deadline:
 				t.Fatalf("round %d: %d of 64 callers still waiting %v after Stop", round, 64-i, waitShort)
 			}
+		}
+	}
+}
+
+// gateSM is a kvSM whose Apply of "block" waits until open is closed.
+type gateSM struct {
+	*kvSM
+	entered, open chan struct{}
+}
+
+func (m *gateSM) Apply(command []byte) []byte {
+	if string(command) == "block" {
+		close(m.entered)
+		<-m.open
+	}
+	return m.kvSM.Apply(command)
+}
+
+// TestStopAnswersCallersAnApplyWaitsOn: an Apply that waits for a caller
+// of the same server, itself waiting on a write queued behind that Apply,
+// must not keep Stop, or that caller, waiting for good. Stop answers the
+// caller; the caller lets Apply go on.
+func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
+	cfg := fastConfig("solo")
+	cfg.Listener = listen(t)
+	cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: cfg.Listener.Addr().String()}}
+	sm := &gateSM{kvSM: newKV(), entered: make(chan struct{}), open: make(chan struct{})}
+	var openOnce sync.Once
+	open := func() { openOnce.Do(func() { close(sm.open) }) }
+	t.Cleanup(open) // so that a failure leaves nothing stuck
+	s := start(t, sm, cfg)
+	awaitLeader(t, []*exraft.Server{s})
+
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := s.Write(context.Background(), []byte("block"))
+		blocked <- err
+	}()
+	select {
+	case <-sm.entered:
+	case <-time.After(waitShort):
+		t.Fatalf("Apply of the first write did not start within %v", waitShort)
+	}
+	commit := s.Status().CommitIndex
+	behind := make(chan error, 1)
+	go func() {
+		_, err := s.Write(context.Background(), []byte("set k v"))
+		behind <- err
+		open() // what the Apply in progress waits for
+	}()
+	eventually(t, waitShort, func() bool { return s.Status().CommitIndex > commit },
+		"the second write to commit behind the Apply in progress")
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- exraft.StopServer(s) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("StopServer: %v", err)
+		}
+	case <-time.After(waitShort):
+		open()
+		t.Fatalf("StopServer still running after %v, with Apply waiting on a caller of the server", waitShort)
+	}
+	for name, c := range map[string]chan error{"the write being applied": blocked, "the write behind it": behind} {
+		if err := <-c; !errors.Is(err, exraft.ErrStopped) {
+			t.Errorf("%s returned %v, want ErrStopped", name, err)
 		}
 	}
 }

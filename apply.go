@@ -8,14 +8,24 @@ type applyTask struct {
 	entries []entry
 	waiters []*proposal    // ascending by index, a subset of entries
 	reads   []*readRequest // released reads, each at an index already applied
+	// answered counts the waiters, or reads, whose answer is taken care
+	// of: the applier's, in order, or Stop's (see applyQueue.stop).
+	answered int
 }
 
 // applyQueue is an unbounded queue from the driver to the applier, so that
 // a slow Apply never blocks the protocol.
+//
+// Answers to the callers waiting on a task go through the queue's lock, so
+// that Stop can answer, at once, whatever the applier has not: a caller
+// whose ctx cannot end waits for its answer alone (see submit), and Apply
+// may be stuck on something such a caller would do next.
 type applyQueue struct {
-	mu     sync.Mutex
-	tasks  []applyTask
-	signal chan struct{}
+	mu      sync.Mutex
+	tasks   []applyTask // queued
+	running []applyTask // taken by the applier in its current batch
+	stopped bool        // Stop answered the rest; the applier answers nothing more
+	signal  chan struct{}
 	// The arrays of the last finished task's waiters and reads, for the
 	// driver to fill again: one each is enough, as tasks are taken in
 	// turn.
@@ -41,20 +51,6 @@ func (q *applyQueue) spareReads() []*readRequest {
 	return r
 }
 
-// done hands back the arrays of a task the applier has finished.
-func (q *applyQueue) done(t *applyTask) {
-	clear(t.waiters)
-	clear(t.reads)
-	q.mu.Lock()
-	if t.waiters != nil {
-		q.waitersSpare = t.waiters[:0]
-	}
-	if t.reads != nil {
-		q.readsSpare = t.reads[:0]
-	}
-	q.mu.Unlock()
-}
-
 func newApplyQueue() *applyQueue { return &applyQueue{signal: make(chan struct{}, 1)} }
 
 func (q *applyQueue) push(t applyTask) {
@@ -67,38 +63,107 @@ func (q *applyQueue) push(t applyTask) {
 	}
 }
 
-func (q *applyQueue) take(buf []applyTask) []applyTask {
+// take hands the queued tasks to the applier as its next batch. The batch
+// it finished gives its array to the queue.
+func (q *applyQueue) take() []applyTask {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	buf = append(buf[:0], q.tasks...)
+	q.running, q.tasks = q.tasks, q.running[:0]
+	return q.running
+}
+
+// answerWaiter answers t's next waiter with res, unless Stop has.
+func (q *applyQueue) answerWaiter(t *applyTask, res result) {
+	q.mu.Lock()
+	if !q.stopped {
+		t.waiters[t.answered].done <- res
+	}
+	t.answered++
+	q.mu.Unlock()
+}
+
+// claimReads reports whether the applier is to answer t's reads, and from
+// then on Stop leaves them to it: their queries read the callers' buffers,
+// which a caller told ErrStopped may reuse.
+func (q *applyQueue) claimReads(t *applyTask) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return false
+	}
+	t.answered = len(t.reads)
+	return true
+}
+
+// done hands back the arrays of a task the applier has finished.
+func (q *applyQueue) done(t *applyTask) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	clear(t.waiters)
+	clear(t.reads)
+	if t.waiters != nil {
+		q.waitersSpare = t.waiters[:0]
+	}
+	if t.reads != nil {
+		q.readsSpare = t.reads[:0]
+	}
+	*t = applyTask{}
+}
+
+// stop answers ErrStopped to every caller waiting on a queued task, or on
+// one of the applier's batch that it has not answered, and drops the
+// queued tasks. Stop calls it once the driver has returned, so that nothing
+// is queued after it.
+func (q *applyQueue) stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	fail := func(t *applyTask) {
+		if len(t.reads) > 0 {
+			for _, r := range t.reads[t.answered:] {
+				r.done <- result{err: ErrStopped}
+			}
+			t.answered = len(t.reads)
+			return
+		}
+		for _, p := range t.waiters[t.answered:] {
+			p.done <- result{err: ErrStopped}
+		}
+		t.answered = len(t.waiters)
+	}
+	for i := range q.running {
+		fail(&q.running[i])
+	}
+	for i := range q.tasks {
+		fail(&q.tasks[i])
+	}
 	clear(q.tasks)
 	q.tasks = q.tasks[:0]
-	return buf
 }
 
 // applyLoop is the applier goroutine: it runs the state machine on committed
 // entries in log order and answers the writes and reads waiting on them.
 func (s *Server) applyLoop() {
 	defer s.wg.Done()
-	var tasks []applyTask
 	for {
 		select {
 		case <-s.apply.signal:
 		case <-s.stopc:
-			s.failApplyQueue()
-			return
+			return // Stop answers what is left
 		}
-		tasks = s.apply.take(tasks)
+		tasks := s.apply.take()
 		for i := range tasks {
 			s.runTask(&tasks[i])
 			s.apply.done(&tasks[i])
-			tasks[i] = applyTask{}
 		}
 	}
 }
 
 func (s *Server) runTask(t *applyTask) {
 	if len(t.reads) > 0 {
+		if !s.apply.claimReads(t) {
+			return
+		}
 		// Reads are queued after the entries they must see, so applied is
 		// at or past every read's index here.
 		s.smMu.Lock()
@@ -108,6 +173,8 @@ func (s *Server) runTask(t *applyTask) {
 		s.smMu.Unlock()
 		return
 	}
+	// A waiter that Stop answered is never recycled (see Write), so its
+	// index and term stay readable here.
 	w := 0
 	s.smMu.Lock()
 	for i := range t.entries {
@@ -121,26 +188,15 @@ func (s *Server) runTask(t *applyTask) {
 			p := t.waiters[w]
 			w++
 			if p.term == e.Term {
-				p.done <- result{val: val}
+				s.apply.answerWaiter(t, result{val: val})
 			} else {
 				// Another leader's entry took the index: ours was lost.
-				p.done <- result{err: ErrLeadershipLost}
+				s.apply.answerWaiter(t, result{err: ErrLeadershipLost})
 			}
 		}
 	}
 	s.smMu.Unlock()
 	for ; w < len(t.waiters); w++ {
-		t.waiters[w].done <- result{err: ErrLeadershipLost}
-	}
-}
-
-func (s *Server) failApplyQueue() {
-	for _, t := range s.apply.take(nil) {
-		for _, p := range t.waiters {
-			p.done <- result{err: ErrStopped}
-		}
-		for _, r := range t.reads {
-			r.done <- result{err: ErrStopped}
-		}
+		s.apply.answerWaiter(t, result{err: ErrLeadershipLost})
 	}
 }

@@ -84,11 +84,13 @@ type Server struct {
 	stopOnce sync.Once
 	// ctx ends when the server stops; remote calls and dials derive from
 	// it, and stopc is its Done channel.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	stopc   <-chan struct{}
-	stopErr error
-	wg      sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	stopc  <-chan struct{}
+	// driverDone is closed when the driver goroutine has returned.
+	driverDone chan struct{}
+	stopErr    error
+	wg         sync.WaitGroup
 }
 
 // ctrl is a function run on the driver goroutine; done closes once the
@@ -165,6 +167,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopc = s.ctx.Done()
+	s.driverDone = make(chan struct{})
 	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
 	s.core = newCore(coreConfig{
 		name:        s.name,
@@ -226,8 +229,12 @@ func (s *Server) Stop() error {
 		}
 		s.connsMu.Unlock()
 		s.transport.close()
-		s.wg.Wait()
+		// Callers still waiting are answered once the driver has gone,
+		// without waiting for an Apply in progress: the caller it might
+		// be waiting for could be one of them.
+		<-s.driverDone
 		s.failLeftovers()
+		s.wg.Wait()
 		// A stopped server leads nothing and follows no one.
 		v := s.board.get()
 		v.role, v.leader = Follower, Peer{}
@@ -323,9 +330,10 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	// soon as Write returns, or even before, if ctx ends first.
 	p.data = append([]byte(nil), command...)
 	r, err := submit(ctx, s, s.propc, p, p.done)
-	if err == nil {
+	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go
-		// of it when they sent the result.
+		// of it when they sent the result. After Stop's answer, the
+		// applier may still look at it.
 		*p = proposal{done: p.done}
 		proposalPool.Put(p)
 	}
@@ -365,8 +373,9 @@ func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-ch
 	if ctx.Done() == nil && !s.isStopped() {
 		// Only the result to wait for, and it will come: Stop had not
 		// begun once req was in ch, and Stop answers every request that
-		// reached ch (see failLeftovers). A plain receive spares every
-		// caller the select's locking of stopc, which all of them share.
+		// reached ch, without waiting for an Apply in progress (see
+		// failLeftovers). A plain receive spares every caller the
+		// select's locking of stopc, which all of them share.
 		return <-done, nil
 	}
 	select {
@@ -405,7 +414,7 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	r := readPool.Get().(*readRequest)
 	r.query = query
 	res, err := submit(ctx, s, s.readc, r, r.done)
-	if err == nil {
+	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
 	}
@@ -603,6 +612,7 @@ func (s *Server) tryOnDriver(f func()) {
 // it hands the results on, so that writes arriving together share one append.
 func (s *Server) run() {
 	defer s.wg.Done()
+	defer close(s.driverDone)
 	ticker := time.NewTicker(s.tick)
 	defer ticker.Stop()
 	defer s.failAll(ErrStopped)
@@ -901,11 +911,12 @@ type pubKey struct {
 	epoch             uint64
 }
 
-// failLeftovers fails the requests that the driver and the applier left
-// behind when they stopped: those still queued for either. It runs after
-// both have returned, so nothing else takes from these queues.
+// failLeftovers fails the requests that the driver left behind when it
+// stopped, those the applier has not answered, and those still queued for
+// either. It runs after the driver has returned, so that nothing else takes
+// from the channels or adds to the apply queue.
 func (s *Server) failLeftovers() {
-	s.failApplyQueue()
+	s.apply.stop()
 	for {
 		select {
 		case p := <-s.propc:

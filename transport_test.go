@@ -75,13 +75,18 @@ func (q *quietPeer) accepted() int {
 // startAlone starts a one-server cluster, which leads at once.
 func startAlone(t *testing.T, cfg Config) *Server {
 	t.Helper()
+	return startAloneWith(t, &hstSM{}, cfg)
+}
+
+func startAloneWith(t *testing.T, sm StateMachine, cfg Config) *Server {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Name, cfg.Listener = "alone", ln
 	cfg.InitialConfig = []Peer{{Name: "alone", Addr: ln.Addr().String()}}
-	s, err := StartServer(&hstSM{}, cfg)
+	s, err := StartServer(sm, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

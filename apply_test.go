@@ -1,0 +1,85 @@
+package exraft
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatedSM's Apply of "block" waits until open is closed.
+type gatedSM struct {
+	hstSM
+	entered, open chan struct{}
+}
+
+func (m *gatedSM) Apply(command []byte) []byte {
+	if string(command) == "block" {
+		close(m.entered)
+		<-m.open
+	}
+	return m.hstSM.Apply(command)
+}
+
+// TestStopAnswersWaitersOfTheBatchBeingApplied: Stop answers a write whose
+// entry is in the batch the applier is working on, behind an Apply that
+// will not return until that write's caller has its answer.
+func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
+	sm := &gatedSM{entered: make(chan struct{}), open: make(chan struct{})}
+	s := startAloneWith(t, sm, Config{})
+	if !hstWaitFor(10*time.Second, func() bool { return s.Status().Role == Leader }) {
+		t.Fatal("a one-server cluster did not lead")
+	}
+	ok := hstWaitFor(10*time.Second, func() bool { st := s.Status(); return st.AppliedIndex == st.CommitIndex })
+	if !ok {
+		t.Fatal("the server did not apply its own entries")
+	}
+
+	// One task of two entries, each with its writer, as a commit that
+	// covers both would make it.
+	st := s.Status()
+	next, term := st.AppliedIndex+1, st.Term
+	first := &proposal{index: next, term: term, done: make(chan result, 1)}
+	second := &proposal{index: next + 1, term: term, done: make(chan result, 1)}
+	s.apply.push(applyTask{
+		entries: []entry{
+			{Index: next, Term: term, Type: entryNormal, Data: []byte("block")},
+			{Index: next + 1, Term: term, Type: entryNormal, Data: []byte("after")},
+		},
+		waiters: []*proposal{first, second},
+	})
+	select {
+	case <-sm.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the applier did not start the batch")
+	}
+	// The second writer's caller is what the Apply in progress waits for.
+	var openOnce sync.Once
+	open := func() { openOnce.Do(func() { close(sm.open) }) }
+	t.Cleanup(open) // so that a failure leaves nothing stuck
+	got := make(chan result, 1)
+	go func() {
+		r := <-second.done
+		got <- r
+		open()
+	}()
+
+	stopped := make(chan struct{})
+	go func() {
+		s.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		open()
+		t.Fatal("Stop still running after 10s, with Apply waiting on the caller of a write in its batch")
+	}
+	for name, r := range map[string]result{"the write being applied": <-first.done, "the write behind it": <-got} {
+		if r.err != ErrStopped {
+			t.Errorf("%s: got %+v, want ErrStopped", name, r)
+		}
+	}
+	if extra := len(first.done) + len(second.done); extra != 0 {
+		t.Errorf("%d writes were answered twice", extra)
+	}
+}
