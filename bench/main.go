@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -51,6 +52,7 @@ type system struct {
 	// committed, so that a follower still catching up does not weigh on
 	// the next measurement.
 	settle func()
+	length func() uint64 // entries in the leader's log
 }
 
 // Each measurement runs in a fresh child process of this program, so that
@@ -103,9 +105,7 @@ func main() {
 	}
 	if *growTo > 0 {
 		fmt.Println()
-		cmd := exec.Command(os.Args[0], childArgs("exraft/growth")...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		check(cmd.Run())
+		growthFigures()
 	}
 }
 
@@ -141,8 +141,14 @@ func runChild(name string) {
 	sys, work, _ := strings.Cut(name, "/")
 	s := start(sys)
 	defer s.stop()
-	if work == "growth" {
-		growth(s)
+	switch work {
+	case "grown":
+		grow(s)
+		serveRuns(s)
+		return
+	case "fresh":
+		sequential(s, 1000)
+		serveRuns(s)
 		return
 	}
 	warmUp(s)
@@ -273,21 +279,32 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
 }
 
-// growth measures, on a fresh cluster, exraft's sequential p50 with about
-// 1,000 entries in the log and again once it holds growTo more, and the heap
-// each retained entry costs.
-func growth(ex system) {
-	// Each p50 is the median of three runs, each on a settled cluster.
-	p50 := func() time.Duration {
-		var rs []result
-		for i := 0; i < 3; i++ {
-			ex.settle()
-			rs = append(rs, sequential(ex, 2000))
-		}
-		return median(rs).p50
+// growthFigures compares exraft's sequential p50 on a cluster whose log
+// holds growTo more entries with the p50 on a fresh cluster, each cluster in
+// a process of its own, and prints the heap each retained entry costs. The
+// two are measured in turns, three runs each, so that a change in the
+// machine's pace (it has two, about 31 and 40 µs for this workload) weighs
+// on both alike instead of on whichever was measured second.
+func growthFigures() {
+	grown := startRunner("exraft/grown") // fills its log first
+	fresh := startRunner("exraft/fresh")
+	var g, f []result
+	for i := 0; i < 3; i++ {
+		f = append(f, fresh.run())
+		g = append(g, grown.run())
 	}
-	sequential(ex, 1000) // the log holds ~1,000 entries
-	base := p50()
+	fresh.quit()
+	grown.quit()
+	fp, gp := median(f).p50, median(g).p50
+	fmt.Printf("log growth: sequential p50 %v from %d entries, %v from %d (ratio %.2f, target <= 1.2; 3 runs of 2,000 writes each, in turns)\n",
+		fp, fresh.first, gp, grown.first, float64(gp)/float64(fp))
+	fmt.Println(grown.memory)
+}
+
+// grow writes growTo entries with concurrent writers and prints the heap
+// each retained entry costs.
+func grow(ex system) {
+	sequential(ex, 1000)
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.GC()
@@ -301,11 +318,75 @@ func growth(ex system) {
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	grown := p50()
-	fmt.Printf("log growth: sequential p50 %v with ~7,000 entries, %v with %d more (ratio %.2f, target <= 1.2)\n",
-		base, grown, filled, float64(grown)/float64(base))
 	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / float64(filled) / 3
 	fmt.Printf("memory: %.1f heap bytes per retained entry per server for a 16-byte command (target <= %d)\n", perEntry, 16+64)
+}
+
+// serveRuns reports the log's length, then runs a sequential measurement,
+// once every server has applied everything, each time a line "run" comes on
+// stdin, and reports its p50.
+func serveRuns(ex system) {
+	fmt.Println("length", ex.length())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() != "run" {
+			continue
+		}
+		ex.settle()
+		r := sequential(ex, 2000)
+		fmt.Println("p50", int64(r.p50))
+	}
+}
+
+// runner is a child process that measures on request (serveRuns).
+type runner struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	memory string // what a grown runner printed about its heap
+	first  uint64 // its log's length before the first run
+}
+
+func startRunner(name string) *runner {
+	cmd := exec.Command(os.Args[0], childArgs(name)...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	check(err)
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	r := &runner{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	for {
+		line := r.line()
+		if strings.HasPrefix(line, "memory:") {
+			r.memory = line
+			continue
+		}
+		_, err := fmt.Sscanf(line, "length %d", &r.first)
+		check(err)
+		return r
+	}
+}
+
+func (r *runner) line() string {
+	if !r.out.Scan() {
+		check(fmt.Errorf("%v: ended early: %v", r.cmd.Args, r.out.Err()))
+	}
+	return r.out.Text()
+}
+
+func (r *runner) run() result {
+	_, err := fmt.Fprintln(r.in, "run")
+	check(err)
+	var p50 int64
+	_, err = fmt.Sscanf(r.line(), "p50 %d", &p50)
+	check(err)
+	return result{p50: time.Duration(p50)}
+}
+
+func (r *runner) quit() {
+	r.in.Close()
+	check(r.cmd.Wait())
 }
 
 // ---- exraft ----
@@ -360,6 +441,7 @@ func startExraft() (system, error) {
 				s.Stop()
 			}
 		},
+		length: func() uint64 { return leader.Status().LastIndex },
 		settle: func() {
 			commit := leader.Status().CommitIndex
 			for _, s := range servers {
