@@ -282,22 +282,23 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 // growthFigures compares exraft's sequential p50 on a cluster whose log
 // holds growTo more entries with the p50 on a fresh cluster, each cluster in
 // a process of its own, and prints the heap each retained entry costs. The
-// two are measured in turns, three runs each, so that a change in the
-// machine's pace (it has two, about 31 and 40 µs for this workload) weighs
-// on both alike instead of on whichever was measured second.
+// two are measured in turns, nine runs each: the machine has spells, a run
+// long, at a slower pace (about 40 µs for this workload instead of 31), and
+// the medians of runs taken in turns keep them from weighing on one side.
 func growthFigures() {
+	const runs = 9
 	grown := startRunner("exraft/grown") // fills its log first
 	fresh := startRunner("exraft/fresh")
 	var g, f []result
-	for i := 0; i < 3; i++ {
+	for i := 0; i < runs; i++ {
 		f = append(f, fresh.run())
 		g = append(g, grown.run())
 	}
 	fresh.quit()
 	grown.quit()
 	fp, gp := median(f).p50, median(g).p50
-	fmt.Printf("log growth: sequential p50 %v from %d entries, %v from %d (ratio %.2f, target <= 1.2; 3 runs of 2,000 writes each, in turns)\n",
-		fp, fresh.first, gp, grown.first, float64(gp)/float64(fp))
+	fmt.Printf("log growth: sequential p50 %v from %d entries, %v from %d (ratio %.2f, target <= 1.2; medians of %d runs of 2,000 writes each, in turns)\n",
+		fp, fresh.first, gp, grown.first, float64(gp)/float64(fp), runs)
 	fmt.Println(grown.memory)
 }
 
