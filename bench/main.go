@@ -282,9 +282,10 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 // growthFigures compares exraft's sequential p50 on a cluster whose log
 // holds growTo more entries with the p50 on a fresh cluster, each cluster in
 // a process of its own, and prints the heap each retained entry costs. The
-// two are measured in turns, nine runs each: the machine has spells, a run
-// long, at a slower pace (about 40 µs for this workload instead of 31), and
-// the medians of runs taken in turns keep them from weighing on one side.
+// two are measured in turns, nine runs each: the machine has spells, most
+// a run long, at a slower pace (about 40 µs for this workload instead of
+// 31), and the medians of runs taken in turns keep them from weighing on
+// one side.
 func growthFigures() {
 	const runs = 9
 	grown := startRunner("exraft/grown") // fills its log first
