@@ -804,8 +804,13 @@ func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
 		t.Fatalf("StopServer still running after %v, with Apply waiting on a caller of the server", waitShort)
 	}
 	for name, c := range map[string]chan error{"the write being applied": blocked, "the write behind it": behind} {
-		if err := <-c; !errors.Is(err, exraft.ErrStopped) {
-			t.Errorf("%s returned %v, want ErrStopped", name, err)
+		select {
+		case err := <-c:
+			if !errors.Is(err, exraft.ErrStopped) {
+				t.Errorf("%s returned %v, want ErrStopped", name, err)
+			}
+		case <-time.After(waitShort):
+			t.Errorf("%s still waiting %v after Stop returned", name, waitShort)
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package exraft
 
-import "sync"
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
 
 // applyTask is one unit of the applier's work: committed entries, with the
 // writes waiting on them, or a read released at an index.
@@ -8,23 +12,24 @@ type applyTask struct {
 	entries []entry
 	waiters []*proposal    // ascending by index, a subset of entries
 	reads   []*readRequest // released reads, each at an index already applied
-	// answered counts the waiters, or reads, whose answer is taken care
-	// of: the applier's, in order, or Stop's (see applyQueue.stop).
-	answered int
+	// taken counts the waiters, or reads, the applier has taken on, in
+	// order; Stop takes on all the rest at once (see applyQueue.stop).
+	// The applier takes a read on before its query runs, a waiter once
+	// its entry is applied. Atomic: the applier adds without the lock.
+	taken int64
 }
 
 // applyQueue is an unbounded queue from the driver to the applier, so that
 // a slow Apply never blocks the protocol.
 //
-// Answers to the callers waiting on a task go through the queue's lock, so
-// that Stop can answer, at once, whatever the applier has not: a caller
-// whose ctx cannot end waits for its answer alone (see submit), and Apply
-// may be stuck on something such a caller would do next.
+// Stop answers, at once, every caller of a task that the applier has not
+// taken on (see applyTask.taken): a caller whose ctx cannot end waits for
+// its answer alone (see submit), and an Apply or Query in progress may be
+// stuck on something such a caller would do next.
 type applyQueue struct {
 	mu      sync.Mutex
 	tasks   []applyTask // queued
 	running []applyTask // taken by the applier in its current batch
-	stopped bool        // Stop answered the rest; the applier answers nothing more
 	signal  chan struct{}
 	// The arrays of the last finished task's waiters and reads, for the
 	// driver to fill again: one each is enough, as tasks are taken in
@@ -72,27 +77,16 @@ func (q *applyQueue) take() []applyTask {
 	return q.running
 }
 
-// answerWaiter answers t's next waiter with res, unless Stop has.
-func (q *applyQueue) answerWaiter(t *applyTask, res result) {
-	q.mu.Lock()
-	if !q.stopped {
-		t.waiters[t.answered].done <- res
-	}
-	t.answered++
-	q.mu.Unlock()
+// take1 takes on t's next waiter or read for the applier, and reports
+// false once Stop has taken on the rest.
+func take1(t *applyTask, n int) bool {
+	return atomic.AddInt64(&t.taken, 1) <= int64(n)
 }
 
-// claimReads reports whether the applier is to answer t's reads, and from
-// then on Stop leaves them to it: their queries read the callers' buffers,
-// which a caller told ErrStopped may reuse.
-func (q *applyQueue) claimReads(t *applyTask) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.stopped {
-		return false
-	}
-	t.answered = len(t.reads)
-	return true
+// takeRest takes on for Stop everything in t the applier has not, and
+// returns how many the applier had taken on.
+func takeRest(t *applyTask) int {
+	return int(min(atomic.SwapInt64(&t.taken, math.MaxInt32), math.MaxInt32))
 }
 
 // done hands back the arrays of a task the applier has finished.
@@ -111,25 +105,20 @@ func (q *applyQueue) done(t *applyTask) {
 }
 
 // stop answers ErrStopped to every caller waiting on a queued task, or on
-// one of the applier's batch that it has not answered, and drops the
+// one of the applier's batch that it has not taken on, and drops the
 // queued tasks. Stop calls it once the driver has returned, so that nothing
 // is queued after it.
 func (q *applyQueue) stop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.stopped = true
 	fail := func(t *applyTask) {
-		if len(t.reads) > 0 {
-			for _, r := range t.reads[t.answered:] {
-				r.done <- result{err: ErrStopped}
-			}
-			t.answered = len(t.reads)
-			return
+		n := takeRest(t)
+		for _, r := range t.reads[min(n, len(t.reads)):] {
+			r.done <- result{err: ErrStopped}
 		}
-		for _, p := range t.waiters[t.answered:] {
+		for _, p := range t.waiters[min(n, len(t.waiters)):] {
 			p.done <- result{err: ErrStopped}
 		}
-		t.answered = len(t.waiters)
 	}
 	for i := range q.running {
 		fail(&q.running[i])
@@ -161,13 +150,13 @@ func (s *Server) applyLoop() {
 
 func (s *Server) runTask(t *applyTask) {
 	if len(t.reads) > 0 {
-		if !s.apply.claimReads(t) {
-			return
-		}
 		// Reads are queued after the entries they must see, so applied is
 		// at or past every read's index here.
 		s.smMu.Lock()
 		for _, r := range t.reads {
+			if !take1(t, len(t.reads)) {
+				break // Stop answered the rest
+			}
 			r.done <- result{val: s.sm.Query(r.query)}
 		}
 		s.smMu.Unlock()
@@ -175,6 +164,11 @@ func (s *Server) runTask(t *applyTask) {
 	}
 	// A waiter that Stop answered is never recycled (see Write), so its
 	// index and term stay readable here.
+	answer := func(p *proposal, res result) {
+		if take1(t, len(t.waiters)) {
+			p.done <- res
+		}
+	}
 	w := 0
 	s.smMu.Lock()
 	for i := range t.entries {
@@ -188,15 +182,15 @@ func (s *Server) runTask(t *applyTask) {
 			p := t.waiters[w]
 			w++
 			if p.term == e.Term {
-				s.apply.answerWaiter(t, result{val: val})
+				answer(p, result{val: val})
 			} else {
 				// Another leader's entry took the index: ours was lost.
-				s.apply.answerWaiter(t, result{err: ErrLeadershipLost})
+				answer(p, result{err: ErrLeadershipLost})
 			}
 		}
 	}
 	s.smMu.Unlock()
 	for ; w < len(t.waiters); w++ {
-		s.apply.answerWaiter(t, result{err: ErrLeadershipLost})
+		answer(t.waiters[w], result{err: ErrLeadershipLost})
 	}
 }

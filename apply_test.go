@@ -6,10 +6,18 @@ import (
 	"time"
 )
 
-// gatedSM's Apply of "block" waits until open is closed.
+// gatedSM's Apply and Query of "block" wait until open is closed.
 type gatedSM struct {
 	hstSM
 	entered, open chan struct{}
+}
+
+func (m *gatedSM) Query(query []byte) []byte {
+	if string(query) == "block" {
+		close(m.entered)
+		<-m.open
+	}
+	return nil
 }
 
 func (m *gatedSM) Apply(command []byte) []byte {
@@ -81,5 +89,54 @@ func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
 	}
 	if extra := len(first.done) + len(second.done); extra != 0 {
 		t.Errorf("%d writes were answered twice", extra)
+	}
+}
+
+// TestStopAnswersReadsOfTheBatchBeingQueried: the same for a read whose
+// caller a query of the same batch waits for.
+func TestStopAnswersReadsOfTheBatchBeingQueried(t *testing.T) {
+	sm := &gatedSM{entered: make(chan struct{}), open: make(chan struct{})}
+	s := startAloneWith(t, sm, Config{})
+	if !hstWaitFor(10*time.Second, func() bool { return s.Status().Role == Leader }) {
+		t.Fatal("a one-server cluster did not lead")
+	}
+	first := &readRequest{query: []byte("block"), done: make(chan result, 1)}
+	second := &readRequest{query: []byte("k"), done: make(chan result, 1)}
+	s.apply.push(applyTask{reads: []*readRequest{first, second}})
+	select {
+	case <-sm.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the applier did not start the batch")
+	}
+	var openOnce sync.Once
+	open := func() { openOnce.Do(func() { close(sm.open) }) }
+	t.Cleanup(open)
+	got := make(chan result, 1)
+	go func() {
+		r := <-second.done
+		got <- r
+		open()
+	}()
+
+	stopped := make(chan struct{})
+	go func() {
+		s.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		open()
+		t.Fatal("Stop still running after 10s, with Query waiting on the caller of a read in its batch")
+	}
+	if r := <-got; r.err != ErrStopped {
+		t.Errorf("the read behind the query: got %+v, want ErrStopped", r)
+	}
+	// The read whose query was running is the applier's to answer.
+	if r := <-first.done; r.err != nil {
+		t.Errorf("the read being queried: got %+v, want its answer", r)
+	}
+	if extra := len(first.done) + len(second.done); extra != 0 {
+		t.Errorf("%d reads were answered twice", extra)
 	}
 }

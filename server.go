@@ -307,8 +307,15 @@ func notLeader(v *view) error {
 // On a follower it returns a *RedirectError naming the leader, or ErrNoLeader
 // when none is known (both match ErrNotLeader). A command the state machine's
 // Validate refuses fails with an error matching ErrRejected. If ctx ends
-// first Write returns ctx.Err(), and if the leader loses its leadership
-// first, ErrLeadershipLost: in both cases the command may still commit.
+// first Write returns ctx.Err(), if the leader loses its leadership first,
+// ErrLeadershipLost, and if the server stops first, ErrStopped: in all three
+// cases the command may still commit, and even be applied here.
+//
+// Apply, Query and Validate must not wait for a call to this server: while
+// one runs, the state machine is busy. If Apply or Query waits for a Write
+// or Read that is waiting on the server, Stop answers that call with
+// ErrStopped, so that they can go on; a call held up by the state machine
+// itself (Validate, ReadDirty) waits for them.
 func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
@@ -373,9 +380,10 @@ func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-ch
 	if ctx.Done() == nil && !s.isStopped() {
 		// Only the result to wait for, and it will come: Stop had not
 		// begun once req was in ch, and Stop answers every request that
-		// reached ch, without waiting for an Apply in progress (see
-		// failLeftovers). A plain receive spares every caller the
-		// select's locking of stopc, which all of them share.
+		// reached ch, except one whose Apply or Query is in progress,
+		// without waiting for that (see failLeftovers). A plain receive
+		// spares every caller the select's locking of stopc, which all
+		// of them share.
 		return <-done, nil
 	}
 	select {
@@ -912,9 +920,10 @@ type pubKey struct {
 }
 
 // failLeftovers fails the requests that the driver left behind when it
-// stopped, those the applier has not answered, and those still queued for
-// either. It runs after the driver has returned, so that nothing else takes
-// from the channels or adds to the apply queue.
+// stopped, those still queued for either goroutine, and those of the
+// applier's current batch it has not begun to serve. It runs after the
+// driver has returned, so that nothing else takes from the channels or adds
+// to the apply queue.
 func (s *Server) failLeftovers() {
 	s.apply.stop()
 	for {
