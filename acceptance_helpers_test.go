@@ -209,6 +209,26 @@ func fastConfig(name string) exraft.Config {
 	}
 }
 
+// stopWithin stops s and fails the test if StopServer has not returned
+// within d; unstick, if not nil, then frees what Stop waits on, so that the
+// failure leaves nothing stuck.
+func stopWithin(t *testing.T, s *exraft.Server, d time.Duration, while string, unstick func()) {
+	t.Helper()
+	stopped := make(chan error, 1)
+	go func() { stopped <- exraft.StopServer(s) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("StopServer: %v", err)
+		}
+	case <-time.After(d):
+		if unstick != nil {
+			unstick()
+		}
+		t.Fatalf("StopServer still running after %v, %s", d, while)
+	}
+}
+
 // listen opens a loopback listener on a free port.
 func listen(t testing.TB) net.Listener {
 	t.Helper()

@@ -719,16 +719,7 @@ func TestStopAnswersEveryWaitingCall(t *testing.T) {
 			}()
 		}
 		succeeded.Wait() // every caller is in its loop
-		stopped := make(chan error, 1)
-		go func() { stopped <- exraft.StopServer(s) }()
-		select {
-		case err := <-stopped:
-			if err != nil {
-				t.Fatalf("StopServer: %v", err)
-			}
-		case <-time.After(waitShort):
-			t.Fatalf("round %d: StopServer still running after %v", round, waitShort)
-		}
+		stopWithin(t, s, waitShort, fmt.Sprintf("round %d, with 64 callers waiting", round), nil)
 		deadline := time.After(waitShort)
 		for i := 0; i < 64; i++ {
 			select {
@@ -792,17 +783,7 @@ func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
 	eventually(t, waitShort, func() bool { return s.Status().CommitIndex > commit },
 		"the second write to commit behind the Apply in progress")
 
-	stopped := make(chan error, 1)
-	go func() { stopped <- exraft.StopServer(s) }()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("StopServer: %v", err)
-		}
-	case <-time.After(waitShort):
-		open()
-		t.Fatalf("StopServer still running after %v, with Apply waiting on a caller of the server", waitShort)
-	}
+	stopWithin(t, s, waitShort, "with Apply waiting on a caller of the server", open)
 	for name, c := range map[string]chan error{"the write being applied": blocked, "the write behind it": behind} {
 		select {
 		case err := <-c:

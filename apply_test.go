@@ -55,34 +55,8 @@ func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
 		},
 		waiters: []*proposal{first, second},
 	})
-	select {
-	case <-sm.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the applier did not start the batch")
-	}
-	// The second writer's caller is what the Apply in progress waits for.
-	var openOnce sync.Once
-	open := func() { openOnce.Do(func() { close(sm.open) }) }
-	t.Cleanup(open) // so that a failure leaves nothing stuck
-	got := make(chan result, 1)
-	go func() {
-		r := <-second.done
-		got <- r
-		open()
-	}()
-
-	stopped := make(chan struct{})
-	go func() {
-		s.Stop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		open()
-		t.Fatal("Stop still running after 10s, with Apply waiting on the caller of a write in its batch")
-	}
-	for name, r := range map[string]result{"the write being applied": <-first.done, "the write behind it": <-got} {
+	behind := stopWhileGated(t, s, sm, second.done, "Apply")
+	for name, r := range map[string]result{"the write being applied": <-first.done, "the write behind it": behind} {
 		if r.err != ErrStopped {
 			t.Errorf("%s: got %+v, want ErrStopped", name, r)
 		}
@@ -103,33 +77,7 @@ func TestStopAnswersReadsOfTheBatchBeingQueried(t *testing.T) {
 	first := &readRequest{query: []byte("block"), done: make(chan result, 1)}
 	second := &readRequest{query: []byte("k"), done: make(chan result, 1)}
 	s.apply.push(applyTask{reads: []*readRequest{first, second}})
-	select {
-	case <-sm.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the applier did not start the batch")
-	}
-	var openOnce sync.Once
-	open := func() { openOnce.Do(func() { close(sm.open) }) }
-	t.Cleanup(open)
-	got := make(chan result, 1)
-	go func() {
-		r := <-second.done
-		got <- r
-		open()
-	}()
-
-	stopped := make(chan struct{})
-	go func() {
-		s.Stop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		open()
-		t.Fatal("Stop still running after 10s, with Query waiting on the caller of a read in its batch")
-	}
-	if r := <-got; r.err != ErrStopped {
+	if r := stopWhileGated(t, s, sm, second.done, "Query"); r.err != ErrStopped {
 		t.Errorf("the read behind the query: got %+v, want ErrStopped", r)
 	}
 	// The read whose query was running is the applier's to answer.
@@ -139,4 +87,38 @@ func TestStopAnswersReadsOfTheBatchBeingQueried(t *testing.T) {
 	if extra := len(first.done) + len(second.done); extra != 0 {
 		t.Errorf("%d reads were answered twice", extra)
 	}
+}
+
+// stopWhileGated stops s once sm's gate holds the applier, and opens the
+// gate only when the caller waiting on behind has its answer, as a caller
+// that the Apply or Query in progress waits for would let it go on. It
+// fails the test if Stop does not return, and returns that answer.
+func stopWhileGated(t *testing.T, s *Server, sm *gatedSM, behind chan result, what string) result {
+	t.Helper()
+	select {
+	case <-sm.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the applier did not start the batch")
+	}
+	var openOnce sync.Once
+	open := func() { openOnce.Do(func() { close(sm.open) }) }
+	t.Cleanup(open) // so that a failure leaves nothing stuck
+	got := make(chan result, 1)
+	go func() {
+		r := <-behind
+		got <- r
+		open()
+	}()
+	stopped := make(chan struct{})
+	go func() {
+		s.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		open()
+		t.Fatalf("Stop still running after 10s, with %s waiting on the caller of a later request in its batch", what)
+	}
+	return <-got
 }
