@@ -147,24 +147,9 @@ func (m *closingKV) Close() error {
 // the test with msg.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
-	if !within(timeout, cond) {
+	if !exraft.PollUntil(timeout, cond) {
 		t.Fatalf("condition not met within %v: %s", timeout, fmt.Sprintf(format, args...))
 	}
-}
-
-// within polls cond until it holds, and reports false if timeout passes
-// first.
-func within(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
 }
 
 // ctxFor returns a context that ends after d, cancelled at the end of the test.

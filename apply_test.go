@@ -34,10 +34,10 @@ func (m *gatedSM) Apply(command []byte) []byte {
 func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
 	sm := &gatedSM{entered: make(chan struct{}), open: make(chan struct{})}
 	s := startAloneWith(t, sm, Config{})
-	if !hstWaitFor(10*time.Second, func() bool { return s.Status().Role == Leader }) {
+	if !PollUntil(10*time.Second, func() bool { return s.Status().Role == Leader }) {
 		t.Fatal("a one-server cluster did not lead")
 	}
-	ok := hstWaitFor(10*time.Second, func() bool { st := s.Status(); return st.AppliedIndex == st.CommitIndex })
+	ok := PollUntil(10*time.Second, func() bool { st := s.Status(); return st.AppliedIndex == st.CommitIndex })
 	if !ok {
 		t.Fatal("the server did not apply its own entries")
 	}
@@ -71,7 +71,7 @@ func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
 func TestStopAnswersReadsOfTheBatchBeingQueried(t *testing.T) {
 	sm := &gatedSM{entered: make(chan struct{}), open: make(chan struct{})}
 	s := startAloneWith(t, sm, Config{})
-	if !hstWaitFor(10*time.Second, func() bool { return s.Status().Role == Leader }) {
+	if !PollUntil(10*time.Second, func() bool { return s.Status().Role == Leader }) {
 		t.Fatal("a one-server cluster did not lead")
 	}
 	first := &readRequest{query: []byte("block"), done: make(chan result, 1)}

@@ -73,55 +73,10 @@ func (m *hstSM) history() []string {
 	return append([]string(nil), m.applied...)
 }
 
-// hstLog collects one server's log output.
-type hstLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *hstLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *hstLog) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(l.b.String(), "\n")
-}
-
-// warnings counts the warnings and errors that contain every one of subs.
-func (l *hstLog) warnings(subs ...string) int {
-	n := 0
-	for _, line := range l.lines() {
-		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
-			continue
-		}
-		all := true
-		for _, s := range subs {
-			if !strings.Contains(line, s) {
-				all = false
-				break
-			}
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
-// tail returns the last n lines, for failure messages.
-func (l *hstLog) tail(n int) string {
-	ls := l.lines()
-	return strings.Join(ls[max(0, len(ls)-n):], "\n")
-}
-
 type hstCluster struct {
 	servers []*Server
 	sms     []*hstSM
-	logs    []*hstLog
+	logs    []*TestLog
 
 	written  atomic.Int64 // writes the background writer got an answer for
 	stop     chan struct{}
@@ -152,7 +107,7 @@ func hstStart(t *testing.T) *hstCluster {
 		peers[i] = Peer{Name: fmt.Sprintf("h%d", i), Addr: ln.Addr().String()}
 	}
 	for i := range lns {
-		sm, lg := &hstSM{}, &hstLog{}
+		sm, lg := &hstSM{}, &TestLog{}
 		s, err := StartServer(sm, Config{
 			Name:               peers[i].Name,
 			Listener:           lns[i],
@@ -171,7 +126,7 @@ func hstStart(t *testing.T) *hstCluster {
 		c.sms = append(c.sms, sm)
 		c.logs = append(c.logs, lg)
 	}
-	if !hstWaitFor(hstWait, func() bool { _, ok := c.stable(); return ok }) {
+	if !PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
 		t.Fatalf("no stable leader within %v: %s", hstWait, c.describe())
 	}
 	go c.write()
@@ -257,24 +212,12 @@ func (c *hstCluster) index(s *Server) int {
 	panic("not a server of the cluster")
 }
 
-// hstWaitFor polls cond until it holds or timeout passes.
-func hstWaitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
-
 // awaitProgress waits until the background writer has had more writes
 // answered than now.
 func (c *hstCluster) awaitProgress(t testing.TB) {
 	t.Helper()
 	from := c.written.Load()
-	if !hstWaitFor(hstWait, func() bool { return c.written.Load() >= from+5 }) {
+	if !PollUntil(hstWait, func() bool { return c.written.Load() >= from+5 }) {
 		t.Errorf("the cluster stopped committing: %d writes answered in %v, from %d: %s",
 			c.written.Load()-from, hstWait, from, c.describe())
 	}
@@ -289,7 +232,7 @@ type hstState struct {
 // settle waits for a stable leader and returns the state to keep.
 func (c *hstCluster) settle(t testing.TB) hstState {
 	t.Helper()
-	if !hstWaitFor(hstWait, func() bool { _, ok := c.stable(); return ok }) {
+	if !PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
 		t.Fatalf("no stable leader: %s", c.describe())
 	}
 	l, _ := c.stable()
@@ -320,7 +263,7 @@ func (c *hstCluster) checkTerms(t testing.TB, st hstState, after string) bool {
 func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
 	t.Helper()
 	c.checkTerms(t, st, after)
-	if !hstWaitFor(hstWait, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
+	if !PollUntil(hstWait, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
 		t.Errorf("after %s: %s no longer leads a settled cluster: %s", after, st.leader, c.describe())
 	}
 	c.awaitProgress(t)
@@ -332,7 +275,7 @@ func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
 			commit = s.Status().CommitIndex
 		}
 	}
-	if !hstWaitFor(hstWait, func() bool {
+	if !PollUntil(hstWait, func() bool {
 		for _, s := range c.servers {
 			if s.Status().AppliedIndex < commit {
 				return false
@@ -393,11 +336,11 @@ func (c *hstCluster) role(s *Server) string {
 func (c *hstCluster) awaitWarning(s *Server, conn net.Conn, msg string, more ...string) error {
 	lg := c.logs[c.index(s)]
 	subs := append([]string{msg, "remote=" + conn.LocalAddr().String() + " "}, more...)
-	if hstWaitFor(hstWait, func() bool { return lg.warnings(subs...) > 0 }) {
+	if PollUntil(hstWait, func() bool { return lg.Warnings(subs...) > 0 }) {
 		return nil
 	}
 	return fmt.Errorf("%s logged no warning %q about the connection from %s within %v; its log ends:\n%s",
-		s.Name(), msg, conn.LocalAddr(), hstWait, lg.tail(15))
+		s.Name(), msg, conn.LocalAddr(), hstWait, lg.Tail(15))
 }
 
 // ---------------------------------------------------------------------------
@@ -795,13 +738,13 @@ func (c *hstCluster) runAttack(t *testing.T, a hstAttack, rng *rand.Rand) {
 	st := c.settle(t)
 	for _, s := range c.targets(st) {
 		lg := c.logs[c.index(s)]
-		before := lg.warnings(hstBadBatch)
+		before := lg.Warnings(hstBadBatch)
 		who := c.role(s)
 		if err := a.run(c, s, rng); err != nil {
 			t.Errorf("%s, to %s: %v", a.name, who, err)
 		}
-		if a.badBatches > 0 && !hstWaitFor(hstWait, func() bool { return lg.warnings(hstBadBatch) >= before+a.badBatches }) {
-			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, hstBadBatch, lg.tail(15))
+		if a.badBatches > 0 && !PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= before+a.badBatches }) {
+			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, hstBadBatch, lg.Tail(15))
 		}
 	}
 	c.verify(t, st, a.name)
@@ -908,7 +851,7 @@ func TestHostileInput(t *testing.T) {
 		all := hstAttacks()
 		before := make([]int, len(c.servers))
 		for i, lg := range c.logs {
-			before[i] = lg.warnings(hstBadBatch)
+			before[i] = lg.Warnings(hstBadBatch)
 		}
 		var badBatches [3]atomic.Int64
 		from := c.written.Load()
@@ -946,8 +889,8 @@ func TestHostileInput(t *testing.T) {
 		t.Logf("%d writes answered during the attacks", c.written.Load()-from)
 		for i, lg := range c.logs {
 			want := before[i] + int(badBatches[i].Load())
-			if !hstWaitFor(hstWait, func() bool { return lg.warnings(hstBadBatch) >= want }) {
-				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.warnings(hstBadBatch)-before[i], hstBadBatch, want-before[i])
+			if !PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= want }) {
+				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.Warnings(hstBadBatch)-before[i], hstBadBatch, want-before[i])
 			}
 		}
 		c.verify(t, st, "the parallel attacks")
@@ -1002,7 +945,7 @@ func TestHostileInput(t *testing.T) {
 		if extra := runtime.NumGoroutine() - before; extra > 50 {
 			t.Errorf("300 reply addresses started %d goroutines", extra)
 		}
-		if !hstWaitFor(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
+		if !PollUntil(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
 			t.Errorf("300 reply addresses left %d goroutines more than before", runtime.NumGoroutine()-before)
 		}
 		c.verify(t, st, "many reply addresses")
@@ -1010,7 +953,7 @@ func TestHostileInput(t *testing.T) {
 
 	// Every server applied the same commands, and none panicked or stopped.
 	c.stopWriter()
-	if !hstWaitFor(hstWait, func() bool {
+	if !PollUntil(hstWait, func() bool {
 		l, ok := c.stable()
 		if !ok {
 			return false
@@ -1041,7 +984,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	t.Logf("%d commands applied on every server; %d writes answered", len(want), c.written.Load())
 	for i, lg := range c.logs {
-		for _, line := range lg.lines() {
+		for _, line := range strings.Split(lg.String(), "\n") {
 			if strings.Contains(strings.ToLower(line), "panic") {
 				t.Errorf("%s logged a panic: %s", c.servers[i].Name(), line)
 			}

@@ -468,7 +468,7 @@ func (c *chaosCluster) leader() *exraft.Server {
 // leaderWithin waits up to d for a leader, without failing the test.
 func (c *chaosCluster) leaderWithin(d time.Duration) *exraft.Server {
 	var l *exraft.Server
-	within(d, func() bool {
+	exraft.PollUntil(d, func() bool {
 		l = c.leader()
 		return l != nil || c.isClosed()
 	})

@@ -203,7 +203,7 @@ func runFigure8(t *testing.T, unreliable bool) {
 			pending = nil
 		}
 		var l *exraft.Server
-		within(2*time.Second, func() bool { l = healthyLeader(); return l != nil })
+		exraft.PollUntil(2*time.Second, func() bool { l = healthyLeader(); return l != nil })
 		if l != nil {
 			leaders++
 			for j := range 1 + rng.IntN(3) {

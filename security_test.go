@@ -7,7 +7,6 @@ package exraft_test
 // runs on loopback; certificates are made in memory when the test runs.
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -20,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"strings"
@@ -134,44 +132,25 @@ func secServerTLS(ca *secCA, cert tls.Certificate, mutual bool) *tls.Config {
 	return cfg
 }
 
-// ---------------------------------------------------------------------------
-// Logs
-
-// secLog collects a server's log lines; it is safe for concurrent use.
-type secLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *secLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *secLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *secLog) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// has reports whether one line of the log contains every one of subs.
-func (l *secLog) has(subs ...string) bool {
-	for _, line := range strings.Split(l.String(), "\n") {
-		all := true
-		for _, s := range subs {
-			all = all && strings.Contains(line, s)
-		}
-		if all {
-			return true
+// dialRaw opens a plain connection to addr and writes send on it; the
+// connection closes at the end of the test.
+func dialRaw(t *testing.T, addr string, send []byte) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if len(send) > 0 {
+		if _, err := conn.Write(send); err != nil {
+			t.Fatalf("write to %s: %v", addr, err)
 		}
 	}
-	return false
+	return conn
 }
+
+// ---------------------------------------------------------------------------
+// Logs
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -494,10 +473,10 @@ func TestMutualTLS(t *testing.T) {
 // TestClusterIDMismatch: a Client or a server of another ClusterID is
 // refused with an error that says why, and both ends log the refusal.
 func TestClusterIDMismatch(t *testing.T) {
-	logs := make([]*secLog, 3)
+	logs := make([]*exraft.TestLog, 3)
 	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		logs[i] = &secLog{}
-		cfg.Logger = logs[i].logger()
+		logs[i] = &exraft.TestLog{}
+		cfg.Logger = logs[i].Logger()
 		cfg.ClusterID = "a"
 	}})
 	leaderVia(t, c.servers[0], c.servers)
@@ -525,23 +504,23 @@ func TestClusterIDMismatch(t *testing.T) {
 		}
 	}
 	leaderLog := logs[indexOf(c.servers, leader)]
-	eventually(t, waitShort, func() bool { return leaderLog.has("refused a connection", "ClusterID") },
+	eventually(t, waitShort, func() bool { return leaderLog.Has("refused a connection", "ClusterID") },
 		"%s to log that it refused the Client; its log:\n%s", leader.Name(), leaderLog)
 
 	// A server of cluster "b", added to cluster "a", never gets in; it
 	// refuses the leader (the acceptor's log) and the leader hears why (the
 	// dialer's log).
-	bLog := &secLog{}
+	bLog := &exraft.TestLog{}
 	b := secStartJoiner(t, "raft-b", func(cfg *exraft.Config) {
 		cfg.ClusterID = "b"
-		cfg.Logger = bLog.logger()
+		cfg.Logger = bLog.Logger()
 	})
 	secCannotJoin(t, c, b, "after-b")
-	eventually(t, waitShort, func() bool { return bLog.has("refused a connection", "ClusterID") },
+	eventually(t, waitShort, func() bool { return bLog.Has("refused a connection", "ClusterID") },
 		"%s to log that it refused cluster a; its log:\n%s", b.Name(), bLog)
 	eventually(t, waitShort, func() bool {
 		for _, l := range logs {
-			if l.has("a peer refused this server's connection", b.Addr(), "ClusterID", `\"a\"`, `\"b\"`) {
+			if l.Has("a peer refused this server's connection", b.Addr(), "ClusterID", `\"a\"`, `\"b\"`) {
 				return true
 			}
 		}
@@ -566,10 +545,10 @@ func indexOf(servers []*exraft.Server, s *exraft.Server) int {
 // TestSecret: with a Secret, only Clients and servers that know it get in.
 func TestSecret(t *testing.T) {
 	secret := []byte("s3cret")
-	logs := make([]*secLog, 3)
+	logs := make([]*exraft.TestLog, 3)
 	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		logs[i] = &secLog{}
-		cfg.Logger = logs[i].logger()
+		logs[i] = &exraft.TestLog{}
+		cfg.Logger = logs[i].Logger()
 		cfg.Secret = secret
 	}})
 	leaderVia(t, c.servers[0], c.servers)
@@ -620,14 +599,14 @@ func TestSecret(t *testing.T) {
 	if len(reply) < 2 || reply[0] != 1 || int(reply[1]) != len(reply)-2 || !strings.Contains(string(reply[2:]), "Secret") {
 		t.Fatalf("answer to a fake proof: %q; want a refusal (1, length, reason naming the Secret)", reply)
 	}
-	eventually(t, waitShort, func() bool { return logs[fi].has("refused a connection", "Secret", conn.LocalAddr().String()) },
+	eventually(t, waitShort, func() bool { return logs[fi].Has("refused a connection", "Secret", conn.LocalAddr().String()) },
 		"%s to log that it refused a fake proof; its log:\n%s", follower.Name(), logs[fi])
 
 	// A server of the same (empty) ClusterID that lacks the Secret.
-	nlog := &secLog{}
-	nosecret := secStartJoiner(t, "raft-nosecret", func(cfg *exraft.Config) { cfg.Logger = nlog.logger() })
+	nlog := &exraft.TestLog{}
+	nosecret := secStartJoiner(t, "raft-nosecret", func(cfg *exraft.Config) { cfg.Logger = nlog.Logger() })
 	secCannotJoin(t, c, nosecret, "after-nosecret")
-	eventually(t, waitShort, func() bool { return nlog.has("refused a connection", "Secret") },
+	eventually(t, waitShort, func() bool { return nlog.Has("refused a connection", "Secret") },
 		"%s to log the refusal; its log:\n%s", nosecret.Name(), nlog)
 
 	if got := secClientRead(t, right, c.servers, "get wrong"); got != "" {
@@ -716,10 +695,10 @@ func TestMaxCommandSize(t *testing.T) {
 // closes, the third gets in. It returns the server and the three Clients.
 func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, refused func(who string, err error)) (*exraft.Server, []*exraft.Client) {
 	t.Helper()
-	slg := &secLog{}
+	slg := &exraft.TestLog{}
 	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
 		limit(cfg)
-		cfg.Logger = slg.logger()
+		cfg.Logger = slg.Logger()
 	}})
 	s := awaitLeader(t, c.servers)
 	status := func(cl *exraft.Client) error {
@@ -746,7 +725,7 @@ func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, 
 			t.Fatalf("client %d after the refusal: %v", i+1, err)
 		}
 	}
-	eventually(t, waitShort, func() bool { return slg.has(logged...) },
+	eventually(t, waitShort, func() bool { return slg.Has(logged...) },
 		"the server to log the refusal (%q); its log:\n%s", logged, slg)
 	cls[0].Close()
 	var last error
@@ -789,10 +768,10 @@ func TestMaxConns(t *testing.T) {
 // logged, while the same refusal repeated (a client redialing with the wrong
 // ClusterID) is logged once, not once a connection.
 func TestBadInputsEachLogged(t *testing.T) {
-	slg := &secLog{}
+	slg := &exraft.TestLog{}
 	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
 		cfg.ClusterID = "here"
-		cfg.Logger = slg.logger()
+		cfg.Logger = slg.Logger()
 	}})
 	s := awaitLeader(t, c.servers)
 	openings := []string{"GET / HTTP/1.1\r\n\r\n", "\x00\x01\x02\x03\x04\x05\x06\x07", "SSH-2.0-OpenSSH_9.6\r\n"}
@@ -880,10 +859,10 @@ func TestWriteKeepsNoCallerBuffer(t *testing.T) {
 // already connected keeps working, and once the strangers go, new ones get
 // in again.
 func TestHandshakeBudget(t *testing.T) {
-	slg := &secLog{}
+	slg := &exraft.TestLog{}
 	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
 		cfg.MaxConns = 512 // a budget of max(64, 512/8)
-		cfg.Logger = slg.logger()
+		cfg.Logger = slg.Logger()
 	}})
 	s := awaitLeader(t, c.servers)
 	before := &exraft.Client{}
@@ -906,10 +885,10 @@ func TestHandshakeBudget(t *testing.T) {
 			t.Fatalf("dial %d: %v", i, err)
 		}
 		stalled = append(stalled, conn)
-		refused = slg.has("too many handshakes")
+		refused = slg.Has("too many handshakes")
 	}
 	if !refused {
-		eventually(t, waitShort, func() bool { return slg.has("too many handshakes") },
+		eventually(t, waitShort, func() bool { return slg.Has("too many handshakes") },
 			"the server to turn away connections past its handshake budget; its log:\n%s", slg)
 	}
 	if n := len(stalled); n < 64 {
@@ -1163,10 +1142,10 @@ func secReadEnd(t *testing.T, what string, conn net.Conn, began time.Time, ioTim
 // the cluster is unaffected by either.
 func TestIOTimeout(t *testing.T) {
 	const ioTimeout = 300 * time.Millisecond
-	logs := make([]*secLog, 3)
+	logs := make([]*exraft.TestLog, 3)
 	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		logs[i] = &secLog{}
-		cfg.Logger = logs[i].logger()
+		logs[i] = &exraft.TestLog{}
+		cfg.Logger = logs[i].Logger()
 		cfg.IOTimeout = ioTimeout
 	}})
 	leaderVia(t, c.servers[0], c.servers)
@@ -1180,11 +1159,7 @@ func TestIOTimeout(t *testing.T) {
 	// A connection that says nothing.
 	idle := c.servers[0]
 	began := time.Now()
-	conn, err := net.Dial("tcp", idle.Addr())
-	if err != nil {
-		t.Fatalf("dial %s: %v", idle.Addr(), err)
-	}
-	defer conn.Close()
+	conn := dialRaw(t, idle.Addr(), nil)
 	got, took := readEnd("a silent connection", conn, began)
 	if len(got) != 0 {
 		t.Fatalf("the server sent %q to a connection that never said hello", got)
@@ -1195,7 +1170,7 @@ func TestIOTimeout(t *testing.T) {
 	if took > waitShort/2 {
 		t.Fatalf("a silent connection was closed after %v, want about IOTimeout %v", took, ioTimeout)
 	}
-	eventually(t, waitShort, func() bool { return logs[0].has("refused a connection", "no handshake", conn.LocalAddr().String()) },
+	eventually(t, waitShort, func() bool { return logs[0].Has("refused a connection", "no handshake", conn.LocalAddr().String()) },
 		"%s to log that the silent connection sent no handshake; its log:\n%s", idle.Name(), logs[0])
 	writeAny(t, c.servers, "set after idle")
 	mbAllHave(t, c.servers, "after", "idle")
@@ -1203,14 +1178,7 @@ func TestIOTimeout(t *testing.T) {
 	// A connection that opens with something else than exraft.
 	target := c.servers[1]
 	began = time.Now()
-	garbage, err := net.Dial("tcp", target.Addr())
-	if err != nil {
-		t.Fatalf("dial %s: %v", target.Addr(), err)
-	}
-	defer garbage.Close()
-	if _, err := garbage.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
-		t.Fatalf("write garbage: %v", err)
-	}
+	garbage := dialRaw(t, target.Addr(), []byte("GET / HTTP/1.1\r\n\r\n"))
 	got, took = readEnd("a connection that sent HTTP", garbage, began)
 	if len(got) != 0 {
 		t.Fatalf("the server answered %q to HTTP", got)
@@ -1219,7 +1187,7 @@ func TestIOTimeout(t *testing.T) {
 		t.Fatalf("a connection that sent HTTP was closed after %v, want at once", took)
 	}
 	eventually(t, waitShort, func() bool {
-		return logs[1].has("refused a connection", "not an exraft client", garbage.LocalAddr().String())
+		return logs[1].Has("refused a connection", "not an exraft client", garbage.LocalAddr().String())
 	},
 		"%s to log the refusal of the HTTP request; its log:\n%s", target.Name(), logs[1])
 	writeAny(t, c.servers, "set after garbage")
@@ -1229,19 +1197,12 @@ func TestIOTimeout(t *testing.T) {
 	// with the reason.
 	third := c.servers[2]
 	began = time.Now()
-	v2, err := net.Dial("tcp", third.Addr())
-	if err != nil {
-		t.Fatalf("dial %s: %v", third.Addr(), err)
-	}
-	defer v2.Close()
-	if _, err := v2.Write(append([]byte("EXRAFT\x02\x00"), make([]byte, secNonceSize)...)); err != nil {
-		t.Fatalf("write a version 2 hello: %v", err)
-	}
+	v2 := dialRaw(t, third.Addr(), append([]byte("EXRAFT\x02\x00"), make([]byte, secNonceSize)...))
 	got, _ = readEnd("a hello of version 2", v2, began)
 	if len(got) < 2 || got[0] != 1 || int(got[1]) != len(got)-2 || !strings.Contains(string(got[2:]), "version 2") {
 		t.Fatalf("answer to a version 2 hello: %q; want a refusal (1, length, reason naming version 2)", got)
 	}
-	eventually(t, waitShort, func() bool { return logs[2].has("refused a connection", "version 2", v2.LocalAddr().String()) },
+	eventually(t, waitShort, func() bool { return logs[2].Has("refused a connection", "version 2", v2.LocalAddr().String()) },
 		"%s to log the refusal of version 2; its log:\n%s", third.Name(), logs[2])
 
 	// After a handshake: frames that stop halfway, and a length prefix above
@@ -1275,7 +1236,7 @@ func TestIOTimeout(t *testing.T) {
 				t.Fatalf("closed after %v, want about IOTimeout %v", took, ioTimeout)
 			}
 			eventually(t, waitShort, func() bool {
-				return logs[tc.server].has("closed a connection after bad input", conn.LocalAddr().String())
+				return logs[tc.server].Has("closed a connection after bad input", conn.LocalAddr().String())
 			},
 				"%s to log the bad input; its log:\n%s", s.Name(), logs[tc.server])
 		})

@@ -129,7 +129,7 @@ func TestStopDoesNotWaitOnAPeerThatStoppedReading(t *testing.T) {
 			Entries: []entry{{Index: uint64(i + 1), Term: 1, Data: make([]byte, 1<<20)}}})
 	}
 	sendTo(t, s, addr, msgs...)
-	taken := hstWaitFor(10*time.Second, func() bool {
+	taken := PollUntil(10*time.Second, func() bool {
 		s.transport.mu.Lock()
 		p := s.transport.peers[addr]
 		s.transport.mu.Unlock()
@@ -163,7 +163,7 @@ func TestSilentPeerIsRedialed(t *testing.T) {
 	// Each poll sends one more message: once the stream has given up on
 	// its connection, the next message to send dials again. The stream
 	// checks for silence when it checks for idleness, every streamIdle.
-	redialed := hstWaitFor(4*streamIdle, func() bool {
+	redialed := PollUntil(4*streamIdle, func() bool {
 		sendTo(t, s, addr, hb)
 		return peer.accepted() >= 2
 	})
