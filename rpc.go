@@ -188,7 +188,8 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 
 func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {
 	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
-		rep.Data, err = svc.s.Write(ctx, req.Data)
+		// req.Data was decoded into a slice of its own: the log may keep it.
+		rep.Data, err = svc.s.write(ctx, req.Data, true)
 		return err
 	})
 }
@@ -437,10 +438,10 @@ var replyBufs sync.Pool
 // recycleReply returns a written Step reply's buffer to replyBufs. Large
 // ones go to the garbage collector: a catch-up must not pin its size.
 func recycleReply(body any) {
+	// net/rpc is done with the reply once written, pointer and all.
 	if p, ok := body.(*[]byte); ok && *p != nil && cap(*p) <= 64<<10 {
-		b := (*p)[:0]
-		*p = nil
-		replyBufs.Put(&b)
+		*p = (*p)[:0]
+		replyBufs.Put(p)
 	}
 }
 

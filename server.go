@@ -317,6 +317,12 @@ func notLeader(v *view) error {
 // ErrStopped, so that they can go on; a call held up by the state machine
 // itself (Validate, ReadDirty) waits for them.
 func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
+	return s.write(ctx, command, false)
+}
+
+// write is Write; with owned, command is the server's to keep (a remote
+// call's, freshly decoded) and is not copied.
+func (s *Server) write(ctx context.Context, command []byte, owned bool) ([]byte, error) {
 	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
 	}
@@ -335,7 +341,10 @@ func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
 	// The log keeps the command for as long as the cluster lives, and new
 	// servers are caught up from it; the caller may reuse its buffer as
 	// soon as Write returns, or even before, if ctx ends first.
-	p.data = append([]byte(nil), command...)
+	p.data = command
+	if !owned {
+		p.data = append([]byte(nil), command...)
+	}
 	r, err := submit(ctx, s, s.propc, p, p.done)
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go
