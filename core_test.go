@@ -1865,17 +1865,39 @@ func TestCoreOneLeaderPerTerm(t *testing.T) {
 func TestCoreTermNeverWraps(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
-	for i := 0; i < a.cfg.electionMin; i++ {
-		a.tick()
-	}
-	a.takeReady()
 	a.step(crApp("b", math.MaxUint64, 1, 1, 1, nil))
+	a.takeReady()
+	// A forced election (TimeoutNow from the leader) skips pre-vote, the
+	// path that would add one to the term at once.
+	a.step(crFrom(msgTimeoutNow, "b", math.MaxUint64))
+	a.takeReady()
+	if a.term != math.MaxUint64 {
+		t.Fatalf("term %d after a forced campaign from the last term; want it kept", a.term)
+	}
 	for i := 0; i < 10*a.cfg.electionMax; i++ {
 		a.tick()
 		a.takeReady()
 		if a.term != math.MaxUint64 {
 			t.Fatalf("term %d after campaigning from the last term; want it kept", a.term)
 		}
+	}
+}
+
+// TestCoreLeaderHearsServersItCatchesUp: a leader takes a higher term from a
+// server it is catching up, though that server is not in its configuration
+// yet: it is no outsider to this leader (knows), and a leader that ignored
+// it would never catch it up.
+func TestCoreLeaderHearsServersItCatchesUp(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crElect(t, a, "b", "c")
+	if err := a.addServer(Peer{Name: "d", Addr: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	a.takeReady()
+	term := a.term
+	a.step(message{Type: msgAppResp, From: "d", FromInc: 7, FromAddr: "d", To: "a", Term: term + 5, Reject: true})
+	if a.term != term+5 || a.role != Follower {
+		t.Fatalf("after d answered at term %d: term %d, %v; want to follow at that term", term+5, a.term, a.role)
 	}
 }
 
@@ -1929,5 +1951,36 @@ func TestCoreReadRoundGoesToQuorum(t *testing.T) {
 	a.readIndex(3)
 	if to := heartbeats(a.takeReady()); len(to) != 2 || to[0] != "b" || to[1] != "d" {
 		t.Fatalf("round 3 went to %v, want b and d, who answered round 2", to)
+	}
+}
+
+// TestCoreReadRoundHeldOnceAfterRelease: with hold, the round that releases
+// reads does not start the next one in the same breath, so that the readers
+// just answered can join it; the next takeReady starts it, with every read
+// that came meanwhile.
+func TestCoreReadRoundHeldOnceAfterRelease(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crElect(t, a, "b", "c")
+	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
+	a.takeReady()
+	a.readIndex(1)
+	a.takeReady() // round 1 goes out
+	a.readIndex(2)
+	a.step(crAck("b", a.term, a.log.lastIndex(), a.seq)) // round 1 done
+	rd := a.takeReadyHolding(true)
+	if len(rd.reads) != 1 || rd.reads[0].id != 1 || !rd.roundHeld {
+		t.Fatalf("the answered round released %v, held %v; want read 1 and the next round held", rd.reads, rd.roundHeld)
+	}
+	if ms := crMsgs(rd.msgs, msgApp, ""); len(ms) != 0 {
+		t.Fatalf("a held round sent %s", crDump(ms))
+	}
+	a.readIndex(3) // a reader just answered asks again
+	rd = a.takeReadyHolding(false)
+	if ms := crMsgs(rd.msgs, msgApp, ""); len(ms) == 0 || ms[0].Seq != a.seq {
+		t.Fatalf("the held round did not start: %s", crDump(rd.msgs))
+	}
+	a.step(crAck("b", a.term, a.log.lastIndex(), a.seq))
+	if rd := a.takeReady(); len(rd.reads) != 2 {
+		t.Fatalf("the held round released %v, want reads 2 and 3 together", rd.reads)
 	}
 }
