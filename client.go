@@ -109,6 +109,9 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 			return nil, context.DeadlineExceeded
 		}
 	}
+	if err := c.fitsFrame(method, len(req.Data)); err != nil {
+		return nil, err
+	}
 	args, err := msgpack.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -136,13 +139,13 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 			if errors.Is(call.Error, ErrTooLarge) {
 				// Refused before anything was written: the connection
 				// is fine.
-				return nil, fmt.Errorf("exraft: call %s on %s: %w", method, addr, call.Error)
+				return nil, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
 			c.forget(addr, rc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
 				continue // a cached connection the server had closed: nothing was sent
 			}
-			return nil, fmt.Errorf("exraft: call %s on %s: %w", method, addr, call.Error)
+			return nil, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
 		var rep callReply
 		err = checkMsgpackValue(raw)
@@ -154,6 +157,26 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 		}
 		return &rep, decodeErr(&rep)
 	}
+}
+
+// opName is a method's name as users know it: "Write" for "Exraft.Write".
+func opName(method string) string { return strings.TrimPrefix(method, "Exraft.") }
+
+// fitsFrame refuses, before anything is sent, a command or query that no
+// frame of this Client could carry, naming the limit a user can change.
+func (c *Client) fitsFrame(method string, n int) error {
+	maxFrame := c.MaxFrameSize
+	if maxFrame <= 0 {
+		maxFrame = defaultMaxFrame
+	}
+	limit := maxFrame - frameOverhead
+	if n <= limit {
+		return nil
+	}
+	if method == methodWrite {
+		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a command of %d bytes is above the limit of %d (a server's Config.MaxCommandSize, 1 MiB by default, can be at most its MaxFrameSize less %d; this Client's MaxFrameSize is %d)", n, limit, frameOverhead, maxFrame)}
+	}
+	return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's query of %d bytes is above the limit of %d (MaxFrameSize less %d bytes of framing)", n, limit, frameOverhead)}
 }
 
 // Write is Server.Write on the server at addr.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/rpc"
+	"strings"
 	"sync"
 	"time"
 
@@ -218,7 +219,7 @@ func (c *rpcServerCodec) WriteResponse(resp *rpc.Response, body any) error {
 	if errors.Is(err, errFrameTooLarge) {
 		// net/rpc only logs a failed WriteResponse, so without this the
 		// caller would wait for the reply until its own deadline.
-		msg := fmt.Sprintf("%v: the reply to %s exceeds %d bytes", errFrameTooLarge, resp.ServiceMethod, c.w.max)
+		msg := fmt.Sprintf("%v: the reply to %s exceeds %d bytes (the server's MaxFrameSize)", errFrameTooLarge, strings.TrimPrefix(resp.ServiceMethod, "Exraft."), c.w.max)
 		err = c.w.writeFrame(resp.ServiceMethod, resp.Seq, true, msg, nil)
 	}
 	c.writeFailed(err)
@@ -650,7 +651,7 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 		err = w.enc.Encode(body)
 	}
 	if w.buf.over {
-		return fmt.Errorf("%w: %s #%d needs more than %d bytes", errFrameTooLarge, method, seq, w.max)
+		return fmt.Errorf("%w: %s needs more than %d bytes (MaxFrameSize)", errFrameTooLarge, strings.TrimPrefix(method, "Exraft."), w.max)
 	}
 	if err != nil {
 		return fmt.Errorf("%w %s #%d: %w", errEncoding, method, seq, err)

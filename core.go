@@ -143,6 +143,7 @@ var (
 	errNotLeaderCore   = errors.New("exraft: not the leader")
 	errConfBusy        = errors.New("exraft: a membership change is in progress")
 	errAlreadyMember   = errors.New("exraft: already a member")
+	errNameTaken       = errors.New("exraft: the name belongs to a member at another address")
 	errTransferring    = errors.New("exraft: leadership is being handed over")
 	errNotCommittedYet = errors.New("exraft: the leader has not committed an entry of its term yet")
 )
@@ -1213,7 +1214,9 @@ func (c *core) canChangeMembership() error {
 // addServer starts catching p up as a non-voter; it becomes a voter by a
 // configuration entry once it has caught up (maybeChangeMembership). A
 // member of the same name and address is already there, unless it came back
-// as a new incarnation, in which case it is re-admitted the same way.
+// as a new incarnation, in which case it is re-admitted the same way; a
+// member of the same name at another address refuses p. A server still
+// being caught up is caught up at p's address from now on.
 func (c *core) addServer(p Peer) error {
 	if c.role != Leader {
 		return errNotLeaderCore
@@ -1222,33 +1225,19 @@ func (c *core) addServer(p Peer) error {
 		return errTransferring
 	}
 	if v, ok := c.self.find(p.Name); ok {
-		if p.Name == c.cfg.name {
-			return errAlreadyMember
+		if v.Addr != p.Addr {
+			// Taking the name over would cut the member off while it
+			// still runs; a move is a removal, then an addition.
+			return errNameTaken
 		}
 		pr := c.prs[p.Name]
-		if pr == nil || (v.Inc == 0 && v.Addr == p.Addr) {
+		if p.Name == c.cfg.name || pr == nil || v.Inc == 0 {
 			return errAlreadyMember
 		}
 		c.epoch++
-		if v.Addr == p.Addr {
-			if !pr.joining {
-				// It may have restarted since it last answered: ask.
-				pr.verify = true
-				c.sendAppend(p.Name, pr, true)
-			}
-			return nil
-		}
-		{
-			pr.joining = true
-			if pr.addr != p.Addr {
-				pr.addr = p.Addr
-				pr.inc = 0
-				pr.match = 0
-				pr.next = c.log.lastIndex() + 1
-				pr.state = stateProbe
-				pr.probeSent = false
-				pr.inflight = pr.inflight[:0]
-			}
+		if !pr.joining {
+			// It may have restarted since it last answered: ask.
+			pr.verify = true
 			c.sendAppend(p.Name, pr, true)
 		}
 		return nil

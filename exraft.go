@@ -70,10 +70,14 @@ const (
 	Follower Role = iota
 	Candidate
 	Leader
+	// Stopped is the Role in the Status of a server after Stop.
+	Stopped
 )
 
 func (r Role) String() string {
 	switch r {
+	case Stopped:
+		return "stopped"
 	case Follower:
 		return "follower"
 	case Candidate:
@@ -143,6 +147,9 @@ var (
 	ErrLastServer = errors.New("exraft: cannot remove the last voter")
 	// ErrUnknownServer: RemoveServer of a name that is not a member.
 	ErrUnknownServer = errors.New("exraft: no such member")
+	// ErrNameTaken: AddServer of a name that a member has at another
+	// address. Nothing changed; to move a server, RemoveServer it first.
+	ErrNameTaken = errors.New("exraft: name taken by another member")
 	// ErrTooLarge: a Write's command above Config.MaxCommandSize (nothing
 	// was appended), or a call or reply that would not fit in a frame
 	// (MaxFrameSize).
@@ -152,6 +159,10 @@ var (
 	// server with too many connections from this host. The error's text says
 	// which; both ends log it.
 	ErrUnauthorized = errors.New("exraft: unauthorized")
+	// ErrNotExraft: the address answered, but not as an exraft server does
+	// (an HTTP server, say): the address or the port is wrong. The error's
+	// text shows the first bytes that came back.
+	ErrNotExraft = errors.New("exraft: not an exraft server")
 )
 
 // rejectedError carries a validator's message and matches ErrRejected.
@@ -161,9 +172,25 @@ func (e *rejectedError) Error() string        { return "exraft: command rejected
 func (e *rejectedError) Is(target error) bool { return target == ErrRejected }
 func (e *rejectedError) Unwrap() error        { return ErrRejected }
 
+// nameTakenError says which member has the name, and matches ErrNameTaken.
+type nameTakenError struct{ msg string }
+
+func (e *nameTakenError) Error() string { return e.msg }
+func (e *nameTakenError) Unwrap() error { return ErrNameTaken }
+
 // tooLargeError carries the server's account of what was too large, and
 // matches ErrTooLarge.
 type tooLargeError struct{ msg string }
 
 func (e *tooLargeError) Error() string { return e.msg }
 func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
+
+// waitError is a call that its ctx ended: the text says what the call was
+// waiting on, and the error matches ctx's (errors.Is).
+type waitError struct {
+	msg string
+	err error
+}
+
+func (e *waitError) Error() string { return e.msg }
+func (e *waitError) Unwrap() error { return e.err }

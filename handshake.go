@@ -12,6 +12,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Every connection, from a peer or a client, opens with a handshake before
@@ -21,14 +23,18 @@ import (
 // crosses the wire: each end proves it knows the Secret with an HMAC over
 // both ends' fresh nonces, so a recorded handshake is worth nothing later.
 //
-//	dialer → acceptor   hello:  "EXRAFT" version, len ClusterID, ClusterID, nonce
+//	dialer → acceptor   hello:  "EXRAFT" version, len ClusterID, ClusterID, nonce, CR LF
 //	acceptor → dialer   verdict; if accepted: nonce
 //	dialer → acceptor   proof("dialer")
 //	acceptor → dialer   verdict; if accepted: proof("acceptor")
 //	dialer → acceptor   verdict, then frames
 //
 // A verdict is one byte, 0 for accepted; a refusal is followed by its reason
-// (one length byte, then text), so that the refused end can say why.
+// (one length byte, then text), so that the refused end can say why. Any
+// other byte means the other end is not an exraft server at all. The hello
+// ends with CR LF so that a line-based server dialed by mistake (HTTP,
+// Redis, SMTP…) answers at once with its own error, which the dialer then
+// shows, instead of waiting for the rest of a line until IOTimeout.
 //
 // The dialer proves itself first. Anyone can connect to a server, but only
 // a server's own configuration and its users decide whom it dials; so a
@@ -44,7 +50,8 @@ import (
 // buffering), so the frames that follow are left for the codec.
 const (
 	handshakeMagic   = "EXRAFT"
-	handshakeVersion = 1
+	handshakeVersion = 2
+	helloEnd         = "\r\n"
 	nonceSize        = 32
 	proofSize        = sha256.Size
 	verdictAccepted  = 0
@@ -110,12 +117,13 @@ func (id identity) dialHandshake(conn net.Conn, addr string) error {
 	if err != nil {
 		return &unauthorizedError{fmt.Sprintf("connection to %s: %v", addr, err)}
 	}
-	hello := make([]byte, 0, len(handshakeMagic)+2+len(id.clusterID)+nonceSize)
+	hello := make([]byte, 0, len(handshakeMagic)+2+len(id.clusterID)+nonceSize+len(helloEnd))
 	hello = append(hello, handshakeMagic...)
 	hello = append(hello, handshakeVersion, byte(len(id.clusterID)))
 	hello = append(hello, id.clusterID...)
 	nonce := newNonce()
 	hello = append(hello, nonce...)
+	hello = append(hello, helloEnd...)
 	if _, err := conn.Write(hello); err != nil {
 		return handshakeIOError(addr, err)
 	}
@@ -165,11 +173,14 @@ func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
 	}
 	theirID := make([]byte, head[len(handshakeMagic)+1])
 	dialerNonce := make([]byte, nonceSize)
-	if _, err := io.ReadFull(conn, theirID); err != nil {
-		return fmt.Errorf("handshake cut short: %w", err)
+	end := make([]byte, len(helloEnd))
+	for _, part := range [][]byte{theirID, dialerNonce, end} {
+		if _, err := io.ReadFull(conn, part); err != nil {
+			return fmt.Errorf("handshake cut short: %w", err)
+		}
 	}
-	if _, err := io.ReadFull(conn, dialerNonce); err != nil {
-		return fmt.Errorf("handshake cut short: %w", err)
+	if string(end) != helloEnd {
+		return fmt.Errorf("not an exraft client or peer: the hello ends with %q", end)
 	}
 	if refuse != "" {
 		_ = writeRefusal(conn, refuse)
@@ -205,14 +216,19 @@ func (id identity) acceptHandshake(conn net.Conn, refuse string) error {
 }
 
 // readVerdict reads a verdict and, for a refusal, its reason; who names the
-// other end in the error.
+// other end in the error. Bytes that are no verdict, or a reason that is
+// not text, come from something that does not speak exraft.
 func readVerdict(r io.Reader, addr, who string) error {
 	var b [1]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return handshakeIOError(addr, err)
 	}
-	if b[0] == verdictAccepted {
+	switch b[0] {
+	case verdictAccepted:
 		return nil
+	case verdictRefused:
+	default:
+		return notExraft(r, addr, b[:])
 	}
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return handshakeIOError(addr, err)
@@ -221,7 +237,59 @@ func readVerdict(r io.Reader, addr, who string) error {
 	if _, err := io.ReadFull(r, reason); err != nil {
 		return handshakeIOError(addr, err)
 	}
+	if !printable(reason) {
+		return &notExraftError{addr: addr, answer: append([]byte{verdictRefused, b[0]}, reason...)}
+	}
 	return &unauthorizedError{fmt.Sprintf("%s at %s refused the connection: %s", who, addr, reason)}
+}
+
+// notExraftAnswer bounds how much of a stranger's answer an error shows, and
+// notExraftWait how long the dialer waits for more of it than came at once.
+const (
+	notExraftAnswer = 64
+	notExraftWait   = 100 * time.Millisecond
+)
+
+// notExraft builds the error for an answer that began with first: it reads
+// what else arrives promptly, so that the error shows the stranger's words.
+func notExraft(r io.Reader, addr string, first []byte) error {
+	answer := make([]byte, notExraftAnswer)
+	n := copy(answer, first)
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		d.SetReadDeadline(time.Now().Add(notExraftWait))
+	}
+	for n < len(answer) {
+		m, err := r.Read(answer[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	return &notExraftError{addr: addr, answer: answer[:n]}
+}
+
+// notExraftError: the other end answered the handshake with bytes that are
+// not exraft's. It matches ErrNotExraft.
+type notExraftError struct {
+	addr   string
+	answer []byte
+}
+
+func (e *notExraftError) Error() string {
+	return fmt.Sprintf("exraft: %s does not speak exraft (check the address and port): it answered %q", e.addr, e.answer)
+}
+func (e *notExraftError) Unwrap() error { return ErrNotExraft }
+
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func writeRefusal(w io.Writer, reason string) error {
@@ -257,12 +325,12 @@ func dialConn(parent context.Context, dial func(context.Context, string) (net.Co
 		}
 		var ne net.Error
 		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("exraft: %s %s: no answer within %v", step, addr, timeout)
+			return fmt.Errorf("exraft: %s %s: no answer within %v (is an exraft server listening there?)", step, addr, timeout)
 		}
-		if errors.Is(err, ErrUnauthorized) {
+		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotExraft) {
 			return err
 		}
-		return fmt.Errorf("exraft: %s %s: %w", step, addr, err)
+		return &connectError{step: step, addr: addr, err: err}
 	}
 	var raw net.Conn
 	var err error
@@ -305,3 +373,22 @@ func dialConn(parent context.Context, dial func(context.Context, string) (net.Co
 	raw.SetDeadline(time.Time{})
 	return conn, nil
 }
+
+// connectError is a failure to connect to addr at step (dial, TLS
+// handshake, handshake). Its text leaves out what a *net.OpError repeats of
+// the step and the address.
+type connectError struct {
+	step, addr string
+	err        error
+}
+
+func (e *connectError) Error() string {
+	msg := e.err.Error()
+	var oe *net.OpError
+	if errors.As(e.err, &oe) && oe.Err != nil {
+		msg = oe.Err.Error()
+	}
+	return fmt.Sprintf("exraft: %s %s: %s", e.step, e.addr, msg)
+}
+
+func (e *connectError) Unwrap() error { return e.err }

@@ -79,8 +79,9 @@ func TestHandshakeRefusals(t *testing.T) {
 func TestHandshakeRejectsStrangers(t *testing.T) {
 	for _, in := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"EXRAFT\x09\x00" + strings.Repeat("n", nonceSize), // another version
-		"EXRAFT\x01\x05ab",                                // cut short
+		"EXRAFT\x09\x00" + strings.Repeat("n", nonceSize),        // another version
+		"EXRAFT\x02\x05ab",                                       // cut short
+		"EXRAFT\x02\x00" + strings.Repeat("n", nonceSize) + "xx", // no line end
 		"",
 	} {
 		if err := (identity{}).acceptHandshake(scriptConn{in: strings.NewReader(in)}, ""); err == nil {
@@ -112,7 +113,7 @@ func TestHandshakeDialerWaitsForVerdict(t *testing.T) {
 	a, b := net.Pipe()
 	a.SetDeadline(time.Now().Add(10 * time.Second))
 	go func() {
-		io.ReadFull(b, make([]byte, len(handshakeMagic)+2+nonceSize))
+		io.ReadFull(b, make([]byte, len(handshakeMagic)+2+nonceSize+len(helloEnd)))
 		b.Close()
 	}()
 	if err := (identity{}).dialHandshake(a, "x:1"); err == nil || !strings.Contains(err.Error(), "closed the connection before accepting it") {
@@ -136,9 +137,9 @@ func (c scriptConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.I
 // cannot do.
 func FuzzAcceptHandshake(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
-	f.Add([]byte("EXRAFT\x01\x00" + strings.Repeat("\x00", nonceSize+1+proofSize)))
-	f.Add([]byte("EXRAFT\x01\xff"))
-	f.Add([]byte("EXRAFT\x01\x00" + strings.Repeat("\x00", nonceSize) + "\x01\x03bye"))
+	f.Add([]byte("EXRAFT\x02\x00" + strings.Repeat("\x00", nonceSize) + "\r\n" + strings.Repeat("\x00", 1+proofSize)))
+	f.Add([]byte("EXRAFT\x02\xff"))
+	f.Add([]byte("EXRAFT\x02\x00" + strings.Repeat("\x00", nonceSize) + "\r\n\x01\x03bye"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		err := (identity{secret: []byte("k")}).acceptHandshake(scriptConn{in: strings.NewReader(string(in))}, "")
 		if err == nil {

@@ -60,6 +60,7 @@ const (
 	codeCanceled
 	codeOther
 	codeTooLarge
+	codeNameTaken
 )
 
 // encodeErr gives err its wire form.
@@ -84,6 +85,8 @@ func encodeErr(err error, r *callReply) {
 		r.Code = codeUnknownServer
 	case errors.Is(err, ErrTooLarge):
 		r.Code = codeTooLarge
+	case errors.Is(err, ErrNameTaken):
+		r.Code = codeNameTaken
 	case errors.Is(err, context.DeadlineExceeded):
 		r.Code = codeDeadline
 	case errors.Is(err, context.Canceled):
@@ -113,13 +116,24 @@ func decodeErr(r *callReply) error {
 	case codeUnknownServer:
 		return ErrUnknownServer
 	case codeDeadline:
-		return context.DeadlineExceeded
+		return remoteCtxErr(r.Msg, context.DeadlineExceeded)
 	case codeCanceled:
-		return context.Canceled
+		return remoteCtxErr(r.Msg, context.Canceled)
 	case codeTooLarge:
 		return &tooLargeError{msg: r.Msg}
+	case codeNameTaken:
+		return &nameTakenError{msg: r.Msg}
 	}
 	return &RemoteError{Msg: r.Msg}
+}
+
+// remoteCtxErr keeps what a remote call said it waited on when its ctx
+// ended, and still matches err.
+func remoteCtxErr(msg string, err error) error {
+	if msg == "" || msg == err.Error() {
+		return err
+	}
+	return &waitError{msg: msg, err: err}
 }
 
 // RemoteError is an error a remote server returned that has no sentinel.
@@ -151,6 +165,10 @@ func (svc *rpcService) Step(args *[]byte, reply *[]byte) error {
 	return nil
 }
 
+// replyMargin is the most a remote call's deadline is shortened by on the
+// server, to leave its answer time to reach the caller.
+const replyMargin = 100 * time.Millisecond
+
 type stepWait struct {
 	done chan struct{}
 	addr string
@@ -166,9 +184,13 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 		return errors.New("exraft: bad request: " + err.Error())
 	}
 	// A call must not outlive the server: its ctx derives from the server's.
+	// It ends a little before the caller's, so that the caller receives
+	// the server's account of what it waited on rather than its own bare
+	// deadline.
 	ctx, cancel := svc.s.ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(svc.s.ctx, time.Duration(req.Timeout))
+		timeout := time.Duration(req.Timeout)
+		ctx, cancel = context.WithTimeout(svc.s.ctx, timeout-min(timeout/10, replyMargin))
 	}
 	defer cancel()
 	var rep callReply
@@ -292,10 +314,11 @@ type transport struct {
 	peers     map[string]*peerStream
 	strangers int // streams with stranger set, in peers
 	wg        sync.WaitGroup
+	reach     *reach
 }
 
 func newTransport(s *Server) *transport {
-	return &transport{s: s, peers: map[string]*peerStream{}}
+	return &transport{s: s, peers: map[string]*peerStream{}, reach: newReach(s.log)}
 }
 
 // maxStrangerStreams bounds the streams to addresses outside the
@@ -359,6 +382,7 @@ func (p *peerStream) retire(inflight int) bool {
 	}
 	if p.t.peers[p.addr] == p {
 		delete(p.t.peers, p.addr)
+		p.t.reach.forget(p.addr)
 		if p.stranger {
 			p.t.strangers--
 		}
@@ -580,15 +604,15 @@ func (p *peerStream) run() {
 		if client == nil && time.Now().After(retryAt) {
 			conn, err := p.dial()
 			if err != nil {
+				p.t.reach.failed(p.addr, err)
+				s.log.Debug("dial failed", "peer", p.addr, "err", err)
 				retryAt = time.Now().Add(s.cfg.HeartbeatInterval)
-				if errors.Is(err, ErrUnauthorized) {
+				if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotExraft) {
 					// Refused: this will not mend itself soon.
-					s.warn("dial:"+p.addr, "a peer refused this server's connection", "peer", p.addr, "err", err)
 					retryAt = time.Now().Add(time.Second)
-				} else {
-					s.log.Debug("dial failed", "peer", p.addr, "err", err)
 				}
 			} else {
+				p.t.reach.reached(p.addr)
 				var dec msgDecoder
 				codec := newPeerClientCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
 					// The peer's answers, in the order it sent them.

@@ -242,8 +242,8 @@ func secCannotJoin(t *testing.T, c *cluster, joiner *exraft.Server, key string) 
 }
 
 // The handshake on the wire, for raw connections that play a dialer by hand
-// (see handshake.go): hello = "EXRAFT", version 1, len(ClusterID),
-// ClusterID, a 32-byte nonce; the acceptor answers 0, its nonce and its
+// (see handshake.go): hello = "EXRAFT", version 2, len(ClusterID),
+// ClusterID, a 32-byte nonce, CR LF; the acceptor answers 0, its nonce and its
 // proof; the dialer sends 0 and its proof; the acceptor's last verdict is 0.
 // A refusal is 1, a length byte and the reason.
 const (
@@ -280,9 +280,10 @@ func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte
 	if _, err := rand.Read(nonce); err != nil {
 		t.Fatalf("nonce: %v", err)
 	}
-	hello := append([]byte("EXRAFT"), 1, byte(len(clusterID)))
+	hello := append([]byte("EXRAFT"), 2, byte(len(clusterID)))
 	hello = append(hello, clusterID...)
 	hello = append(hello, nonce...)
+	hello = append(hello, "\r\n"...)
 	if _, err := conn.Write(hello); err != nil {
 		t.Fatalf("write hello: %v", err)
 	}
@@ -1197,13 +1198,13 @@ func TestIOTimeout(t *testing.T) {
 	// with the reason.
 	third := c.servers[2]
 	began = time.Now()
-	v2 := dialRaw(t, third.Addr(), append([]byte("EXRAFT\x02\x00"), make([]byte, secNonceSize)...))
-	got, _ = readEnd("a hello of version 2", v2, began)
-	if len(got) < 2 || got[0] != 1 || int(got[1]) != len(got)-2 || !strings.Contains(string(got[2:]), "version 2") {
-		t.Fatalf("answer to a version 2 hello: %q; want a refusal (1, length, reason naming version 2)", got)
+	v9 := dialRaw(t, third.Addr(), append([]byte("EXRAFT\x09\x00"), make([]byte, secNonceSize)...))
+	got, _ = readEnd("a hello of version 9", v9, began)
+	if len(got) < 2 || got[0] != 1 || int(got[1]) != len(got)-2 || !strings.Contains(string(got[2:]), "version 9") {
+		t.Fatalf("answer to a version 9 hello: %q; want a refusal (1, length, reason naming version 9)", got)
 	}
-	eventually(t, waitShort, func() bool { return logs[2].Has("refused a connection", "version 2", v2.LocalAddr().String()) },
-		"%s to log the refusal of version 2; its log:\n%s", third.Name(), logs[2])
+	eventually(t, waitShort, func() bool { return logs[2].Has("refused a connection", "version 9", v9.LocalAddr().String()) },
+		"%s to log the refusal of version 9; its log:\n%s", third.Name(), logs[2])
 
 	// After a handshake: frames that stop halfway, and a length prefix above
 	// MaxFrameSize. Each case goes to a server whose "bad input" warning

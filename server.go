@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/rpc"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,21 +271,30 @@ func (s *Server) Addr() string { return s.addr }
 // Peer returns the server's name and address.
 func (s *Server) Peer() Peer { return Peer{Name: s.name, Addr: s.addr} }
 
-// Leader returns the leader this server knows, and false when it knows none.
+// Leader returns the leader this server knows, and false when it knows none
+// (always, after Stop).
 func (s *Server) Leader() (Peer, bool) {
+	if s.isStopped() {
+		return Peer{}, false
+	}
 	v := s.board.get()
 	return v.leader, v.leader.Name != ""
 }
 
-// Status returns the server's view of the cluster.
+// Status returns the server's view of the cluster. After Stop, its Role is
+// Stopped, it knows no Leader, and the rest is as the server last saw it.
 func (s *Server) Status() Status {
 	v := s.board.get()
+	role, leader := v.role, v.leader
+	if s.isStopped() {
+		role, leader = Stopped, Peer{}
+	}
 	return Status{
 		Name:         s.name,
 		Addr:         s.addr,
-		Role:         v.role,
+		Role:         role,
 		Term:         v.term,
-		Leader:       v.leader,
+		Leader:       leader,
 		CommitIndex:  v.commit,
 		AppliedIndex: s.applied.Load(),
 		LastIndex:    v.last,
@@ -428,6 +438,9 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.fitsFrame("query", len(query)); err != nil {
+		return nil, err
+	}
 	r := readPool.Get().(*readRequest)
 	r.query = query
 	res, err := submit(ctx, s, s.readc, r, r.done)
@@ -435,7 +448,22 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
 	}
-	return res.val, firstErr(err, res.err)
+	if err = firstErr(err, res.err); err != nil {
+		return nil, err
+	}
+	if err := s.fitsFrame("answer", len(res.val)); err != nil {
+		return nil, err
+	}
+	return res.val, nil
+}
+
+// fitsFrame fails a read's query or answer that could not travel in a
+// frame, so that a read behaves alike in process and over the wire.
+func (s *Server) fitsFrame(what string, n int) error {
+	if limit := s.cfg.MaxFrameSize - frameOverhead; n > limit {
+		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's %s of %d bytes is above the limit of %d (Config.MaxFrameSize less %d bytes of framing)", what, n, limit, frameOverhead)}
+	}
+	return nil
 }
 
 // ReadDirty answers query from this server's state machine as it is now,
@@ -447,9 +475,16 @@ func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := s.fitsFrame("query", len(query)); err != nil {
+		return nil, err
+	}
 	s.smMu.Lock()
-	defer s.smMu.Unlock()
-	return s.sm.Query(query), nil
+	answer := s.sm.Query(query)
+	s.smMu.Unlock()
+	if err := s.fitsFrame("answer", len(answer)); err != nil {
+		return nil, err
+	}
+	return answer, nil
 }
 
 // TriggerElection makes this server campaign at once, with a forced election
@@ -466,11 +501,16 @@ func (s *Server) TriggerElection(ctx context.Context) error {
 
 // AddServer makes p a voter. On the leader it catches p up as a non-voter,
 // then commits a configuration in which p votes, and returns once that
-// commits. Adding a current member is a no-op that returns nil; a member that
-// came back as a new incarnation is re-admitted. On a follower it returns a
-// redirect. Membership changes happen one at a time: concurrent calls queue,
-// each bounded by its ctx. If ctx ends before p is a voter, the catch-up is
-// abandoned and the configuration is as it was.
+// commits. Adding a current member (same name, same address) is a no-op
+// that returns nil; a member that came back as a new incarnation is
+// re-admitted. A name that a member has at another address fails with
+// ErrNameTaken and changes nothing: a server moves by RemoveServer of its
+// name, then AddServer at the new address. On a follower it returns a
+// redirect. Membership changes happen one at a time: concurrent calls
+// queue, each bounded by its ctx. If ctx ends before p is a voter, the
+// catch-up is abandoned, the configuration is as it was, and the error,
+// which matches ctx.Err(), says what AddServer was waiting on (for
+// instance why the leader cannot connect to p).
 func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	if p.Name == "" || p.Addr == "" {
 		return fmt.Errorf("exraft: AddServer needs a Name and an Addr (got %q at %q)", p.Name, p.Addr)
@@ -494,6 +534,8 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	switch {
 	case errors.Is(startErr, errAlreadyMember):
 		return nil
+	case errors.Is(startErr, errNameTaken):
+		return s.nameTaken(p)
 	case startErr != nil:
 		return startErr
 	}
@@ -513,12 +555,39 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 		if !errors.Is(err, ErrStopped) {
 			s.tryOnDriver(func() { s.core.cancelJoin(p.Name) })
 		}
-		return err
+		return s.addStalled(ctx, p, err, "catching it up")
 	}
 	if admit == 0 {
 		return nil // a voter already, as the configured incarnation
 	}
-	return s.awaitCommitted(ctx, admit, term)
+	err = s.awaitCommitted(ctx, admit, term)
+	return s.addStalled(ctx, p, err, "waiting for the configuration that makes it a voter to commit")
+}
+
+// nameTaken is AddServer's error for p whose name a member at another
+// address has.
+func (s *Server) nameTaken(p Peer) error {
+	var at string
+	for _, m := range s.board.get().members {
+		if m.Name == p.Name {
+			at = m.Addr
+		}
+	}
+	return &nameTakenError{msg: fmt.Sprintf("exraft: AddServer %v: the name %q belongs to the member at %s; to move that server, RemoveServer(%q) first, then AddServer", p, p.Name, at, p.Name)}
+}
+
+// addStalled gives an AddServer that ctx ended the reason it did not finish:
+// what it was doing and, if the leader could not connect to p, why. The
+// error still matches ctx's.
+func (s *Server) addStalled(ctx context.Context, p Peer, err error, doing string) error {
+	if err == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return err
+	}
+	msg := fmt.Sprintf("exraft: AddServer %v: %v while %s", p, err, doing)
+	if cause := s.transport.reach.lastError(p.Addr); cause != nil {
+		msg += "; the leader cannot connect to it: " + strings.TrimPrefix(cause.Error(), "exraft: ")
+	}
+	return &waitError{msg: msg, err: err}
 }
 
 // RemoveServer commits a configuration without the server name and returns
