@@ -2,9 +2,13 @@ package exraft_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,8 +82,16 @@ func ExampleStartServer() {
 // leader; the caller retries there.
 func ExampleRedirectError() {
 	// Two servers that know each other's address from the start.
-	l1, _ := net.Listen("tcp", "127.0.0.1:0")
-	l2, _ := net.Listen("tcp", "127.0.0.1:0")
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	members := []exraft.Peer{
 		{Name: "a", Addr: l1.Addr().String()},
 		{Name: "b", Addr: l2.Addr().String()},
@@ -139,4 +151,223 @@ func ExampleRedirectError() {
 	// Output:
 	// not the leader; following the redirect
 	// read at the leader: redirected
+}
+
+// The examples from here on are README.md's code blocks, word for word, so
+// that the README cannot show code that no longer compiles or runs:
+// TestReadmeGoBlocksAreExamples fails when the two drift apart.
+
+// counter is README.md's state machine: it adds each command to a total.
+type counter struct{ n int }
+
+// Validate runs on the leader before a command enters the log: a command
+// that is not a number fails its Write with ErrRejected.
+func (c *counter) Validate(cmd []byte) error {
+	_, err := strconv.Atoi(string(cmd))
+	return err
+}
+
+// Apply runs on every server, once per committed command, in log order.
+func (c *counter) Apply(cmd []byte) []byte {
+	delta, _ := strconv.Atoi(string(cmd)) // Validate let only numbers in
+	c.n += delta
+	return []byte(strconv.Itoa(c.n))
+}
+
+// Query answers a read and must not change the state.
+func (c *counter) Query([]byte) []byte { return []byte(strconv.Itoa(c.n)) }
+
+// The quick start: a one-server cluster leads at once.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	s, err := exraft.StartServer(&counter{}, exraft.Config{Name: "solo"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Stop()
+
+	if _, err := s.AwaitLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	n, err := s.Write(ctx, []byte("5")) // the result of Apply, once committed
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := s.Read(ctx, []byte("get")) // a linearizable read
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("Write returned %s, Read returned %s\n", n, v)
+	// Output:
+	// Write returned 5, Read returned 5
+}
+
+// A three-server cluster starts from an InitialConfig that lists every
+// server, so the listeners come first.
+func ExampleStartServer_cluster() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	names := []string{"a", "b", "c"}
+	var lns []net.Listener
+	var peers []exraft.Peer
+	for _, name := range names {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		lns = append(lns, ln)
+		peers = append(peers, exraft.Peer{Name: name, Addr: ln.Addr().String()})
+	}
+
+	var servers []*exraft.Server
+	for i, name := range names {
+		s, err := exraft.StartServer(&counter{}, exraft.Config{
+			Name:          name,
+			Listener:      lns[i],
+			InitialConfig: peers,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer s.Stop()
+		servers = append(servers, s)
+	}
+
+	// The first election needs every server of InitialConfig.
+	if _, err := servers[0].AwaitLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(servers[0].Status().Members), "voters")
+	// Output:
+	// 3 voters
+}
+
+// writeVia writes cmd through s: at s if it leads, else at the leader.
+func writeVia(ctx context.Context, s *exraft.Server, cmd []byte) ([]byte, error) {
+	result, err := s.Write(ctx, cmd)
+
+	var redirect *exraft.RedirectError
+	switch {
+	case err == nil:
+		// s is the leader.
+		return result, nil
+	case errors.As(err, &redirect):
+		// A follower that knows the leader names it: retry there.
+		return exraft.Write(ctx, redirect.Leader.Addr, cmd)
+	case errors.Is(err, exraft.ErrNoLeader):
+		// An election is under way: wait for its outcome, then retry.
+		leader, err := s.AwaitLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return exraft.Write(ctx, leader.Addr, cmd)
+	default:
+		return nil, err
+	}
+}
+
+// Writes through every server of a cluster, leader or not: writeVia
+// follows a follower's redirect, or waits out an election.
+func ExampleWrite() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	names := []string{"a", "b", "c"}
+	var lns []net.Listener
+	var peers []exraft.Peer
+	for _, name := range names {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		lns = append(lns, ln)
+		peers = append(peers, exraft.Peer{Name: name, Addr: ln.Addr().String()})
+	}
+
+	var servers []*exraft.Server
+	for i, name := range names {
+		s, err := exraft.StartServer(&counter{}, exraft.Config{
+			Name:          name,
+			Listener:      lns[i],
+			InitialConfig: peers,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer s.Stop()
+		servers = append(servers, s)
+	}
+
+	// No AwaitLeader first: the first writes may well find no leader yet.
+	for _, s := range servers {
+		total, err := writeVia(ctx, s, []byte("1"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("via %s: %s\n", s.Name(), total)
+	}
+	// Output:
+	// via a: 1
+	// via b: 2
+	// via c: 3
+}
+
+// secureConfig is the Config of one server of a cluster that spans machines.
+func secureConfig(name, addr string, peers []exraft.Peer, secret []byte, tlsConfig *tls.Config) exraft.Config {
+	return exraft.Config{
+		Name:          name,
+		Addr:          addr,          // the address it listens on and the others dial
+		ClusterID:     "orders-prod", // refuse other clusters' servers and clients
+		Secret:        secret,        // refuse anyone who does not know it
+		TLS:           tlsConfig,     // encrypt, and with client certs, authenticate
+		InitialConfig: peers,
+	}
+}
+
+// secureClient is a Client that secureConfig's servers let in.
+func secureClient(secret []byte, tlsConfig *tls.Config) *exraft.Client {
+	return &exraft.Client{ClusterID: "orders-prod", Secret: secret, TLS: tlsConfig}
+}
+
+// A server and a client that share the ClusterID and the Secret talk; a
+// client without the Secret is refused.
+func ExampleConfig_secure() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	// A real cluster reads its secret from a vault and gives every server
+	// a tls.Config with certificates from its CA; this one makes a secret
+	// up and goes without TLS, to stay short.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		log.Fatal(err)
+	}
+
+	s, err := exraft.StartServer(&counter{}, secureConfig("n1", "127.0.0.1:0", nil, secret, nil))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Stop()
+
+	client := secureClient(secret, nil)
+	defer client.Close()
+	if _, err := client.AwaitLeader(ctx, s.Addr()); err != nil {
+		log.Fatal(err)
+	}
+	total, err := client.Write(ctx, s.Addr(), []byte("1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("with the secret: %s\n", total)
+
+	stranger := &exraft.Client{ClusterID: "orders-prod"}
+	defer stranger.Close()
+	_, err = stranger.Write(ctx, s.Addr(), []byte("1"))
+	fmt.Println("without it, refused:", errors.Is(err, exraft.ErrUnauthorized))
+	// Output:
+	// with the secret: 1
+	// without it, refused: true
 }
