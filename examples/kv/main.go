@@ -8,7 +8,8 @@
 //	go run ./examples/kv
 //
 // Run with flags, it is one server of a cluster, with a small command line on
-// stdin (set, get, del, status, quit). Three terminals make a cluster:
+// stdin (set, get, del, status, quit). Three terminals make a cluster, the
+// second and third joining the first, in any order:
 //
 //	go run ./examples/kv -name a -listen 127.0.0.1:7001
 //	go run ./examples/kv -name b -listen 127.0.0.1:7002 -join 127.0.0.1:7001
@@ -19,6 +20,10 @@
 //	go run ./examples/kv -name a -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
 //	go run ./examples/kv -name b -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
 //	go run ./examples/kv -name c -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+//
+// A -join or -peers server restarted with the same flags rejoins its cluster;
+// the first server of the -join layout would start a new cluster instead, so
+// it comes back with -join. kv -h says more.
 package main
 
 import (
@@ -35,7 +40,7 @@ func main() {
 	flag.StringVar(&opts.name, "name", "", "this server's `name`, unique in the cluster")
 	flag.StringVar(&opts.listen, "listen", "", "`host:port` to listen on and to be dialed at\n(default: this server's address in -peers, else 127.0.0.1:0)")
 	flag.StringVar(&opts.peers, "peers", "", "bootstrap a cluster of these servers, this one included:\ncomma-separated `name=host:port` pairs")
-	flag.StringVar(&opts.join, "join", "", "join the cluster that the server at `host:port` belongs to")
+	flag.StringVar(&opts.join, "join", "", "join the cluster that the server at `host:port` belongs to: wait,\nasking again and again, until it adds this server")
 	flag.StringVar(&opts.cluster, "cluster", "", "the cluster's `ID`: servers and clients of another ID are refused.\nSet KV_SECRET in the environment to require a shared secret as well")
 	flag.BoolVar(&opts.verbose, "v", false, "log protocol events to stderr")
 	flag.Usage = usage
@@ -64,11 +69,46 @@ func usage() {
 	fmt.Fprint(out, `kv is a replicated key-value store built on exraft.
 
 Usage:
-  kv                          run a three-server cluster in this process and
-                              show what it does, step by step
-  kv -name N [-listen ADDR]   start a one-server cluster that others can join
-  kv -name N -peers LIST      start one server of a bootstrap cluster
-  kv -name N -join ADDR       start a server and add it to an existing cluster
+  kv                                run a three-server cluster in this process
+                                    and show what it does, step by step
+  kv -name N [-listen ADDR]         start a new one-server cluster that others
+                                    can join
+  kv -name N -listen ADDR -join A   start a server and wait until the cluster
+                                    that the server at A belongs to adds it
+  kv -name N -peers LIST            start one server of a bootstrap cluster
+
+A three-server cluster, one command per terminal (from the repository root;
+a built kv binary takes the same flags). Either start one server and let the
+other two join it, in any order:
+
+  go run ./examples/kv -name a -listen 127.0.0.1:7001
+  go run ./examples/kv -name b -listen 127.0.0.1:7002 -join 127.0.0.1:7001
+  go run ./examples/kv -name c -listen 127.0.0.1:7003 -join 127.0.0.1:7001
+
+or name all three from the start; there is no leader until all three run:
+
+  go run ./examples/kv -name a -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+  go run ./examples/kv -name b -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+  go run ./examples/kv -name c -peers a=127.0.0.1:7001,b=127.0.0.1:7002,c=127.0.0.1:7003
+
+Restarting a server. Nothing is kept on disk: a server that stops loses its
+copy of the data, and a restarted one starts empty and gets a new copy from
+the cluster's leader, if the cluster has one.
+  - A -join server restarted with the same flags rejoins: it never elects
+    itself, and it asks the server at -join to add it back, again and again,
+    saying what it waits for, until it is added or you type quit. Keep its
+    -listen address: the cluster knows it by name and address.
+  - A -peers server restarted with the same flags rejoins: the leader sees it
+    come back and lets it in.
+  - The first server of the -join layout (no -join, no -peers) starts a new,
+    empty cluster every time it starts, restarts included: with the same
+    flags, it would lead a second cluster of its own beside the first. To
+    bring it back, have it join a server that is still in the cluster:
+      go run ./examples/kv -name a -listen 127.0.0.1:7001 -join 127.0.0.1:7002
+  - A cluster lets servers back in only while it has a leader, which takes
+    a majority of its members running: in a cluster of three, one server at
+    a time may be down or rejoining. Lose more and the cluster cannot
+    recover; start a new one.
 
 A server started with flags reads commands from stdin:
   set <key> <value>   write a value (through the leader)

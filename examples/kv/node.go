@@ -20,9 +20,22 @@ const replHelp = "commands: set <key> <value> | get <key> | del <key> | status |
 // callTimeout bounds every call the command line makes.
 const callTimeout = 10 * time.Second
 
-// joinTimeout bounds joining a cluster: the leader catches the new server up
-// before it becomes a voter.
-const joinTimeout = 30 * time.Second
+// joinAttemptTimeout bounds one request to be added: the leader catches the
+// new server up before it becomes a voter, which takes a while for a large
+// store, but a leader that takes longer than this is stuck on something, and
+// asking afresh picks up whatever has changed since.
+const joinAttemptTimeout = 30 * time.Second
+
+// A refused join is retried sooner at first, for the leader that is just
+// starting, then less often, for the cluster that is down for longer.
+const (
+	joinRetryMin = 250 * time.Millisecond
+	joinRetryMax = 5 * time.Second
+)
+
+// joinReportEvery repeats an unchanged "waiting to be added" line, so that a
+// long wait still shows that it is waiting and not stuck.
+const joinReportEvery = 30 * time.Second
 
 type nodeOptions struct {
 	name    string
@@ -42,6 +55,9 @@ func runNode(opts nodeOptions) error {
 	if opts.peers != "" && opts.join != "" {
 		return errors.New("use -peers or -join, not both")
 	}
+	if opts.join != "" && opts.join == opts.listen {
+		return fmt.Errorf("-join %s is this server's own address: give the address of a server already in the cluster", opts.join)
+	}
 
 	// The secret comes from the environment, not a flag, so that it does
 	// not show in the process list.
@@ -54,8 +70,12 @@ func runNode(opts nodeOptions) error {
 	}
 	switch {
 	case opts.peers != "":
-		// One server of a bootstrap cluster: the servers named in -peers
-		// elect a leader once a majority of them runs.
+		// One server of a bootstrap cluster. A bootstrap configuration names
+		// servers, not the runs (incarnations) of them, so a vote from a
+		// server that restarted blank cannot be told from one that kept its
+		// log: the first election therefore needs every server named in
+		// -peers, not a majority. The first leader ties each member to the
+		// run it heard from, and plain majorities decide from then on.
 		peers, err := parsePeers(opts.peers)
 		if err != nil {
 			return err
@@ -69,12 +89,16 @@ func runNode(opts nodeOptions) error {
 		}
 		cfg.InitialConfig = peers
 	case opts.join != "":
-		// A server that waits to be added: with MinMajority 2 it never elects
-		// itself, so it cannot start a rival cluster of one.
+		// No InitialConfig, and a quorum of at least two: a server that
+		// cannot count to a quorum on its own vote never campaigns, so it
+		// stays an outsider until a leader adds it. Without this a restart
+		// with the same flags would lead a new cluster of one, with its own
+		// data, beside the one it left.
 		cfg.MinMajority = 2
 	default:
-		// Neither: a cluster of one, which leads at once and which other
-		// servers can -join.
+		// Neither: a new cluster of one, which leads at once and which other
+		// servers can -join. Nothing tells a first start from a restart, so
+		// a restart of this form starts a new cluster too (see usage).
 	}
 
 	server, err := exraft.StartServer(newStore(), cfg)
@@ -84,29 +108,30 @@ func runNode(opts nodeOptions) error {
 	defer server.Stop()
 	fmt.Printf("%s serves at %s\n", server.Name(), server.Addr())
 
-	if opts.join != "" {
-		fmt.Printf("asking %s to add %s to its cluster...\n", opts.join, server.Name())
-		ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
-		_, err := onLeader(ctx, opts.join, func(ctx context.Context, addr string) ([]byte, error) {
-			return nil, exraft.AddServer(ctx, addr, server.Peer())
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("join %s: %w", opts.join, err)
-		}
-		fmt.Printf("%s is a member of the cluster\n", server.Name())
-	}
-
-	return repl(server)
-}
-
-// repl reads commands from stdin until "quit" or an interrupt. When stdin
-// ends, the server keeps serving until it is interrupted, so it can also run
-// in the background.
-func repl(server *exraft.Server) error {
 	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	lines := readLines()
 
+	switch {
+	case opts.join != "":
+		if opts.listen == "" {
+			// A member is known by its name and address together: back at
+			// another port, it would be refused its old place.
+			fmt.Printf("note: without -listen, %s listens on a new port at each start, and the cluster would refuse it after a restart; to be able to restart it, give it -listen (now %s)\n", server.Name(), server.Addr())
+		}
+		if joined := join(interrupted, server, opts.join, lines); !joined {
+			return nil
+		}
+	case opts.peers != "":
+		fmt.Println("the first election needs every server in -peers running; once a cluster has a leader, it lets a restarted server back in")
+	}
+	return repl(interrupted, server, lines)
+}
+
+// readLines delivers stdin line by line, and closes the channel when stdin
+// ends. One reader serves both the wait to join and the command line, so
+// that a line typed during the wait is not lost to a reader that has gone.
+func readLines() <-chan string {
 	lines := make(chan string)
 	go func() {
 		scanner := bufio.NewScanner(os.Stdin)
@@ -115,7 +140,112 @@ func repl(server *exraft.Server) error {
 		}
 		close(lines)
 	}()
+	return lines
+}
 
+// join asks the cluster at addr to add server, and asks again, less and less
+// often, until it does. It reports whether server joined: false means the
+// user quit or interrupted it first. Meanwhile server is a passive outsider
+// (see MinMajority in runNode), so waiting is safe however long it takes.
+//
+// Only status and quit work while it waits: the other commands need a
+// leader, and this server has none to ask until it is a member.
+func join(ctx context.Context, server *exraft.Server, addr string, lines <-chan string) (joined bool) {
+	fmt.Printf("asking the cluster at %s to add %s (type quit to give up)\n", addr, server.Name())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends an attempt still under way when the user quits
+
+	attempt := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			actx, acancel := context.WithTimeout(ctx, joinAttemptTimeout)
+			defer acancel()
+			done <- addSelf(actx, addr, server.Peer())
+		}()
+		return done
+	}
+	pending := attempt()
+	var retry <-chan time.Time
+	delay := joinRetryMin
+	var lastReport string
+	var lastReportAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println()
+			return false
+
+		case err := <-pending:
+			pending = nil
+			if err == nil {
+				fmt.Printf("%s is a member of the cluster\n", server.Name())
+				return true
+			}
+			report := fmt.Sprintf("waiting to be added by the cluster at %s: %s", addr, explainJoin(err))
+			if report != lastReport || time.Since(lastReportAt) >= joinReportEvery {
+				fmt.Println(report)
+				lastReport, lastReportAt = report, time.Now()
+			}
+			retry = time.After(delay)
+			delay = min(2*delay, joinRetryMax)
+
+		case <-retry:
+			retry = nil
+			pending = attempt()
+
+		case line, ok := <-lines:
+			if !ok {
+				// Stdin ended: keep waiting, and serve once added, as the
+				// command line does in the background.
+				lines = nil
+				continue
+			}
+			switch words := strings.Fields(line); {
+			case len(words) == 0:
+			case words[0] == "quit" || words[0] == "exit":
+				return false
+			case words[0] == "status":
+				printStatus("", server.Status())
+			default:
+				fmt.Printf("%s is not a member yet: it waits to be added by the cluster at %s. Meanwhile: status | quit\n", server.Name(), addr)
+			}
+		}
+	}
+}
+
+// addSelf asks the server at addr to add self, following redirects to the
+// leader. Unlike onLeader it does not wait for a leader to be elected: the
+// caller retries anyway, and says meanwhile what stands in the way.
+func addSelf(ctx context.Context, addr string, self exraft.Peer) error {
+	const maxHops = 5
+	for hop := 0; ; hop++ {
+		err := exraft.AddServer(ctx, addr, self)
+		var redirect *exraft.RedirectError
+		if hop == maxHops || !errors.As(err, &redirect) {
+			return err
+		}
+		addr = redirect.Leader.Addr
+	}
+}
+
+// explainJoin turns the errors a join commonly meets into what they mean for
+// the user; the rest speak for themselves.
+func explainJoin(err error) string {
+	switch {
+	case errors.Is(err, exraft.ErrNoLeader):
+		return "the server there knows no leader. An election may be under way (it takes a second or so); if this lasts, the cluster has lost most of its members for good (nothing is on disk, and a restarted member cannot vote until a leader lets it back in), and only a new cluster gets going again"
+	case errors.Is(err, exraft.ErrUnauthorized):
+		return err.Error() + " (-cluster and KV_SECRET must be the same on every server)"
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("%v (gave up on this request after %v; asking again)", err, joinAttemptTimeout)
+	}
+	return err.Error()
+}
+
+// repl reads commands until "quit" or an interrupt. When stdin ends, the
+// server keeps serving until it is interrupted, so it can also run in the
+// background.
+func repl(interrupted context.Context, server *exraft.Server, lines <-chan string) error {
 	fmt.Println(replHelp)
 	for {
 		fmt.Print("> ")
