@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,11 +40,17 @@ const (
 // long wait still shows that it is waiting and not stuck.
 const joinReportEvery = 30 * time.Second
 
+// seedProbeTimeout bounds the question the first seed asks each other seed
+// before it may start a new cluster: whether it belongs to one already. The
+// seeds are asked at once, so this bounds the whole check. A seed that does
+// not answer in time counts as not belonging to a cluster.
+const seedProbeTimeout = 3 * time.Second
+
 type nodeOptions struct {
 	name    string
 	listen  string
 	peers   string // name=host:port,...
-	join    string // host:port of a member
+	join    string // host:port,... of seeds: servers of the cluster to join
 	cluster string // ClusterID
 	verbose bool
 }
@@ -55,8 +64,24 @@ func runNode(opts nodeOptions) error {
 	if opts.peers != "" && opts.join != "" {
 		return errors.New("use -peers or -join, not both")
 	}
-	if opts.join != "" && opts.join == opts.listen {
-		return fmt.Errorf("-join %s is this server's own address: give the address of a server already in the cluster", opts.join)
+	var seeds []string // the other servers in -join, in its order
+	var firstSeed bool // this server's address is the first in -join
+	if opts.join != "" {
+		all, err := parseSeeds(opts.join)
+		if err != nil {
+			return err
+		}
+		for i, addr := range all {
+			switch {
+			case addr != opts.listen:
+				seeds = append(seeds, addr)
+			case i == 0:
+				firstSeed = true
+			}
+		}
+		if len(seeds) == 0 {
+			return fmt.Errorf("-join %s names only this server's own address: list the addresses of the other servers too (or, to start a new cluster of one, leave -join out)", opts.join)
+		}
 	}
 
 	// The secret comes from the environment, not a flag, so that it does
@@ -68,6 +93,11 @@ func runNode(opts nodeOptions) error {
 	if opts.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
+
+	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	joining := opts.join != ""
 	switch {
 	case opts.peers != "":
 		// One server of a bootstrap cluster. A bootstrap configuration names
@@ -88,7 +118,31 @@ func runNode(opts nodeOptions) error {
 			cfg.Addr = self.Addr
 		}
 		cfg.InitialConfig = peers
-	case opts.join != "":
+	case firstSeed:
+		// The first seed starts the cluster, but only if there is none yet:
+		// nothing is on disk, so a restart cannot be told from a first start
+		// by this server alone. The other seeds can tell: any of them that
+		// belongs to a cluster means this is a restart, and this server asks
+		// to be added back like any other. A seed that still waits to be
+		// added, or does not answer, says nothing of a cluster.
+		client := &exraft.Client{ClusterID: opts.cluster, Secret: secret, IOTimeout: seedProbeTimeout}
+		answers := askSeeds(interrupted, client, seeds)
+		client.Close()
+		if interrupted.Err() != nil {
+			return nil
+		}
+		in := slices.IndexFunc(answers, seedAnswer.inCluster)
+		if in < 0 {
+			fmt.Printf("no other server in -join belongs to a cluster (%s): %s starts a new cluster of one, which they join\n", describeSeeds(answers), opts.name)
+			cfg.InitialConfig = []exraft.Peer{{Name: opts.name, Addr: opts.listen}}
+			joining = false
+			break
+		}
+		fmt.Printf("%s belongs to a cluster already: %s asks to be added to it instead of starting a new one\n", answers[in].describe(), opts.name)
+		// Ask there first: it answered, and it knows the leader or soon will.
+		seeds = append(append([]string{seeds[in]}, seeds[:in]...), seeds[in+1:]...)
+		fallthrough
+	case joining:
 		// No InitialConfig, and a quorum of at least two: a server that
 		// cannot count to a quorum on its own vote never campaigns, so it
 		// stays an outsider until a leader adds it. Without this a restart
@@ -108,24 +162,88 @@ func runNode(opts nodeOptions) error {
 	defer server.Stop()
 	fmt.Printf("%s serves at %s\n", server.Name(), server.Addr())
 
-	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	lines := readLines()
 
 	switch {
-	case opts.join != "":
+	case joining:
 		if opts.listen == "" {
 			// A member is known by its name and address together: back at
 			// another port, it would be refused its old place.
 			fmt.Printf("note: without -listen, %s listens on a new port at each start, and the cluster would refuse it after a restart; to be able to restart it, give it -listen (now %s)\n", server.Name(), server.Addr())
 		}
-		if joined := join(interrupted, server, opts.join, lines); !joined {
+		if joined := join(interrupted, server, seeds, lines); !joined {
 			return nil
 		}
 	case opts.peers != "":
 		fmt.Println("the first election needs every server in -peers running; once a cluster has a leader, it lets a restarted server back in")
 	}
 	return repl(interrupted, server, lines)
+}
+
+// seedAnswer is what a seed said when asked for its status.
+type seedAnswer struct {
+	addr   string
+	status exraft.Status
+	err    error
+}
+
+// askSeeds asks every seed for its status at once, each within
+// seedProbeTimeout, and returns the answers in the order of seeds.
+func askSeeds(ctx context.Context, client *exraft.Client, seeds []string) []seedAnswer {
+	answers := make([]seedAnswer, len(seeds))
+	var wg sync.WaitGroup
+	for i, addr := range seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, seedProbeTimeout)
+			defer cancel()
+			st, err := client.GetStatus(ctx, addr)
+			answers[i] = seedAnswer{addr: addr, status: st, err: err}
+		}()
+	}
+	wg.Wait()
+	return answers
+}
+
+// inCluster reports whether the seed belongs to a cluster: it knows a
+// leader, or a member other than itself, or it has seen a term begin. A
+// server that waits to be added (no InitialConfig, MinMajority 2) has none
+// of these: it counts itself as its only member, in term 0, with no leader.
+func (a seedAnswer) inCluster() bool {
+	if a.err != nil {
+		return false
+	}
+	st := a.status
+	if st.Leader.Name != "" || st.Term > 0 {
+		return true
+	}
+	return slices.ContainsFunc(st.Members, func(p exraft.Peer) bool { return p.Name != st.Name })
+}
+
+// describe says in a few words what the seed answered.
+func (a seedAnswer) describe() string {
+	st := a.status
+	switch {
+	case a.err != nil:
+		return fmt.Sprintf("%s gives no status: %v", a.addr, a.err)
+	case a.inCluster():
+		leader := st.Leader.Name
+		if leader == "" {
+			leader = "(none)"
+		}
+		return fmt.Sprintf("%s (%s) is %s in term %d, leader %s, members [%s]", a.addr, st.Name, st.Role, st.Term, leader, peerNames(st.Members))
+	default:
+		return fmt.Sprintf("%s (%s) waits to be added", a.addr, st.Name)
+	}
+}
+
+func describeSeeds(answers []seedAnswer) string {
+	parts := make([]string, len(answers))
+	for i, a := range answers {
+		parts[i] = a.describe()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // readLines delivers stdin line by line, and closes the channel when stdin
@@ -143,24 +261,41 @@ func readLines() <-chan string {
 	return lines
 }
 
-// join asks the cluster at addr to add server, and asks again, less and less
-// often, until it does. It reports whether server joined: false means the
-// user quit or interrupted it first. Meanwhile server is a passive outsider
-// (see MinMajority in runNode), so waiting is safe however long it takes.
+// join asks the cluster that the seeds belong to to add server, and asks
+// again, less and less often, until it does. Each attempt asks the seeds one
+// after the other until one of them (or the leader it redirects to) adds
+// server, beginning with the seed after the one that began the previous
+// attempt, so that a seed that hangs does not always come first. It reports
+// whether server joined: false means the user quit or interrupted it first.
+// Meanwhile server is a passive outsider (see MinMajority in runNode), so
+// waiting is safe however long it takes.
 //
 // Only status and quit work while it waits: the other commands need a
 // leader, and this server has none to ask until it is a member.
-func join(ctx context.Context, server *exraft.Server, addr string, lines <-chan string) (joined bool) {
-	fmt.Printf("asking the cluster at %s to add %s (type quit to give up)\n", addr, server.Name())
+func join(ctx context.Context, server *exraft.Server, seeds []string, lines <-chan string) (joined bool) {
+	at := strings.Join(seeds, ", ")
+	fmt.Printf("asking the cluster at %s to add %s (type quit to give up)\n", at, server.Name())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends an attempt still under way when the user quits
 
+	first := 0
 	attempt := func() <-chan error {
 		done := make(chan error, 1)
+		start := first
+		first = (first + 1) % len(seeds)
 		go func() {
-			actx, acancel := context.WithTimeout(ctx, joinAttemptTimeout)
-			defer acancel()
-			done <- addSelf(actx, addr, server.Peer())
+			errs := make([]error, len(seeds))
+			for i := range seeds {
+				n := (start + i) % len(seeds)
+				actx, acancel := context.WithTimeout(ctx, joinAttemptTimeout)
+				errs[n] = addSelf(actx, seeds[n], server.Peer())
+				acancel()
+				if errs[n] == nil || ctx.Err() != nil {
+					done <- errs[n]
+					return
+				}
+			}
+			done <- &joinError{seeds: seeds, errs: errs}
 		}()
 		return done
 	}
@@ -181,7 +316,7 @@ func join(ctx context.Context, server *exraft.Server, addr string, lines <-chan 
 				fmt.Printf("%s is a member of the cluster\n", server.Name())
 				return true
 			}
-			report := fmt.Sprintf("waiting to be added by the cluster at %s: %s", addr, explainJoin(err))
+			report := fmt.Sprintf("waiting to be added by the cluster: %s", explainJoin(err))
 			if report != lastReport || time.Since(lastReportAt) >= joinReportEvery {
 				fmt.Println(report)
 				lastReport, lastReportAt = report, time.Now()
@@ -207,10 +342,40 @@ func join(ctx context.Context, server *exraft.Server, addr string, lines <-chan 
 			case words[0] == "status":
 				printStatus("", server.Status())
 			default:
-				fmt.Printf("%s is not a member yet: it waits to be added by the cluster at %s. Meanwhile: status | quit\n", server.Name(), addr)
+				fmt.Printf("%s is not a member yet: it waits to be added by the cluster at %s. Meanwhile: status | quit\n", server.Name(), at)
 			}
 		}
 	}
+}
+
+// joinError is a join attempt that every seed refused: what each said.
+type joinError struct {
+	seeds []string
+	errs  []error
+}
+
+func (e *joinError) Error() string { return e.explain(func(err error) string { return err.Error() }) }
+
+// explain says what the seeds said, in their order, seeds that said the same
+// thing together.
+func (e *joinError) explain(say func(error) string) string {
+	var said []string
+	at := map[string][]string{}
+	for i, err := range e.errs {
+		s := say(err)
+		if _, ok := at[s]; !ok {
+			said = append(said, s)
+		}
+		at[s] = append(at[s], e.seeds[i])
+	}
+	if len(e.seeds) == 1 {
+		return said[0]
+	}
+	parts := make([]string, len(said))
+	for i, s := range said {
+		parts[i] = strings.Join(at[s], ", ") + ": " + s
+	}
+	return strings.Join(parts, "; ")
 }
 
 // addSelf asks the server at addr to add self, following redirects to the
@@ -231,9 +396,12 @@ func addSelf(ctx context.Context, addr string, self exraft.Peer) error {
 // explainJoin turns the errors a join commonly meets into what they mean for
 // the user; the rest speak for themselves.
 func explainJoin(err error) string {
+	var all *joinError
 	switch {
+	case errors.As(err, &all):
+		return all.explain(explainJoin)
 	case errors.Is(err, exraft.ErrNoLeader):
-		return "the server there knows no leader. An election may be under way (it takes a second or so); if this lasts, the cluster has lost most of its members for good (nothing is on disk, and a restarted member cannot vote until a leader lets it back in), and only a new cluster gets going again"
+		return "no leader is known there. An election may be under way (it takes a second or so); if this lasts, the cluster has lost most of its members for good (nothing is on disk, and a restarted member cannot vote until a leader lets it back in), and only a new cluster gets going again"
 	case errors.Is(err, exraft.ErrUnauthorized):
 		return err.Error() + " (-cluster and KV_SECRET must be the same on every server)"
 	case errors.Is(err, context.DeadlineExceeded):
@@ -369,6 +537,22 @@ func onLeader(ctx context.Context, addr string, call func(ctx context.Context, a
 		}
 		addr = leader.Addr
 	}
+}
+
+// parseSeeds parses "host:port,host:port,...".
+func parseSeeds(list string) ([]string, error) {
+	var seeds []string
+	for _, addr := range strings.Split(list, ",") {
+		addr = strings.TrimSpace(addr)
+		if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" {
+			return nil, fmt.Errorf("-join: %q is not host:port", addr)
+		}
+		if slices.Contains(seeds, addr) {
+			return nil, fmt.Errorf("-join: %q is listed twice", addr)
+		}
+		seeds = append(seeds, addr)
+	}
+	return seeds, nil
 }
 
 // parsePeers parses "name=host:port,name=host:port,...".
