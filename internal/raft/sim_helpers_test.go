@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 // The deterministic simulator behind TestSim and FuzzCoreStep: cores of the protocol (core.go) wired together by a network
 // that drops, duplicates, delays and reorders messages and can be cut link by
@@ -120,7 +120,7 @@ type simEvent struct {
 	node simID
 	a, b uint64
 	s    string
-	m    message
+	m    Message
 	err  error
 }
 
@@ -170,22 +170,22 @@ func (e simEvent) String() string {
 	return b.String()
 }
 
-func simMsgString(m message) string {
+func simMsgString(m Message) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s(%d)->%s t%d", m.Type, m.From, m.FromInc, m.To, m.Term)
 	switch m.Type {
-	case msgPreVote, msgVote:
+	case MsgPreVote, MsgVote:
 		fmt.Fprintf(&b, " last=%d/%d", m.LastIndex, m.LastTerm)
 		if m.Force {
 			b.WriteString(" force")
 		}
-	case msgPreVoteResp, msgVoteResp:
+	case MsgPreVoteResp, MsgVoteResp:
 		if m.Reject {
 			b.WriteString(" reject")
 		} else {
 			b.WriteString(" grant")
 		}
-	case msgApp:
+	case MsgApp:
 		fmt.Fprintf(&b, " prev=%d/%d commit=%d seq=%d", m.PrevIndex, m.PrevTerm, m.Commit, m.Seq)
 		if len(m.Entries) > 0 {
 			b.WriteString(" [")
@@ -201,7 +201,7 @@ func simMsgString(m message) string {
 			}
 			b.WriteString("]")
 		}
-	case msgAppResp:
+	case MsgAppResp:
 		if m.Reject {
 			fmt.Fprintf(&b, " reject prev=%d hint=%d/%d last=%d", m.PrevIndex, m.HintIndex, m.HintTerm, m.LastIndex)
 		} else {
@@ -211,16 +211,16 @@ func simMsgString(m message) string {
 	return b.String()
 }
 
-func simEntryString(e entry) string {
+func simEntryString(e Entry) string {
 	switch e.Type {
-	case entryNoop:
+	case EntryNoop:
 		return "noop"
-	case entryConfig:
+	case EntryConfig:
 		if m, err := decodeMembership(e.Data); err == nil {
 			return "conf" + simMembersString(m)
 		}
 		return "conf?"
-	case entryNormal:
+	case EntryNormal:
 		return string(e.Data)
 	}
 	return "type" + strconv.Itoa(int(e.Type))
@@ -235,16 +235,16 @@ func simMembersString(m membership) string {
 }
 
 // simEntryKey identifies an entry's content: its type and data.
-func simEntryKey(e *entry) string {
+func simEntryKey(e *Entry) string {
 	return string(rune('0'+e.Type)) + string(e.Data)
 }
 
 // simKeyString shows an entry key as simEntryString shows the entry.
 func simKeyString(key string) string {
-	return simEntryString(entry{Type: entryType(key[0] - '0'), Data: []byte(key[1:])})
+	return simEntryString(Entry{Type: EntryType(key[0] - '0'), Data: []byte(key[1:])})
 }
 
-func simSameEntry(e *entry, key string) bool {
+func simSameEntry(e *Entry, key string) bool {
 	return len(key) == 1+len(e.Data) && key[0] == byte('0'+e.Type) && key[1:] == string(e.Data)
 }
 
@@ -256,7 +256,7 @@ type sim struct {
 	majorityLoss bool
 	nodes        map[string]*simNode
 	names        []string // every name created, in creation order
-	net          []message
+	net          []Message
 	cut          map[[2]string]bool // directed links that drop messages
 	step         int
 	nextInc      uint64
@@ -433,7 +433,7 @@ func (s *sim) violate(format string, args ...any) {
 // are applied, reads are answered.
 func (s *sim) collect(n *simNode) {
 	rd := n.c.takeReady()
-	for _, m := range rd.msgs {
+	for _, m := range rd.Messages {
 		if len(s.net) >= simMaxFlight {
 			i := s.rng.IntN(len(s.net))
 			s.ev(simEvent{kind: evDrop, m: s.net[i], s: "(network full)"})
@@ -442,16 +442,16 @@ func (s *sim) collect(n *simNode) {
 		}
 		s.net = append(s.net, m)
 	}
-	if len(rd.apply) > 0 {
-		s.ev(simEvent{kind: evApply, node: n.id(), a: rd.apply[0].Index, b: rd.apply[len(rd.apply)-1].Index})
+	if len(rd.Committed) > 0 {
+		s.ev(simEvent{kind: evApply, node: n.id(), a: rd.Committed[0].Index, b: rd.Committed[len(rd.Committed)-1].Index})
 	}
-	for i := range rd.apply {
-		s.applyEntry(n, &rd.apply[i])
+	for i := range rd.Committed {
+		s.applyEntry(n, &rd.Committed[i])
 	}
-	for _, r := range rd.reads {
+	for _, r := range rd.Reads {
 		s.readReleased(n, r)
 	}
-	for _, id := range rd.failedReads {
+	for _, id := range rd.FailedReads {
 		s.ev(simEvent{kind: evReadFail, node: n.id(), a: id})
 		delete(s.reads, id)
 	}
@@ -463,7 +463,7 @@ func (s *sim) collect(n *simNode) {
 	}
 }
 
-func (s *sim) applyEntry(n *simNode, e *entry) {
+func (s *sim) applyEntry(n *simNode, e *Entry) {
 	if e.Index != n.handed+1 {
 		s.violate("applied indexes go back or skip: %v handed out index %d after %d", n.id(), e.Index, n.handed)
 	}
@@ -485,7 +485,7 @@ func (s *sim) applyEntry(n *simNode, e *entry) {
 	}
 	// A write finishes when the server that proposed it applies it in the
 	// term it was proposed in.
-	if e.Type == entryNormal {
+	if e.Type == EntryNormal {
 		if p := s.props[string(e.Data)]; p != nil && !p.finished && p.by == n.id() && p.index == e.Index && p.term == e.Term {
 			p.finished = true
 			s.stats.finishedWrites++
@@ -496,31 +496,31 @@ func (s *sim) applyEntry(n *simNode, e *entry) {
 
 // readReleased checks a released ReadIndex read: the state at its index must
 // include every write and read that finished before the read began.
-func (s *sim) readReleased(n *simNode, rs readState) {
-	s.ev(simEvent{kind: evReadDone, node: n.id(), a: rs.id, b: rs.index})
-	r := s.reads[rs.id]
+func (s *sim) readReleased(n *simNode, rs ReadState) {
+	s.ev(simEvent{kind: evReadDone, node: n.id(), a: rs.ID, b: rs.Index})
+	r := s.reads[rs.ID]
 	if r == nil {
-		s.violate("read %d released by %v twice or without being asked", rs.id, n.id())
+		s.violate("read %d released by %v twice or without being asked", rs.ID, n.id())
 		return
 	}
-	delete(s.reads, rs.id)
+	delete(s.reads, rs.ID)
 	if r.by != n.id() {
-		s.violate("read %d asked of %v released by %v", rs.id, r.by, n.id())
+		s.violate("read %d asked of %v released by %v", rs.ID, r.by, n.id())
 	}
-	if rs.index > n.handed {
-		s.violate("read %d released by %v at index %d above what it applied (%d)", rs.id, n.id(), rs.index, n.handed)
+	if rs.Index > n.handed {
+		s.violate("read %d released by %v at index %d above what it applied (%d)", rs.ID, n.id(), rs.Index, n.handed)
 	}
 	if !s.global {
 		return
 	}
-	if rs.index < r.min {
+	if rs.Index < r.min {
 		s.violate("linearizability: read %d on %v (asked at step %d) released at index %d, "+
 			"but a write or read that finished before it began covers index %d",
-			rs.id, n.id(), r.step, rs.index, r.min)
+			rs.ID, n.id(), r.step, rs.Index, r.min)
 	}
 	s.stats.readsDone++
-	s.readDone[rs.id] = true
-	s.finMax = max(s.finMax, rs.index)
+	s.readDone[rs.ID] = true
+	s.finMax = max(s.finMax, rs.Index)
 }
 
 // ---- the invariants ------------------------------------------------------------

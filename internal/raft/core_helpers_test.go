@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 import (
 	"fmt"
@@ -49,11 +49,11 @@ func crNoAutoRejoin(c *coreConfig)          { c.autoRejoin = false }
 func crInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
 
 // crEnts returns entries of the given terms at indexes first, first+1, …
-func crEnts(first uint64, terms ...uint64) []entry {
-	es := make([]entry, len(terms))
+func crEnts(first uint64, terms ...uint64) []Entry {
+	es := make([]Entry, len(terms))
 	for i, t := range terms {
 		idx := first + uint64(i)
-		es[i] = entry{Index: idx, Term: t, Type: entryNormal, Data: []byte(fmt.Sprintf("e%d.%d", t, idx))}
+		es[i] = Entry{Index: idx, Term: t, Type: EntryNormal, Data: []byte(fmt.Sprintf("e%d.%d", t, idx))}
 	}
 	return es
 }
@@ -77,27 +77,27 @@ func crCat(parts ...[]uint64) []uint64 {
 
 // crFrom returns a message of type typ from the server name (with its
 // crIncs incarnation) in term.
-func crFrom(typ msgType, name string, term uint64) message {
-	return message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
+func crFrom(typ MessageType, name string, term uint64) Message {
+	return Message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
 }
 
 // crApp is an append from the leader name.
-func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []entry) message {
-	m := crFrom(msgApp, name, term)
+func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []Entry) Message {
+	m := crFrom(MsgApp, name, term)
 	m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prevIndex, prevTerm, commit, es
 	return m
 }
 
 // crVote is a vote (or pre-vote) request from name for term.
-func crVote(typ msgType, name string, term, lastIndex, lastTerm uint64) message {
+func crVote(typ MessageType, name string, term, lastIndex, lastTerm uint64) Message {
 	m := crFrom(typ, name, term)
 	m.LastIndex, m.LastTerm = lastIndex, lastTerm
 	return m
 }
 
 // crAck is a successful append response from name.
-func crAck(name string, term, match, seq uint64) message {
-	m := crFrom(msgAppResp, name, term)
+func crAck(name string, term, match, seq uint64) Message {
+	m := crFrom(MsgAppResp, name, term)
 	m.Match, m.LastIndex, m.Seq = match, match, seq
 	return m
 }
@@ -111,8 +111,8 @@ func crFollowerWithLog(t testing.TB, c *core, term uint64, terms []uint64, commi
 	}
 	c.step(crApp("b", term, 0, 0, commit, crEnts(1, terms...)))
 	rd := c.takeReady()
-	if len(rd.msgs) != 1 || rd.msgs[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
-		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.msgs, c.log.lastIndex())
+	if len(rd.Messages) != 1 || rd.Messages[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
+		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.Messages, c.log.lastIndex())
 	}
 }
 
@@ -124,7 +124,7 @@ func crElect(t testing.TB, c *core, voters ...string) {
 		t.Fatalf("triggerElection on %s: %v", c.cfg.name, err)
 	}
 	for _, v := range voters {
-		c.step(crFrom(msgVoteResp, v, c.term))
+		c.step(crFrom(MsgVoteResp, v, c.term))
 	}
 	if c.role != Leader {
 		t.Fatalf("%s is %v after the votes of %v, want leader", c.cfg.name, c.role, voters)
@@ -132,8 +132,8 @@ func crElect(t testing.TB, c *core, voters ...string) {
 }
 
 // crMsgs returns the messages of type typ (to to, unless to is "").
-func crMsgs(ms []message, typ msgType, to string) []message {
-	var out []message
+func crMsgs(ms []Message, typ MessageType, to string) []Message {
+	var out []Message
 	for _, m := range ms {
 		if m.Type == typ && (to == "" || m.To == to) {
 			out = append(out, m)
@@ -143,7 +143,7 @@ func crMsgs(ms []message, typ msgType, to string) []message {
 }
 
 // crOnly returns the one message of type typ to to, failing otherwise.
-func crOnly(t testing.TB, ms []message, typ msgType, to string) message {
+func crOnly(t testing.TB, ms []Message, typ MessageType, to string) Message {
 	t.Helper()
 	got := crMsgs(ms, typ, to)
 	if len(got) != 1 {
@@ -152,7 +152,7 @@ func crOnly(t testing.TB, ms []message, typ msgType, to string) message {
 	return got[0]
 }
 
-func crDump(ms []message) string {
+func crDump(ms []Message) string {
 	s := "["
 	for i, m := range ms {
 		if i > 0 {
@@ -187,7 +187,7 @@ func crEqualTerms(a, b []uint64) bool {
 // crPump delivers msgs among cores, and every message they cause, until
 // nothing is left, dropping messages that drop reports true. It returns
 // how many delivered messages count reports true for.
-func crPump(t testing.TB, cores map[string]*core, msgs []message, drop, count func(message) bool) int {
+func crPump(t testing.TB, cores map[string]*core, msgs []Message, drop, count func(Message) bool) int {
 	t.Helper()
 	n := 0
 	for i := 0; len(msgs) > 0; i++ {
@@ -204,7 +204,7 @@ func crPump(t testing.TB, cores map[string]*core, msgs []message, drop, count fu
 			n++
 		}
 		c.step(m)
-		msgs = append(msgs, c.takeReady().msgs...)
+		msgs = append(msgs, c.takeReady().Messages...)
 	}
 	return n
 }
@@ -277,7 +277,7 @@ func crAllBound(m membership) bool {
 
 // crTickCounting ticks every core once and delivers everything, counting
 // the delivered messages count reports true for.
-func crTickCounting(n *testNet, count func(message) bool) int {
+func crTickCounting(n *testNet, count func(Message) bool) int {
 	for _, name := range n.names {
 		if c := n.cores[name]; c != nil {
 			c.tick()
@@ -317,9 +317,9 @@ func crLeadersByTerm(t testing.TB, n *testNet) {
 
 // crAppliedAgree fails unless what the cores handed out for applying agrees
 // index by index (State Machine Safety), and returns the longest.
-func crAppliedAgree(t testing.TB, n *testNet) []entry {
+func crAppliedAgree(t testing.TB, n *testNet) []Entry {
 	t.Helper()
-	var longest []entry
+	var longest []Entry
 	from := ""
 	for _, name := range n.names {
 		es := n.apps[name]
@@ -340,10 +340,10 @@ func crAppliedAgree(t testing.TB, n *testNet) []entry {
 }
 
 // crNormal returns the data of the normal entries of es.
-func crNormal(es []entry) []string {
+func crNormal(es []Entry) []string {
 	var out []string
 	for _, e := range es {
-		if e.Type == entryNormal {
+		if e.Type == EntryNormal {
 			out = append(out, string(e.Data))
 		}
 	}

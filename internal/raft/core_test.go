@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 import (
 	"errors"
@@ -31,10 +31,10 @@ func TestCoreVoteOncePerTerm(t *testing.T) {
 		{"c", crIncs["c"], false},
 	}
 	for i, s := range steps {
-		m := crVote(msgVote, s.from, 1, 0, 0)
+		m := crVote(MsgVote, s.from, 1, 0, 0)
 		m.FromInc = s.inc
 		a.step(m)
-		resp := crOnly(t, a.takeReady().msgs, msgVoteResp, s.from)
+		resp := crOnly(t, a.takeReady().Messages, MsgVoteResp, s.from)
 		if resp.Reject == s.grant {
 			t.Fatalf("step %d: vote request from %s/%d: reject=%v, want grant=%v", i, s.from, s.inc, resp.Reject, s.grant)
 		}
@@ -64,25 +64,25 @@ func TestCoreVoteLogUpToDate(t *testing.T) {
 		{"higher last term, shorter log", 1, 3, true},
 	}
 	for _, tc := range cases {
-		for _, typ := range []msgType{msgVote, msgPreVote} {
+		for _, typ := range []MessageType{MsgVote, MsgPreVote} {
 			t.Run(fmt.Sprintf("%v/%s", typ, tc.name), func(t *testing.T) {
 				a := crCore(t, "a", crNames3)
 				a.log.append(crEnts(1, voterLog...)...)
 				a.term = 2 // no leader known: not in a lease
 				a.step(crVote(typ, "b", 3, tc.lastIndex, tc.lastTerm))
-				resp := crOnly(t, a.takeReady().msgs, voteRespType(typ), "b")
+				resp := crOnly(t, a.takeReady().Messages, voteRespType(typ), "b")
 				if resp.Reject == tc.grant {
 					t.Fatalf("reject=%v, want grant=%v", resp.Reject, tc.grant)
 				}
 				switch typ {
-				case msgVote:
+				case MsgVote:
 					if a.term != 3 || a.role != Follower {
 						t.Fatalf("voter is %v in term %d, want follower in term 3", a.role, a.term)
 					}
 					if tc.grant != (a.votedFor == "b") {
 						t.Fatalf("votedFor %q after grant=%v", a.votedFor, tc.grant)
 					}
-				case msgPreVote:
+				case MsgPreVote:
 					if a.term != 2 || a.votedFor != "" {
 						t.Fatalf("a pre-vote changed the voter: term %d, vote %q", a.term, a.votedFor)
 					}
@@ -104,24 +104,24 @@ func TestCoreVoteHigherTermClearsVote(t *testing.T) {
 		t.Fatalf("setup: %v term %d vote %q", a.role, a.term, a.votedFor)
 	}
 	// A candidate of term 2: a steps down and votes for it.
-	a.step(crVote(msgVote, "b", 2, 0, 0))
-	if r := crOnly(t, a.takeReady().msgs, msgVoteResp, "b"); r.Reject || r.Term != 2 {
+	a.step(crVote(MsgVote, "b", 2, 0, 0))
+	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "b"); r.Reject || r.Term != 2 {
 		t.Fatalf("vote for b in term 2: %+v", r)
 	}
 	if a.role != Follower || a.term != 2 || a.votedFor != "b" {
 		t.Fatalf("a is %v term %d vote %q; want follower, term 2, vote b", a.role, a.term, a.votedFor)
 	}
 	// Term 3: the vote for b was for term 2 only.
-	a.step(crVote(msgVote, "c", 3, 0, 0))
-	if r := crOnly(t, a.takeReady().msgs, msgVoteResp, "c"); r.Reject || r.Term != 3 {
+	a.step(crVote(MsgVote, "c", 3, 0, 0))
+	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c"); r.Reject || r.Term != 3 {
 		t.Fatalf("vote for c in term 3: %+v", r)
 	}
 	if a.term != 3 || a.votedFor != "c" {
 		t.Fatalf("a in term %d voted %q; want term 3, c", a.term, a.votedFor)
 	}
 	// And b, asking again in term 3, is refused.
-	a.step(crVote(msgVote, "b", 3, 0, 0))
-	if r := crOnly(t, a.takeReady().msgs, msgVoteResp, "b"); !r.Reject {
+	a.step(crVote(MsgVote, "b", 3, 0, 0))
+	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "b"); !r.Reject {
 		t.Fatalf("second vote in term 3 granted: %+v", r)
 	}
 }
@@ -131,9 +131,9 @@ func TestCoreVoteHigherTermClearsVote(t *testing.T) {
 func TestCoreVoteStaleTermRejected(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	a.term = 5
-	for _, typ := range []msgType{msgVote, msgPreVote} {
+	for _, typ := range []MessageType{MsgVote, MsgPreVote} {
 		a.step(crVote(typ, "b", 4, 9, 4))
-		r := crOnly(t, a.takeReady().msgs, voteRespType(typ), "b")
+		r := crOnly(t, a.takeReady().Messages, voteRespType(typ), "b")
 		if !r.Reject || r.Term != 5 || a.term != 5 || a.votedFor != "" {
 			t.Fatalf("%v of term 4 to a voter in term 5: %+v; voter term %d vote %q", typ, r, a.term, a.votedFor)
 		}
@@ -172,9 +172,9 @@ func TestCoreAppendRejectsMismatchWithHint(t *testing.T) {
 			}
 			before := crLogTerms(a)
 			a.step(crApp("c", 9, tc.prevIndex, tc.prevTerm, 0, crEnts(tc.prevIndex+1, 9)))
-			r := crOnly(t, a.takeReady().msgs, msgAppResp, "c")
+			r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
 			if !r.Reject || r.PrevIndex != tc.prevIndex || r.Term != 9 {
-				t.Fatalf("response %s, want a reject of prev %d in term 9", crDump([]message{r}), tc.prevIndex)
+				t.Fatalf("response %s, want a reject of prev %d in term 9", crDump([]Message{r}), tc.prevIndex)
 			}
 			if r.HintIndex != tc.hintIndex || r.HintTerm != tc.hintTerm {
 				t.Fatalf("hint %d/%d, want %d/%d", r.HintIndex, r.HintTerm, tc.hintIndex, tc.hintTerm)
@@ -195,9 +195,9 @@ func TestCoreAppendStaleTermRejected(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 3, []uint64{1, 1}, 0)
 	a.step(crApp("c", 2, 2, 1, 2, crEnts(3, 2)))
-	r := crOnly(t, a.takeReady().msgs, msgAppResp, "c")
+	r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
 	if !r.Reject || r.Term != 3 {
-		t.Fatalf("stale append answered %s, want a reject in term 3", crDump([]message{r}))
+		t.Fatalf("stale append answered %s, want a reject in term 3", crDump([]Message{r}))
 	}
 	if a.term != 3 || a.lead != "b" || a.log.lastIndex() != 2 || a.commit != 0 {
 		t.Fatalf("stale append changed the follower: term %d lead %q last %d commit %d", a.term, a.lead, a.log.lastIndex(), a.commit)
@@ -210,9 +210,9 @@ func TestCoreAppendTruncatesConflict(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 0, []uint64{1, 1, 2, 2, 2}, 2)
 	a.step(crApp("c", 3, 2, 1, 2, crEnts(3, 3, 3)))
-	r := crOnly(t, a.takeReady().msgs, msgAppResp, "c")
+	r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
 	if r.Reject || r.Match != 4 || r.LastIndex != 4 {
-		t.Fatalf("response %s, want match 4, last 4", crDump([]message{r}))
+		t.Fatalf("response %s, want match 4, last 4", crDump([]Message{r}))
 	}
 	if got, want := crLogTerms(a), []uint64{1, 1, 3, 3}; !crEqualTerms(got, want) {
 		t.Fatalf("log terms %v, want %v", got, want)
@@ -227,9 +227,9 @@ func TestCoreAppendTruncatesConflict(t *testing.T) {
 func TestCoreAppendTruncatedConfigurationIsForgotten(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	// Leader b of term 2 appends a configuration without c.
-	conf := entry{Index: 1, Term: 2, Type: entryConfig,
+	conf := Entry{Index: 1, Term: 2, Type: EntryConfig,
 		Data: encodeMembership(newMembership(Peer{Name: "a", Addr: "a"}, []Peer{{Name: "b", Addr: "b"}}))}
-	a.step(crApp("b", 2, 0, 0, 0, []entry{conf}))
+	a.step(crApp("b", 2, 0, 0, 0, []Entry{conf}))
 	a.takeReady()
 	if _, ok := a.self.find("c"); ok {
 		t.Fatal("setup: c is still in the configuration in use")
@@ -253,17 +253,17 @@ func TestCoreAppendIgnoresDuplicates(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 0, []uint64{1, 1, 1, 2, 2}, 0)
 	want := crLogTerms(a)
-	for _, m := range []message{
+	for _, m := range []Message{
 		crApp("b", 2, 0, 0, 0, crEnts(1, 1, 1)),    // the first two again
 		crApp("b", 2, 2, 1, 0, crEnts(3, 1)),       // a late one in the middle
 		crApp("b", 2, 3, 1, 0, crEnts(4, 2, 2)),    // the tail again
 		crApp("b", 2, 1, 1, 0, crEnts(2, 1, 1, 2)), // overlapping
 	} {
 		a.step(m)
-		r := crOnly(t, a.takeReady().msgs, msgAppResp, "b")
+		r := crOnly(t, a.takeReady().Messages, MsgAppResp, "b")
 		last := m.PrevIndex + uint64(len(m.Entries))
 		if r.Reject || r.Match != last || r.LastIndex != 5 {
-			t.Fatalf("append prev %d +%d answered %s, want match %d, last 5", m.PrevIndex, len(m.Entries), crDump([]message{r}), last)
+			t.Fatalf("append prev %d +%d answered %s, want match %d, last 5", m.PrevIndex, len(m.Entries), crDump([]Message{r}), last)
 		}
 		if got := crLogTerms(a); !crEqualTerms(got, want) {
 			t.Fatalf("append prev %d +%d changed the log to %v, want %v", m.PrevIndex, len(m.Entries), got, want)
@@ -295,14 +295,14 @@ func TestCoreAppendCommitIndex(t *testing.T) {
 			crFollowerWithLog(t, a, 0, []uint64{1, 1, 1, 1, 1}, tc.commit)
 			a.step(crApp("c", 2, tc.prevIndex, tc.prevTerm, tc.leaderCommit, crEnts(tc.prevIndex+1, tc.ents...)))
 			rd := a.takeReady()
-			if r := crOnly(t, rd.msgs, msgAppResp, "c"); r.Reject {
-				t.Fatalf("append refused: %s", crDump([]message{r}))
+			if r := crOnly(t, rd.Messages, MsgAppResp, "c"); r.Reject {
+				t.Fatalf("append refused: %s", crDump([]Message{r}))
 			}
 			if a.commit != tc.want {
 				t.Fatalf("commit %d, want %d", a.commit, tc.want)
 			}
-			if tc.want > tc.commit && (len(rd.apply) != int(tc.want-tc.commit) || rd.apply[len(rd.apply)-1].Index != tc.want) {
-				t.Fatalf("handed out %d entries for applying, want %d up to %d", len(rd.apply), tc.want-tc.commit, tc.want)
+			if tc.want > tc.commit && (len(rd.Committed) != int(tc.want-tc.commit) || rd.Committed[len(rd.Committed)-1].Index != tc.want) {
+				t.Fatalf("handed out %d entries for applying, want %d up to %d", len(rd.Committed), tc.want-tc.commit, tc.want)
 			}
 		})
 	}
@@ -333,8 +333,8 @@ func TestCoreCommitOnlyCurrentTerm(t *testing.T) {
 	a := crLeader5(t)
 	a.step(crAck("b", 3, 2, 0))
 	a.step(crAck("c", 3, 2, 0))
-	if rd := a.takeReady(); a.commit != 1 || len(rd.apply) != 0 {
-		t.Fatalf("index 2 (term 2) on a, b, c: commit %d, %d entries to apply; want commit 1", a.commit, len(rd.apply))
+	if rd := a.takeReady(); a.commit != 1 || len(rd.Committed) != 0 {
+		t.Fatalf("index 2 (term 2) on a, b, c: commit %d, %d entries to apply; want commit 1", a.commit, len(rd.Committed))
 	}
 	a.step(crAck("b", 3, 3, 0))
 	if a.commit != 1 {
@@ -345,8 +345,8 @@ func TestCoreCommitOnlyCurrentTerm(t *testing.T) {
 	if a.commit != 3 {
 		t.Fatalf("index 3 (term 3) on a, b, c: commit %d, want 3", a.commit)
 	}
-	if len(rd.apply) != 2 || rd.apply[0].Term != 2 || rd.apply[1].Type != entryNoop {
-		t.Fatalf("handed out %d entries, want indexes 2-3: the term-2 entry and the no-op", len(rd.apply))
+	if len(rd.Committed) != 2 || rd.Committed[0].Term != 2 || rd.Committed[1].Type != EntryNoop {
+		t.Fatalf("handed out %d entries, want indexes 2-3: the term-2 entry and the no-op", len(rd.Committed))
 	}
 }
 
@@ -400,12 +400,12 @@ func TestCoreFastBackoff(t *testing.T) {
 			b.step(crApp("c", 2, 0, 0, 10, crEnts(1, tc.followerLog...)))
 			b.takeReady()
 			crElect(t, a, "c", "b")
-			out := a.takeReady().msgs
-			first := crOnly(t, out, msgApp, "b")
+			out := a.takeReady().Messages
+			first := crOnly(t, out, MsgApp, "b")
 			b.step(first)
-			rej := crOnly(t, b.takeReady().msgs, msgAppResp, "a")
+			rej := crOnly(t, b.takeReady().Messages, MsgAppResp, "a")
 			if !rej.Reject {
-				t.Fatalf("b accepted %s", crDump([]message{first}))
+				t.Fatalf("b accepted %s", crDump([]Message{first}))
 			}
 			a.step(rej)
 			if pr := a.prs["b"]; pr.next != tc.wantNext {
@@ -413,7 +413,7 @@ func TestCoreFastBackoff(t *testing.T) {
 			}
 			// Let them converge; count a's appends to b.
 			cores := map[string]*core{"a": a, "b": b, "c": c}
-			apps := 1 + crPump(t, cores, a.takeReady().msgs, nil, func(m message) bool { return m.Type == msgApp && m.To == "b" })
+			apps := 1 + crPump(t, cores, a.takeReady().Messages, nil, func(m Message) bool { return m.Type == MsgApp && m.To == "b" })
 			if !crEqualTerms(crLogTerms(a), crLogTerms(b)) {
 				t.Fatalf("logs differ after converging: a %v, b %v", crLogTerms(a), crLogTerms(b))
 			}
@@ -457,7 +457,7 @@ func TestCoreFastBackoffNet(t *testing.T) {
 	n.heal()
 	apps := 0
 	for tick := 0; tick < 20 && !crEqualTerms(crLogTerms(a), crLogTerms(b)); tick++ {
-		apps += crTickCounting(n, func(m message) bool { return m.Type == msgApp && m.From == "b" && m.To == "a" })
+		apps += crTickCounting(n, func(m Message) bool { return m.Type == MsgApp && m.From == "b" && m.To == "a" })
 	}
 	if !crEqualTerms(crLogTerms(a), crLogTerms(b)) {
 		t.Fatalf("a's log never agreed with b's")
@@ -480,21 +480,21 @@ func TestCoreFastBackoffNet(t *testing.T) {
 // once a quorum grants them does it campaign for real.
 func TestCorePreVoteKeepsTerm(t *testing.T) {
 	a := crCore(t, "a", crNames3)
-	var out []message
+	var out []Message
 	for i := 0; i < 100 && a.role == Follower; i++ {
 		a.tick()
-		out = a.takeReady().msgs
+		out = a.takeReady().Messages
 	}
 	if a.role != Candidate || !a.preVote || a.term != 0 || a.votedFor != "" {
 		t.Fatalf("after the timeout: %v preVote=%v term %d vote %q; want a pre-candidate of term 0 without a vote",
 			a.role, a.preVote, a.term, a.votedFor)
 	}
-	if len(out) != 2 || len(crMsgs(out, msgPreVote, "")) != 2 || out[0].Term != 1 {
+	if len(out) != 2 || len(crMsgs(out, MsgPreVote, "")) != 2 || out[0].Term != 1 {
 		t.Fatalf("sent %s, want a pre-vote for term 1 to b and c", crDump(out))
 	}
 	// Refused by both: back to follower, same term.
 	for _, v := range []string{"b", "c"} {
-		r := crFrom(msgPreVoteResp, v, 0)
+		r := crFrom(MsgPreVoteResp, v, 0)
 		r.Reject = true
 		a.step(r)
 	}
@@ -506,9 +506,9 @@ func TestCorePreVoteKeepsTerm(t *testing.T) {
 		a.tick()
 	}
 	a.takeReady()
-	a.step(crFrom(msgPreVoteResp, "b", 1))
-	out = a.takeReady().msgs
-	if a.role != Candidate || a.preVote || a.term != 1 || a.votedFor != "a" || len(crMsgs(out, msgVote, "")) != 2 {
+	a.step(crFrom(MsgPreVoteResp, "b", 1))
+	out = a.takeReady().Messages
+	if a.role != Candidate || a.preVote || a.term != 1 || a.votedFor != "a" || len(crMsgs(out, MsgVote, "")) != 2 {
 		t.Fatalf("after a granted pre-vote: %v preVote=%v term %d vote %q sent %s; want a candidate of term 1",
 			a.role, a.preVote, a.term, a.votedFor, crDump(out))
 	}
@@ -556,7 +556,7 @@ func TestCorePreVoteRefusedInLease(t *testing.T) {
 					a.tick()
 				}
 				for _, v := range []string{"b", "c"} {
-					r := crFrom(msgPreVoteResp, v, 1)
+					r := crFrom(MsgPreVoteResp, v, 1)
 					r.Reject = true
 					a.step(r)
 				}
@@ -565,9 +565,9 @@ func TestCorePreVoteRefusedInLease(t *testing.T) {
 					t.Fatalf("setup: %v lead %q term %d", a.role, a.lead, a.term)
 				}
 			}
-			a.step(crVote(msgPreVote, "c", 2, 1, 1))
+			a.step(crVote(MsgPreVote, "c", 2, 1, 1))
 			granted := false
-			for _, r := range crMsgs(a.takeReady().msgs, msgPreVoteResp, "c") {
+			for _, r := range crMsgs(a.takeReady().Messages, MsgPreVoteResp, "c") {
 				granted = granted || !r.Reject
 			}
 			if granted == inLease {
@@ -589,16 +589,16 @@ func TestCoreStickinessIgnoresVoteInLease(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
 	a.tick()
-	a.step(crVote(msgVote, "c", 2, 1, 1))
-	if rd := a.takeReady(); len(rd.msgs) != 0 || a.term != 1 || a.lead != "b" || a.votedFor != "" {
+	a.step(crVote(MsgVote, "c", 2, 1, 1))
+	if rd := a.takeReady(); len(rd.Messages) != 0 || a.term != 1 || a.lead != "b" || a.votedFor != "" {
 		t.Fatalf("vote request in lease: sent %s, term %d lead %q vote %q; want it ignored",
-			crDump(rd.msgs), a.term, a.lead, a.votedFor)
+			crDump(rd.Messages), a.term, a.lead, a.votedFor)
 	}
-	m := crVote(msgVote, "c", 2, 1, 1)
+	m := crVote(MsgVote, "c", 2, 1, 1)
 	m.Force = true
 	a.step(m)
-	if r := crOnly(t, a.takeReady().msgs, msgVoteResp, "c"); r.Reject || a.term != 2 || a.votedFor != "c" {
-		t.Fatalf("forced vote request: %s, term %d vote %q; want granted in term 2", crDump([]message{r}), a.term, a.votedFor)
+	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c"); r.Reject || a.term != 2 || a.votedFor != "c" {
+		t.Fatalf("forced vote request: %s, term %d vote %q; want granted in term 2", crDump([]Message{r}), a.term, a.votedFor)
 	}
 }
 
@@ -607,17 +607,17 @@ func TestCoreStickinessIgnoresVoteInLease(t *testing.T) {
 // its leader, forced or not; once the lease lapses, an outsider's append is
 // followed (a leader added by entries this server lacks).
 func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
-	forced := crVote(msgVote, "x", 99, 50, 50)
+	forced := crVote(MsgVote, "x", 99, 50, 50)
 	forced.Force = true
 	ack := crAck("x", 99, 1<<40, 1)
 	ack.Reject = true
-	hostile := []message{
+	hostile := []Message{
 		crApp("x", 99, 0, 0, 0, crEnts(1, 99)),
 		crApp("x", 99, 1<<62, 7, 1<<62, nil),
-		crVote(msgVote, "x", 99, 50, 50),
-		crVote(msgPreVote, "x", 99, 50, 50),
+		crVote(MsgVote, "x", 99, 50, 50),
+		crVote(MsgPreVote, "x", 99, 50, 50),
 		forced,
-		crFrom(msgTimeoutNow, "x", 99),
+		crFrom(MsgTimeoutNow, "x", 99),
 		ack,
 	}
 	a := crCore(t, "a", crNames3)
@@ -625,9 +625,9 @@ func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
 	for _, m := range hostile {
 		a.step(m)
 		rd := a.takeReady()
-		if a.term != 1 || a.lead != "b" || a.role != Follower || a.log.lastIndex() != 1 || len(rd.msgs) != 0 {
+		if a.term != 1 || a.lead != "b" || a.role != Follower || a.log.lastIndex() != 1 || len(rd.Messages) != 0 {
 			t.Fatalf("follower after %s: %v term %d lead %q last %d sent %s; want all ignored",
-				crDump([]message{m}), a.role, a.term, a.lead, a.log.lastIndex(), crDump(rd.msgs))
+				crDump([]Message{m}), a.role, a.term, a.lead, a.log.lastIndex(), crDump(rd.Messages))
 		}
 	}
 
@@ -638,7 +638,7 @@ func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
 		l.step(m)
 		l.takeReady()
 		if l.role != Leader || l.term != term {
-			t.Fatalf("leader after %s: %v term %d; want leader of term %d", crDump([]message{m}), l.role, l.term, term)
+			t.Fatalf("leader after %s: %v term %d; want leader of term %d", crDump([]Message{m}), l.role, l.term, term)
 		}
 	}
 
@@ -657,9 +657,9 @@ func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
 func TestCoreTimeoutNowForcesElection(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
-	a.step(crFrom(msgTimeoutNow, "b", 1))
-	out := a.takeReady().msgs
-	votes := crMsgs(out, msgVote, "")
+	a.step(crFrom(MsgTimeoutNow, "b", 1))
+	out := a.takeReady().Messages
+	votes := crMsgs(out, MsgVote, "")
 	if a.role != Candidate || a.term != 2 || len(votes) != 2 || !votes[0].Force || !votes[1].Force {
 		t.Fatalf("after TimeoutNow: %v term %d sent %s; want forced vote requests of term 2", a.role, a.term, crDump(out))
 	}
@@ -719,12 +719,12 @@ func TestCoreMinMajorityElection(t *testing.T) {
 		if err := a.triggerElection(); err != nil {
 			t.Fatal(err)
 		}
-		a.step(crFrom(msgVoteResp, "b", 1))
+		a.step(crFrom(MsgVoteResp, "b", 1))
 		if got, want := a.role, map[int]Role{0: Leader, 3: Candidate}[mm]; got != want {
 			t.Fatalf("minMajority %d, votes of a and b: %v, want %v", mm, got, want)
 		}
 		if mm == 3 {
-			a.step(crFrom(msgVoteResp, "c", 1))
+			a.step(crFrom(MsgVoteResp, "c", 1))
 			if a.role != Leader {
 				t.Fatalf("minMajority 3, votes of a, b, c: %v, want leader", a.role)
 			}
@@ -778,21 +778,21 @@ func TestCoreMinMajoritySingleServer(t *testing.T) {
 					t.Fatalf("right after newCore: %v in term %d, want leader in term 1", a.role, a.term)
 				}
 				idx, _, err := a.propose([][]byte{[]byte("x")})
-				if rd := a.takeReady(); err != nil || a.commit != idx || len(rd.apply) != 1 || string(rd.apply[0].Data) != "x" {
+				if rd := a.takeReady(); err != nil || a.commit != idx || len(rd.Committed) != 1 || string(rd.Committed[0].Data) != "x" {
 					t.Fatalf("propose on a lone leader: err %v, commit %d (entry %d)", err, a.commit, idx)
 				}
 				return
 			}
 			for i := 0; i < 1000; i++ {
 				a.tick()
-				if rd := a.takeReady(); len(rd.msgs) != 0 {
-					t.Fatalf("tick %d: sent %s", i, crDump(rd.msgs))
+				if rd := a.takeReady(); len(rd.Messages) != 0 {
+					t.Fatalf("tick %d: sent %s", i, crDump(rd.Messages))
 				}
 			}
 			if a.role != Follower || a.term != 0 {
 				t.Fatalf("after 1000 ticks: %v in term %d, want follower in term 0", a.role, a.term)
 			}
-			if err := a.triggerElection(); !errors.Is(err, errNotVoter) || a.role != Follower || a.term != 0 {
+			if err := a.triggerElection(); !errors.Is(err, ErrNotVoter) || a.role != Follower || a.term != 0 {
 				t.Fatalf("triggerElection: %v, %v in term %d; want errNotVoter", err, a.role, a.term)
 			}
 		})
@@ -807,7 +807,7 @@ func crNoopFirst(t testing.TB, c *core) {
 	t.Helper()
 	for i := uint64(1); i <= c.log.lastIndex(); i++ {
 		prev, _ := c.log.term(i - 1)
-		if e := c.log.at(i); e.Term != prev && e.Type != entryNoop {
+		if e := c.log.at(i); e.Term != prev && e.Type != EntryNoop {
 			t.Fatalf("%s: the first entry of term %d (index %d) is of type %d, not a no-op", c.cfg.name, e.Term, i, e.Type)
 		}
 	}
@@ -819,14 +819,14 @@ func TestCoreLeaderAppendsNoop(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 0)
 	crElect(t, a, "b")
-	if e := a.log.at(3); e.Type != entryNoop || e.Term != 2 {
+	if e := a.log.at(3); e.Type != EntryNoop || e.Term != 2 {
 		t.Fatalf("index 3 after winning term 2: type %d term %d, want a no-op of term 2", e.Type, e.Term)
 	}
-	out := a.takeReady().msgs
+	out := a.takeReady().Messages
 	for _, to := range []string{"b", "c"} {
-		m := crOnly(t, out, msgApp, to)
-		if len(m.Entries) == 0 || m.Entries[0].Type != entryNoop || m.Entries[0].Index != 3 {
-			t.Fatalf("first append to %s: %s, want it to start with the no-op", to, crDump([]message{m}))
+		m := crOnly(t, out, MsgApp, to)
+		if len(m.Entries) == 0 || m.Entries[0].Type != EntryNoop || m.Entries[0].Index != 3 {
+			t.Fatalf("first append to %s: %s, want it to start with the no-op", to, crDump([]Message{m}))
 		}
 	}
 	// On the network: every term in every log starts with a no-op.
@@ -855,10 +855,10 @@ func TestCoreReadWaitsForNoopCommit(t *testing.T) {
 	}
 	// b acknowledges every round a started, and holds index 3 (of term 1):
 	// a quorum holds 3, but that is not an entry of a's term.
-	ackRounds := func(match uint64) []readState {
+	ackRounds := func(match uint64) []ReadState {
 		rd := a.takeReady()
 		a.step(crAck("b", 2, match, a.seq))
-		return append(rd.reads, a.takeReady().reads...)
+		return append(rd.Reads, a.takeReady().Reads...)
 	}
 	if got := ackRounds(3); len(got) != 0 || a.commit != 1 {
 		t.Fatalf("before the no-op committed: released %v (commit %d), want nothing", got, a.commit)
@@ -869,7 +869,7 @@ func TestCoreReadWaitsForNoopCommit(t *testing.T) {
 		t.Fatalf("as the no-op committed: commit %d, released %v; want commit %d, a new round first", a.commit, got, last)
 	}
 	got := ackRounds(last)
-	if len(got) != 1 || got[0].id != 7 || got[0].index != last {
+	if len(got) != 1 || got[0].ID != 7 || got[0].Index != last {
 		t.Fatalf("after a round: released %v, want read 7 at index %d", got, last)
 	}
 }
@@ -908,10 +908,10 @@ func TestCoreReadIndexNeedsQuorumRound(t *testing.T) {
 	rd := a.takeReady()
 	// Every follower answered round old (0, before any), so the round
 	// goes to the two it needs for a quorum of three.
-	if len(rd.reads) != 0 || a.seq != old+1 || len(crMsgs(rd.msgs, msgApp, "")) != 2 {
-		t.Fatalf("registering the read: released %v, round %d->%d, sent %s", rd.reads, old, a.seq, crDump(rd.msgs))
+	if len(rd.Reads) != 0 || a.seq != old+1 || len(crMsgs(rd.Messages, MsgApp, "")) != 2 {
+		t.Fatalf("registering the read: released %v, round %d->%d, sent %s", rd.Reads, old, a.seq, crDump(rd.Messages))
 	}
-	for _, m := range crMsgs(rd.msgs, msgApp, "") {
+	for _, m := range crMsgs(rd.Messages, MsgApp, "") {
 		if m.Seq != a.seq {
 			t.Fatalf("heartbeat of round %d, want %d", m.Seq, a.seq)
 		}
@@ -929,11 +929,11 @@ func TestCoreReadIndexNeedsQuorumRound(t *testing.T) {
 	}
 	for i, s := range steps {
 		a.step(crAck(s.from, a.term, commit, s.seq))
-		got := a.takeReady().reads
+		got := a.takeReady().Reads
 		if (len(got) == 1) != s.release {
 			t.Fatalf("step %d (ack of round %d from %s): released %v, want release=%v", i, s.seq, s.from, got, s.release)
 		}
-		if s.release && (got[0].id != 1 || got[0].index != commit) {
+		if s.release && (got[0].ID != 1 || got[0].Index != commit) {
 			t.Fatalf("released %v, want read 1 at %d", got, commit)
 		}
 	}
@@ -948,33 +948,33 @@ func TestCoreReadIndexBatchesRound(t *testing.T) {
 		a.readIndex(id)
 	}
 	rd := a.takeReady()
-	hbs := crMsgs(rd.msgs, msgApp, "")
-	if len(rd.msgs) != 1 || len(hbs) != 1 || hbs[0].Seq != a.seq {
-		t.Fatalf("three reads sent %s, want one heartbeat of round %d, to the one follower a quorum needs", crDump(rd.msgs), a.seq)
+	hbs := crMsgs(rd.Messages, MsgApp, "")
+	if len(rd.Messages) != 1 || len(hbs) != 1 || hbs[0].Seq != a.seq {
+		t.Fatalf("three reads sent %s, want one heartbeat of round %d, to the one follower a quorum needs", crDump(rd.Messages), a.seq)
 	}
 	first := a.seq
 	a.readIndex(4) // after the round began: it waits for the next one
 	a.readIndex(5)
-	if rd := a.takeReady(); len(rd.msgs) != 0 || a.seq != first {
-		t.Fatalf("reads 4 and 5 sent %s (round %d) while round %d was in flight, want nothing yet", crDump(rd.msgs), a.seq, first)
+	if rd := a.takeReady(); len(rd.Messages) != 0 || a.seq != first {
+		t.Fatalf("reads 4 and 5 sent %s (round %d) while round %d was in flight, want nothing yet", crDump(rd.Messages), a.seq, first)
 	}
 	a.step(crAck("c", a.term, a.commit, first))
 	rd = a.takeReady()
-	got := rd.reads
-	if len(got) != 3 || got[0].id != 1 || got[1].id != 2 || got[2].id != 3 {
+	got := rd.Reads
+	if len(got) != 3 || got[0].ID != 1 || got[1].ID != 2 || got[2].ID != 3 {
 		t.Fatalf("ack of round %d released %v, want reads 1, 2, 3", first, got)
 	}
-	var round2 []message
-	for _, m := range crMsgs(rd.msgs, msgApp, "") {
+	var round2 []Message
+	for _, m := range crMsgs(rd.Messages, MsgApp, "") {
 		if m.Seq == first+1 && len(m.Entries) == 0 {
 			round2 = append(round2, m)
 		}
 	}
 	if len(round2) != 1 || a.seq != first+1 {
-		t.Fatalf("after round %d completed: sent %s, want one round %d for reads 4 and 5", first, crDump(rd.msgs), first+1)
+		t.Fatalf("after round %d completed: sent %s, want one round %d for reads 4 and 5", first, crDump(rd.Messages), first+1)
 	}
 	a.step(crAck("c", a.term, a.commit, first+1))
-	if got := a.takeReady().reads; len(got) != 2 || got[0].id != 4 || got[1].id != 5 || got[0].index != a.commit {
+	if got := a.takeReady().Reads; len(got) != 2 || got[0].ID != 4 || got[1].ID != 5 || got[0].Index != a.commit {
 		t.Fatalf("ack of round %d released %v, want reads 4 and 5", first+1, got)
 	}
 }
@@ -1007,7 +1007,7 @@ func TestCoreReadIndexPartitionedLeader(t *testing.T) {
 	for i := 0; i < 10 && len(n.reads[l.cfg.name]) == 0; i++ {
 		n.tickAll(1)
 	}
-	if got := n.reads[l.cfg.name]; len(got) != 1 || got[0].id != 1 || got[0].index != commit {
+	if got := n.reads[l.cfg.name]; len(got) != 1 || got[0].ID != 1 || got[0].Index != commit {
 		t.Fatalf("after healing: released %v, want read 1 at index %d", got, commit)
 	}
 }
@@ -1099,7 +1099,7 @@ func TestCoreMembershipOneChangeAtATime(t *testing.T) {
 	if err != nil || idx != l.log.lastIndex() {
 		t.Fatalf("removeServer(c): %d, %v", idx, err)
 	}
-	if _, err := l.removeServer("b"); !errors.Is(err, errConfBusy) {
+	if _, err := l.removeServer("b"); !errors.Is(err, ErrConfBusy) {
 		t.Fatalf("second removeServer while the first is uncommitted: %v, want errConfBusy", err)
 	}
 	// d catches up meanwhile, but its configuration waits.
@@ -1130,11 +1130,11 @@ func TestCoreMembershipNeedsCommittedEntryOfTerm(t *testing.T) {
 	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 0)
 	crElect(t, a, "b")
 	last := a.log.lastIndex()
-	if _, err := a.removeServer("c"); !errors.Is(err, errNotCommittedYet) {
+	if _, err := a.removeServer("c"); !errors.Is(err, ErrNotCommittedYet) {
 		t.Fatalf("removeServer before the no-op committed: %v, want errNotCommittedYet", err)
 	}
 	a.step(crAck("b", a.term, 2, 0)) // entries of term 1 only
-	if _, err := a.removeServer("c"); !errors.Is(err, errNotCommittedYet) || a.log.lastIndex() != last {
+	if _, err := a.removeServer("c"); !errors.Is(err, ErrNotCommittedYet) || a.log.lastIndex() != last {
 		t.Fatalf("removeServer with only term-1 entries on a quorum: %v, want errNotCommittedYet", err)
 	}
 	a.step(crAck("b", a.term, last, 0))
@@ -1180,7 +1180,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isTimeoutNow := func(m message) bool { return m.Type == msgTimeoutNow }
+	isTimeoutNow := func(m Message) bool { return m.Type == MsgTimeoutNow }
 	n.collect("a")
 	if k := n.deliverCounting(isTimeoutNow); k != 0 || a.role != Leader || a.commit >= idx {
 		t.Fatalf("before the removal committed: %d TimeoutNow, a %v commit %d", k, a.role, a.commit)
@@ -1190,7 +1190,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	var to []string
 	for i := 0; i < 10 && a.role == Leader; i++ {
 		crTickOne(n, "a", 1)
-		n.deliverCounting(func(m message) bool {
+		n.deliverCounting(func(m Message) bool {
 			if isTimeoutNow(m) {
 				to = append(to, m.To)
 				if a.commit < idx {
@@ -1225,7 +1225,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 
 // crBoundConfig is a configuration entry naming the servers with their
 // crIncs incarnations (or inc[name] when given).
-func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) entry {
+func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) Entry {
 	var m membership
 	for _, name := range names {
 		i, ok := inc[name]
@@ -1234,7 +1234,7 @@ func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) en
 		}
 		m = m.with(member{Name: name, Addr: name, Inc: i})
 	}
-	return entry{Index: index, Term: term, Type: entryConfig, Data: encodeMembership(m)}
+	return Entry{Index: index, Term: term, Type: EntryConfig, Data: encodeMembership(m)}
 }
 
 // crBoundFollower gives c the log [no-op, bound configuration of names] of
@@ -1245,7 +1245,7 @@ func crBoundFollower(t testing.TB, c *core, names []string) {
 	if c.cfg.name == leader {
 		leader = "a"
 	}
-	c.step(crApp(leader, 1, 0, 0, 2, []entry{{Index: 1, Term: 1, Type: entryNoop}, crBoundConfig(2, 1, names, nil)}))
+	c.step(crApp(leader, 1, 0, 0, 2, []Entry{{Index: 1, Term: 1, Type: EntryNoop}, crBoundConfig(2, 1, names, nil)}))
 	c.takeReady()
 	if !crAllBound(c.self) || c.commit != 2 {
 		t.Fatalf("setup: configuration %+v commit %d", c.self.Voters, c.commit)
@@ -1261,7 +1261,7 @@ func TestCoreIncarnationVoteTally(t *testing.T) {
 		t.Fatal(err)
 	}
 	vote := func(from string, inc uint64) {
-		m := crFrom(msgVoteResp, from, a.term)
+		m := crFrom(MsgVoteResp, from, a.term)
 		m.FromInc = inc
 		a.step(m)
 	}
@@ -1339,7 +1339,7 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 	}
 	a.takeReady()
 	// b comes back blank as incarnation 22 and refuses a heartbeat.
-	r := crFrom(msgAppResp, "b", a.term)
+	r := crFrom(MsgAppResp, "b", a.term)
 	r.FromInc, r.Reject, r.PrevIndex, r.HintIndex, r.LastIndex = 22, true, last, 1, 0
 	a.step(r)
 	pr := a.prs["b"]
@@ -1347,8 +1347,8 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 		t.Fatalf("progress after the new incarnation answered: inc %d match %d next %d state %d; want 22, 0, 1, probe",
 			pr.inc, pr.match, pr.next, pr.state)
 	}
-	if m := crOnly(t, a.takeReady().msgs, msgApp, "b"); m.PrevIndex != 0 || len(m.Entries) != int(last) {
-		t.Fatalf("append to the new b: %s, want the whole log", crDump([]message{m}))
+	if m := crOnly(t, a.takeReady().Messages, MsgApp, "b"); m.PrevIndex != 0 || len(m.Entries) != int(last) {
+		t.Fatalf("append to the new b: %s, want the whole log", crDump([]Message{m}))
 	}
 	// b/22 holds everything (x included); c does not answer.
 	x, _, _ := a.propose([][]byte{[]byte("x")})
@@ -1357,8 +1357,8 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 	ack := crAck("b", a.term, x, a.seq)
 	ack.FromInc = 22
 	a.step(ack)
-	if rd := a.takeReady(); a.commit >= x || len(rd.reads) != 0 {
-		t.Fatalf("acks of b/22 counted: commit %d (x at %d), released %v", a.commit, x, rd.reads)
+	if rd := a.takeReady(); a.commit >= x || len(rd.Reads) != 0 {
+		t.Fatalf("acks of b/22 counted: commit %d (x at %d), released %v", a.commit, x, rd.Reads)
 	}
 	if a.log.lastIndex() != x {
 		t.Fatalf("without autoRejoin the leader changed the configuration: last %d, want %d", a.log.lastIndex(), x)
@@ -1369,8 +1369,8 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 		t.Fatalf("late ack of b/2: commit %d, b's progress inc %d match %d", a.commit, a.prs["b"].inc, a.prs["b"].match)
 	}
 	a.step(crAck("c", a.term, x, a.seq))
-	if rd := a.takeReady(); a.commit != x || len(rd.reads) != 1 {
-		t.Fatalf("with c's ack: commit %d (want %d), released %v", a.commit, x, rd.reads)
+	if rd := a.takeReady(); a.commit != x || len(rd.Reads) != 1 {
+		t.Fatalf("with c's ack: commit %d (want %d), released %v", a.commit, x, rd.Reads)
 	}
 }
 
@@ -1424,18 +1424,18 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 	cases := []struct {
 		name  string
-		typ   msgType
+		typ   MessageType
 		from  string
 		inc   uint64
 		term  uint64
 		force bool
 	}{
-		{"vote, higher term", msgVote, "d", 4, 9, false},
-		{"forced vote, higher term", msgVote, "d", 4, 9, true},
-		{"vote, same term", msgVote, "d", 4, 3, false},
-		{"pre-vote", msgPreVote, "d", 4, 9, false},
-		{"vote from a new incarnation of a voter", msgVote, "c", 33, 9, false},
-		{"pre-vote from a new incarnation of a voter", msgPreVote, "c", 33, 4, false},
+		{"vote, higher term", MsgVote, "d", 4, 9, false},
+		{"forced vote, higher term", MsgVote, "d", 4, 9, true},
+		{"vote, same term", MsgVote, "d", 4, 3, false},
+		{"pre-vote", MsgPreVote, "d", 4, 9, false},
+		{"vote from a new incarnation of a voter", MsgVote, "c", 33, 9, false},
+		{"pre-vote from a new incarnation of a voter", MsgPreVote, "c", 33, 4, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1447,10 +1447,10 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 			m := crVote(tc.typ, tc.from, tc.term, a.log.lastIndex(), a.log.lastTerm())
 			m.FromInc, m.Force = tc.inc, tc.force
 			a.step(m)
-			r := crOnly(t, a.takeReady().msgs, voteRespType(tc.typ), tc.from)
+			r := crOnly(t, a.takeReady().Messages, voteRespType(tc.typ), tc.from)
 			if !r.Reject || r.Term != 3 || a.term != 3 || a.votedFor != "" || a.role != Follower {
 				t.Fatalf("answer %s; voter %v in term %d, vote %q; want a refusal in term 3 and no change",
-					crDump([]message{r}), a.role, a.term, a.votedFor)
+					crDump([]Message{r}), a.role, a.term, a.votedFor)
 			}
 		})
 	}
@@ -1460,16 +1460,16 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 // (it has not received the entry that added d) still votes for d when d's
 // log is strictly newer, so that a live majority can always elect someone.
 func TestCoreVoteForAddedServerWithNewerLog(t *testing.T) {
-	for _, typ := range []msgType{msgPreVote, msgVote} {
+	for _, typ := range []MessageType{MsgPreVote, MsgVote} {
 		a := crCore(t, "a", crNames3)
 		crBoundFollower(t, a, crNames3)
 		a.term, a.lead = 3, ""
 		m := crVote(typ, "d", 4, a.log.lastIndex()+2, a.log.lastTerm())
 		m.FromInc = 4
 		a.step(m)
-		r := crOnly(t, a.takeReady().msgs, voteRespType(typ), "d")
+		r := crOnly(t, a.takeReady().Messages, voteRespType(typ), "d")
 		if r.Reject {
-			t.Fatalf("%v from d with a newer log refused: %s", typ, crDump([]message{r}))
+			t.Fatalf("%v from d with a newer log refused: %s", typ, crDump([]Message{r}))
 		}
 	}
 }
@@ -1491,7 +1491,7 @@ func TestCoreRemovedServerKeepsQuiet(t *testing.T) {
 	}
 	term := l.term
 	for i := 0; i < 300; i++ {
-		if k := crTickCounting(n, func(m message) bool { return m.From == "c" }); k != 0 {
+		if k := crTickCounting(n, func(m Message) bool { return m.From == "c" }); k != 0 {
 			t.Fatalf("tick %d: the removed c sent %d messages", i, k)
 		}
 	}
@@ -1524,7 +1524,7 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 	n.heal()
 	requests := 0
 	for i := 0; i < 300; i++ {
-		requests += crTickCounting(n, func(m message) bool { return m.From == "c" && (m.Type == msgPreVote || m.Type == msgVote) })
+		requests += crTickCounting(n, func(m Message) bool { return m.From == "c" && (m.Type == MsgPreVote || m.Type == MsgVote) })
 	}
 	b := n.cores["b"]
 	if requests == 0 {
@@ -1552,7 +1552,7 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 	delete(n.cores, "a")
 	requests = 0
 	for i := 0; i < 300; i++ {
-		requests += crTickCounting(n, func(m message) bool { return m.From == "c" && m.To == "b" })
+		requests += crTickCounting(n, func(m Message) bool { return m.From == "c" && m.To == "b" })
 	}
 	if requests == 0 || b.lead != "" {
 		t.Fatalf("the scenario needs b without a leader (lead %q) and c asking it (%d requests)", b.lead, requests)
@@ -1578,12 +1578,12 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 2) // committed by leader b
-	req := crVote(msgVote, "c", 2, 2, 1)
+	req := crVote(MsgVote, "c", 2, 2, 1)
 	req.Force = true // TriggerElection on c/3
 	a.step(req)
-	grant := crOnly(t, a.takeReady().msgs, msgVoteResp, "c")
+	grant := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c")
 	if grant.Reject {
-		t.Fatalf("setup: a refused c/3: %s", crDump([]message{grant}))
+		t.Fatalf("setup: a refused c/3: %s", crDump([]Message{grant}))
 	}
 
 	c := crCore(t, "c", crNames3, crInc(33)) // c restarted, blank
@@ -1598,7 +1598,7 @@ func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
 		msg := fmt.Sprintf("c/33 leads term %d with an empty log, counting a's vote for c/3", c.term)
 		// Show what follows: c/33 commits entries that contradict a's.
 		cores := map[string]*core{"a": a, "c": c}
-		crPump(t, cores, c.takeReady().msgs, nil, nil)
+		crPump(t, cores, c.takeReady().Messages, nil, nil)
 		if c.commit >= 2 && a.commit >= 2 && c.log.at(2).Term != a.log.at(2).Term {
 			msg += fmt.Sprintf("; then c/33 commits index 2 of term %d while a committed index 2 of term %d",
 				c.log.at(2).Term, a.log.at(2).Term)
@@ -1624,21 +1624,21 @@ func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
 	if err := b.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
-	reqs := b.takeReady().msgs
+	reqs := b.takeReady().Messages
 	cores := map[string]*core{"a": a, "b": b, "c": c}
 	// c/33 answers first, then a.
-	crPump(t, cores, crMsgs(reqs, msgVote, "c"), nil, nil)
+	crPump(t, cores, crMsgs(reqs, MsgVote, "c"), nil, nil)
 	if b.role != Candidate || c.votedFor != "b" {
 		t.Fatalf("setup: after c/33's vote b is %v (c voted %q)", b.role, c.votedFor)
 	}
-	crPump(t, cores, crMsgs(reqs, msgVote, "a"), func(m message) bool { return m.Type == msgApp }, nil)
+	crPump(t, cores, crMsgs(reqs, MsgVote, "a"), func(m Message) bool { return m.Type == MsgApp }, nil)
 	if b.role != Leader {
 		t.Fatalf("setup: b is %v", b.role)
 	}
 	for i := 0; i < 200; i++ {
 		for _, name := range []string{"a", "b", "c"} {
 			cores[name].tick()
-			crPump(t, cores, cores[name].takeReady().msgs, nil, nil)
+			crPump(t, cores, cores[name].takeReady().Messages, nil, nil)
 		}
 	}
 	if b.role != Leader || c.log.lastIndex() != b.log.lastIndex() {
@@ -1662,17 +1662,17 @@ func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
 	if err := a.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
-	a.step(crFrom(msgVoteResp, "b", a.term))
+	a.step(crFrom(MsgVoteResp, "b", a.term))
 	if a.role == Leader {
 		t.Fatal("a leads a names-only configuration with 2 votes of 3")
 	}
-	a.step(crFrom(msgVoteResp, "c", a.term))
+	a.step(crFrom(MsgVoteResp, "c", a.term))
 	if a.role != Leader {
 		t.Fatalf("a is %v with every vote, want leader", a.role)
 	}
 	last := a.log.at(a.log.lastIndex())
 	m, err := decodeMembership(last.Data)
-	if last.Type != entryConfig || err != nil {
+	if last.Type != EntryConfig || err != nil {
 		t.Fatalf("the new leader's last entry is %v, want the configuration that binds incarnations", last.Type)
 	}
 	for _, v := range m.Voters {
@@ -1691,7 +1691,7 @@ func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
 func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	without := a.self.without("a")
-	a.step(crApp("b", 2, 0, 0, 0, []entry{{Index: 1, Term: 2, Type: entryConfig, Data: encodeMembership(without)}}))
+	a.step(crApp("b", 2, 0, 0, 0, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
 	a.takeReady()
 	if !a.removed || a.commit != 0 {
 		t.Fatalf("setup: removed=%v commit=%d", a.removed, a.commit)
@@ -1704,26 +1704,26 @@ func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 	}
 	// The configuration in use is {b, c}: a needs both, its own vote
 	// does not count, in the pre-vote and in the election.
-	a.step(crFrom(msgPreVoteResp, "b", a.term+1))
+	a.step(crFrom(MsgPreVoteResp, "b", a.term+1))
 	if !a.preVote {
 		t.Fatal("a left the pre-vote with b's grant alone: it counted itself")
 	}
-	a.step(crFrom(msgPreVoteResp, "c", a.term+1))
+	a.step(crFrom(MsgPreVoteResp, "c", a.term+1))
 	if a.preVote || a.role != Candidate {
 		t.Fatalf("a is %v (pre-vote %v) with b's and c's pre-votes, want a candidate", a.role, a.preVote)
 	}
-	a.step(crFrom(msgVoteResp, "b", a.term))
+	a.step(crFrom(MsgVoteResp, "b", a.term))
 	if a.role == Leader {
 		t.Fatal("a leads with b's vote alone: it counted its own vote in a configuration without it")
 	}
-	a.step(crFrom(msgVoteResp, "c", a.term))
+	a.step(crFrom(MsgVoteResp, "c", a.term))
 	if a.role != Leader {
 		t.Fatalf("a is %v with the votes of b and c, want leader", a.role)
 	}
 
 	// Once the removal is committed, it stays quiet.
 	q := crCore(t, "a", crNames3)
-	q.step(crApp("b", 2, 0, 0, 1, []entry{{Index: 1, Term: 2, Type: entryConfig, Data: encodeMembership(without)}}))
+	q.step(crApp("b", 2, 0, 0, 1, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
 	q.takeReady()
 	for i := 0; i < 100; i++ {
 		q.tick()
@@ -1740,17 +1740,17 @@ func TestCoreMalformedAppendsAreDropped(t *testing.T) {
 	a := crCore(t, "a", crNames3)
 	crFollowerWithLog(t, a, 2, []uint64{1, 2}, 1)
 	before := crLogTerms(a)
-	for _, m := range []message{
-		crApp("b", 2, 0, 0, 1, []entry{{Index: 2, Term: 2}}),                      // a gap after PrevIndex 0
-		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 5}}),                      // a term above the message's
-		crApp("b", 2, 0, 0, 1, []entry{{Index: 0, Term: 1}}),                      // index 0
-		crApp("b", 2, 2, 2, 1, []entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
-		crApp("b", 3, 0, 0, 1, []entry{{Index: 1, Term: 3}}),                      // rewrites committed index 1: skipped as committed
+	for _, m := range []Message{
+		crApp("b", 2, 0, 0, 1, []Entry{{Index: 2, Term: 2}}),                      // a gap after PrevIndex 0
+		crApp("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 5}}),                      // a term above the message's
+		crApp("b", 2, 0, 0, 1, []Entry{{Index: 0, Term: 1}}),                      // index 0
+		crApp("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
+		crApp("b", 3, 0, 0, 1, []Entry{{Index: 1, Term: 3}}),                      // rewrites committed index 1: skipped as committed
 	} {
 		a.step(m)
 		a.takeReady()
 		if got := crLogTerms(a); !crEqualTerms(got, before) || a.commit != 1 {
-			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", crDump([]message{m}), got, a.commit, before)
+			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", crDump([]Message{m}), got, a.commit, before)
 		}
 	}
 }
@@ -1769,7 +1769,7 @@ func TestCoreResendsAfterLostAppends(t *testing.T) {
 	resent := -1
 	for tick := 0; tick < 10*a.cfg.heartbeat && resent < 0; tick++ {
 		a.tick()
-		for _, m := range crMsgs(a.takeReady().msgs, msgApp, "b") {
+		for _, m := range crMsgs(a.takeReady().Messages, MsgApp, "b") {
 			if len(m.Entries) > 0 && m.Entries[0].Index <= idx && idx <= m.Entries[len(m.Entries)-1].Index {
 				resent = tick
 			}
@@ -1814,8 +1814,8 @@ func TestCoreHandOverTimesOut(t *testing.T) {
 	}
 	a.tick()
 	rd := a.takeReady()
-	if a.role != Follower || len(crMsgs(rd.msgs, msgTimeoutNow, "")) != 0 {
-		t.Fatalf("after an election timeout a is %v and sent %s; want a follower that sent no TimeoutNow", a.role, crDump(rd.msgs))
+	if a.role != Follower || len(crMsgs(rd.Messages, MsgTimeoutNow, "")) != 0 {
+		t.Fatalf("after an election timeout a is %v and sent %s; want a follower that sent no TimeoutNow", a.role, crDump(rd.Messages))
 	}
 }
 
@@ -1845,15 +1845,15 @@ func TestCoreOneLeaderPerTerm(t *testing.T) {
 		a := crCore(t, "a", crNames3)
 		crFollowerWithLog(t, a, 1, []uint64{1}, 1)
 		before := crLogTerms(a)
-		for _, m := range []message{
+		for _, m := range []Message{
 			crApp(from, 1, 1, 1, 2, crEnts(2, 1)),
-			crFrom(msgTimeoutNow, from, 1),
+			crFrom(MsgTimeoutNow, from, 1),
 		} {
 			a.step(m)
 			rd := a.takeReady()
-			if a.lead != "b" || a.role != Follower || a.term != 1 || !crEqualTerms(crLogTerms(a), before) || a.commit != 1 || len(rd.msgs) != 0 {
+			if a.lead != "b" || a.role != Follower || a.term != 1 || !crEqualTerms(crLogTerms(a), before) || a.commit != 1 || len(rd.Messages) != 0 {
 				t.Fatalf("after %s: %v term %d lead %q log %v commit %d sent %s; want it ignored",
-					crDump([]message{m}), a.role, a.term, a.lead, crLogTerms(a), a.commit, crDump(rd.msgs))
+					crDump([]Message{m}), a.role, a.term, a.lead, crLogTerms(a), a.commit, crDump(rd.Messages))
 			}
 		}
 	}
@@ -1869,7 +1869,7 @@ func TestCoreTermNeverWraps(t *testing.T) {
 	a.takeReady()
 	// A forced election (TimeoutNow from the leader) skips pre-vote, the
 	// path that would add one to the term at once.
-	a.step(crFrom(msgTimeoutNow, "b", math.MaxUint64))
+	a.step(crFrom(MsgTimeoutNow, "b", math.MaxUint64))
 	a.takeReady()
 	if a.term != math.MaxUint64 {
 		t.Fatalf("term %d after a forced campaign from the last term; want it kept", a.term)
@@ -1895,7 +1895,7 @@ func TestCoreLeaderHearsServersItCatchesUp(t *testing.T) {
 	}
 	a.takeReady()
 	term := a.term
-	a.step(message{Type: msgAppResp, From: "d", FromInc: 7, FromAddr: "d", To: "a", Term: term + 5, Reject: true})
+	a.step(Message{Type: MsgAppResp, From: "d", FromInc: 7, FromAddr: "d", To: "a", Term: term + 5, Reject: true})
 	if a.term != term+5 || a.role != Follower {
 		t.Fatalf("after d answered at term %d: term %d, %v; want to follow at that term", term+5, a.term, a.role)
 	}
@@ -1912,9 +1912,9 @@ func TestCoreReadRoundGoesToQuorum(t *testing.T) {
 	}
 	a.takeReady()
 	commit := a.commit
-	heartbeats := func(rd ready) []string {
+	heartbeats := func(rd Ready) []string {
 		var to []string
-		for _, m := range crMsgs(rd.msgs, msgApp, "") {
+		for _, m := range crMsgs(rd.Messages, MsgApp, "") {
 			if m.Seq == a.seq {
 				to = append(to, m.To)
 			}
@@ -1928,8 +1928,8 @@ func TestCoreReadRoundGoesToQuorum(t *testing.T) {
 	// d and e answer round 1 (as they would a heartbeat of it).
 	a.step(crAck("d", a.term, commit, a.seq))
 	a.step(crAck("e", a.term, commit, a.seq))
-	if rd := a.takeReady(); len(rd.reads) != 1 {
-		t.Fatalf("round 1 answered by a quorum released %v", rd.reads)
+	if rd := a.takeReady(); len(rd.Reads) != 1 {
+		t.Fatalf("round 1 answered by a quorum released %v", rd.Reads)
 	}
 	a.readIndex(2)
 	if to := heartbeats(a.takeReady()); len(to) != 2 || to[0] != "d" || to[1] != "e" {
@@ -1945,8 +1945,8 @@ func TestCoreReadRoundGoesToQuorum(t *testing.T) {
 		t.Fatalf("the heartbeat during round 2 went to %v, want all four with its seq", to)
 	}
 	a.step(crAck("b", a.term, commit, a.seq))
-	if rd := a.takeReady(); len(rd.reads) != 1 {
-		t.Fatalf("round 2 answered by a, b and d released %v", rd.reads)
+	if rd := a.takeReady(); len(rd.Reads) != 1 {
+		t.Fatalf("round 2 answered by a, b and d released %v", rd.Reads)
 	}
 	a.readIndex(3)
 	if to := heartbeats(a.takeReady()); len(to) != 2 || to[0] != "b" || to[1] != "d" {
@@ -1967,20 +1967,20 @@ func TestCoreReadRoundHeldOnceAfterRelease(t *testing.T) {
 	a.takeReady() // round 1 goes out
 	a.readIndex(2)
 	a.step(crAck("b", a.term, a.log.lastIndex(), a.seq)) // round 1 done
-	rd := a.takeReadyHolding(true)
-	if len(rd.reads) != 1 || rd.reads[0].id != 1 || !rd.roundHeld {
-		t.Fatalf("the answered round released %v, held %v; want read 1 and the next round held", rd.reads, rd.roundHeld)
+	rd := a.takeReadyHolding(HoldRound)
+	if len(rd.Reads) != 1 || rd.Reads[0].ID != 1 || !rd.RoundHeld {
+		t.Fatalf("the answered round released %v, held %v; want read 1 and the next round held", rd.Reads, rd.RoundHeld)
 	}
-	if ms := crMsgs(rd.msgs, msgApp, ""); len(ms) != 0 {
+	if ms := crMsgs(rd.Messages, MsgApp, ""); len(ms) != 0 {
 		t.Fatalf("a held round sent %s", crDump(ms))
 	}
 	a.readIndex(3) // a reader just answered asks again
-	rd = a.takeReadyHolding(false)
-	if ms := crMsgs(rd.msgs, msgApp, ""); len(ms) == 0 || ms[0].Seq != a.seq {
-		t.Fatalf("the held round did not start: %s", crDump(rd.msgs))
+	rd = a.takeReadyHolding(StartRound)
+	if ms := crMsgs(rd.Messages, MsgApp, ""); len(ms) == 0 || ms[0].Seq != a.seq {
+		t.Fatalf("the held round did not start: %s", crDump(rd.Messages))
 	}
 	a.step(crAck("b", a.term, a.log.lastIndex(), a.seq))
-	if rd := a.takeReady(); len(rd.reads) != 2 {
-		t.Fatalf("the held round released %v, want reads 2 and 3 together", rd.reads)
+	if rd := a.takeReady(); len(rd.Reads) != 2 {
+		t.Fatalf("the held round released %v, want reads 2 and 3 together", rd.Reads)
 	}
 }

@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 // TestSim runs the protocol core through seeded random fault schedules and
 // checks Raft's safety invariants after every step (sim_helpers_test.go).
@@ -139,10 +139,10 @@ func FuzzLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := simBytes{b: data}
 		var l raftLog
-		var model []entry
+		var model []Entry
 		type handed struct {
-			got  []entry
-			want []entry
+			got  []Entry
+			want []Entry
 		}
 		var out []handed
 		lastTerm := func() uint64 {
@@ -153,14 +153,14 @@ func FuzzLog(f *testing.F) {
 		}
 		pos := func() uint64 { return uint64(in.byte())<<8 | uint64(in.byte()) }
 		appendModel := func(k int, newTerm func(i int) bool, dataLen func() int) {
-			var es []entry
+			var es []Entry
 			term := max(lastTerm(), 1)
 			for i := 0; i < k; i++ {
 				if newTerm(i) {
 					term++
 				}
 				d := bytes.Repeat([]byte{byte('a' + (len(model)+i)%26)}, dataLen())
-				es = append(es, entry{Index: uint64(len(model) + 1 + i), Term: term, Type: entryType(i % 3), Data: d})
+				es = append(es, Entry{Index: uint64(len(model) + 1 + i), Term: term, Type: EntryType(i % 3), Data: d})
 			}
 			l.append(es...)
 			model = append(model, es...)
@@ -189,7 +189,7 @@ func FuzzLog(f *testing.F) {
 					maxBytes *= 64
 				}
 				got := l.slice(lo, hi, maxBytes)
-				var want []entry
+				var want []Entry
 				lo = max(lo, 1)
 				hi = min(hi, uint64(len(model)))
 				size := 0
@@ -206,7 +206,7 @@ func FuzzLog(f *testing.F) {
 				if cap(got) != len(got) {
 					t.Fatalf("slice(%d, %d, %d) has room to append into the log: len %d cap %d", lo, hi, maxBytes, len(got), cap(got))
 				}
-				out = append(out, handed{got, append([]entry(nil), want...)})
+				out = append(out, handed{got, append([]Entry(nil), want...)})
 			case 3: // lookups
 				i := pos() % uint64(len(model)+3)
 				tm, ok := l.term(i)
@@ -219,7 +219,7 @@ func FuzzLog(f *testing.F) {
 					t.Fatalf("term(%d) = %d, %v; want %d, %v", i, tm, ok, wantT, wantOK)
 				}
 				if i > 0 && wantOK {
-					if e := l.at(i); !simEntriesEqual([]entry{*e}, model[i-1:i]) {
+					if e := l.at(i); !simEntriesEqual([]Entry{*e}, model[i-1:i]) {
 						t.Fatalf("at(%d) = %v, want %v", i, *e, model[i-1])
 					}
 				}
@@ -241,7 +241,7 @@ func FuzzLog(f *testing.F) {
 			}
 		}
 		for i := range model {
-			if e := l.at(uint64(i + 1)); !simEntriesEqual([]entry{*e}, model[i:i+1]) {
+			if e := l.at(uint64(i + 1)); !simEntriesEqual([]Entry{*e}, model[i:i+1]) {
 				t.Fatalf("at(%d) = %v, want %v", i+1, *e, model[i])
 			}
 		}
@@ -255,12 +255,12 @@ func FuzzLog(f *testing.F) {
 					t.Fatalf("append of index %d after %d did not panic", l.lastIndex()+2, l.lastIndex())
 				}
 			}()
-			l.append(entry{Index: l.lastIndex() + 2, Term: lastTerm()})
+			l.append(Entry{Index: l.lastIndex() + 2, Term: lastTerm()})
 		}()
 	})
 }
 
-func simEntriesEqual(a, b []entry) bool {
+func simEntriesEqual(a, b []Entry) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -357,8 +357,8 @@ func (s *sim) inject(in *simBytes) {
 	}
 	n := alive[int(in.byte())%len(alive)]
 	c := n.c
-	var m message
-	m.Type = msgType(in.byte() % 9) // 0 and 8 are not message types
+	var m Message
+	m.Type = MessageType(in.byte() % 9) // 0 and 8 are not message types
 	from := in.byte()
 	switch {
 	case from < 200 && len(s.names) > 1:
@@ -371,7 +371,7 @@ func (s *sim) inject(in *simBytes) {
 	default:
 		m.From, m.FromInc = "intruder", uint64(in.byte())
 	}
-	m.FromAddr, m.To, m.toAddr = m.From, n.name, n.name
+	m.FromAddr, m.To, m.ToAddr = m.From, n.name, n.name
 	if b := in.byte(); b%3 == 1 {
 		m.ToInc = n.inc
 	} else if b%3 == 2 {
@@ -400,13 +400,13 @@ func (s *sim) inject(in *simBytes) {
 	term := m.PrevTerm
 	for i := 0; i < k; i++ {
 		term += uint64(in.byte() % 2)
-		e := entry{Index: m.PrevIndex + 1 + uint64(i), Term: term, Type: entryType(in.byte() % 4), Data: []byte{in.byte()}}
+		e := Entry{Index: m.PrevIndex + 1 + uint64(i), Term: term, Type: EntryType(in.byte() % 4), Data: []byte{in.byte()}}
 		if flags&8 != 0 {
 			// Indexes that do not follow PrevIndex: a peer's codec or a bug
 			// could deliver them.
 			e.Index = near(e.Index)
 		}
-		if e.Type == entryConfig {
+		if e.Type == EntryConfig {
 			if flags&16 != 0 {
 				e.Data = encodeMembership(membership{Voters: []member{{Name: n.name, Addr: n.name, Inc: n.inc}}})
 			} else {

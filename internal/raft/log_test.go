@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 import "testing"
 
@@ -6,10 +6,10 @@ import "testing"
 // slice, including truncation into a chunk whose entries were handed out.
 func TestLogChunks(t *testing.T) {
 	var l raftLog
-	var model []entry
+	var model []Entry
 	add := func(n int, term uint64) {
 		for i := 0; i < n; i++ {
-			e := entry{Index: l.lastIndex() + 1, Term: term, Data: []byte{byte(len(model))}}
+			e := Entry{Index: l.lastIndex() + 1, Term: term, Data: []byte{byte(len(model))}}
 			l.append(e)
 			model = append(model, e)
 		}
@@ -31,7 +31,7 @@ func TestLogChunks(t *testing.T) {
 	add(logChunk*2+10, 1)
 	check()
 	handed := l.slice(logChunk+1, logChunk+20, 1<<30) // a view of the second chunk
-	before := append([]entry(nil), handed...)
+	before := append([]Entry(nil), handed...)
 	l.truncateAfter(logChunk + 5)
 	model = model[:logChunk+5]
 	add(30, 2)
