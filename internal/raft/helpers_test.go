@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// Helpers for core_test.go. Every name starts with "cr" (core rules) so that
-// it cannot clash with helpers of the other test files of the package.
+// Helpers of the rule tests (election_test.go, replication_test.go, …).
+// Every name starts with "cr" (core rules) so that it cannot clash with the
+// simulator's, which start with "sim".
 
 // crNames3 is the usual three-server cluster of the unit tests; the
 // incarnation of each server in crIncs.
@@ -209,7 +210,7 @@ func crPump(t testing.TB, cores map[string]*core, msgs []Message, drop, count fu
 	return n
 }
 
-// ---- testNet helpers (corenet_test.go is shared and not edited) -----------
+// ---- testNet helpers (testnet_test.go) ---------------------------------------
 
 // crNet builds a testNet whose cores are built from testCoreConfig changed
 // by opts.
@@ -366,4 +367,84 @@ func crVoterNames(m membership) string {
 		names = append(names, v.Name)
 	}
 	return fmt.Sprint(names)
+}
+
+// crLeader5 makes "a" the leader of term 3 in a five-server cluster, with a
+// log that holds an entry of term 2 at index 2 that no one committed: log
+// terms [1 2 3 3] (a no-op and the configuration binding b and c).
+func crLeader5(t *testing.T) *core {
+	t.Helper()
+	a := crCore(t, "a", crNames5)
+	a.step(crApp("b", 2, 0, 0, 1, crEnts(1, 1, 2)))
+	a.takeReady()
+	crElect(t, a, "b", "c")
+	if got, want := crLogTerms(a), []uint64{1, 2, 3}; !crEqualTerms(got, want) || a.term != 3 || a.commit != 1 {
+		t.Fatalf("setup: leader log %v commit %d term %d, want %v commit 1 term 3", got, a.commit, a.term, want)
+	}
+	a.takeReady()
+	return a
+}
+
+// crNoopFirst fails unless the first entry of every term in c's log is a
+// no-op (every term's leader opened it with one).
+func crNoopFirst(t testing.TB, c *core) {
+	t.Helper()
+	for i := uint64(1); i <= c.log.lastIndex(); i++ {
+		prev, _ := c.log.term(i - 1)
+		if e := c.log.at(i); e.Term != prev && e.Type != EntryNoop {
+			t.Fatalf("%s: the first entry of term %d (index %d) is of type %d, not a no-op", c.cfg.name, e.Term, i, e.Type)
+		}
+	}
+}
+
+// crLeader3 makes "a" the leader of term 2 in a three-server cluster with
+// its no-op and configuration committed (b acknowledged them).
+func crLeader3(t *testing.T) *core {
+	t.Helper()
+	a := crCore(t, "a", crNames3)
+	crElect(t, a, "b")
+	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
+	if a.commit != a.log.lastIndex() {
+		t.Fatalf("setup: commit %d, last %d", a.commit, a.log.lastIndex())
+	}
+	a.takeReady()
+	return a
+}
+
+// crJoiner adds to the network a server that starts with no configuration
+// and MinMajority 2, so that it waits to be added (as StartServer does for a
+// server that joins).
+func crJoiner(n *testNet, name string, inc uint64) *core {
+	cfg := testCoreConfig(name, nil, inc, n.rng)
+	cfg.minMajority = 2
+	return n.add(name, cfg)
+}
+
+// crBoundConfig is a configuration entry naming the servers with their
+// crIncs incarnations (or inc[name] when given).
+func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) Entry {
+	var m membership
+	for _, name := range names {
+		i, ok := inc[name]
+		if !ok {
+			i = crIncs[name]
+		}
+		m = m.with(member{Name: name, Addr: name, Inc: i})
+	}
+	return Entry{Index: index, Term: term, Type: EntryConfig, Data: encodeMembership(m)}
+}
+
+// crBoundFollower gives c the log [no-op, bound configuration of names] of
+// term 1, committed, from the leader b (a when c is b).
+func crBoundFollower(t testing.TB, c *core, names []string) {
+	t.Helper()
+	leader := "b"
+	if c.cfg.name == leader {
+		leader = "a"
+	}
+	c.step(crApp(leader, 1, 0, 0, 2, []Entry{{Index: 1, Term: 1, Type: EntryNoop}, crBoundConfig(2, 1, names, nil)}))
+	c.takeReady()
+	if !crAllBound(c.self) || c.commit != 2 {
+		t.Fatalf("setup: configuration %+v commit %d", c.self.Voters, c.commit)
+	}
 }
