@@ -34,7 +34,7 @@ func TestCoreIncarnationVoteTally(t *testing.T) {
 	}
 }
 
-// TestCoreIncarnationRestartedVoterDoubleVote is DESIGN.md §3's scenario: c
+// TestCoreIncarnationRestartedVoterDoubleVote is docs/design.md §2's scenario: c
 // votes for b in term 2 and restarts blank; the new c votes for a in the
 // same term, but that vote does not count, so a does not become a second
 // leader of term 2.
