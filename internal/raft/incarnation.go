@@ -10,6 +10,10 @@ package raft
 // matches.
 func sameIncarnation(bound, inc uint64) bool { return bound == 0 || bound == inc }
 
+// bound reports whether a configuration names v's incarnation: only a
+// bootstrap configuration has voters that are not bound (docs/design.md §3).
+func (v member) bound() bool { return v.Inc != 0 }
+
 // learnIncarnation records the incarnation an append response came from, and
 // reports whether it is a restart of the one the leader was replicating to.
 // A new incarnation's log is whatever it holds now, most likely nothing:
@@ -59,7 +63,7 @@ func (c *core) bindings() (membership, bool) {
 	m := c.self
 	changed := false
 	for _, v := range c.self.Voters {
-		if v.Inc != 0 {
+		if v.bound() {
 			continue
 		}
 		inc := uint64(0)

@@ -180,7 +180,7 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 // addressed by name only, reaches c/33. The answer does not say which
 // incarnation it was for, so c/33 counts it and leads term 2 with an empty
 // log; a, whose committed entries 1-2 differ, acknowledges c/33's entries
-// 1-2 (handleAppend skips what it committed), and c/33 commits them:
+// 1-2 (handleAppendEntries skips what it committed), and c/33 commits them:
 // two different committed entries at the same indexes.
 func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
 	a := crCore(t, "a", crNames3)

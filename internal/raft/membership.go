@@ -48,7 +48,7 @@ func (m membership) counts(name string, inc uint64) bool {
 func (m membership) quorum(minMajority int) int {
 	q := len(m.Voters)/2 + 1
 	for _, v := range m.Voters {
-		if v.Inc == 0 {
+		if !v.bound() {
 			q = len(m.Voters)
 			break
 		}
@@ -247,7 +247,7 @@ func (c *core) addVoterAgain(v member, p Peer) error {
 		return ErrAlreadyMember
 	}
 	pr := c.prs[p.Name]
-	if pr == nil || (v.Inc == 0 && v.Addr == p.Addr) {
+	if pr == nil || (!v.bound() && v.Addr == p.Addr) {
 		return ErrAlreadyMember
 	}
 	c.epoch++
