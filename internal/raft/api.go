@@ -225,7 +225,7 @@ func (c *core) takeReadyHolding(r ReadRound) Ready {
 	}
 	held := r == HoldRound && len(c.released) > 0 && c.readBcast
 	if !held {
-		c.flushReads()
+		c.startReadRound()
 	}
 	rd := Ready{RoundHeld: held}
 	if c.commit > c.handedOut {

@@ -7,8 +7,8 @@ type pendingRead struct {
 	seq   uint64 // the round that must complete first
 }
 
-// readIndex registers a linearizable read (thesis §6.4). It is
-// released with the commit index it must wait for once a quorum has
+// readIndex registers a linearizable read (thesis §6.4, docs/design.md §5).
+// It is released with the commit index it must wait for once a quorum has
 // acknowledged this leader in a round that began after the read arrived.
 // Reads that arrive together share a round.
 func (c *core) readIndex(id uint64) error {
@@ -39,9 +39,9 @@ func (c *core) startWaitingReads() {
 	}
 }
 
-// flushReads starts a read round for the reads waiting for one: a heartbeat
+// startReadRound starts a round for the reads waiting for one: a heartbeat
 // whose acknowledgements show this server still leads (thesis §6.4, step 2).
-func (c *core) flushReads() {
+func (c *core) startReadRound() {
 	if !c.readBcast || c.role != Leader {
 		return
 	}

@@ -1,6 +1,10 @@
 package raft
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
 
 // Tests of the rules every message passes first (step.go): the leader lease
 // against disruptive servers (thesis §4.2.3, §9.6).
@@ -73,5 +77,27 @@ func TestCoreOutsidersCannotMoveTermsInLease(t *testing.T) {
 	a.step(crApp("x", 99, 1, 1, 0, nil))
 	if a.term != 99 || a.lead != "x" {
 		t.Fatalf("after the lease lapsed: term %d lead %q; want x's term 99", a.term, a.lead)
+	}
+}
+
+// TestCoreReadyMarksStrangers: Ready marks the messages to an address that
+// is neither a voter's, nor a server's the leader catches up, nor the
+// leader's, so that the transport can bound the streams it opens to them.
+func TestCoreReadyMarksStrangers(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
+	a.step(crApp("b", 1, 1, 1, 1, nil))
+	stale := crVote(MsgVote, "x", 0, 0, 0) // answered, with a refusal
+	stale.FromAddr = "x:1"
+	a.step(stale)
+	out := a.takeReady().Messages
+	require.False(t, crOnly(t, out, MsgAppResp, "b").ToStranger, "the answer to the leader")
+	require.True(t, crOnly(t, out, MsgVoteResp, "x").ToStranger, "the answer to an outsider")
+
+	l := crCore(t, "a", crNames3)
+	crElect(t, l, "b")
+	require.NoError(t, l.addServer(Peer{Name: "d", Addr: "d:1"}))
+	for _, m := range l.takeReady().Messages {
+		require.False(t, m.ToStranger, "the leader's %v to %s", m.Type, m.To)
 	}
 }
