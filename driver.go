@@ -11,9 +11,10 @@ import (
 
 // The driver is the one goroutine that owns the protocol (docs/design.md
 // §1): it feeds the raft.Node ticks, messages from peers and callers'
-// requests, and hands on what each batch of them produced. It calls the
-// Node through internal/raft's api.go only, and nothing else of the Node
-// escapes this file but what publish puts on the board.
+// requests, and hands on what each batch of them produced. Everything of
+// the Node it uses is in internal/raft's api.go. The Server's methods reach
+// the Node only through onDriver, so on this goroutine too, and otherwise
+// see what publish puts on the board.
 
 // ctrl is a function run on the driver goroutine; done closes once the
 // driver has also published what it changed.
