@@ -283,53 +283,19 @@ func (s *Server) process() {
 	}
 }
 
+// processHolding is one Ready handed on, with the read round held back or
+// not as r says.
 func (s *Server) processHolding(r raft.ReadRound) (roundHeld bool) {
 	rd := s.node.Ready(r)
 	// Publish first: a peer that hears this server is leader may call it at
 	// once, and must find it answering as the leader.
 	s.publish()
-	for i := range rd.Messages {
-		// Messages for a peer whose Step call is waiting on this batch
-		// leave in its reply: no need to wake the sender.
-		quiet := false
-		for _, a := range s.acks {
-			if a.addr == rd.Messages[i].ToAddr {
-				quiet = true
-				break
-			}
-		}
-		s.transport.send(rd.Messages[i], quiet)
-	}
-	for _, a := range s.acks {
-		close(a.done)
-	}
-	clear(s.acks)
-	s.acks = s.acks[:0]
+	s.sendMessages(rd.Messages)
 	if len(rd.Committed) > 0 {
-		var waiters []*proposal
-		last := rd.Committed[len(rd.Committed)-1].Index
-		n := 0
-		for n < len(s.pending) && s.pending[n].index <= last {
-			n++
-		}
-		if n > 0 {
-			waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
-			s.pending = s.pending[:copy(s.pending, s.pending[n:])]
-		}
-		s.apply.push(applyTask{entries: rd.Committed, waiters: waiters})
+		s.applyCommitted(rd.Committed)
 	}
 	if len(rd.Reads) > 0 {
-		reads := s.apply.spareReads()
-		for _, rs := range rd.Reads {
-			if r := s.takeRead(rs.ID); r != nil {
-				r.index = rs.Index
-				reads = append(reads, r)
-			}
-		}
-		if len(reads) > 0 {
-			s.apply.push(applyTask{reads: reads})
-			s.lastReads = len(reads)
-		}
+		s.serveReads(rd.Reads)
 	}
 	for _, id := range rd.FailedReads {
 		if r := s.takeRead(id); r != nil {
@@ -338,20 +304,83 @@ func (s *Server) processHolding(r raft.ReadRound) (roundHeld bool) {
 	}
 	s.trimReads()
 	s.node.Recycle(&rd)
-	if st := s.node.Status(); st.Role != raft.Leader && len(s.pending) > 0 {
-		// Entries above the commit index may never commit now; those at or
-		// below it still get their results when applied.
-		keep := s.pending[:0]
-		for _, p := range s.pending {
-			if p.index > st.Commit {
-				p.done <- result{err: ErrLeadershipLost}
-			} else {
-				keep = append(keep, p)
-			}
-		}
-		s.pending = keep
+	if len(s.pending) > 0 {
+		s.failLostWrites()
 	}
 	return rd.RoundHeld
+}
+
+// sendMessages hands msgs to the transport and lets the Step calls waiting
+// on this batch reply.
+func (s *Server) sendMessages(msgs []raft.Message) {
+	for i := range msgs {
+		// Messages for a peer whose Step call is waiting on this batch
+		// leave in its reply: no need to wake the sender.
+		quiet := false
+		for _, a := range s.acks {
+			if a.addr == msgs[i].ToAddr {
+				quiet = true
+				break
+			}
+		}
+		s.transport.send(msgs[i], quiet)
+	}
+	for _, a := range s.acks {
+		close(a.done)
+	}
+	clear(s.acks)
+	s.acks = s.acks[:0]
+}
+
+// applyCommitted queues entries for the applier, with the writes waiting on
+// them.
+func (s *Server) applyCommitted(entries []raft.Entry) {
+	var waiters []*proposal
+	last := entries[len(entries)-1].Index
+	n := 0
+	for n < len(s.pending) && s.pending[n].index <= last {
+		n++
+	}
+	if n > 0 {
+		waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
+		s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+	}
+	s.apply.push(applyTask{entries: entries, waiters: waiters})
+}
+
+// serveReads queues the released reads for the applier, which queries the
+// state machine for each once it has applied up to the read's index.
+func (s *Server) serveReads(released []raft.ReadState) {
+	reads := s.apply.spareReads()
+	for _, rs := range released {
+		if r := s.takeRead(rs.ID); r != nil {
+			r.index = rs.Index
+			reads = append(reads, r)
+		}
+	}
+	if len(reads) > 0 {
+		s.apply.push(applyTask{reads: reads})
+		s.lastReads = len(reads)
+	}
+}
+
+// failLostWrites: once this server no longer leads, entries above its commit
+// index may never commit; those at or below it still get their results when
+// applied.
+func (s *Server) failLostWrites() {
+	st := s.node.Status()
+	if st.Role == raft.Leader {
+		return
+	}
+	keep := s.pending[:0]
+	for _, p := range s.pending {
+		if p.index > st.Commit {
+			p.done <- result{err: ErrLeadershipLost}
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	s.pending = keep
 }
 
 // publish updates the view when something a waiter may wait on changed.
