@@ -10,7 +10,9 @@ import (
 // inputs one at a time (Step, Tick, Propose, ReadIndex, the membership
 // calls), and after each batch of inputs takes what they produced with Ready
 // and hands it back with Recycle. Status is everything the driver may know
-// of the state. A Node is not safe for concurrent use: one goroutine owns it.
+// of the state. The messages and entries that cross are Message (message.go)
+// and Entry (log.go), which the driver's wire codec encodes. A Node is not
+// safe for concurrent use: one goroutine owns it.
 
 // Peer names a server: its name, unique in the cluster, and the address its
 // peers dial.
