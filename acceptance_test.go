@@ -1,6 +1,6 @@
 package exraft_test
 
-// End-to-end acceptance tests of the public contract (DESIGN.md §1), on real
+// End-to-end acceptance tests of the public contract (the README), on real
 // loopback TCP. Each test starts its own servers and stops them at its end.
 
 import (
@@ -1156,7 +1156,7 @@ func TestConcurrentWrites(t *testing.T) {
 // stops. The two survivors are two of the three voters, a majority: raft3,
 // whose log holds every committed entry, must be able to win with the lagging
 // follower's vote (Raft servers vote for candidates that are not in their own
-// configuration, §4.1 of the dissertation; disruption is prevented by leader
+// configuration, §4.1 of the Raft thesis; disruption is prevented by leader
 // stickiness, not by membership), and then bring the follower up to date.
 func TestLaggingMemberVotesForAddedServer(t *testing.T) {
 	pn := newPartitionNet()

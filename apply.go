@@ -4,12 +4,14 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"github.com/exraft/exraft/internal/raft"
 )
 
 // applyTask is one unit of the applier's work: committed entries, with the
 // writes waiting on them, or a read released at an index.
 type applyTask struct {
-	entries []entry
+	entries []raft.Entry
 	waiters []*proposal    // ascending by index, a subset of entries
 	reads   []*readRequest // released reads, each at an index already applied
 	// taken counts the waiters, or reads, the applier has taken on, in
@@ -174,7 +176,7 @@ func (s *Server) runTask(t *applyTask) {
 	for i := range t.entries {
 		e := &t.entries[i]
 		var val []byte
-		if e.Type == entryNormal {
+		if e.Type == raft.EntryNormal {
 			val = s.sm.Apply(e.Data)
 		}
 		s.applied.Store(e.Index)

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exraft/exraft/internal/raft"
 )
 
 // gatedSM's Apply and Query of "block" wait until open is closed.
@@ -49,9 +51,9 @@ func TestStopAnswersWaitersOfTheBatchBeingApplied(t *testing.T) {
 	first := &proposal{index: next, term: term, done: make(chan result, 1)}
 	second := &proposal{index: next + 1, term: term, done: make(chan result, 1)}
 	s.apply.push(applyTask{
-		entries: []entry{
-			{Index: next, Term: term, Type: entryNormal, Data: []byte("block")},
-			{Index: next + 1, Term: term, Type: entryNormal, Data: []byte("after")},
+		entries: []raft.Entry{
+			{Index: next, Term: term, Type: raft.EntryNormal, Data: []byte("block")},
+			{Index: next + 1, Term: term, Type: raft.EntryNormal, Data: []byte("after")},
 		},
 		waiters: []*proposal{first, second},
 	})

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 )
 
-// view is what the driver goroutine publishes after every step of the core:
+// view is what the driver goroutine publishes after every step of the Node:
 // the part of its state that calls made from other goroutines read and wait
 // on.
 type view struct {

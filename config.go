@@ -239,8 +239,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-// ticks converts the timing fields to the core's logical clock. The server
-// ticks the core every tickInterval.
+// ticks converts the timing fields to the protocol's logical clock. The server
+// ticks the raft.Node every tickInterval.
 func (c Config) ticks() (tick time.Duration, heartbeat, electionMin, electionMax int) {
 	tick = c.HeartbeatInterval / 2
 	if m := c.ElectionTimeoutMin / 10; m < tick {

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exraft/exraft/internal/raft"
 )
 
 const (
@@ -427,7 +429,7 @@ func hstReadResponse(conn net.Conn, r *frameReader) (errText string, body []byte
 }
 
 // hstStep sends msgs in one Step call and returns the messages of the reply.
-func hstStep(conn net.Conn, r *frameReader, seq uint64, msgs []message) ([]message, error) {
+func hstStep(conn net.Conn, r *frameReader, seq uint64, msgs []raft.Message) ([]raft.Message, error) {
 	conn.SetWriteDeadline(time.Now().Add(hstWait))
 	if _, err := conn.Write(hstStepFrame(seq, appendMessages(nil, msgs))); err != nil {
 		return nil, err
@@ -447,11 +449,11 @@ func hstStep(conn net.Conn, r *frameReader, seq uint64, msgs []message) ([]messa
 }
 
 // hstForged is a message from a server outside the cluster.
-func hstForged(typ msgType, term uint64, to string) message {
-	return message{Type: typ, Term: term, From: hstIntruder, FromInc: 7, FromAddr: hstReplyAddr, To: to}
+func hstForged(typ raft.MessageType, term uint64, to string) raft.Message {
+	return raft.Message{Type: typ, Term: term, From: hstIntruder, FromInc: 7, FromAddr: hstReplyAddr, To: to}
 }
 
-func hstMsgString(m message) string {
+func hstMsgString(m raft.Message) string {
 	return fmt.Sprintf("%v from %q term %d (prev %d/%d, %d entries, commit %d, match %d, last %d/%d, force %v)",
 		m.Type, m.From, m.Term, m.PrevIndex, m.PrevTerm, len(m.Entries), m.Commit, m.Match, m.LastIndex, m.LastTerm, m.Force)
 }
@@ -577,13 +579,13 @@ var hstBadBatches = []struct {
 	}},
 	{"a batch announcing 2^32-1 messages", func(*rand.Rand) []byte { return []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x90} }},
 	{"bytes after the batch", func(*rand.Rand) []byte {
-		return append(appendMessages(nil, []message{hstForged(msgApp, 0, hstIntruder)}), 0x00)
+		return append(appendMessages(nil, []raft.Message{hstForged(raft.MsgApp, 0, hstIntruder)}), 0x00)
 	}},
 }
 
 // hstStepEach sends each message in a Step call of its own and checks,
 // after each, that no term moved and that no vote went to the intruder.
-func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []message) error {
+func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []raft.Message) error {
 	conn, err := hstDialPeer(s.Addr())
 	if err != nil {
 		return err
@@ -594,7 +596,7 @@ func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []message) error {
 	var errs []error
 	terms := append([]uint64(nil), st.terms...)
 	for i, m := range msgs {
-		reply, err := hstStep(conn, &r, uint64(i), []message{m})
+		reply, err := hstStep(conn, &r, uint64(i), []raft.Message{m})
 		if err != nil {
 			return fmt.Errorf("%s: %w", hstMsgString(m), err)
 		}
@@ -608,7 +610,7 @@ func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []message) error {
 			}
 		}
 		for _, a := range reply {
-			if (a.Type == msgVoteResp || a.Type == msgPreVoteResp) && !a.Reject && m.Term > st.terms[c.index(s)] {
+			if (a.Type == raft.MsgVoteResp || a.Type == raft.MsgPreVoteResp) && !a.Reject && m.Term > st.terms[c.index(s)] {
 				errs = append(errs, fmt.Errorf("%s: %s granted the intruder a vote for term %d", hstMsgString(m), s.Name(), a.Term))
 			}
 		}
@@ -619,17 +621,17 @@ func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []message) error {
 // hstNonsense returns protocol messages whose fields make no sense, for s
 // in term, whose log ends at last; follower names one of the leader's
 // followers, with its incarnation.
-func hstNonsense(s *Server, term, last uint64, follower *Server) []message {
+func hstNonsense(s *Server, term, last uint64, follower *Server) []raft.Message {
 	to := s.Name()
-	app := func(prev, prevTerm, commit uint64, es ...entry) message {
-		m := hstForged(msgApp, term, to)
+	app := func(prev, prevTerm, commit uint64, es ...raft.Entry) raft.Message {
+		m := hstForged(raft.MsgApp, term, to)
 		m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prev, prevTerm, commit, es
 		return m
 	}
-	e := func(index, term uint64) entry {
-		return entry{Index: index, Term: term, Type: entryNormal, Data: fmt.Appendf(nil, "forged %d", index)}
+	e := func(index, term uint64) raft.Entry {
+		return raft.Entry{Index: index, Term: term, Type: raft.EntryNormal, Data: fmt.Appendf(nil, "forged %d", index)}
 	}
-	var msgs []message
+	var msgs []raft.Message
 	// Indexes at the top of the range, and entries that wrap past it to 0.
 	msgs = append(msgs,
 		app(math.MaxUint64, term, math.MaxUint64),
@@ -642,12 +644,12 @@ func hstNonsense(s *Server, term, last uint64, follower *Server) []message {
 	msgs = append(msgs, app(last+1_000_000, term, last+1_000_003,
 		e(last+1_000_001, term), e(last+1_000_002, term), e(last+1_000_003, term)))
 	// A vote request claiming a log at the end of the range, this term.
-	v := hstForged(msgVote, term, to)
+	v := hstForged(raft.MsgVote, term, to)
 	v.LastIndex, v.LastTerm = math.MaxUint64, term
 	msgs = append(msgs, v)
 	// Acknowledgements of entries nobody has: from the intruder, and in the
 	// name of a real follower (with its incarnation).
-	ack := hstForged(msgAppResp, term, to)
+	ack := hstForged(raft.MsgAppResp, term, to)
 	ack.Match, ack.LastIndex = math.MaxUint64, math.MaxUint64
 	msgs = append(msgs, ack)
 	ack.Match = last + 1_000_000
@@ -664,21 +666,21 @@ func hstNonsense(s *Server, term, last uint64, follower *Server) []message {
 
 // hstHugeTerms returns messages of a huge term from the intruder, of every
 // type; none may move a term or depose the leader.
-func hstHugeTerms(to string) []message {
-	var msgs []message
-	for _, typ := range []msgType{msgApp, msgAppResp, msgVote, msgPreVote, msgVoteResp, msgPreVoteResp, msgTimeoutNow, 0, 99} {
+func hstHugeTerms(to string) []raft.Message {
+	var msgs []raft.Message
+	for _, typ := range []raft.MessageType{raft.MsgApp, raft.MsgAppResp, raft.MsgVote, raft.MsgPreVote, raft.MsgVoteResp, raft.MsgPreVoteResp, raft.MsgTimeoutNow, 0, 99} {
 		msgs = append(msgs, hstForged(typ, hstHugeTerm, to))
 	}
-	forced := func(typ msgType) message {
+	forced := func(typ raft.MessageType) raft.Message {
 		m := hstForged(typ, hstHugeTerm, to)
 		m.Force, m.LastIndex, m.LastTerm = true, math.MaxUint64, hstHugeTerm
 		return m
 	}
-	msgs = append(msgs, forced(msgVote), forced(msgPreVote), forced(msgTimeoutNow))
-	app := hstForged(msgApp, math.MaxUint64, to)
+	msgs = append(msgs, forced(raft.MsgVote), forced(raft.MsgPreVote), forced(raft.MsgTimeoutNow))
+	app := hstForged(raft.MsgApp, math.MaxUint64, to)
 	app.Commit = math.MaxUint64
 	msgs = append(msgs, app)
-	anon := hstForged(msgApp, hstHugeTerm, to)
+	anon := hstForged(raft.MsgApp, hstHugeTerm, to)
 	anon.From = ""
 	msgs = append(msgs, anon)
 	return msgs
@@ -901,7 +903,7 @@ func TestHostileInput(t *testing.T) {
 	t.Run("timeout-now from a non-member in the current term", func(t *testing.T) {
 		st := c.settle(t)
 		s := c.targets(st)[1]
-		if err := hstStepEach(c, s, st, []message{hstForged(msgTimeoutNow, st.terms[c.index(s)], s.Name())}); err != nil {
+		if err := hstStepEach(c, s, st, []raft.Message{hstForged(raft.MsgTimeoutNow, st.terms[c.index(s)], s.Name())}); err != nil {
 			t.Error(err)
 		}
 		c.verify(t, st, "a current-term timeout-now from a non-member")
@@ -911,12 +913,12 @@ func TestHostileInput(t *testing.T) {
 		st := c.settle(t)
 		s := c.targets(st)[1]
 		status := s.Status()
-		m := hstForged(msgApp, status.Term, s.Name())
+		m := hstForged(raft.MsgApp, status.Term, s.Name())
 		m.PrevIndex, m.PrevTerm, m.Commit = status.CommitIndex, status.Term, math.MaxUint64
 		for i := uint64(1); i <= 1000; i++ {
-			m.Entries = append(m.Entries, entry{Index: status.CommitIndex + i, Term: status.Term, Data: fmt.Appendf(nil, "forged %d", i)})
+			m.Entries = append(m.Entries, raft.Entry{Index: status.CommitIndex + i, Term: status.Term, Data: fmt.Appendf(nil, "forged %d", i)})
 		}
-		if err := hstStepEach(c, s, st, []message{m}); err != nil {
+		if err := hstStepEach(c, s, st, []raft.Message{m}); err != nil {
 			t.Error(err)
 		}
 		c.verify(t, st, "a current-term append from a non-member")
@@ -931,9 +933,9 @@ func TestHostileInput(t *testing.T) {
 		st := c.settle(t)
 		s := c.targets(st)[0]
 		before := runtime.NumGoroutine()
-		var msgs []message
+		var msgs []raft.Message
 		for i := 0; i < 300; i++ {
-			m := hstForged(msgApp, 0, s.Name())           // stale: every server answers it
+			m := hstForged(raft.MsgApp, 0, s.Name())      // stale: every server answers it
 			m.FromAddr = fmt.Sprintf("127.0.0.1:%d", 1+i) // closed ports, most likely: dials fail at once
 			msgs = append(msgs, m)
 		}

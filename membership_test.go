@@ -1,7 +1,7 @@
 package exraft_test
 
-// End-to-end tests of membership and restarts (DESIGN.md §1 AddServer /
-// RemoveServer, §3 "Memory only, and restarts") on real loopback TCP: a
+// End-to-end tests of membership and restarts (docs/design.md §6 AddServer /
+// RemoveServer, §2 incarnations, §4 what survives what) on real loopback TCP: a
 // restarted server is a new incarnation that must not count until the leader
 // re-admits it, the leader re-admits it on its own (or by AddServer when that
 // is disabled), a removed leader hands over at once, a removed server stays
@@ -108,7 +108,7 @@ func mbAgreed(servers []*exraft.Server) (*exraft.Server, uint64, bool) {
 // mbSettle waits until servers agree (mbAgreed) and stay so, with the same
 // leader and the same last index, for window: long enough for the leader to
 // hear from every follower several times and so bind every bootstrap
-// incarnation (DESIGN.md §3), which appends configuration entries that this
+// incarnation (docs/design.md §3), which appends configuration entries that this
 // wait would see. It returns the leader.
 func mbSettle(t *testing.T, servers []*exraft.Server, window time.Duration) *exraft.Server {
 	t.Helper()
@@ -181,7 +181,7 @@ func mbRestart(t *testing.T, old *exraft.Server, initial []exraft.Peer, pn *part
 }
 
 // mbStartAlone starts a server with no InitialConfig and MinMajority 2: it
-// waits for a leader to add it (DESIGN.md §1, MinMajority).
+// waits for a leader to add it (docs/design.md §6, MinMajority).
 func mbStartAlone(t *testing.T, name string) (*exraft.Server, *kvSM) {
 	t.Helper()
 	kv := newKV()
@@ -227,7 +227,7 @@ func mbTwoFollowers(t *testing.T, servers []*exraft.Server, leader *exraft.Serve
 }
 
 // ---------------------------------------------------------------------------
-// Restarts (DESIGN.md §3)
+// Restarts (docs/design.md §2, §4)
 
 // TestLostCommitScenario: V is committed by A and B while C is cut off; then
 // B restarts blank and A stops. B (blank) and C (without V) are two of three
@@ -298,7 +298,7 @@ func TestLostCommitScenario(t *testing.T) {
 		b2.Name(), b2.Status().Term, cc.Name(), cc.Status().Term, mbDump(survivors...))
 	if len(leaders) != 0 {
 		t.Errorf("a leader was elected among the blank %s and %s (seen leading, in samples: %v); "+
-			"DESIGN.md §3: a cluster that lost a majority at once elects no leader",
+			"docs/design.md §4: a cluster that lost a majority at once elects no leader",
 			b2.Name(), cc.Name(), leaders)
 	}
 }
@@ -405,7 +405,7 @@ func mbAddServerByHand(t *testing.T, waitCaughtUp bool) {
 	}
 	if after.Role == exraft.Leader && after.Term == before.Term && after.CommitIndex < after.LastIndex {
 		t.Errorf("AddServer returned before its configuration entry committed (leader commit %d < last %d, "+
-			"nothing else was proposed); DESIGN.md §1: AddServer returns when the configuration commits:%s",
+			"nothing else was proposed); docs/design.md §6: AddServer returns when the configuration commits:%s",
 			after.CommitIndex, after.LastIndex, mbDump(leader, f2, g))
 	}
 	if !mbHasPeer(after.Members, f2.Peer()) {

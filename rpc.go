@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exraft/exraft/internal/raft"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -211,7 +212,7 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {
 	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
 		// req.Data was decoded into a slice of its own: the log may keep it.
-		rep.Data, err = svc.s.write(ctx, req.Data, true)
+		rep.Data, err = svc.s.write(ctx, req.Data, serverOwns)
 		return err
 	})
 }
@@ -329,14 +330,13 @@ func newTransport(s *Server) *transport {
 const maxStrangerStreams = 16
 
 // send queues m for its peer; quiet leaves the peer's sender asleep, for a
-// message that a Step reply will carry. It runs on the driver goroutine,
-// which owns the core it asks about addresses.
-func (t *transport) send(m message, quiet bool) {
-	if m.toAddr == "" {
+// message that a Step reply will carry. It runs on the driver goroutine.
+func (t *transport) send(m raft.Message, quiet bool) {
+	if m.ToAddr == "" {
 		return
 	}
 	t.mu.Lock()
-	p := t.peers[m.toAddr]
+	p := t.peers[m.ToAddr]
 	if p == nil {
 		select {
 		case <-t.s.stopc:
@@ -344,16 +344,16 @@ func (t *transport) send(m message, quiet bool) {
 			return
 		default:
 		}
-		stranger := !t.s.core.knowsAddr(m.toAddr)
+		stranger := m.ToStranger
 		if stranger && t.strangers >= maxStrangerStreams {
 			t.mu.Unlock()
 			return // dropped: Raft resends what matters
 		}
-		p = &peerStream{t: t, addr: m.toAddr, stranger: stranger, signal: make(chan struct{}, 1)}
+		p = &peerStream{t: t, addr: m.ToAddr, stranger: stranger, signal: make(chan struct{}, 1)}
 		if stranger {
 			t.strangers++
 		}
-		t.peers[m.toAddr] = p
+		t.peers[m.ToAddr] = p
 		t.wg.Add(1)
 		go p.run()
 	}
@@ -429,10 +429,10 @@ type peerStream struct {
 	t      *transport
 	addr   string
 	mu     sync.Mutex
-	queue  []message
-	bytes  int       // roughly what queue takes on the wire
-	spare  []message // the array of the last batch taken, for reuse
-	used   bool      // something was queued since the last idle check
+	queue  []raft.Message
+	bytes  int            // roughly what queue takes on the wire
+	spare  []raft.Message // the array of the last batch taken, for reuse
+	used   bool           // something was queued since the last idle check
 	signal chan struct{}
 	// stranger: addr was outside the configuration when the stream began
 	// (see maxStrangerStreams).
@@ -440,7 +440,7 @@ type peerStream struct {
 	conn     net.Conn // the open connection, for Stop to close
 }
 
-func (p *peerStream) enqueue(m message, quiet bool) {
+func (p *peerStream) enqueue(m raft.Message, quiet bool) {
 	p.mu.Lock()
 	p.used = true
 	p.queue = append(p.queue, m)
@@ -508,7 +508,7 @@ func (t *transport) takeEncoded(addr string) []byte {
 	return b
 }
 
-func (p *peerStream) take() []message {
+func (p *peerStream) take() []raft.Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.queue
@@ -525,7 +525,7 @@ func (p *peerStream) queued() int {
 }
 
 // giveBack returns a batch's array once it has been encoded.
-func (p *peerStream) giveBack(q []message) {
+func (p *peerStream) giveBack(q []raft.Message) {
 	clear(q)
 	p.mu.Lock()
 	if p.spare == nil {
@@ -628,7 +628,7 @@ func (p *peerStream) run() {
 		// Without a connection the batch is dropped: Raft retransmits what
 		// matters.
 		for msgs := batch; len(msgs) > 0 && client != nil; {
-			var chunk []message
+			var chunk []raft.Message
 			chunk, msgs = splitBatch(msgs, s.cfg.MaxFrameSize/2)
 			// net/rpc encodes the arguments before Go returns, so one
 			// buffer serves every call.
@@ -656,7 +656,7 @@ func (p *peerStream) run() {
 
 // wireSize estimates the encoded size of m: from above while indexes and
 // terms fit in 32 bits.
-func wireSize(m *message) int {
+func wireSize(m *raft.Message) int {
 	n := 64 + len(m.From) + len(m.FromAddr) + len(m.To)
 	for j := range m.Entries {
 		n += 16 + len(m.Entries[j].Data)
@@ -666,7 +666,7 @@ func wireSize(m *message) int {
 
 // splitBatch cuts from msgs a prefix whose encoding stays near limit bytes
 // (at least one message), so that one Step call fits in a frame.
-func splitBatch(msgs []message, limit int) (chunk, rest []message) {
+func splitBatch(msgs []raft.Message, limit int) (chunk, rest []raft.Message) {
 	size := 0
 	for i := range msgs {
 		n := wireSize(&msgs[i])

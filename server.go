@@ -10,12 +10,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/rpc"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/exraft/exraft/internal/raft"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -32,7 +32,7 @@ type Server struct {
 	log       *slog.Logger
 	tick      time.Duration
 
-	core *core // owned by the driver goroutine
+	node *raft.Node // owned by the driver goroutine (driver.go)
 
 	propc chan *proposal
 	readc chan *readRequest
@@ -47,7 +47,7 @@ type Server struct {
 	applied atomic.Uint64
 	apply   *applyQueue
 
-	// Driver-owned bookkeeping of calls waiting on the core.
+	// Driver-owned bookkeeping of calls waiting on the Node.
 	pending   []*proposal // by index, ascending
 	propBatch []*proposal // scratch for propose
 	propCmds  [][]byte    // scratch for propose
@@ -57,8 +57,8 @@ type Server struct {
 	// The lists of the published view, rebuilt only when they change; the
 	// view shares them, so they are never modified in place.
 	members, learners, committedMembers []Peer
-	// The reads handed to the core, by id: reads[i] has id readsFrom+i,
-	// nil once answered. The core releases and fails reads in the order
+	// The reads handed to the Node, by id: reads[i] has id readsFrom+i,
+	// nil once answered. The Node releases and fails reads in the order
 	// they came, so this is a queue, and the answered ones leave its front.
 	reads     []*readRequest
 	readsFrom uint64
@@ -92,13 +92,6 @@ type Server struct {
 	driverDone chan struct{}
 	stopErr    error
 	wg         sync.WaitGroup
-}
-
-// ctrl is a function run on the driver goroutine; done closes once the
-// driver has also published what it changed.
-type ctrl struct {
-	f    func()
-	done chan struct{}
 }
 
 type proposal struct {
@@ -170,19 +163,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	s.stopc = s.ctx.Done()
 	s.driverDone = make(chan struct{})
 	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
-	s.core = newCore(coreConfig{
-		name:        s.name,
-		addr:        s.addr,
-		inc:         s.inc,
-		initial:     cfg.InitialConfig,
-		minMajority: cfg.MinMajority,
-		heartbeat:   hb,
-		electionMin: emin,
-		electionMax: emax,
-		rand:        rng.IntN,
-		maxBatch:    min(1<<20, cfg.MaxFrameSize/4),
-		autoRejoin:  !cfg.DisableAutoRejoin,
-	})
+	s.node = newNode(s, cfg, hb, emin, emax, rng.IntN)
 	s.validator, _ = sm.(Validator)
 	s.transport = newTransport(s)
 	s.rpc = rpc.NewServer()
@@ -327,12 +308,23 @@ func notLeader(v *view) error {
 // ErrStopped, so that they can go on; a call held up by the state machine
 // itself (Validate, ReadDirty) waits for them.
 func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
-	return s.write(ctx, command, false)
+	return s.write(ctx, command, callerOwns)
 }
 
-// write is Write; with owned, command is the server's to keep (a remote
-// call's, freshly decoded) and is not copied.
-func (s *Server) write(ctx context.Context, command []byte, owned bool) ([]byte, error) {
+// commandOwner says whose buffer a command is in.
+type commandOwner uint8
+
+const (
+	// callerOwns: the caller may reuse the buffer once Write returns, so
+	// the command is copied.
+	callerOwns commandOwner = iota
+	// serverOwns: the command is the server's to keep (a remote call's,
+	// freshly decoded), and is not copied.
+	serverOwns
+)
+
+// write is Write, for a command owned as owner says.
+func (s *Server) write(ctx context.Context, command []byte, owner commandOwner) ([]byte, error) {
 	if err := s.leaderCall(ctx); err != nil {
 		return nil, err
 	}
@@ -352,7 +344,7 @@ func (s *Server) write(ctx context.Context, command []byte, owned bool) ([]byte,
 	// servers are caught up from it; the caller may reuse its buffer as
 	// soon as Write returns, or even before, if ctx ends first.
 	p.data = command
-	if !owned {
+	if owner == callerOwns {
 		p.data = append([]byte(nil), command...)
 	}
 	r, err := submit(ctx, s, s.propc, p, p.done)
@@ -493,7 +485,7 @@ func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
 // waiting for the outcome; use AwaitLeader for that.
 func (s *Server) TriggerElection(ctx context.Context) error {
 	var err error
-	if e := s.onDriver(ctx, func() { err = s.core.triggerElection() }); e != nil {
+	if e := s.onDriver(ctx, func() { err = s.nodeErr(s.node.TriggerElection()) }); e != nil {
 		return e
 	}
 	return err
@@ -526,15 +518,15 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	var startErr error
 	var term uint64
 	if err := s.onDriver(ctx, func() {
-		startErr = s.coreErr(s.core.addServer(p))
-		term = s.core.term
+		startErr = s.nodeErr(s.node.AddServer(raft.Peer(p)))
+		term = s.node.Status().Term
 	}); err != nil {
 		return err
 	}
 	switch {
-	case errors.Is(startErr, errAlreadyMember):
+	case errors.Is(startErr, raft.ErrAlreadyMember):
 		return nil
-	case errors.Is(startErr, errNameTaken):
+	case errors.Is(startErr, raft.ErrNameTaken):
 		return s.nameTaken(p)
 	case startErr != nil:
 		return startErr
@@ -545,7 +537,10 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 			return true, ErrLeadershipLost
 		}
 		var pending, known bool
-		s.tryOnDriver(func() { pending, admit, known = s.core.joinState(p.Name) })
+		s.tryOnDriver(func() {
+			j := s.node.JoinState(p.Name)
+			pending, admit, known = j.Pending, j.AdmitIndex, j.Known
+		})
 		if !known {
 			return true, ErrLeadershipLost
 		}
@@ -553,7 +548,7 @@ func (s *Server) AddServer(ctx context.Context, p Peer) error {
 	})
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
-			s.tryOnDriver(func() { s.core.cancelJoin(p.Name) })
+			s.tryOnDriver(func() { s.node.CancelJoin(p.Name) })
 		}
 		return s.addStalled(ctx, p, err, "catching it up")
 	}
@@ -605,16 +600,16 @@ func (s *Server) RemoveServer(ctx context.Context, name string) error {
 		var idx, term uint64
 		var rmErr error
 		if err := s.onDriver(ctx, func() {
-			idx, rmErr = s.core.removeServer(name)
-			rmErr = s.coreErr(rmErr)
-			term = s.core.term
+			idx, rmErr = s.node.RemoveServer(name)
+			rmErr = s.nodeErr(rmErr)
+			term = s.node.Status().Term
 		}); err != nil {
 			return err
 		}
 		switch {
 		case rmErr == nil && idx == 0:
 			return nil
-		case errors.Is(rmErr, errConfBusy), errors.Is(rmErr, errNotCommittedYet):
+		case errors.Is(rmErr, raft.ErrConfBusy), errors.Is(rmErr, raft.ErrNotCommittedYet):
 			// Wait for the change under way (or the first commit of the term)
 			// to commit, then try again.
 			v := s.board.get()
@@ -638,7 +633,7 @@ func (s *Server) awaitCommitted(ctx context.Context, idx, term uint64) error {
 		if v.commit >= idx {
 			var ok bool
 			s.tryOnDriver(func() {
-				t, _ := s.core.log.term(idx)
+				t, _ := s.node.EntryTerm(idx)
 				ok = t == term
 			})
 			if ok {
@@ -664,371 +659,4 @@ func (s *Server) acquireMembership(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	return func() { s.membership.Release(1) }, nil
-}
-
-// onDriver runs f on the driver goroutine, which owns the core, and waits.
-func (s *Server) onDriver(ctx context.Context, f func()) error {
-	if s.isStopped() {
-		return ErrStopped
-	}
-	done := make(chan struct{})
-	select {
-	case s.ctrlc <- ctrl{f: f, done: done}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stopc:
-		return ErrStopped
-	}
-	select {
-	case <-done:
-		return nil
-	case <-s.stopc:
-		return ErrStopped
-	}
-}
-
-func (s *Server) tryOnDriver(f func()) {
-	_ = s.onDriver(context.Background(), f)
-}
-
-// ---- the driver -----------------------------------------------------------------
-
-// run is the driver goroutine: the only one that touches the core. It feeds
-// the core ticks, messages and requests, draining whatever is queued before
-// it hands the results on, so that writes arriving together share one append.
-func (s *Server) run() {
-	defer s.wg.Done()
-	defer close(s.driverDone)
-	ticker := time.NewTicker(s.tick)
-	defer ticker.Stop()
-	defer s.failAll(ErrStopped)
-	s.process()
-	for {
-		select {
-		case <-s.stopc:
-			return
-		case <-ticker.C:
-			s.core.tick()
-		case in := <-s.recvc:
-			s.step(in)
-		case p := <-s.propc:
-			if len(s.pending) > 0 {
-				// Other writes are in flight, so writers are many: let
-				// the others propose too, so that they share this batch.
-				runtime.Gosched()
-			}
-			s.propose(p)
-		case r := <-s.readc:
-			if s.lastReads > 1 {
-				runtime.Gosched() // the same for readers and read rounds
-			}
-			s.read(r)
-		case c := <-s.ctrlc:
-			c.f()
-			s.drain()
-			s.process()
-			close(c.done)
-			continue
-		}
-		s.drain()
-		s.process()
-	}
-}
-
-// drain takes whatever else is queued, up to a bound that keeps the loop
-// responsive.
-//
-// Single-case selects with a default are plain non-blocking receives, far
-// cheaper than one select over every channel.
-func (s *Server) drain() {
-	for n := 0; n < 4096; {
-		got := false
-		select {
-		case in := <-s.recvc:
-			s.step(in)
-			got = true
-			n++
-		default:
-		}
-		select {
-		case p := <-s.propc:
-			s.propose(p)
-			got = true
-			n++
-		default:
-		}
-		select {
-		case r := <-s.readc:
-			s.read(r)
-			got = true
-			n++
-		default:
-		}
-		if !got {
-			return
-		}
-	}
-}
-
-// inbound is a message from a peer; done, on the last message of a Step
-// call, is closed when its answers are ready to go back in the reply.
-type inbound struct {
-	m   message
-	ack stepWait
-}
-
-func (s *Server) step(in inbound) {
-	s.core.step(in.m)
-	if in.ack.done != nil {
-		s.acks = append(s.acks, in.ack)
-	}
-}
-
-func (s *Server) propose(first *proposal) {
-	// The batch and its commands live in driver-owned arrays, reused from
-	// batch to batch: the core keeps the commands, not the array.
-	batch := append(s.propBatch[:0], first)
-	for len(batch) < 4096 {
-		select {
-		case p := <-s.propc:
-			batch = append(batch, p)
-			continue
-		default:
-		}
-		break
-	}
-	cmds := s.propCmds[:0]
-	for _, p := range batch {
-		cmds = append(cmds, p.data)
-	}
-	defer func() {
-		clear(batch)
-		clear(cmds)
-		s.propBatch, s.propCmds = batch[:0], cmds[:0]
-	}()
-	idx, term, err := s.core.propose(cmds)
-	if err != nil {
-		err = s.coreErr(err)
-		for _, p := range batch {
-			p.done <- result{err: err}
-		}
-		return
-	}
-	for i, p := range batch {
-		p.index, p.term = idx+uint64(i), term
-		s.pending = append(s.pending, p)
-	}
-}
-
-func (s *Server) read(r *readRequest) {
-	id := s.readsFrom + uint64(len(s.reads))
-	if err := s.core.readIndex(id); err != nil {
-		r.done <- result{err: s.coreErr(err)}
-		return
-	}
-	s.reads = append(s.reads, r)
-}
-
-// takeRead removes and returns the read with id, nil if there is none.
-func (s *Server) takeRead(id uint64) *readRequest {
-	if id < s.readsFrom || id-s.readsFrom >= uint64(len(s.reads)) {
-		return nil
-	}
-	i := id - s.readsFrom
-	r := s.reads[i]
-	s.reads[i] = nil
-	return r
-}
-
-// trimReads drops the answered reads from the front of the queue.
-func (s *Server) trimReads() {
-	n := 0
-	for n < len(s.reads) && s.reads[n] == nil {
-		n++
-	}
-	if n > 0 {
-		s.reads = s.reads[:copy(s.reads, s.reads[n:])]
-		clear(s.reads[len(s.reads) : len(s.reads)+n])
-		s.readsFrom += uint64(n)
-	}
-}
-
-// coreErr turns an error of the core into the public error for the caller.
-// It reads the core, so it runs on the driver goroutine.
-func (s *Server) coreErr(err error) error {
-	if errors.Is(err, errNotLeaderCore) || errors.Is(err, errTransferring) {
-		if s.core.lead != "" && s.core.lead != s.name {
-			return &RedirectError{Leader: Peer{Name: s.core.lead, Addr: s.core.leadAddr}}
-		}
-		return ErrNoLeader
-	}
-	return err
-}
-
-// process hands on what the core produced: messages to the transport,
-// committed entries and released reads to the applier, and the new view to
-// waiters. When the core holds back a read round (see
-// core.takeReadyHolding), it yields once, takes in what arrived meanwhile,
-// and hands on again.
-func (s *Server) process() {
-	if s.processHolding(true) {
-		runtime.Gosched()
-		s.drain()
-		s.processHolding(false)
-	}
-}
-
-func (s *Server) processHolding(hold bool) (roundHeld bool) {
-	rd := s.core.takeReadyHolding(hold)
-	// Publish first: a peer that hears this server is leader may call it at
-	// once, and must find it answering as the leader.
-	s.publish()
-	for i := range rd.msgs {
-		// Messages for a peer whose Step call is waiting on this batch
-		// leave in its reply: no need to wake the sender.
-		quiet := false
-		for _, a := range s.acks {
-			if a.addr == rd.msgs[i].toAddr {
-				quiet = true
-				break
-			}
-		}
-		s.transport.send(rd.msgs[i], quiet)
-	}
-	for _, a := range s.acks {
-		close(a.done)
-	}
-	clear(s.acks)
-	s.acks = s.acks[:0]
-	if len(rd.apply) > 0 {
-		var waiters []*proposal
-		last := rd.apply[len(rd.apply)-1].Index
-		n := 0
-		for n < len(s.pending) && s.pending[n].index <= last {
-			n++
-		}
-		if n > 0 {
-			waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
-			s.pending = s.pending[:copy(s.pending, s.pending[n:])]
-		}
-		s.apply.push(applyTask{entries: rd.apply, waiters: waiters})
-	}
-	if len(rd.reads) > 0 {
-		reads := s.apply.spareReads()
-		for _, rs := range rd.reads {
-			if r := s.takeRead(rs.id); r != nil {
-				r.index = rs.index
-				reads = append(reads, r)
-			}
-		}
-		if len(reads) > 0 {
-			s.apply.push(applyTask{reads: reads})
-			s.lastReads = len(reads)
-		}
-	}
-	for _, id := range rd.failedReads {
-		if r := s.takeRead(id); r != nil {
-			r.done <- result{err: s.coreErr(errNotLeaderCore)}
-		}
-	}
-	s.trimReads()
-	s.core.recycle(&rd)
-	if s.core.role != Leader && len(s.pending) > 0 {
-		// Entries above the commit index may never commit now; those at or
-		// below it still get their results when applied.
-		keep := s.pending[:0]
-		for _, p := range s.pending {
-			if p.index > s.core.commit {
-				p.done <- result{err: ErrLeadershipLost}
-			} else {
-				keep = append(keep, p)
-			}
-		}
-		s.pending = keep
-	}
-	return rd.roundHeld
-}
-
-// publish updates the view when something a waiter may wait on changed.
-// The driver compares against the key it published last rather than read
-// the view back from the board.
-func (s *Server) publish() {
-	c := s.core
-	k := pubKey{role: c.role, term: c.term, lead: c.lead, leadAddr: c.leadAddr, commit: c.commit,
-		last: c.log.lastIndex(), cfg: c.configs[len(c.configs)-1].index,
-		committedCfg: c.committedRecord().index, epoch: c.epoch}
-	first := !s.published
-	if !first && k == s.pub {
-		return
-	}
-	if first || k.cfg != s.pub.cfg {
-		s.members = c.self.peers()
-	}
-	if first || k.committedCfg != s.pub.committedCfg {
-		s.committedMembers = c.committedConfig().peers()
-	}
-	if first || k.epoch != s.pub.epoch || k.cfg != s.pub.cfg {
-		s.learners = c.learners()
-	}
-	s.pub, s.published = k, true
-	lead := Peer{}
-	if c.lead != "" {
-		lead = Peer{Name: c.lead, Addr: c.leadAddr}
-	}
-	s.board.set(view{
-		role:             c.role,
-		term:             c.term,
-		leader:           lead,
-		commit:           c.commit,
-		last:             k.last,
-		members:          s.members,
-		learners:         s.learners,
-		committedMembers: s.committedMembers,
-	})
-}
-
-// pubKey is what a published view is built from.
-type pubKey struct {
-	role              Role
-	term              uint64
-	lead, leadAddr    string
-	commit, last      uint64
-	cfg, committedCfg uint64 // indexes of the configurations in use and committed
-	epoch             uint64
-}
-
-// failLeftovers fails the requests that the driver left behind when it
-// stopped, those still queued for either goroutine, and those of the
-// applier's current batch it has not begun to serve. It runs after the
-// driver has returned, so that nothing else takes from the channels or adds
-// to the apply queue.
-func (s *Server) failLeftovers() {
-	s.apply.stop()
-	for {
-		select {
-		case p := <-s.propc:
-			p.done <- result{err: ErrStopped}
-			continue
-		case r := <-s.readc:
-			r.done <- result{err: ErrStopped}
-			continue
-		default:
-		}
-		return
-	}
-}
-
-// failAll fails every call waiting on the driver.
-func (s *Server) failAll(err error) {
-	for _, p := range s.pending {
-		p.done <- result{err: err}
-	}
-	s.pending = nil
-	for _, r := range s.reads {
-		if r != nil {
-			r.done <- result{err: err}
-		}
-	}
-	s.readsFrom += uint64(len(s.reads))
-	s.reads = nil
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exraft/exraft/internal/raft"
 )
 
 // quietPeer accepts connections, completes the handshake as a server of the
@@ -96,13 +98,13 @@ func startAloneWith(t *testing.T, sm StateMachine, cfg Config) *Server {
 
 // sendTo queues msgs on the stream to addr, from the driver goroutine as
 // the transport requires.
-func sendTo(t *testing.T, s *Server, addr string, msgs ...message) {
+func sendTo(t *testing.T, s *Server, addr string, msgs ...raft.Message) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.onDriver(ctx, func() {
 		for _, m := range msgs {
-			m.toAddr = addr
+			m.ToAddr = addr
 			s.transport.send(m, false)
 		}
 	})
@@ -123,10 +125,10 @@ func TestStopDoesNotWaitOnAPeerThatStoppedReading(t *testing.T) {
 	// (its receive buffer grows only as it reads), so once the stream has
 	// taken the first of them to send, it is blocked writing or soon will
 	// be.
-	var msgs []message
+	var msgs []raft.Message
 	for i := 0; i < 24; i++ {
-		msgs = append(msgs, message{Type: msgApp, Term: 1, From: "alone", To: "ghost",
-			Entries: []entry{{Index: uint64(i + 1), Term: 1, Data: make([]byte, 1<<20)}}})
+		msgs = append(msgs, raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost",
+			Entries: []raft.Entry{{Index: uint64(i + 1), Term: 1, Data: make([]byte, 1<<20)}}})
 	}
 	sendTo(t, s, addr, msgs...)
 	taken := PollUntil(10*time.Second, func() bool {
@@ -159,7 +161,7 @@ func TestSilentPeerIsRedialed(t *testing.T) {
 	s := startAlone(t, Config{IOTimeout: 300 * time.Millisecond})
 	peer := startQuietPeer(t, s.identity, true)
 	addr := peer.ln.Addr().String()
-	hb := message{Type: msgApp, Term: 1, From: "alone", To: "ghost"}
+	hb := raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost"}
 	// Each poll sends one more message: once the stream has given up on
 	// its connection, the next message to send dials again. The stream
 	// checks for silence when it checks for idleness, every streamIdle.

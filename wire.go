@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/exraft/exraft/internal/raft"
 )
 
 // Protocol messages are the hot path, so they are encoded by hand instead of
@@ -19,7 +21,7 @@ import (
 
 const messageFields = 19
 
-func appendMessages(b []byte, msgs []message) []byte {
+func appendMessages(b []byte, msgs []raft.Message) []byte {
 	b = appendArrayLen(b, len(msgs))
 	for i := range msgs {
 		b = appendMessage(b, &msgs[i])
@@ -27,7 +29,7 @@ func appendMessages(b []byte, msgs []message) []byte {
 	return b
 }
 
-func appendMessage(b []byte, m *message) []byte {
+func appendMessage(b []byte, m *raft.Message) []byte {
 	b = appendArrayLen(b, messageFields)
 	b = appendUint(b, uint64(m.Type))
 	b = appendUint(b, m.Term)
@@ -130,7 +132,7 @@ var errWire = errors.New("exraft: malformed protocol message")
 // (server names and addresses repeat in every message), so it belongs to one
 // goroutine.
 type msgDecoder struct {
-	msgs []message
+	msgs []raft.Message
 	b    []byte
 	i    int
 	err  error
@@ -139,7 +141,7 @@ type msgDecoder struct {
 
 // decode returns the messages in b, valid until the next call. The entries'
 // Data alias b, which the caller must not change afterwards.
-func (d *msgDecoder) decode(b []byte) ([]message, error) {
+func (d *msgDecoder) decode(b []byte) ([]raft.Message, error) {
 	d.b, d.i, d.err = b, 0, nil
 	n := 0
 	if d.peekNil() {
@@ -152,10 +154,10 @@ func (d *msgDecoder) decode(b []byte) ([]message, error) {
 	clear(d.msgs)
 	msgs := d.msgs[:0]
 	if cap(msgs) < n {
-		msgs = make([]message, 0, n)
+		msgs = make([]raft.Message, 0, n)
 	}
 	for k := 0; k < n && d.err == nil; k++ {
-		var m message
+		var m raft.Message
 		d.message(&m)
 		msgs = append(msgs, m)
 	}
@@ -178,12 +180,12 @@ func (d *msgDecoder) fail(format string, args ...any) {
 	}
 }
 
-func (d *msgDecoder) message(m *message) {
+func (d *msgDecoder) message(m *raft.Message) {
 	if n := d.arrayLen(); n != messageFields {
 		d.fail("a message has %d fields, want %d", n, messageFields)
 		return
 	}
-	m.Type = msgType(d.small())
+	m.Type = raft.MessageType(d.small())
 	m.Term = d.uint()
 	m.From = d.str()
 	m.FromInc = d.uint()
@@ -199,7 +201,7 @@ func (d *msgDecoder) message(m *message) {
 	if d.peekNil() {
 		d.i++
 	} else if n := d.arrayLen(); n > 0 {
-		m.Entries = make([]entry, n)
+		m.Entries = make([]raft.Entry, n)
 		for j := 0; j < n && d.err == nil; j++ {
 			e := &m.Entries[j]
 			if k := d.arrayLen(); k != 4 {
@@ -208,12 +210,12 @@ func (d *msgDecoder) message(m *message) {
 			}
 			e.Index = d.uint()
 			e.Term = d.uint()
-			e.Type = entryType(d.small())
+			e.Type = raft.EntryType(d.small())
 			e.Data = d.bin()
 		}
 		compactData(m.Entries)
 	} else {
-		m.Entries = []entry{}
+		m.Entries = []raft.Entry{}
 	}
 	m.Commit = d.uint()
 	m.Seq = d.uint()
@@ -391,7 +393,7 @@ func (d *msgDecoder) bin() []byte {
 // Entries live on in the log, and a payload that pointed into the batch it
 // arrived in would keep the whole batch, message framing included, alive
 // with it.
-func compactData(es []entry) {
+func compactData(es []raft.Entry) {
 	total := 0
 	for i := range es {
 		total += len(es[i].Data)

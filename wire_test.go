@@ -5,20 +5,21 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/exraft/exraft/internal/raft"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-func wireSamples() [][]message {
+func wireSamples() [][]raft.Message {
 	big := strings.Repeat("x", 300)
-	return [][]message{
+	return [][]raft.Message{
 		nil,
-		{{Type: msgVote, Term: 7, From: "a", FromInc: 1 << 40, FromAddr: "127.0.0.1:1", To: "b", LastIndex: 300, LastTerm: 6, Force: true}},
-		{{Type: msgApp, Term: 1<<32 + 5, From: big, FromAddr: big, To: "c", PrevIndex: 70000, PrevTerm: 2,
-			Entries: []entry{{Index: 70001, Term: 3, Type: entryNoop}, {Index: 70002, Term: 3, Data: []byte("hello")},
-				{Index: 70003, Term: 3, Type: entryConfig, Data: make([]byte, 70000)}, {Index: 70004, Term: 3, Data: []byte{}}},
+		{{Type: raft.MsgVote, Term: 7, From: "a", FromInc: 1 << 40, FromAddr: "127.0.0.1:1", To: "b", LastIndex: 300, LastTerm: 6, Force: true}},
+		{{Type: raft.MsgApp, Term: 1<<32 + 5, From: big, FromAddr: big, To: "c", PrevIndex: 70000, PrevTerm: 2,
+			Entries: []raft.Entry{{Index: 70001, Term: 3, Type: raft.EntryNoop}, {Index: 70002, Term: 3, Data: []byte("hello")},
+				{Index: 70003, Term: 3, Type: raft.EntryConfig, Data: make([]byte, 70000)}, {Index: 70004, Term: 3, Data: []byte{}}},
 			Commit: 69999, Seq: 12},
-			{Type: msgAppResp, Term: 3, From: "c", To: "a", Reject: true, HintIndex: 10, HintTerm: 2, Match: 0, LastIndex: 12},
-			{Type: msgApp, Term: 3, Entries: []entry{}}},
+			{Type: raft.MsgAppResp, Term: 3, From: "c", To: "a", Reject: true, HintIndex: 10, HintTerm: 2, Match: 0, LastIndex: 12},
+			{Type: raft.MsgApp, Term: 3, Entries: []raft.Entry{}}},
 	}
 }
 
@@ -27,7 +28,7 @@ func wireSamples() [][]message {
 func TestWireMatchesReflection(t *testing.T) {
 	for i, msgs := range wireSamples() {
 		mine := appendMessages(nil, msgs)
-		var back []message
+		var back []raft.Message
 		if err := msgpack.Unmarshal(mine, &back); err != nil {
 			t.Fatalf("sample %d: msgpack cannot read the hand encoding: %v", i, err)
 		}
@@ -64,10 +65,10 @@ func TestWireRejectsGarbage(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		{0xdd, 0xff, 0xff, 0xff, 0xff}, // four billion messages in five bytes
-		{0x91, 0x92, 0x01, 0x02},       // a message of two fields
+		{0x91, 0x92, 0x01, 0x02},       // a raft.Message of two fields
 		{0x91, 0xdc, 0x00, 0x12},       // eighteen fields promised, none there
 		append(good, 0x00),             // trailing byte
-		{0x91, 0xde, 0x00, 0x00},       // a map where a message belongs
+		{0x91, 0xde, 0x00, 0x00},       // a map where a raft.Message belongs
 	} {
 		if _, err := d.decode(bad); err == nil {
 			t.Fatalf("% x decoded", bad)
@@ -95,8 +96,8 @@ func FuzzDecodeMessages(f *testing.F) {
 }
 
 // normalize makes empty and nil slices compare equal.
-func normalize(msgs []message) []message {
-	out := make([]message, len(msgs))
+func normalize(msgs []raft.Message) []raft.Message {
+	out := make([]raft.Message, len(msgs))
 	for i, m := range msgs {
 		if len(m.Entries) == 0 {
 			m.Entries = nil

@@ -1,11 +1,11 @@
-package exraft
+package raft
 
 // TestSim runs the protocol core through seeded random fault schedules and
 // checks Raft's safety invariants after every step (sim_helpers_test.go).
 //
-//	go test -run 'TestSim$' ./                       1,000 seeds (CI)
-//	EXRAFT_SIM_SEEDS=100000 go test -run 'TestSim$' -timeout 2h ./   long mode
-//	EXRAFT_SIM_SEED=1234 go test -run 'TestSim$' -v ./   one seed, full trace
+//	go test -run 'TestSim$' ./internal/raft                       1,000 seeds (CI)
+//	EXRAFT_SIM_SEEDS=100000 go test -run 'TestSim$' -timeout 2h ./internal/raft   long mode
+//	EXRAFT_SIM_SEED=1234 go test -run 'TestSim$' -v ./internal/raft   one seed, full trace
 //
 // EXRAFT_SIM_FIRST sets the first seed (default 1), EXRAFT_SIM_STEPS the
 // random steps per seed (default 3000) and EXRAFT_SIM_MAXFAIL how many failing
@@ -16,7 +16,6 @@ package exraft
 // (liveness).
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"runtime"
@@ -121,157 +120,6 @@ func TestSim(t *testing.T) {
 	t.Fatalf("%d of %d seeds failed; the first:\n%v\nother failing seeds:\n%s", len(failures), runs, failures[0], others.String())
 }
 
-// ---- FuzzLog: raftLog against a plain slice model --------------------------------
-
-// FuzzLog drives raftLog with appends (one to a few entries, or thousands at
-// once, so that any internal chunking is crossed), truncations, slices and
-// lookups decoded from the input, and compares every answer with a plain
-// slice. It also checks the log's promise that what slice handed out is never
-// written to afterwards.
-func FuzzLog(f *testing.F) {
-	f.Add([]byte{0, 3, 0, 2, 2, 1, 9, 200})
-	f.Add([]byte{0, 4, 1, 0, 4, 2, 1, 2, 0, 2, 3, 2, 0, 9, 3, 1, 3})
-	f.Add([]byte{0, 1, 0, 0, 1, 0, 0, 1, 1, 2, 1, 3, 1, 0, 0, 2, 0, 1, 2, 0, 8, 9, 3, 2, 2})
-	f.Add([]byte{2, 0, 0, 0, 1, 5, 3, 0, 0, 0, 4, 5, 1, 1, 2, 3, 2, 4, 7, 40})
-	// Thousands of entries, then slices, lookups and truncations around
-	// index 4096 and 8192.
-	f.Add([]byte{5, 255, 1, 5, 255, 0, 5, 255, 1, 2, 16, 0, 16, 10, 200, 3, 16, 0, 1, 15, 254, 2, 15, 250, 16, 5, 255, 0, 5, 255, 1, 5, 40, 0, 2, 31, 250, 32, 8, 255})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		in := simBytes{b: data}
-		var l raftLog
-		var model []entry
-		type handed struct {
-			got  []entry
-			want []entry
-		}
-		var out []handed
-		lastTerm := func() uint64 {
-			if len(model) == 0 {
-				return 0
-			}
-			return model[len(model)-1].Term
-		}
-		pos := func() uint64 { return uint64(in.byte())<<8 | uint64(in.byte()) }
-		appendModel := func(k int, newTerm func(i int) bool, dataLen func() int) {
-			var es []entry
-			term := max(lastTerm(), 1)
-			for i := 0; i < k; i++ {
-				if newTerm(i) {
-					term++
-				}
-				d := bytes.Repeat([]byte{byte('a' + (len(model)+i)%26)}, dataLen())
-				es = append(es, entry{Index: uint64(len(model) + 1 + i), Term: term, Type: entryType(i % 3), Data: d})
-			}
-			l.append(es...)
-			model = append(model, es...)
-		}
-		for ops := 0; in.more() && ops < 200; ops++ {
-			switch in.byte() % 6 {
-			case 0: // append 1..4 entries continuing the log
-				appendModel(1+int(in.byte()%4), func(int) bool { return in.byte()%4 == 0 }, func() int { return int(in.byte() % 40) })
-			case 5: // append many
-				if len(model) < 20000 {
-					n := 1 + 16*int(in.byte())
-					bump := int(in.byte()) * 16
-					appendModel(n, func(i int) bool { return i == bump }, func() int { return n % 3 })
-				}
-			case 1: // truncate
-				i := pos() % uint64(len(model)+3)
-				l.truncateAfter(i)
-				if i < uint64(len(model)) {
-					model = model[:i:i]
-				}
-			case 2: // slice
-				lo := pos() % uint64(len(model)+3)
-				hi := lo + uint64(in.byte()%64)
-				maxBytes := int(in.byte())
-				if maxBytes%2 == 1 {
-					maxBytes *= 64
-				}
-				got := l.slice(lo, hi, maxBytes)
-				var want []entry
-				lo = max(lo, 1)
-				hi = min(hi, uint64(len(model)))
-				size := 0
-				for i := lo; i <= hi; i++ {
-					size += len(model[i-1].Data) + 16
-					if size > maxBytes && i > lo {
-						break
-					}
-					want = append(want, model[i-1])
-				}
-				if !simEntriesEqual(got, want) {
-					t.Fatalf("slice(%d, %d, %d) = %v, want %v", lo, hi, maxBytes, got, want)
-				}
-				if cap(got) != len(got) {
-					t.Fatalf("slice(%d, %d, %d) has room to append into the log: len %d cap %d", lo, hi, maxBytes, len(got), cap(got))
-				}
-				out = append(out, handed{got, append([]entry(nil), want...)})
-			case 3: // lookups
-				i := pos() % uint64(len(model)+3)
-				tm, ok := l.term(i)
-				wantOK := i <= uint64(len(model))
-				var wantT uint64
-				if i > 0 && wantOK {
-					wantT = model[i-1].Term
-				}
-				if tm != wantT || ok != wantOK {
-					t.Fatalf("term(%d) = %d, %v; want %d, %v", i, tm, ok, wantT, wantOK)
-				}
-				if i > 0 && wantOK {
-					if e := l.at(i); !simEntriesEqual([]entry{*e}, model[i-1:i]) {
-						t.Fatalf("at(%d) = %v, want %v", i, *e, model[i-1])
-					}
-				}
-			case 4: // the election restriction
-				li := pos() % uint64(len(model)+3)
-				lt := lastTerm() + uint64(in.byte()%3) - min(lastTerm(), 1)
-				want := lt > lastTerm() || (lt == lastTerm() && li >= uint64(len(model)))
-				if got := l.isUpToDate(li, lt); got != want {
-					t.Fatalf("isUpToDate(%d, %d) = %v with last %d/%d", li, lt, got, len(model), lastTerm())
-				}
-			}
-			if l.lastIndex() != uint64(len(model)) || l.lastTerm() != lastTerm() {
-				t.Fatalf("last = %d/%d, want %d/%d", l.lastIndex(), l.lastTerm(), len(model), lastTerm())
-			}
-			for _, h := range out {
-				if !simEntriesEqual(h.got, h.want) {
-					t.Fatalf("a slice handed out changed: %v, was %v", h.got, h.want)
-				}
-			}
-		}
-		for i := range model {
-			if e := l.at(uint64(i + 1)); !simEntriesEqual([]entry{*e}, model[i:i+1]) {
-				t.Fatalf("at(%d) = %v, want %v", i+1, *e, model[i])
-			}
-		}
-		if all := l.slice(1, l.lastIndex(), int(^uint(0)>>1)); !simEntriesEqual(all, model) {
-			t.Fatalf("the whole log reads back as %d entries, want %d", len(all), len(model))
-		}
-		// Appending out of sequence must be refused.
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Fatalf("append of index %d after %d did not panic", l.lastIndex()+2, l.lastIndex())
-				}
-			}()
-			l.append(entry{Index: l.lastIndex() + 2, Term: lastTerm()})
-		}()
-	})
-}
-
-func simEntriesEqual(a, b []entry) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Index != b[i].Index || a[i].Term != b[i].Term || a[i].Type != b[i].Type || !bytes.Equal(a[i].Data, b[i].Data) {
-			return false
-		}
-	}
-	return true
-}
-
 // simBytes reads fuzz input; past its end it reads zeros.
 type simBytes struct {
 	b []byte
@@ -357,8 +205,8 @@ func (s *sim) inject(in *simBytes) {
 	}
 	n := alive[int(in.byte())%len(alive)]
 	c := n.c
-	var m message
-	m.Type = msgType(in.byte() % 9) // 0 and 8 are not message types
+	var m Message
+	m.Type = MessageType(in.byte() % 9) // 0 and 8 are not message types
 	from := in.byte()
 	switch {
 	case from < 200 && len(s.names) > 1:
@@ -371,7 +219,7 @@ func (s *sim) inject(in *simBytes) {
 	default:
 		m.From, m.FromInc = "intruder", uint64(in.byte())
 	}
-	m.FromAddr, m.To, m.toAddr = m.From, n.name, n.name
+	m.FromAddr, m.To, m.ToAddr = m.From, n.name, n.name
 	if b := in.byte(); b%3 == 1 {
 		m.ToInc = n.inc
 	} else if b%3 == 2 {
@@ -400,13 +248,13 @@ func (s *sim) inject(in *simBytes) {
 	term := m.PrevTerm
 	for i := 0; i < k; i++ {
 		term += uint64(in.byte() % 2)
-		e := entry{Index: m.PrevIndex + 1 + uint64(i), Term: term, Type: entryType(in.byte() % 4), Data: []byte{in.byte()}}
+		e := Entry{Index: m.PrevIndex + 1 + uint64(i), Term: term, Type: EntryType(in.byte() % 4), Data: []byte{in.byte()}}
 		if flags&8 != 0 {
 			// Indexes that do not follow PrevIndex: a peer's codec or a bug
 			// could deliver them.
 			e.Index = near(e.Index)
 		}
-		if e.Type == entryConfig {
+		if e.Type == EntryConfig {
 			if flags&16 != 0 {
 				e.Data = encodeMembership(membership{Voters: []member{{Name: n.name, Addr: n.name, Inc: n.inc}}})
 			} else {

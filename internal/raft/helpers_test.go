@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 import (
 	"fmt"
@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// Helpers for core_test.go. Every name starts with "cr" (core rules) so that
-// it cannot clash with helpers of the other test files of the package.
+// Helpers of the rule tests (election_test.go, replication_test.go, …).
+// Every name starts with "cr" (core rules) so that it cannot clash with the
+// simulator's, which start with "sim".
 
 // crNames3 is the usual three-server cluster of the unit tests; the
 // incarnation of each server in crIncs.
@@ -49,11 +50,11 @@ func crNoAutoRejoin(c *coreConfig)          { c.autoRejoin = false }
 func crInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
 
 // crEnts returns entries of the given terms at indexes first, first+1, …
-func crEnts(first uint64, terms ...uint64) []entry {
-	es := make([]entry, len(terms))
+func crEnts(first uint64, terms ...uint64) []Entry {
+	es := make([]Entry, len(terms))
 	for i, t := range terms {
 		idx := first + uint64(i)
-		es[i] = entry{Index: idx, Term: t, Type: entryNormal, Data: []byte(fmt.Sprintf("e%d.%d", t, idx))}
+		es[i] = Entry{Index: idx, Term: t, Type: EntryNormal, Data: []byte(fmt.Sprintf("e%d.%d", t, idx))}
 	}
 	return es
 }
@@ -77,27 +78,27 @@ func crCat(parts ...[]uint64) []uint64 {
 
 // crFrom returns a message of type typ from the server name (with its
 // crIncs incarnation) in term.
-func crFrom(typ msgType, name string, term uint64) message {
-	return message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
+func crFrom(typ MessageType, name string, term uint64) Message {
+	return Message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
 }
 
 // crApp is an append from the leader name.
-func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []entry) message {
-	m := crFrom(msgApp, name, term)
+func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []Entry) Message {
+	m := crFrom(MsgApp, name, term)
 	m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prevIndex, prevTerm, commit, es
 	return m
 }
 
 // crVote is a vote (or pre-vote) request from name for term.
-func crVote(typ msgType, name string, term, lastIndex, lastTerm uint64) message {
+func crVote(typ MessageType, name string, term, lastIndex, lastTerm uint64) Message {
 	m := crFrom(typ, name, term)
 	m.LastIndex, m.LastTerm = lastIndex, lastTerm
 	return m
 }
 
 // crAck is a successful append response from name.
-func crAck(name string, term, match, seq uint64) message {
-	m := crFrom(msgAppResp, name, term)
+func crAck(name string, term, match, seq uint64) Message {
+	m := crFrom(MsgAppResp, name, term)
 	m.Match, m.LastIndex, m.Seq = match, match, seq
 	return m
 }
@@ -111,8 +112,8 @@ func crFollowerWithLog(t testing.TB, c *core, term uint64, terms []uint64, commi
 	}
 	c.step(crApp("b", term, 0, 0, commit, crEnts(1, terms...)))
 	rd := c.takeReady()
-	if len(rd.msgs) != 1 || rd.msgs[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
-		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.msgs, c.log.lastIndex())
+	if len(rd.Messages) != 1 || rd.Messages[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
+		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.Messages, c.log.lastIndex())
 	}
 }
 
@@ -124,7 +125,7 @@ func crElect(t testing.TB, c *core, voters ...string) {
 		t.Fatalf("triggerElection on %s: %v", c.cfg.name, err)
 	}
 	for _, v := range voters {
-		c.step(crFrom(msgVoteResp, v, c.term))
+		c.step(crFrom(MsgVoteResp, v, c.term))
 	}
 	if c.role != Leader {
 		t.Fatalf("%s is %v after the votes of %v, want leader", c.cfg.name, c.role, voters)
@@ -132,8 +133,8 @@ func crElect(t testing.TB, c *core, voters ...string) {
 }
 
 // crMsgs returns the messages of type typ (to to, unless to is "").
-func crMsgs(ms []message, typ msgType, to string) []message {
-	var out []message
+func crMsgs(ms []Message, typ MessageType, to string) []Message {
+	var out []Message
 	for _, m := range ms {
 		if m.Type == typ && (to == "" || m.To == to) {
 			out = append(out, m)
@@ -143,7 +144,7 @@ func crMsgs(ms []message, typ msgType, to string) []message {
 }
 
 // crOnly returns the one message of type typ to to, failing otherwise.
-func crOnly(t testing.TB, ms []message, typ msgType, to string) message {
+func crOnly(t testing.TB, ms []Message, typ MessageType, to string) Message {
 	t.Helper()
 	got := crMsgs(ms, typ, to)
 	if len(got) != 1 {
@@ -152,7 +153,7 @@ func crOnly(t testing.TB, ms []message, typ msgType, to string) message {
 	return got[0]
 }
 
-func crDump(ms []message) string {
+func crDump(ms []Message) string {
 	s := "["
 	for i, m := range ms {
 		if i > 0 {
@@ -187,7 +188,7 @@ func crEqualTerms(a, b []uint64) bool {
 // crPump delivers msgs among cores, and every message they cause, until
 // nothing is left, dropping messages that drop reports true. It returns
 // how many delivered messages count reports true for.
-func crPump(t testing.TB, cores map[string]*core, msgs []message, drop, count func(message) bool) int {
+func crPump(t testing.TB, cores map[string]*core, msgs []Message, drop, count func(Message) bool) int {
 	t.Helper()
 	n := 0
 	for i := 0; len(msgs) > 0; i++ {
@@ -204,12 +205,12 @@ func crPump(t testing.TB, cores map[string]*core, msgs []message, drop, count fu
 			n++
 		}
 		c.step(m)
-		msgs = append(msgs, c.takeReady().msgs...)
+		msgs = append(msgs, c.takeReady().Messages...)
 	}
 	return n
 }
 
-// ---- testNet helpers (corenet_test.go is shared and not edited) -----------
+// ---- testNet helpers (testnet_test.go) ---------------------------------------
 
 // crNet builds a testNet whose cores are built from testCoreConfig changed
 // by opts.
@@ -277,7 +278,7 @@ func crAllBound(m membership) bool {
 
 // crTickCounting ticks every core once and delivers everything, counting
 // the delivered messages count reports true for.
-func crTickCounting(n *testNet, count func(message) bool) int {
+func crTickCounting(n *testNet, count func(Message) bool) int {
 	for _, name := range n.names {
 		if c := n.cores[name]; c != nil {
 			c.tick()
@@ -317,9 +318,9 @@ func crLeadersByTerm(t testing.TB, n *testNet) {
 
 // crAppliedAgree fails unless what the cores handed out for applying agrees
 // index by index (State Machine Safety), and returns the longest.
-func crAppliedAgree(t testing.TB, n *testNet) []entry {
+func crAppliedAgree(t testing.TB, n *testNet) []Entry {
 	t.Helper()
-	var longest []entry
+	var longest []Entry
 	from := ""
 	for _, name := range n.names {
 		es := n.apps[name]
@@ -340,10 +341,10 @@ func crAppliedAgree(t testing.TB, n *testNet) []entry {
 }
 
 // crNormal returns the data of the normal entries of es.
-func crNormal(es []entry) []string {
+func crNormal(es []Entry) []string {
 	var out []string
 	for _, e := range es {
-		if e.Type == entryNormal {
+		if e.Type == EntryNormal {
 			out = append(out, string(e.Data))
 		}
 	}
@@ -366,4 +367,84 @@ func crVoterNames(m membership) string {
 		names = append(names, v.Name)
 	}
 	return fmt.Sprint(names)
+}
+
+// crLeader5 makes "a" the leader of term 3 in a five-server cluster, with a
+// log that holds an entry of term 2 at index 2 that no one committed: log
+// terms [1 2 3 3] (a no-op and the configuration binding b and c).
+func crLeader5(t *testing.T) *core {
+	t.Helper()
+	a := crCore(t, "a", crNames5)
+	a.step(crApp("b", 2, 0, 0, 1, crEnts(1, 1, 2)))
+	a.takeReady()
+	crElect(t, a, "b", "c")
+	if got, want := crLogTerms(a), []uint64{1, 2, 3}; !crEqualTerms(got, want) || a.term != 3 || a.commit != 1 {
+		t.Fatalf("setup: leader log %v commit %d term %d, want %v commit 1 term 3", got, a.commit, a.term, want)
+	}
+	a.takeReady()
+	return a
+}
+
+// crNoopFirst fails unless the first entry of every term in c's log is a
+// no-op (every term's leader opened it with one).
+func crNoopFirst(t testing.TB, c *core) {
+	t.Helper()
+	for i := uint64(1); i <= c.log.lastIndex(); i++ {
+		prev, _ := c.log.term(i - 1)
+		if e := c.log.at(i); e.Term != prev && e.Type != EntryNoop {
+			t.Fatalf("%s: the first entry of term %d (index %d) is of type %d, not a no-op", c.cfg.name, e.Term, i, e.Type)
+		}
+	}
+}
+
+// crLeader3 makes "a" the leader of term 2 in a three-server cluster with
+// its no-op and configuration committed (b acknowledged them).
+func crLeader3(t *testing.T) *core {
+	t.Helper()
+	a := crCore(t, "a", crNames3)
+	crElect(t, a, "b")
+	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
+	if a.commit != a.log.lastIndex() {
+		t.Fatalf("setup: commit %d, last %d", a.commit, a.log.lastIndex())
+	}
+	a.takeReady()
+	return a
+}
+
+// crJoiner adds to the network a server that starts with no configuration
+// and MinMajority 2, so that it waits to be added (as StartServer does for a
+// server that joins).
+func crJoiner(n *testNet, name string, inc uint64) *core {
+	cfg := testCoreConfig(name, nil, inc, n.rng)
+	cfg.minMajority = 2
+	return n.add(name, cfg)
+}
+
+// crBoundConfig is a configuration entry naming the servers with their
+// crIncs incarnations (or inc[name] when given).
+func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) Entry {
+	var m membership
+	for _, name := range names {
+		i, ok := inc[name]
+		if !ok {
+			i = crIncs[name]
+		}
+		m = m.with(member{Name: name, Addr: name, Inc: i})
+	}
+	return Entry{Index: index, Term: term, Type: EntryConfig, Data: encodeMembership(m)}
+}
+
+// crBoundFollower gives c the log [no-op, bound configuration of names] of
+// term 1, committed, from the leader b (a when c is b).
+func crBoundFollower(t testing.TB, c *core, names []string) {
+	t.Helper()
+	leader := "b"
+	if c.cfg.name == leader {
+		leader = "a"
+	}
+	c.step(crApp(leader, 1, 0, 0, 2, []Entry{{Index: 1, Term: 1, Type: EntryNoop}, crBoundConfig(2, 1, names, nil)}))
+	c.takeReady()
+	if !crAllBound(c.self) || c.commit != 2 {
+		t.Fatalf("setup: configuration %+v commit %d", c.self.Voters, c.commit)
+	}
 }

@@ -1,21 +1,22 @@
-package exraft
+package raft
 
 import "fmt"
 
-type entryType uint8
+// EntryType tells what an entry carries.
+type EntryType uint8
 
 const (
-	entryNormal entryType = iota
-	entryNoop             // the leader's first entry of its term
-	entryConfig           // Data is an encoded membership
+	EntryNormal EntryType = iota
+	EntryNoop             // the leader's first entry of its term
+	EntryConfig           // Data is an encoded membership
 )
 
-// entry is one log entry, as stored and as sent.
-type entry struct {
+// Entry is one log entry, as stored and as sent.
+type Entry struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Index    uint64
 	Term     uint64
-	Type     entryType
+	Type     EntryType
 	Data     []byte
 }
 
@@ -29,7 +30,7 @@ type entry struct {
 // handed out: truncation copies the kept part of a chunk into a fresh one,
 // and appends only write past the old length.
 type raftLog struct {
-	chunks [][]entry
+	chunks [][]Entry
 	last   uint64
 }
 
@@ -55,19 +56,19 @@ func (l *raftLog) term(i uint64) (uint64, bool) {
 	return l.at(i).Term, true
 }
 
-func (l *raftLog) at(i uint64) *entry {
+func (l *raftLog) at(i uint64) *Entry {
 	return &l.chunks[(i-1)/logChunk][(i-1)%logChunk]
 }
 
 // append adds entries that continue the log; their indexes must follow on.
-func (l *raftLog) append(es ...entry) {
+func (l *raftLog) append(es ...Entry) {
 	for _, e := range es {
 		if e.Index != l.last+1 {
-			panic(fmt.Sprintf("exraft: log append of index %d after %d", e.Index, l.last))
+			panic(fmt.Sprintf("raft: log append of index %d after %d", e.Index, l.last))
 		}
 		ci := int(l.last / logChunk)
 		if ci == len(l.chunks) {
-			l.chunks = append(l.chunks, make([]entry, 0, logChunk))
+			l.chunks = append(l.chunks, make([]Entry, 0, logChunk))
 		}
 		l.chunks[ci] = append(l.chunks[ci], e)
 		l.last++
@@ -82,7 +83,7 @@ func (l *raftLog) truncateAfter(i uint64) {
 	ci, off := int(i/logChunk), int(i%logChunk)
 	keep := ci
 	if off > 0 {
-		fresh := make([]entry, off, logChunk)
+		fresh := make([]Entry, off, logChunk)
 		copy(fresh, l.chunks[ci][:off])
 		l.chunks[ci] = fresh
 		keep = ci + 1
@@ -95,7 +96,7 @@ func (l *raftLog) truncateAfter(i uint64) {
 // slice returns the entries lo..hi inclusive, at most maxBytes of payload
 // (but always at least one entry when lo <= hi). Within one chunk it is a
 // view of the log; across chunks, a copy. The result must not be modified.
-func (l *raftLog) slice(lo, hi uint64, maxBytes int) []entry {
+func (l *raftLog) slice(lo, hi uint64, maxBytes int) []Entry {
 	if lo == 0 {
 		lo = 1
 	}
@@ -120,7 +121,7 @@ func (l *raftLog) slice(lo, hi uint64, maxBytes int) []entry {
 		a, b := (lo-1)%logChunk, (end-2)%logChunk+1
 		return c[a:b:b]
 	}
-	out := make([]entry, 0, end-lo)
+	out := make([]Entry, 0, end-lo)
 	for i := lo; i < end; i++ {
 		out = append(out, *l.at(i))
 	}

@@ -1,4 +1,4 @@
-package exraft
+package raft
 
 import (
 	"fmt"
@@ -13,9 +13,9 @@ type testNet struct {
 	cores map[string]*core
 	names []string
 	cut   map[[2]string]bool // directed links that drop messages
-	queue []message
-	apps  map[string][]entry // what each core handed out for applying
-	reads map[string][]readState
+	queue []Message
+	apps  map[string][]Entry // what each core handed out for applying
+	reads map[string][]ReadState
 	rng   *rand.Rand
 }
 
@@ -33,7 +33,7 @@ func testCoreConfig(name string, peers []string, inc uint64, rng *rand.Rand) cor
 
 func newTestNet(t testing.TB, seed uint64, names ...string) *testNet {
 	n := &testNet{t: t, cores: map[string]*core{}, cut: map[[2]string]bool{},
-		apps: map[string][]entry{}, reads: map[string][]readState{}, rng: rand.New(rand.NewPCG(seed, seed))}
+		apps: map[string][]Entry{}, reads: map[string][]ReadState{}, rng: rand.New(rand.NewPCG(seed, seed))}
 	for i, name := range names {
 		n.add(name, testCoreConfig(name, names, uint64(i+1)*1000+seed, n.rng))
 	}
@@ -57,9 +57,9 @@ func (n *testNet) collect(name string) {
 		return
 	}
 	rd := c.takeReady()
-	n.apps[name] = append(n.apps[name], rd.apply...)
-	n.reads[name] = append(n.reads[name], rd.reads...)
-	for _, m := range rd.msgs {
+	n.apps[name] = append(n.apps[name], rd.Committed...)
+	n.reads[name] = append(n.reads[name], rd.Reads...)
+	for _, m := range rd.Messages {
 		if !n.cut[[2]string{name, m.To}] {
 			n.queue = append(n.queue, m)
 		}
@@ -67,11 +67,11 @@ func (n *testNet) collect(name string) {
 }
 
 // deliverAll delivers messages until none are left (bounded).
-func (n *testNet) deliverAll() { n.deliverCounting(func(message) bool { return false }) }
+func (n *testNet) deliverAll() { n.deliverCounting(func(Message) bool { return false }) }
 
 // deliverCounting is deliverAll that also counts the delivered messages
 // count reports true for.
-func (n *testNet) deliverCounting(count func(message) bool) int {
+func (n *testNet) deliverCounting(count func(Message) bool) int {
 	k := 0
 	for i := 0; len(n.queue) > 0 && i < 100000; i++ {
 		m := n.queue[0]
@@ -142,7 +142,7 @@ func TestCoreElectsAndCommits(t *testing.T) {
 	for _, name := range n.names {
 		var got []string
 		for _, e := range n.apps[name] {
-			if e.Type == entryNormal {
+			if e.Type == EntryNormal {
 				got = append(got, string(e.Data))
 			}
 		}

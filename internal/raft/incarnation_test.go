@@ -1,0 +1,258 @@
+package raft
+
+import (
+	"fmt"
+	"testing"
+)
+
+// Tests of incarnations (incarnation.go, docs/design.md §2): only the bound
+// incarnation's votes and acknowledgements count, and a restarted voter is
+// caught up and re-admitted.
+// Each test fails when its rule is taken out.
+
+// TestCoreIncarnationVoteTally: a vote counts only from the incarnation the
+// configuration names.
+func TestCoreIncarnationVoteTally(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crBoundFollower(t, a, crNames3)
+	if err := a.triggerElection(); err != nil {
+		t.Fatal(err)
+	}
+	vote := func(from string, inc uint64) {
+		m := crFrom(MsgVoteResp, from, a.term)
+		m.FromInc = inc
+		a.step(m)
+	}
+	vote("c", 33) // c restarted: its vote is not c/3's
+	vote("b", 22)
+	if a.role != Candidate {
+		t.Fatalf("votes of new incarnations of b and c made a %v", a.role)
+	}
+	vote("c", 3)
+	if a.role != Leader {
+		t.Fatalf("the vote of c/3 left a %v", a.role)
+	}
+}
+
+// TestCoreIncarnationRestartedVoterDoubleVote is docs/design.md §2's scenario: c
+// votes for b in term 2 and restarts blank; the new c votes for a in the
+// same term, but that vote does not count, so a does not become a second
+// leader of term 2.
+func TestCoreIncarnationRestartedVoterDoubleVote(t *testing.T) {
+	n := newTestNet(t, 43, "a", "b", "c")
+	crForceLeader(t, n, "a")
+	crSettle(t, n, 100)
+	a, b := n.cores["a"], n.cores["b"]
+	if a.term != 1 || !crAllBound(a.committedConfig()) || !crAllBound(b.committedConfig()) {
+		t.Fatalf("setup: a in term %d, configuration %+v", a.term, a.committedConfig().Voters)
+	}
+	n.isolate("a")
+	crForceLeader(t, n, "b") // with c's vote
+	if b.term != 2 || n.cores["c"].votedFor != "b" {
+		t.Fatalf("setup: b leads term %d, c voted %q", b.term, n.cores["c"].votedFor)
+	}
+	c2 := n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 777, n.rng))
+	// a gives up its leadership (check-quorum) without learning of term 2.
+	crTickOne(n, "a", 3*a.cfg.electionMin)
+	if a.role == Leader || a.term != 1 {
+		t.Fatalf("setup: a is %v in term %d", a.role, a.term)
+	}
+	crConnect(n, "a", "c")
+	if err := a.triggerElection(); err != nil {
+		t.Fatal(err)
+	}
+	n.collect("a")
+	n.deliverAll()
+	if c2.term != 2 || c2.votedFor != "a" {
+		t.Fatalf("the new c is in term %d and voted %q; the scenario needs it to vote for a in term 2", c2.term, c2.votedFor)
+	}
+	crLeadersByTerm(t, n)
+	if a.role == Leader {
+		t.Fatalf("a leads term %d with the vote of the new c (b leads it too)", a.term)
+	}
+	// Everyone together again: one leader, the new c re-admitted.
+	n.heal()
+	n.tickAll(100)
+	crLeadersByTerm(t, n)
+	l := n.leader()
+	if v, _ := l.committedConfig().find("c"); v.Inc != 777 {
+		t.Fatalf("c is %d in the committed configuration, want 777", v.Inc)
+	}
+	crAppliedAgree(t, n)
+}
+
+// TestCoreIncarnationAckResetsProgress: an append response from a new
+// incarnation of a voter resets the leader's progress for it (match 0), and
+// its acknowledgements count neither for commits nor for reads until a
+// configuration names the new incarnation.
+func TestCoreIncarnationAckResetsProgress(t *testing.T) {
+	a := crCore(t, "a", crNames3, crNoAutoRejoin)
+	crBoundFollower(t, a, crNames3)
+	crElect(t, a, "b")
+	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
+	a.step(crAck("c", a.term, a.log.lastIndex(), 0))
+	last := a.log.lastIndex()
+	if a.commit != last || a.prs["b"].match != last {
+		t.Fatalf("setup: commit %d, b's match %d, last %d", a.commit, a.prs["b"].match, last)
+	}
+	a.takeReady()
+	// b comes back blank as incarnation 22 and refuses a heartbeat.
+	r := crFrom(MsgAppResp, "b", a.term)
+	r.FromInc, r.Reject, r.PrevIndex, r.HintIndex, r.LastIndex = 22, true, last, 1, 0
+	a.step(r)
+	pr := a.prs["b"]
+	if pr.inc != 22 || pr.match != 0 || pr.next != 1 || pr.state != stateProbe {
+		t.Fatalf("progress after the new incarnation answered: inc %d match %d next %d state %d; want 22, 0, 1, probe",
+			pr.inc, pr.match, pr.next, pr.state)
+	}
+	if m := crOnly(t, a.takeReady().Messages, MsgApp, "b"); m.PrevIndex != 0 || len(m.Entries) != int(last) {
+		t.Fatalf("append to the new b: %s, want the whole log", crDump([]Message{m}))
+	}
+	// b/22 holds everything (x included); c does not answer.
+	x, _, _ := a.propose([][]byte{[]byte("x")})
+	a.readIndex(5)
+	a.takeReady()
+	ack := crAck("b", a.term, x, a.seq)
+	ack.FromInc = 22
+	a.step(ack)
+	if rd := a.takeReady(); a.commit >= x || len(rd.Reads) != 0 {
+		t.Fatalf("acks of b/22 counted: commit %d (x at %d), released %v", a.commit, x, rd.Reads)
+	}
+	if a.log.lastIndex() != x {
+		t.Fatalf("without autoRejoin the leader changed the configuration: last %d, want %d", a.log.lastIndex(), x)
+	}
+	// The old incarnation's ack (a late message) cannot count either.
+	a.step(crAck("b", a.term, x, a.seq))
+	if a.commit >= x || a.prs["b"].inc != 2 || a.prs["b"].match != 0 {
+		t.Fatalf("late ack of b/2: commit %d, b's progress inc %d match %d", a.commit, a.prs["b"].inc, a.prs["b"].match)
+	}
+	a.step(crAck("c", a.term, x, a.seq))
+	if rd := a.takeReady(); a.commit != x || len(rd.Reads) != 1 {
+		t.Fatalf("with c's ack: commit %d (want %d), released %v", a.commit, x, rd.Reads)
+	}
+}
+
+// TestCoreIncarnationAutoRejoin: with autoRejoin the leader catches a
+// restarted voter up and commits a configuration naming its new incarnation;
+// from then on it counts again.
+func TestCoreIncarnationAutoRejoin(t *testing.T) {
+	n := newTestNet(t, 47, "a", "b", "c")
+	l := crForceLeader(t, n, "a")
+	crSettle(t, n, 100)
+	for i := 0; i < 5; i++ {
+		l.propose([][]byte{[]byte(fmt.Sprint(i))})
+	}
+	n.collect("a")
+	n.deliverAll()
+	c2 := n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 888, n.rng))
+	for i := 0; i < 100; i++ {
+		if v, _ := l.committedConfig().find("c"); v.Inc == 888 {
+			break
+		}
+		n.tickAll(1)
+	}
+	if v, _ := l.committedConfig().find("c"); v.Inc != 888 {
+		t.Fatalf("c is %d in the committed configuration, want 888", v.Inc)
+	}
+	if c2.removed || c2.log.lastIndex() != l.log.lastIndex() || n.leader() != l {
+		t.Fatalf("the new c: removed=%v last %d (leader's %d); leader %s", c2.removed, c2.log.lastIndex(), l.log.lastIndex(), n.leader().cfg.name)
+	}
+	// c/888 counts: with b cut off, a and c commit.
+	crCut(n, "a", "b")
+	x, _, _ := l.propose([][]byte{[]byte("x")})
+	n.collect("a")
+	n.deliverAll()
+	if l.commit < x {
+		t.Fatalf("a and c/888 did not commit x: commit %d, x at %d", l.commit, x)
+	}
+	n.heal()
+	n.tickAll(5)
+	if got := crNormal(n.apps["c"]); len(got) != 6 || got[5] != "x" {
+		t.Fatalf("the new c applied %v", got)
+	}
+	crAppliedAgree(t, n)
+}
+
+// TestCoreIncarnationVoteForOldIncarnationIgnored: a vote granted to an
+// earlier incarnation of a candidate must not count for the new one. c/3
+// asks a for its vote in term 2 and a grants it; c restarts blank as c/33,
+// campaigns (TriggerElection twice brings it to term 2), and a's answer,
+// addressed by name only, reaches c/33. The answer does not say which
+// incarnation it was for, so c/33 counts it and leads term 2 with an empty
+// log; a, whose committed entries 1-2 differ, acknowledges c/33's entries
+// 1-2 (handleAppendEntries skips what it committed), and c/33 commits them:
+// two different committed entries at the same indexes.
+func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 2) // committed by leader b
+	req := crVote(MsgVote, "c", 2, 2, 1)
+	req.Force = true // TriggerElection on c/3
+	a.step(req)
+	grant := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c")
+	if grant.Reject {
+		t.Fatalf("setup: a refused c/3: %s", crDump([]Message{grant}))
+	}
+
+	c := crCore(t, "c", crNames3, crInc(33)) // c restarted, blank
+	c.triggerElection()
+	c.triggerElection()
+	c.takeReady()
+	if c.term != 2 || c.role != Candidate || c.log.lastIndex() != 0 {
+		t.Fatalf("setup: c/33 is %v in term %d with %d entries", c.role, c.term, c.log.lastIndex())
+	}
+	c.step(grant) // the answer meant for c/3
+	if c.role == Leader {
+		msg := fmt.Sprintf("c/33 leads term %d with an empty log, counting a's vote for c/3", c.term)
+		// Show what follows: c/33 commits entries that contradict a's.
+		cores := map[string]*core{"a": a, "c": c}
+		crPump(t, cores, c.takeReady().Messages, nil, nil)
+		if c.commit >= 2 && a.commit >= 2 && c.log.at(2).Term != a.log.at(2).Term {
+			msg += fmt.Sprintf("; then c/33 commits index 2 of term %d while a committed index 2 of term %d",
+				c.log.at(2).Term, a.log.at(2).Term)
+		}
+		t.Fatal(msg)
+	}
+}
+
+// TestCoreIncarnationAutoRejoinAfterVotingForLeader: autoRejoin must
+// re-admit a restarted voter whichever way the leader first learns its new
+// incarnation. Here c restarts blank as c/33 and its (uncounted) vote
+// reaches b before a's counted one: becomeLeader copies the incarnation of
+// every granted vote into the progress, so c/33's append responses carry the
+// incarnation the progress already has, noticeIncarnation never runs, and
+// the leader never binds c/33: the cluster is left with one voter short
+// for good.
+func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
+	a := crCore(t, "a", crNames3)
+	b := crCore(t, "b", crNames3)
+	c := crCore(t, "c", crNames3, crInc(33)) // c/3 restarted, blank
+	crBoundFollower(t, a, crNames3)
+	crBoundFollower(t, b, crNames3)
+	if err := b.triggerElection(); err != nil {
+		t.Fatal(err)
+	}
+	reqs := b.takeReady().Messages
+	cores := map[string]*core{"a": a, "b": b, "c": c}
+	// c/33 answers first, then a.
+	crPump(t, cores, crMsgs(reqs, MsgVote, "c"), nil, nil)
+	if b.role != Candidate || c.votedFor != "b" {
+		t.Fatalf("setup: after c/33's vote b is %v (c voted %q)", b.role, c.votedFor)
+	}
+	crPump(t, cores, crMsgs(reqs, MsgVote, "a"), func(m Message) bool { return m.Type == MsgApp }, nil)
+	if b.role != Leader {
+		t.Fatalf("setup: b is %v", b.role)
+	}
+	for i := 0; i < 200; i++ {
+		for _, name := range []string{"a", "b", "c"} {
+			cores[name].tick()
+			crPump(t, cores, cores[name].takeReady().Messages, nil, nil)
+		}
+	}
+	if b.role != Leader || c.log.lastIndex() != b.log.lastIndex() {
+		t.Fatalf("b %v, c/33 holds %d of %d entries", b.role, c.log.lastIndex(), b.log.lastIndex())
+	}
+	if v, _ := b.committedConfig().find("c"); v.Inc != 33 {
+		t.Fatalf("after 200 ticks c/33 is caught up but the committed configuration names c/%d (progress inc %d, joining=%v)",
+			v.Inc, b.prs["c"].inc, b.prs["c"].joining)
+	}
+}

@@ -1,0 +1,104 @@
+package raft
+
+import "sort"
+
+// progState is how the leader replicates to one follower, after etcd-io/raft.
+type progState uint8
+
+const (
+	stateProbe     progState = iota // one append at a time until the match point is found
+	stateReplicate                  // optimistic pipelining
+)
+
+// progress is the leader's view of one follower or learner.
+type progress struct {
+	addr      string
+	inc       uint64 // incarnation of the last response; 0 until one arrives
+	match     uint64
+	next      uint64
+	state     progState
+	probeSent bool
+	inflight  []uint64 // last index of each append in flight (replicate)
+	active    bool     // heard from since the last check-quorum
+	ackSeq    uint64   // highest read round acknowledged
+	hbMatch   uint64   // match at the previous heartbeat, to spot lost appends
+	learner   bool     // not a voter: being caught up by AddServer
+	joining   bool     // to be made a voter (or re-bound) once caught up
+	leaving   bool     // removed by an uncommitted configuration
+	stalls    int      // heartbeats in a row without progress
+	// verify: AddServer named this member again; the next response tells
+	// whether it is the configured incarnation (a no-op) or a new one.
+	verify bool
+	// admitIndex is the index of the configuration entry that last made
+	// this server a voter; 0 when AddServer found it a voter already.
+	admitIndex uint64
+}
+
+// becomeProbe starts looking for the point where the follower's log matches
+// this one, at next: one append at a time, since whatever is sent past a
+// mismatch is wasted (§5.3).
+func (pr *progress) becomeProbe(next uint64) {
+	pr.state = stateProbe
+	pr.next = next
+	pr.inflight = pr.inflight[:0]
+	pr.probeSent = false
+}
+
+// becomeReplicate: the match point is found; appends are pipelined from it.
+func (pr *progress) becomeReplicate() {
+	pr.state = stateReplicate
+	pr.next = pr.match + 1
+	pr.inflight = pr.inflight[:0]
+	pr.probeSent = false
+}
+
+// acknowledged frees the in-flight slots of the appends up to match.
+func (pr *progress) acknowledged(match uint64) {
+	n := 0
+	for n < len(pr.inflight) && pr.inflight[n] <= match {
+		n++
+	}
+	pr.inflight = pr.inflight[:copy(pr.inflight, pr.inflight[n:])]
+}
+
+// syncProgress keeps one progress per voter and learner other than self.
+func (c *core) syncProgress() {
+	want := map[string]string{}
+	for _, v := range c.self.Voters {
+		if v.Name != c.cfg.name {
+			want[v.Name] = v.Addr
+		}
+	}
+	for name, pr := range c.prs {
+		if _, ok := want[name]; ok {
+			if pr.learner {
+				pr.learner = false // its configuration entry is in the log now
+			}
+			pr.leaving = false
+			continue
+		}
+		if !pr.learner {
+			// Removed by a configuration not yet committed: keep sending so
+			// it learns of its removal; dropped once that commits.
+			pr.leaving = true
+		}
+	}
+	for name, addr := range want {
+		if _, ok := c.prs[name]; !ok {
+			c.prs[name] = &progress{addr: addr, next: c.log.lastIndex() + 1}
+		} else if !c.prs[name].joining {
+			c.prs[name].addr = addr
+		}
+	}
+	c.sortProgress()
+}
+
+// sortProgress lists the progress names in order: maps iterate at random,
+// and the core must do the same thing each time it is fed the same inputs.
+func (c *core) sortProgress() {
+	c.prNames = c.prNames[:0]
+	for name := range c.prs {
+		c.prNames = append(c.prNames, name)
+	}
+	sort.Strings(c.prNames)
+}

@@ -1,0 +1,423 @@
+package raft
+
+// The deterministic simulator behind TestSim and FuzzCoreStep: cores wired
+// together by a network that drops, duplicates, delays and reorders messages
+// and can be cut link by link, with crashes that restart a server as a new incarnation, membership
+// changes, forced elections, proposals and ReadIndex reads. One seeded PCG
+// drives everything, so a seed replays exactly.
+//
+// checkInvariants runs after every input to a core; see its comment for what
+// it checks. Its bookkeeping is incremental (each check only looks at what
+// changed), which is what lets CI run a thousand seeds under -race. The
+// checks live in sim_invariants_test.go, the actions and their schedule in
+// sim_schedule_test.go.
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	simMaxNames  = 7   // servers ever created in one run, names n1..n7
+	simMaxFlight = 600 // messages in flight before the network sheds one
+	simTraceLen  = 60  // events kept for the report of a failing seed
+)
+
+// simOptions chooses the schedule of one run.
+type simOptions struct {
+	steps        int  // random steps
+	initial      int  // bootstrap servers (3..7); 0: chosen by the seed
+	majorityLoss int  // 1: crashes may take down a majority, -1: never, 0: chosen by the seed
+	liveness     bool // end with a fault-free phase that must elect a leader and commit
+	verbose      bool // keep every event, not only the last simTraceLen
+}
+
+// simID is one incarnation of one server.
+type simID struct {
+	name string
+	inc  uint64
+}
+
+func (id simID) String() string { return id.name + "(" + strconv.FormatUint(id.inc, 10) + ")" }
+
+type simNode struct {
+	name    string
+	c       *core // nil while down
+	inc     uint64
+	initial []string // bootstrap peers: a restart starts from the same ones
+	minMaj  int
+
+	// Checker state of the current incarnation.
+	term       uint64
+	role       Role
+	commit     uint64
+	handed     uint64   // highest index handed out for applying
+	terms      []uint64 // log terms already checked for log matching
+	leaderTerm uint64   // term in which leader completeness was checked at election
+	leaderLast uint64   // last index while leader of leaderTerm: a leader only appends
+	dirty      bool     // log may have changed since the last check
+}
+
+func (n *simNode) id() simID { return simID{n.name, n.inc} }
+
+type simIdxTerm struct{ index, term uint64 }
+
+type simLogRec struct {
+	prevTerm uint64
+	key      string
+}
+
+// simCommit is what the checker learned about one committed index.
+type simCommit struct {
+	term    uint64
+	key     string
+	recTerm uint64 // lowest term of a server that saw it committed
+	by      simID
+}
+
+type simProp struct {
+	by       simID
+	index    uint64
+	term     uint64
+	finished bool
+}
+
+type simRead struct {
+	by   simID
+	min  uint64 // index of the newest write or read finished before this read began
+	step int
+}
+
+type simEvKind uint8
+
+const (
+	evDeliver simEvKind = iota
+	evDrop
+	evDup
+	evTick
+	evTickAll
+	evPropose
+	evRead
+	evReadDone
+	evReadFail
+	evApply
+	evNet
+	evCrash
+	evRestart
+	evAdd
+	evRemove
+	evTrigger
+	evState
+	evForged
+	evNote
+)
+
+type simEvent struct {
+	step int
+	kind simEvKind
+	node simID
+	a, b uint64
+	s    string
+	m    Message
+	err  error
+}
+
+func (e simEvent) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%5d ", e.step)
+	switch e.kind {
+	case evDeliver:
+		b.WriteString("deliver " + simMsgString(e.m))
+	case evDrop:
+		b.WriteString("drop    " + simMsgString(e.m) + " " + e.s)
+	case evDup:
+		b.WriteString("dup     " + simMsgString(e.m))
+	case evForged:
+		b.WriteString("FORGED  " + simMsgString(e.m))
+	case evTick:
+		fmt.Fprintf(&b, "tick    %v", e.node)
+	case evTickAll:
+		b.WriteString("tick    all")
+	case evPropose:
+		fmt.Fprintf(&b, "propose %v %s -> idx %d term %d err=%v", e.node, e.s, e.a, e.b, e.err)
+	case evRead:
+		fmt.Fprintf(&b, "read    %v id=%d (must see >= %d) err=%v", e.node, e.a, e.b, e.err)
+	case evReadDone:
+		fmt.Fprintf(&b, "read ok %v id=%d at index %d", e.node, e.a, e.b)
+	case evReadFail:
+		fmt.Fprintf(&b, "read x  %v id=%d failed", e.node, e.a)
+	case evApply:
+		fmt.Fprintf(&b, "apply   %v %d..%d", e.node, e.a, e.b)
+	case evNet:
+		b.WriteString("net     " + e.s)
+	case evCrash:
+		fmt.Fprintf(&b, "CRASH   %v", e.node)
+	case evRestart:
+		fmt.Fprintf(&b, "RESTART %v (empty log)", e.node)
+	case evAdd:
+		fmt.Fprintf(&b, "add     on %v: %s err=%v", e.node, e.s, e.err)
+	case evRemove:
+		fmt.Fprintf(&b, "remove  on %v: %s idx=%d err=%v", e.node, e.s, e.a, e.err)
+	case evTrigger:
+		fmt.Fprintf(&b, "trigger %v err=%v", e.node, e.err)
+	case evState:
+		fmt.Fprintf(&b, "state   %v %s", e.node, e.s)
+	case evNote:
+		b.WriteString("note    " + e.s)
+	}
+	return b.String()
+}
+
+func simMsgString(m Message) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s(%d)->%s t%d", m.Type, m.From, m.FromInc, m.To, m.Term)
+	switch m.Type {
+	case MsgPreVote, MsgVote:
+		fmt.Fprintf(&b, " last=%d/%d", m.LastIndex, m.LastTerm)
+		if m.Force {
+			b.WriteString(" force")
+		}
+	case MsgPreVoteResp, MsgVoteResp:
+		if m.Reject {
+			b.WriteString(" reject")
+		} else {
+			b.WriteString(" grant")
+		}
+	case MsgApp:
+		fmt.Fprintf(&b, " prev=%d/%d commit=%d seq=%d", m.PrevIndex, m.PrevTerm, m.Commit, m.Seq)
+		if len(m.Entries) > 0 {
+			b.WriteString(" [")
+			for i, e := range m.Entries {
+				if i > 0 {
+					b.WriteString(" ")
+				}
+				if i == 4 && len(m.Entries) > 5 {
+					fmt.Fprintf(&b, "…%d more", len(m.Entries)-4)
+					break
+				}
+				fmt.Fprintf(&b, "%d/%d:%s", e.Index, e.Term, simEntryString(e))
+			}
+			b.WriteString("]")
+		}
+	case MsgAppResp:
+		if m.Reject {
+			fmt.Fprintf(&b, " reject prev=%d hint=%d/%d last=%d", m.PrevIndex, m.HintIndex, m.HintTerm, m.LastIndex)
+		} else {
+			fmt.Fprintf(&b, " match=%d last=%d seq=%d", m.Match, m.LastIndex, m.Seq)
+		}
+	}
+	return b.String()
+}
+
+func simEntryString(e Entry) string {
+	switch e.Type {
+	case EntryNoop:
+		return "noop"
+	case EntryConfig:
+		if m, err := decodeMembership(e.Data); err == nil {
+			return "conf" + simMembersString(m)
+		}
+		return "conf?"
+	case EntryNormal:
+		return string(e.Data)
+	}
+	return "type" + strconv.Itoa(int(e.Type))
+}
+
+func simMembersString(m membership) string {
+	parts := make([]string, len(m.Voters))
+	for i, v := range m.Voters {
+		parts[i] = v.Name + ":" + strconv.FormatUint(v.Inc, 10)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// simEntryKey identifies an entry's content: its type and data.
+func simEntryKey(e *Entry) string {
+	return string(rune('0'+e.Type)) + string(e.Data)
+}
+
+// simKeyString shows an entry key as simEntryString shows the entry.
+func simKeyString(key string) string {
+	return simEntryString(Entry{Type: EntryType(key[0] - '0'), Data: []byte(key[1:])})
+}
+
+func simSameEntry(e *Entry, key string) bool {
+	return len(key) == 1+len(e.Data) && key[0] == byte('0'+e.Type) && key[1:] == string(e.Data)
+}
+
+// sim is one simulated cluster.
+type sim struct {
+	seed         uint64
+	rng          *rand.Rand
+	opts         simOptions
+	majorityLoss bool
+	nodes        map[string]*simNode
+	names        []string // every name created, in creation order
+	net          []Message
+	cut          map[[2]string]bool // directed links that drop messages
+	step         int
+	nextInc      uint64
+	nextCmd      uint64
+	nextRead     uint64
+	maxInflight  int
+	maxBatch     int
+	global       bool // cluster-wide checks (off once a forged message was injected)
+	calm         int  // steps left without faults
+	boot         int  // servers at the start
+
+	// Checker state.
+	leaders    map[uint64]simID
+	logRecs    map[simIdxTerm]simLogRec
+	committed  []simCommit // committed[i-1] is index i
+	newCommits []uint64
+	applied    []string // applied[i-1]: the entry first applied at index i
+	props      map[string]*simProp
+	reads      map[uint64]*simRead
+	readDone   map[uint64]bool
+	finMax     uint64 // newest index a finished write or read covers
+	err        error  // first violation noticed while collecting output
+
+	events []simEvent // ring of the last simTraceLen, or everything when verbose
+	evNext int
+	stats  simStats
+}
+
+type simStats struct {
+	leaders, commits, finishedWrites, readsDone, crashes, restarts, adds, removes int
+	maxCommit                                                                     uint64
+}
+
+func newSim(seed uint64, o simOptions) *sim {
+	s := &sim{
+		seed:     seed,
+		rng:      rand.New(rand.NewPCG(seed, 0x65787261667473)),
+		opts:     o,
+		nodes:    map[string]*simNode{},
+		cut:      map[[2]string]bool{},
+		global:   true,
+		leaders:  map[uint64]simID{},
+		logRecs:  map[simIdxTerm]simLogRec{},
+		props:    map[string]*simProp{},
+		reads:    map[uint64]*simRead{},
+		readDone: map[uint64]bool{},
+	}
+	k := o.initial
+	if k == 0 {
+		k = 3 + s.rng.IntN(5)
+	}
+	switch o.majorityLoss {
+	case 1:
+		s.majorityLoss = true
+	case 0:
+		s.majorityLoss = s.rng.IntN(6) == 0
+	}
+	s.maxInflight = 1 + s.rng.IntN(8)
+	s.maxBatch = 24 + s.rng.IntN(200)
+	var boot []string
+	for i := 1; i <= k; i++ {
+		boot = append(boot, "n"+strconv.Itoa(i))
+	}
+	for _, name := range boot {
+		s.start(name, boot, 0)
+	}
+	s.boot = len(boot)
+	return s
+}
+
+// start creates a server (or restarts one) as a new incarnation with an empty log.
+func (s *sim) start(name string, initial []string, minMaj int) *simNode {
+	n := s.nodes[name]
+	if n == nil {
+		n = &simNode{name: name, initial: initial, minMaj: minMaj}
+		s.nodes[name] = n
+		s.names = append(s.names, name)
+	}
+	s.nextInc++
+	cfg := testCoreConfig(name, n.initial, s.nextInc, s.rng)
+	cfg.minMajority = n.minMaj
+	cfg.maxInflight = s.maxInflight
+	cfg.maxBatch = s.maxBatch
+	*n = simNode{name: name, initial: n.initial, minMaj: n.minMaj, inc: s.nextInc}
+	n.c = newCore(cfg)
+	n.term, n.role = n.c.term, n.c.role
+	s.collect(n)
+	return n
+}
+
+func (s *sim) alive() []*simNode {
+	var out []*simNode
+	for _, name := range s.names {
+		if n := s.nodes[name]; n.c != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (s *sim) leadersNow() []*simNode {
+	var out []*simNode
+	for _, n := range s.alive() {
+		if n.c.role == Leader {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (s *sim) pick(ns []*simNode) *simNode {
+	if len(ns) == 0 {
+		return nil
+	}
+	return ns[s.rng.IntN(len(ns))]
+}
+
+// ---- trace --------------------------------------------------------------------
+
+func (s *sim) ev(e simEvent) {
+	e.step = s.step
+	if s.opts.verbose {
+		s.events = append(s.events, e)
+		return
+	}
+	if len(s.events) < simTraceLen {
+		s.events = append(s.events, e)
+		return
+	}
+	s.events[s.evNext] = e
+	s.evNext = (s.evNext + 1) % simTraceLen
+}
+
+func (s *sim) trace() string {
+	var b strings.Builder
+	for i := range s.events {
+		b.WriteString(s.events[(s.evNext+i)%len(s.events)].String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (s *sim) describe() string {
+	var b strings.Builder
+	for _, name := range s.names {
+		n := s.nodes[name]
+		if n.c == nil {
+			fmt.Fprintf(&b, "  %s: down\n", name)
+			continue
+		}
+		c := n.c
+		lt := c.log.lastTerm()
+		fmt.Fprintf(&b, "  %v: %s term=%d lead=%q commit=%d last=%d/%d removed=%v config=%s\n",
+			n.id(), c.role, c.term, c.lead, c.commit, c.log.lastIndex(), lt, c.removed, simMembersString(c.self))
+	}
+	var cuts []string
+	for k := range s.cut {
+		cuts = append(cuts, k[0]+"->"+k[1])
+	}
+	sort.Strings(cuts)
+	fmt.Fprintf(&b, "  cut links: %v; in flight: %d; committed: %d\n", cuts, len(s.net), len(s.committed))
+	return b.String()
+}

@@ -1,0 +1,286 @@
+package raft
+
+import "fmt"
+
+// The simulator's side of the cores' output, and the invariants it checks
+// (sim_helpers_test.go).
+
+// ---- output of the cores -------------------------------------------------------
+
+func (s *sim) violate(format string, args ...any) {
+	if s.err == nil {
+		s.err = fmt.Errorf(format, args...)
+	}
+}
+
+// collect takes what n's core produced: messages go on the network, entries
+// are applied, reads are answered.
+func (s *sim) collect(n *simNode) {
+	rd := n.c.takeReady()
+	for _, m := range rd.Messages {
+		if len(s.net) >= simMaxFlight {
+			i := s.rng.IntN(len(s.net))
+			s.ev(simEvent{kind: evDrop, m: s.net[i], s: "(network full)"})
+			s.net[i] = s.net[len(s.net)-1]
+			s.net = s.net[:len(s.net)-1]
+		}
+		s.net = append(s.net, m)
+	}
+	if len(rd.Committed) > 0 {
+		s.ev(simEvent{kind: evApply, node: n.id(), a: rd.Committed[0].Index, b: rd.Committed[len(rd.Committed)-1].Index})
+	}
+	for i := range rd.Committed {
+		s.applyEntry(n, &rd.Committed[i])
+	}
+	for _, r := range rd.Reads {
+		s.readReleased(n, r)
+	}
+	for _, id := range rd.FailedReads {
+		s.ev(simEvent{kind: evReadFail, node: n.id(), a: id})
+		delete(s.reads, id)
+	}
+	n.dirty = true
+	// Check after every input to a core, even inside a compound step (tick
+	// all, deliver everything), so that no state goes unseen.
+	if s.err == nil {
+		s.err = s.checkInvariants()
+	}
+}
+
+func (s *sim) applyEntry(n *simNode, e *Entry) {
+	if e.Index != n.handed+1 {
+		s.violate("applied indexes go back or skip: %v handed out index %d after %d", n.id(), e.Index, n.handed)
+	}
+	n.handed = e.Index
+	if !s.global {
+		return
+	}
+	// State machine safety: the same entry at each index on every server.
+	switch {
+	case e.Index <= uint64(len(s.applied)):
+		if !simSameEntry(e, s.applied[e.Index-1]) {
+			s.violate("state machine safety: %v applied %d/%s at index %d, another server applied %s",
+				n.id(), e.Term, simEntryString(*e), e.Index, simKeyString(s.applied[e.Index-1]))
+		}
+	case e.Index == uint64(len(s.applied))+1:
+		s.applied = append(s.applied, simEntryKey(e))
+	default:
+		s.violate("applied index %d on %v with only %d applied anywhere", e.Index, n.id(), len(s.applied))
+	}
+	// A write finishes when the server that proposed it applies it in the
+	// term it was proposed in.
+	if e.Type == EntryNormal {
+		if p := s.props[string(e.Data)]; p != nil && !p.finished && p.by == n.id() && p.index == e.Index && p.term == e.Term {
+			p.finished = true
+			s.stats.finishedWrites++
+			s.finMax = max(s.finMax, e.Index)
+		}
+	}
+}
+
+// readReleased checks a released ReadIndex read: the state at its index must
+// include every write and read that finished before the read began.
+func (s *sim) readReleased(n *simNode, rs ReadState) {
+	s.ev(simEvent{kind: evReadDone, node: n.id(), a: rs.ID, b: rs.Index})
+	r := s.reads[rs.ID]
+	if r == nil {
+		s.violate("read %d released by %v twice or without being asked", rs.ID, n.id())
+		return
+	}
+	delete(s.reads, rs.ID)
+	if r.by != n.id() {
+		s.violate("read %d asked of %v released by %v", rs.ID, r.by, n.id())
+	}
+	if rs.Index > n.handed {
+		s.violate("read %d released by %v at index %d above what it applied (%d)", rs.ID, n.id(), rs.Index, n.handed)
+	}
+	if !s.global {
+		return
+	}
+	if rs.Index < r.min {
+		s.violate("linearizability: read %d on %v (asked at step %d) released at index %d, "+
+			"but a write or read that finished before it began covers index %d",
+			rs.ID, n.id(), r.step, rs.Index, r.min)
+	}
+	s.stats.readsDone++
+	s.readDone[rs.ID] = true
+	s.finMax = max(s.finMax, rs.Index)
+}
+
+// ---- the invariants ------------------------------------------------------------
+
+// checkInvariants checks, after a step:
+//  1. at most one leader per term, over the whole run (by name and incarnation);
+//  2. log matching: two logs holding an entry of the same index and term agree
+//     on that entry and on everything before it (checked as: an (index, term)
+//     determines the entry and the term of the entry before it);
+//  3. leader completeness: an entry seen committed by a server in term t is in
+//     the log of every leader of a term >= t, at the same index;
+//  4. state machine safety: every server applies the same entry at an index
+//     (checked while collecting output), and no two servers see different
+//     entries committed at one index;
+//  5. per incarnation, term and commit never go back, commit <= last index,
+//     entries are handed out for applying in order without gaps or repeats;
+//  6. linearizable reads (checked when a read is released, see readReleased).
+func (s *sim) checkInvariants() error {
+	if s.err != nil {
+		return s.err
+	}
+	for _, name := range s.names {
+		n := s.nodes[name]
+		c := n.c
+		if c == nil {
+			continue
+		}
+		if c.term < n.term {
+			return fmt.Errorf("term went back on %v: %d after %d", n.id(), c.term, n.term)
+		}
+		if c.commit < n.commit {
+			return fmt.Errorf("commit index went back on %v: %d after %d", n.id(), c.commit, n.commit)
+		}
+		if c.commit > c.log.lastIndex() {
+			return fmt.Errorf("commit index %d above last index %d on %v", c.commit, c.log.lastIndex(), n.id())
+		}
+		if c.handedOut != n.handed {
+			return fmt.Errorf("%v: handedOut %d but %d handed out", n.id(), c.handedOut, n.handed)
+		}
+		if c.role != n.role || c.term != n.term {
+			s.ev(simEvent{kind: evState, node: n.id(), s: fmt.Sprintf("%s term %d", c.role, c.term)})
+		}
+		n.term, n.role = c.term, c.role
+		if !s.global {
+			n.commit = c.commit
+			continue
+		}
+		if n.dirty {
+			if err := s.checkLogMatching(n); err != nil {
+				return err
+			}
+			n.dirty = false
+		}
+		if c.commit > n.commit {
+			if err := s.recordCommits(n); err != nil {
+				return err
+			}
+		}
+		if c.role == Leader {
+			if prev, ok := s.leaders[c.term]; ok && prev != n.id() {
+				return fmt.Errorf("two leaders in term %d: %v and %v", c.term, prev, n.id())
+			}
+			if _, ok := s.leaders[c.term]; !ok {
+				s.leaders[c.term] = n.id()
+				s.stats.leaders++
+			}
+			if n.leaderTerm == c.term && c.log.lastIndex() < n.leaderLast {
+				return fmt.Errorf("leader %v of term %d lost entries of its log: last index %d after %d", n.id(), c.term, c.log.lastIndex(), n.leaderLast)
+			}
+			n.leaderLast = c.log.lastIndex()
+			if n.leaderTerm != c.term {
+				n.leaderTerm = c.term
+				for i := range s.committed {
+					if err := s.leaderHas(n, uint64(i+1)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	for _, i := range s.newCommits {
+		for _, n := range s.alive() {
+			if n.c.role == Leader {
+				if err := s.leaderHas(n, i); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	s.newCommits = s.newCommits[:0]
+	return nil
+}
+
+// leaderHas checks that the leader n holds the committed entry at index i,
+// if i was seen committed in a term no later than n's.
+func (s *sim) leaderHas(n *simNode, i uint64) error {
+	rec := &s.committed[i-1]
+	c := n.c
+	if rec.recTerm > c.term {
+		return nil
+	}
+	if i <= c.log.lastIndex() {
+		if e := c.log.at(i); e.Term == rec.term && simSameEntry(e, rec.key) {
+			return nil
+		}
+	}
+	have := "nothing"
+	if i <= c.log.lastIndex() {
+		e := c.log.at(i)
+		have = fmt.Sprintf("%d/%s", e.Term, simEntryString(*e))
+	}
+	return fmt.Errorf("leader completeness: leader %v of term %d lacks index %d (%d/%s), "+
+		"seen committed by %v in term %d; it has %s there (last index %d)",
+		n.id(), c.term, i, rec.term, simKeyString(rec.key), rec.by, rec.recTerm, have, c.log.lastIndex())
+}
+
+// recordCommits records the entries n's commit index now covers.
+func (s *sim) recordCommits(n *simNode) error {
+	c := n.c
+	for i := n.commit + 1; i <= c.commit; i++ {
+		e := c.log.at(i)
+		if i <= uint64(len(s.committed)) {
+			rec := &s.committed[i-1]
+			if rec.term != e.Term || !simSameEntry(e, rec.key) {
+				return fmt.Errorf("two entries committed at index %d: %d/%s (seen by %v in term %d) and %d/%s (seen by %v in term %d)",
+					i, rec.term, simKeyString(rec.key), rec.by, rec.recTerm, e.Term, simEntryString(*e), n.id(), c.term)
+			}
+			if c.term < rec.recTerm {
+				rec.recTerm, rec.by = c.term, n.id()
+				s.newCommits = append(s.newCommits, i)
+			}
+			continue
+		}
+		s.committed = append(s.committed, simCommit{term: e.Term, key: simEntryKey(e), recTerm: c.term, by: n.id()})
+		s.newCommits = append(s.newCommits, i)
+		s.stats.commits++
+	}
+	n.commit = c.commit
+	s.stats.maxCommit = max(s.stats.maxCommit, c.commit)
+	return nil
+}
+
+// checkLogMatching checks the entries of n's log that changed since its last
+// check against every (index, term) seen in any log.
+func (s *sim) checkLogMatching(n *simNode) error {
+	c := n.c
+	last := c.log.lastIndex()
+	from := uint64(1)
+	for from <= last && from <= uint64(len(n.terms)) {
+		if t, _ := c.log.term(from); t != n.terms[from-1] {
+			break
+		}
+		from++
+	}
+	n.terms = n.terms[:from-1]
+	for i := from; i <= last; i++ {
+		e := c.log.at(i)
+		if e.Index != i {
+			return fmt.Errorf("log of %v holds index %d at position %d", n.id(), e.Index, i)
+		}
+		prevTerm, _ := c.log.term(i - 1)
+		if e.Term > c.term {
+			return fmt.Errorf("log of %v in term %d holds an entry of the later term %d at index %d", n.id(), c.term, e.Term, i)
+		}
+		if e.Term < prevTerm {
+			return fmt.Errorf("log of %v: term %d at index %d after term %d", n.id(), e.Term, i, prevTerm)
+		}
+		k := simIdxTerm{i, e.Term}
+		rec, ok := s.logRecs[k]
+		if !ok {
+			s.logRecs[k] = simLogRec{prevTerm: prevTerm, key: simEntryKey(e)}
+		} else if rec.prevTerm != prevTerm || !simSameEntry(e, rec.key) {
+			return fmt.Errorf("log matching: %v holds %d/%s at index %d after term %d; another log holds %s there after term %d",
+				n.id(), e.Term, simEntryString(*e), i, prevTerm, simKeyString(rec.key), rec.prevTerm)
+		}
+		n.terms = append(n.terms, e.Term)
+	}
+	return nil
+}

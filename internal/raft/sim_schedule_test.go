@@ -1,0 +1,480 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// The simulator's actions and how a seed schedules them
+// (sim_helpers_test.go).
+
+// ---- actions ------------------------------------------------------------------
+
+func (s *sim) deliverAt(i int) {
+	m := s.net[i]
+	copy(s.net[i:], s.net[i+1:])
+	s.net = s.net[:len(s.net)-1]
+	n := s.nodes[m.To]
+	switch {
+	case n == nil || n.c == nil:
+		s.ev(simEvent{kind: evDrop, m: m, s: "(no such server up)"})
+	case s.cut[[2]string{m.From, m.To}]:
+		s.ev(simEvent{kind: evDrop, m: m, s: "(link cut)"})
+	default:
+		s.ev(simEvent{kind: evDeliver, m: m})
+		n.c.step(m)
+		s.collect(n)
+	}
+}
+
+func (s *sim) tick(n *simNode) {
+	n.c.tick()
+	s.collect(n)
+}
+
+func (s *sim) tickAll() {
+	s.ev(simEvent{kind: evTickAll})
+	for _, n := range s.alive() {
+		s.tick(n)
+	}
+}
+
+func (s *sim) propose(n *simNode, k int) {
+	cmds := make([][]byte, k)
+	names := make([]string, k)
+	for i := range cmds {
+		s.nextCmd++
+		names[i] = "w" + strconv.FormatUint(s.nextCmd, 10)
+		cmds[i] = []byte(names[i])
+	}
+	first, term, err := n.c.propose(cmds)
+	s.ev(simEvent{kind: evPropose, node: n.id(), s: strings.Join(names, ","), a: first, b: term, err: err})
+	if err == nil {
+		for i, name := range names {
+			s.props[name] = &simProp{by: n.id(), index: first + uint64(i), term: term}
+		}
+	}
+	s.collect(n)
+}
+
+func (s *sim) read(n *simNode) {
+	s.nextRead++
+	id := s.nextRead
+	s.reads[id] = &simRead{by: n.id(), min: s.finMax, step: s.step}
+	err := n.c.readIndex(id)
+	s.ev(simEvent{kind: evRead, node: n.id(), a: id, b: s.finMax, err: err})
+	if err != nil {
+		delete(s.reads, id)
+	}
+	s.collect(n)
+}
+
+func (s *sim) crash(n *simNode) {
+	s.ev(simEvent{kind: evCrash, node: n.id()})
+	n.c = nil
+	s.stats.crashes++
+}
+
+func (s *sim) restart(n *simNode) {
+	s.start(n.name, n.initial, n.minMaj)
+	s.ev(simEvent{kind: evRestart, node: n.id()})
+	s.stats.restarts++
+}
+
+// counting reports how many voters of m are up as the incarnation m counts,
+// leaving out skip, and the quorum of m.
+func (s *sim) counting(m membership, minMaj int, skip string) (up, quorum int) {
+	for _, v := range m.Voters {
+		n := s.nodes[v.Name]
+		if v.Name == skip || n == nil || n.c == nil {
+			continue
+		}
+		if v.Inc == 0 || v.Inc == n.inc {
+			up++
+		}
+	}
+	return up, m.quorum(minMaj)
+}
+
+// healthyWithout is the scheduler's guess whether the cluster keeps a quorum
+// of voters that count if skip goes down (or is removed): judged by the
+// configurations of the server with the most up-to-date log. Seeds that allow
+// a majority loss do not ask.
+func (s *sim) healthyWithout(skip string) bool {
+	return s.healthy(skip, false)
+}
+
+// healthy is healthyWithout, but with strict it also wants every voter of a
+// bootstrap configuration up (a core may want them all to elect its first
+// leader).
+func (s *sim) healthy(skip string, strict bool) bool {
+	var ref *simNode
+	for _, n := range s.alive() {
+		lt, li := n.c.log.lastTerm(), n.c.log.lastIndex()
+		if ref == nil || lt > ref.c.log.lastTerm() || (lt == ref.c.log.lastTerm() && li > ref.c.log.lastIndex()) {
+			ref = n
+		}
+	}
+	if ref == nil {
+		return false
+	}
+	for _, m := range []membership{ref.c.self, ref.c.committedConfig()} {
+		up, q := s.counting(m, ref.minMaj, skip)
+		if strict && len(ref.c.configs) == 1 {
+			q = len(m.Voters)
+		}
+		if up < q {
+			return false
+		}
+	}
+	return true
+}
+
+// mayCrash: in most seeds a crash must leave a quorum of counting voters
+// up; seeds that allow losing a majority skip that. Once there has been a
+// leader, every seed keeps one bootstrap server up that holds a
+// configuration entry: when every server of InitialConfig has lost its
+// state, restarting them from InitialConfig makes a new cluster (with terms
+// from 1 again), which nothing can tell from the first start.
+func (s *sim) mayCrash(x *simNode) bool {
+	if !s.majorityLoss && !s.healthyWithout(x.name) {
+		return false
+	}
+	if len(s.leaders) == 0 {
+		return true
+	}
+	for _, n := range s.alive() {
+		if n != x && n.initial != nil && len(n.c.configs) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sim) netAction() {
+	names := s.names
+	switch s.rng.IntN(6) {
+	case 0, 1: // one link, one direction or both
+		a, b := names[s.rng.IntN(len(names))], names[s.rng.IntN(len(names))]
+		if a == b {
+			return
+		}
+		s.cut[[2]string{a, b}] = true
+		desc := "cut " + a + "->" + b
+		if s.rng.IntN(2) == 0 {
+			s.cut[[2]string{b, a}] = true
+			desc = "cut " + a + "<->" + b
+		}
+		s.ev(simEvent{kind: evNet, s: desc})
+	case 2: // heal one link
+		a, b := names[s.rng.IntN(len(names))], names[s.rng.IntN(len(names))]
+		delete(s.cut, [2]string{a, b})
+		delete(s.cut, [2]string{b, a})
+		s.ev(simEvent{kind: evNet, s: "heal " + a + "<->" + b})
+	case 3, 4, 5: // two groups: symmetric, one-way, or bridged by one server
+		side := map[string]bool{}
+		for _, name := range names {
+			side[name] = s.rng.IntN(2) == 0
+		}
+		bridge := ""
+		kind := s.rng.IntN(3)
+		if kind == 2 {
+			bridge = names[s.rng.IntN(len(names))]
+		}
+		s.cut = map[[2]string]bool{}
+		var left []string
+		for _, a := range names {
+			if side[a] {
+				left = append(left, a)
+			}
+			for _, b := range names {
+				if a == bridge || b == bridge || side[a] == side[b] {
+					continue
+				}
+				if kind == 1 && !side[a] {
+					continue // one way only: left can't reach right, right reaches left
+				}
+				s.cut[[2]string{a, b}] = true
+			}
+		}
+		what := []string{"partition", "one-way partition", "partition bridged by " + bridge}[kind]
+		s.ev(simEvent{kind: evNet, s: fmt.Sprintf("%s: %v | rest", what, left)})
+	}
+}
+
+// randomStep takes one random step of the schedule.
+//
+// Runs alternate between stormy stretches, with every kind of fault, and calm
+// ones in which the network only delays and reorders, so that the cluster
+// also gets to make progress between faults.
+func (s *sim) randomStep() {
+	s.step++
+	var r int
+	if s.calm > 0 {
+		s.calm--
+		if r = s.rng.IntN(830); r >= 820 {
+			r = 999 // deliver everything
+		}
+	} else {
+		if s.rng.IntN(120) == 0 {
+			s.calm = 50 + s.rng.IntN(250)
+			s.ev(simEvent{kind: evNote, s: fmt.Sprintf("calm for %d steps", s.calm)})
+		}
+		r = s.rng.IntN(1000)
+	}
+	s.doStep(r)
+}
+
+// doStep takes the step r in [0, 1000) picks; the details (which server,
+// which message) come from the seeded generator.
+func (s *sim) doStep(r int) {
+	switch {
+	case r < 300: // deliver any message in flight: reordering
+		if len(s.net) > 0 {
+			s.deliverAt(s.rng.IntN(len(s.net)))
+		}
+	case r < 480: // deliver the oldest
+		if len(s.net) > 0 {
+			s.deliverAt(0)
+		}
+	case r < 630:
+		if n := s.pick(s.alive()); n != nil {
+			s.ev(simEvent{kind: evTick, node: n.id()})
+			s.tick(n)
+		}
+	case r < 690:
+		s.tickAll()
+	case r < 770:
+		if n := s.pick(s.leadersNow()); n != nil {
+			s.propose(n, 1+s.rng.IntN(3))
+		}
+	case r < 820:
+		if n := s.pick(s.leadersNow()); n != nil {
+			s.read(n)
+		}
+	case r < 845:
+		if len(s.net) > 0 {
+			i := s.rng.IntN(len(s.net))
+			s.ev(simEvent{kind: evDrop, m: s.net[i]})
+			s.net = append(s.net[:i], s.net[i+1:]...)
+		}
+	case r < 865:
+		if len(s.net) > 0 {
+			m := s.net[s.rng.IntN(len(s.net))]
+			s.ev(simEvent{kind: evDup, m: m})
+			s.net = append(s.net, m)
+		}
+	case r < 895:
+		s.netAction()
+	case r < 910:
+		s.cut = map[[2]string]bool{}
+		s.ev(simEvent{kind: evNet, s: "heal all"})
+	case r < 930: // crash, and restart at once or later
+		n := s.pick(s.alive())
+		if n == nil || !s.mayCrash(n) {
+			return
+		}
+		s.crash(n)
+		if s.rng.IntN(2) == 0 {
+			s.restart(n)
+		}
+	case r < 945:
+		var down []*simNode
+		for _, name := range s.names {
+			if s.nodes[name].c == nil {
+				down = append(down, s.nodes[name])
+			}
+		}
+		if n := s.pick(down); n != nil {
+			s.restart(n)
+		}
+	case r < 960:
+		s.addServer()
+	case r < 975:
+		s.removeServer()
+	case r < 990:
+		var fs []*simNode
+		for _, n := range s.alive() {
+			if n.c.role != Leader {
+				fs = append(fs, n)
+			}
+		}
+		if n := s.pick(fs); n != nil {
+			err := n.c.triggerElection()
+			s.ev(simEvent{kind: evTrigger, node: n.id(), err: err})
+			s.collect(n)
+		}
+	default: // deliver everything in flight, oldest first
+		for k := len(s.net); k > 0 && len(s.net) > 0; k-- {
+			s.deliverAt(0)
+		}
+	}
+}
+
+func (s *sim) addServer() {
+	l := s.pick(s.leadersNow())
+	if l == nil {
+		return
+	}
+	var name string
+	if len(s.names) < simMaxNames && s.rng.IntN(2) == 0 {
+		// A new server: it starts alone and passive (MinMajority 2) until a
+		// leader adds it.
+		name = "n" + strconv.Itoa(len(s.names)+1)
+		s.start(name, nil, 2)
+		s.ev(simEvent{kind: evNote, s: "new server " + s.nodes[name].id().String()})
+	} else {
+		// Any known server: a member that came back as a new incarnation, a
+		// removed one, or a current member (a no-op).
+		name = s.names[s.rng.IntN(len(s.names))]
+	}
+	if s.rng.IntN(5) == 0 {
+		// The caller's ctx ended: the server abandons the catch-up.
+		l.c.cancelJoin(name)
+		s.ev(simEvent{kind: evAdd, node: l.id(), s: "cancel " + name})
+		s.collect(l)
+		return
+	}
+	err := l.c.addServer(Peer{Name: name, Addr: name})
+	s.ev(simEvent{kind: evAdd, node: l.id(), s: name, err: err})
+	s.stats.adds++
+	s.collect(l)
+}
+
+func (s *sim) removeServer() {
+	l := s.pick(s.leadersNow())
+	if l == nil {
+		return
+	}
+	voters := l.c.self.Voters
+	if len(voters) <= 2 {
+		return
+	}
+	v := voters[s.rng.IntN(len(voters))]
+	if !s.majorityLoss {
+		m := l.c.self.without(v.Name)
+		if up, q := s.counting(m, l.minMaj, ""); up < q {
+			return
+		}
+	}
+	idx, err := l.c.removeServer(v.Name)
+	s.ev(simEvent{kind: evRemove, node: l.id(), s: v.Name, a: idx, err: err})
+	s.stats.removes++
+	s.collect(l)
+}
+
+// ---- running --------------------------------------------------------------------
+
+// simFailure is a violation found by a run.
+type simFailure struct {
+	seed  uint64
+	step  int
+	steps int // the run's EXRAFT_SIM_STEPS
+	err   error
+	mode  string
+	state string
+	trace string
+}
+
+func (f *simFailure) Error() string {
+	env := ""
+	if f.steps != simDefaultSteps {
+		env = fmt.Sprintf("EXRAFT_SIM_STEPS=%d ", f.steps)
+	}
+	return fmt.Sprintf("seed %d, step %d (%s): %v\nrerun alone, with the whole trace: %sEXRAFT_SIM_SEED=%d go test -run 'TestSim$' -v ./\nstate:\n%slast events:\n%s",
+		f.seed, f.step, f.mode, f.err, env, f.seed, f.state, f.trace)
+}
+
+func (s *sim) fail(err error) *simFailure {
+	mode := "crashes keep a quorum of voters up"
+	if s.majorityLoss {
+		mode = "crashes may take down a majority"
+	}
+	return &simFailure{seed: s.seed, step: s.step, steps: s.opts.steps, err: err, mode: mode, state: s.describe(), trace: s.trace()}
+}
+
+// runSim runs one seed and returns the first violation, if any.
+func runSim(seed uint64, o simOptions) (s *sim, f *simFailure) {
+	s = newSim(seed, o)
+	defer func() {
+		if r := recover(); r != nil {
+			f = s.fail(fmt.Errorf("panic: %v", r))
+		}
+	}()
+	if err := s.checkInvariants(); err != nil {
+		return s, s.fail(err)
+	}
+	for s.step < o.steps {
+		s.randomStep()
+		if err := s.checkInvariants(); err != nil {
+			return s, s.fail(err)
+		}
+	}
+	if o.liveness && !s.majorityLoss {
+		if err := s.settle(); err != nil {
+			return s, s.fail(err)
+		}
+	}
+	return s, nil
+}
+
+// settle is the liveness check of a benign schedule: heal the network, crash
+// and restart nothing, deliver everything in order and tick every server. A
+// leader must be elected, and a write and then a ReadIndex read on it must
+// finish, within a bounded number of ticks. Only asked when the cluster kept
+// a quorum of counting voters up.
+func (s *sim) settle() error {
+	if !s.healthy("", true) {
+		s.ev(simEvent{kind: evNote, s: "no quorum of counting voters is up: liveness not checked"})
+		return nil
+	}
+	s.cut = map[[2]string]bool{}
+	s.ev(simEvent{kind: evNote, s: "settle: network healed, no more faults"})
+	const maxTicks = 200
+	var write *simProp
+	var readID uint64
+	for tick := 0; tick < maxTicks; tick++ {
+		s.step++
+		s.tickAll()
+		for k := 0; len(s.net) > 0 && k < 10000; k++ {
+			s.deliverAt(0)
+		}
+		if err := s.checkInvariants(); err != nil {
+			return err
+		}
+		// The leader of the highest term; ask again if leadership moved.
+		var l *simNode
+		for _, n := range s.leadersNow() {
+			if l == nil || n.c.term > l.c.term {
+				l = n
+			}
+		}
+		switch {
+		case l == nil:
+		case write == nil || (!write.finished && (write.by != l.id() || write.term != l.c.term)):
+			s.propose(l, 1)
+			if p := s.props["w"+strconv.FormatUint(s.nextCmd, 10)]; p != nil {
+				write = p
+			}
+		case !write.finished:
+		case readID == 0 || (s.reads[readID] == nil && !s.readDone[readID]) || (s.reads[readID] != nil && s.reads[readID].by != l.id()):
+			s.read(l)
+			readID = s.nextRead
+		case s.readDone[readID]:
+			return nil
+		}
+		if s.err != nil {
+			return s.err
+		}
+	}
+	switch {
+	case write == nil:
+		return errors.New("liveness: no leader elected within 200 ticks of a fault-free network")
+	case !write.finished:
+		return fmt.Errorf("liveness: write at index %d (term %d, on %v) did not finish within 200 ticks of a fault-free network",
+			write.index, write.term, write.by)
+	}
+	return fmt.Errorf("liveness: a write finished but no ReadIndex read did within 200 ticks of a fault-free network")
+}
