@@ -2,7 +2,11 @@ package raft
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Tests of incarnations (incarnation.go, docs/design.md §2): only the bound
@@ -254,5 +258,83 @@ func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
 	if v, _ := b.committedConfig().find("c"); v.Inc != 33 {
 		t.Fatalf("after 200 ticks c/33 is caught up but the committed configuration names c/%d (progress inc %d, joining=%v)",
 			v.Inc, b.prs["c"].inc, b.prs["c"].joining)
+	}
+}
+
+// TestCoreIncarnationRejoinKeepsQuorumsOverlapping: re-admitting a restarted
+// voter must never let two quorums miss each other. c leads term 1 and
+// appends X at index 2, then is cut off from a; a leads term 2 with b's
+// vote and commits its own entry at index 2. b restarts blank as b/22, and
+// c, which has not heard of term 2, reaches b/22 alone. Swapping b/2 for
+// b/22 in one configuration entry would let c commit X with b/22's
+// acknowledgement: a quorum of {a, b/22, c} and one of {a, b/2, c} need not
+// share a server. Re-admission takes two steps instead, and the first, a
+// configuration without b, needs a quorum c cannot reach.
+func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
+	a, b, c := crCore(t, "a", crNames3), crCore(t, "b", crNames3), crCore(t, "c", crNames3)
+	cores := map[string]*core{"a": a, "b": b, "c": c}
+	crElect(t, c, "a")
+	crPump(t, cores, c.takeReady().Messages, nil, nil)
+	c.propose([][]byte{[]byte("X")})
+	c.takeReady() // X reaches nobody: c is cut off from here on
+
+	require.NoError(t, a.triggerElection())
+	withoutC := func(m Message) bool { return m.To == "c" || m.From == "c" }
+	crPump(t, cores, a.takeReady().Messages, withoutC, nil)
+	require.Equal(t, Leader, a.role)
+	a.propose([][]byte{[]byte("V")})
+	crPump(t, cores, a.takeReady().Messages, withoutC, nil)
+	require.Greater(t, a.commit, uint64(1), "a commits in term %d", a.term)
+
+	cores["b"] = newCore(testCoreConfig("b", crNames3, 22, rand.New(rand.NewPCG(1, 2))))
+	cores["b"].takeReady()
+	onlyCAndB := func(m Message) bool {
+		return !(m.From == "c" && m.To == "b" || m.From == "b" && m.To == "c")
+	}
+	c.propose([][]byte{[]byte("Y")})
+	crPump(t, cores, c.takeReady().Messages, onlyCAndB, nil)
+	for range 5 {
+		c.bcastHeartbeat()
+		crPump(t, cores, c.takeReady().Messages, onlyCAndB, nil)
+	}
+	for i := uint64(1); i <= min(a.commit, c.commit); i++ {
+		ta, _ := a.log.term(i)
+		tc, _ := c.log.term(i)
+		require.Equal(t, ta, tc, "index %d committed in term %d on a and term %d on c", i, ta, tc)
+	}
+	v, ok := c.committedConfig().find("b")
+	require.True(t, ok && v.Inc == crIncs["b"], "c committed a configuration with b as %+v", v)
+}
+
+// TestCoreIncarnationRejoinSteps: in a cluster of three a restarted voter is
+// re-admitted in two configuration entries, without it and then with its new
+// incarnation; in a cluster of two, where any two quorums overlap, in one.
+func TestCoreIncarnationRejoinSteps(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		steps int
+	}{{crNames3, 2}, {[]string{"a", "b"}, 1}} {
+		n := newTestNet(t, 5, tc.names...)
+		l := crForceLeader(t, n, "a")
+		crSettle(t, n, 100)
+		before := l.log.lastIndex()
+		n.add("b", testCoreConfig("b", tc.names, 777, n.rng))
+		for i := 0; i < 200; i++ {
+			if v, _ := l.committedConfig().find("b"); v.Inc == 777 {
+				break
+			}
+			n.tickAll(1)
+		}
+		v, _ := l.committedConfig().find("b")
+		require.Equal(t, uint64(777), v.Inc, "%d servers: b/777 re-admitted", len(tc.names))
+		var confs []string
+		for i := before + 1; i <= l.log.lastIndex(); i++ {
+			if e := l.log.at(i); e.Type == EntryConfig {
+				m, err := decodeMembership(e.Data)
+				require.NoError(t, err)
+				confs = append(confs, crVoterNames(m))
+			}
+		}
+		assert.Len(t, confs, tc.steps, "%d servers: configuration entries %v", len(tc.names), confs)
 	}
 }

@@ -323,12 +323,38 @@ func (c *core) maybeChangeMembership() {
 	for _, name := range c.prNames {
 		pr := c.prs[name]
 		if pr.joining && pr.inc != 0 && pr.match >= c.commit {
-			pr.joining = false
 			c.epoch++
-			pr.admitIndex = c.changeMembership(c.self.with(member{Name: name, Addr: pr.addr, Inc: pr.inc}))
+			next := c.self.with(member{Name: name, Addr: pr.addr, Inc: pr.inc})
+			if !quorumsOverlap(c.self, next, c.cfg.minMajority) {
+				// Swapping the incarnation in one entry is a removal and an
+				// addition at once; unless every quorum of the two
+				// configurations shares a server, a deposed leader could
+				// commit with the new incarnation alone what the old one
+				// voted against (docs/design.md §2). So, one server at a
+				// time: without the old incarnation first, caught up as a
+				// learner meanwhile, then admitted.
+				pr.learner = true
+				c.changeMembership(c.self.without(name))
+				return
+			}
+			pr.joining = false
+			pr.admitIndex = c.changeMembership(next)
 			return
 		}
 	}
+}
+
+// quorumsOverlap reports whether every quorum of a and every quorum of b
+// have a server in common, counting two incarnations of one name as two
+// servers: that is what lets b replace a in one step (thesis §4.1).
+func quorumsOverlap(a, b membership, minMajority int) bool {
+	servers := len(a.Voters)
+	for _, v := range b.Voters {
+		if w, ok := a.find(v.Name); !ok || w.Inc != v.Inc {
+			servers++
+		}
+	}
+	return a.quorum(minMajority)+b.quorum(minMajority) > servers
 }
 
 // learners lists the servers being caught up to become voters.
