@@ -53,6 +53,7 @@ var (
 	ErrNameTaken       = errors.New("raft: the name belongs to a member at another address")
 	ErrUnknownServer   = errors.New("raft: no such member")
 	ErrLastServer      = errors.New("raft: cannot remove the last voter")
+	ErrNotApplied      = errors.New("raft: a snapshot can only cover entries handed out for applying, and not go back before the log's first")
 	ErrNotVoter        = errors.New("raft: this server cannot campaign: it is not a voter of its configuration, or the configuration has fewer voters than MinMajority")
 )
 
@@ -115,6 +116,18 @@ func (n *Node) CancelJoin(name string) { n.c.cancelJoin(name) }
 // 0 when name was only being caught up and is simply forgotten.
 func (n *Node) RemoveServer(name string) (uint64, error) { return n.c.removeServer(name) }
 
+// Compact records that the state machine's snapshot covers index, which
+// must have been handed out in Ready.Committed and applied, and drops the
+// log's entries up to index less trailing. The leader sends this snapshot
+// to a follower that needs an entry the log no longer holds (a MsgSnap in
+// Ready.Messages, for the driver to stream the snapshot's bytes after).
+func (n *Node) Compact(index, trailing uint64) (SnapshotMeta, error) {
+	return n.c.compact(index, trailing)
+}
+
+// ReportSnapshot tells the leader how sending a snapshot to name ended.
+func (n *Node) ReportSnapshot(name string, status SnapshotStatus) { n.c.reportSnapshot(name, status) }
+
 // Join is where the admission of a server stands on the leader.
 type Join struct {
 	// Pending: it is being verified or caught up.
@@ -141,6 +154,11 @@ type Status struct {
 	Leader    Peer // zero when none is known
 	Commit    uint64
 	LastIndex uint64
+	// FirstIndex is the first index the log holds (LastIndex+1 when it
+	// holds none); SnapshotIndex, the last index the latest snapshot
+	// covers, 0 when there is none.
+	FirstIndex    uint64
+	SnapshotIndex uint64
 	// Indexes of the configuration entries in use and last committed; 0 is
 	// the bootstrap configuration. They change whenever Members and
 	// CommittedMembers do.
@@ -158,7 +176,8 @@ type Status struct {
 // Status returns the state without copying the member lists.
 func (n *Node) Status() Status {
 	c := n.c
-	st := Status{Role: c.role, Term: c.term, Commit: c.commit, LastIndex: c.log.lastIndex(), Epoch: c.epoch}
+	st := Status{Role: c.role, Term: c.term, Commit: c.commit, LastIndex: c.log.lastIndex(), Epoch: c.epoch,
+		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.index}
 	if c.lead != "" {
 		st.Leader = Peer{Name: c.lead, Addr: c.leadAddr}
 	}

@@ -11,6 +11,11 @@ const (
 	MsgApp
 	MsgAppResp
 	MsgTimeoutNow
+	// MsgSnap is the InstallSnapshot RPC's header (Figure 13): LastIndex
+	// and LastTerm name the last entry the snapshot covers, Entries[0] is
+	// the configuration in effect there, and the driver streams the
+	// snapshot's bytes with it. The answer is a MsgAppResp.
+	MsgSnap
 )
 
 func (t MessageType) String() string {
@@ -29,6 +34,8 @@ func (t MessageType) String() string {
 		return "AppResp"
 	case MsgTimeoutNow:
 		return "TimeoutNow"
+	case MsgSnap:
+		return "Snap"
 	}
 	return "Unknown"
 }

@@ -8,6 +8,7 @@ type progState uint8
 const (
 	stateProbe     progState = iota // one append at a time until the match point is found
 	stateReplicate                  // optimistic pipelining
+	stateSnapshot                   // being sent a snapshot; no appends meanwhile
 )
 
 // progress is the leader's view of one follower or learner.
@@ -32,6 +33,9 @@ type progress struct {
 	// admitIndex is the index of the configuration entry that last made
 	// this server a voter; 0 when AddServer found it a voter already.
 	admitIndex uint64
+	// pendingSnapshot is the index of the snapshot being sent, in
+	// stateSnapshot.
+	pendingSnapshot uint64
 }
 
 // becomeProbe starts looking for the point where the follower's log matches
@@ -48,6 +52,15 @@ func (pr *progress) becomeProbe(next uint64) {
 func (pr *progress) becomeReplicate() {
 	pr.state = stateReplicate
 	pr.next = pr.match + 1
+	pr.inflight = pr.inflight[:0]
+	pr.probeSent = false
+}
+
+// becomeSnapshot: the follower needs entries this log no longer has; it is
+// sent the snapshot at index instead, and nothing else until that ends.
+func (pr *progress) becomeSnapshot(index uint64) {
+	pr.state = stateSnapshot
+	pr.pendingSnapshot = index
 	pr.inflight = pr.inflight[:0]
 	pr.probeSent = false
 }

@@ -53,7 +53,11 @@ const (
 
 // sendAppend sends the follower what it lacks, within the in-flight bound.
 func (c *core) sendAppend(name string, pr *progress, mode appendMode) {
-	if pr.state == stateProbe && pr.probeSent && mode == newEntriesOnly {
+	if pr.state == stateSnapshot || pr.state == stateProbe && pr.probeSent && mode == newEntriesOnly {
+		return
+	}
+	if c.needsSnapshot(pr) {
+		c.sendSnapshot(name, pr)
 		return
 	}
 	if pr.state == stateReplicate && len(pr.inflight) >= c.cfg.maxInflight {
@@ -100,6 +104,9 @@ func (c *core) bcastHeartbeat() {
 			// A lost probe would stall the follower: probe again.
 			pr.probeSent = false
 			c.sendAppend(name, pr, evenIfEmpty)
+		case stateSnapshot:
+			// Keeps it from campaigning while the snapshot travels.
+			c.sendHeartbeat(name, pr)
 		case stateReplicate:
 			if pr.match == pr.hbMatch && pr.next-1 > pr.match {
 				pr.stalls++
@@ -247,6 +254,9 @@ func (c *core) appendRejected(m Message, pr *progress) {
 	if m.HintIndex == 0 && m.PrevIndex == 0 {
 		return // a stale-term reply, handled by the term check
 	}
+	if pr.state == stateSnapshot {
+		return // an answer to a heartbeat: the snapshot decides
+	}
 	if pr.state == stateReplicate && m.PrevIndex <= pr.match {
 		return // stale
 	}
@@ -261,7 +271,7 @@ func (c *core) appendRejected(m Message, pr *progress) {
 func (c *core) appendAccepted(m Message, pr *progress) {
 	pr.match = max(pr.match, m.Match)
 	pr.next = max(pr.next, m.Match+1)
-	if pr.state == stateProbe {
+	if pr.state == stateProbe || pr.state == stateSnapshot && pr.match >= pr.pendingSnapshot {
 		pr.becomeReplicate()
 	}
 	pr.acknowledged(m.Match)

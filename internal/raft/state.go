@@ -19,6 +19,7 @@ type core struct {
 	votedFor string
 	votedInc uint64
 	log      raftLog
+	snap     snapshotMeta // the latest snapshot of the state machine
 
 	role        Role
 	preVote     bool // a candidate still in its pre-vote phase

@@ -33,11 +33,19 @@ func (c *core) step(m Message) {
 			c.lead, c.leadAddr = m.From, m.FromAddr
 			c.handleAppendEntries(m)
 		}
+		if m.Type == MsgSnap && (c.lead == "" || m.From == c.lead) {
+			c.electionEl = 0
+			c.lead, c.leadAddr = m.From, m.FromAddr
+			c.handleInstallSnapshot(m)
+		}
 	case Candidate:
 		switch m.Type {
 		case MsgApp:
 			c.becomeFollower(m.Term, m.From, m.FromAddr)
 			c.handleAppendEntries(m)
+		case MsgSnap:
+			c.becomeFollower(m.Term, m.From, m.FromAddr)
+			c.handleInstallSnapshot(m)
 		case MsgPreVoteResp, MsgVoteResp:
 			c.handleVoteResponse(m)
 		}
@@ -58,7 +66,7 @@ func (c *core) checkTerm(m Message) bool {
 		return c.laterTerm(m)
 	case m.Term < c.term:
 		switch m.Type {
-		case MsgApp:
+		case MsgApp, MsgSnap:
 			// A stale leader: tell it the term so it steps down.
 			c.reply(m, Message{Type: MsgAppResp, Term: c.term, Reject: true, LastIndex: c.log.lastIndex()})
 		case MsgPreVote, MsgVote:
@@ -93,7 +101,7 @@ func (c *core) laterTerm(m Message) bool {
 		// A pre-vote asks about a future term; answering it changes nothing.
 	case m.Type == MsgPreVoteResp && !m.Reject:
 		// Granted for the term we would campaign in.
-	case m.Type == MsgApp || m.Type == MsgTimeoutNow:
+	case m.Type == MsgApp || m.Type == MsgSnap || m.Type == MsgTimeoutNow:
 		c.becomeFollower(m.Term, m.From, m.FromAddr)
 	default:
 		c.becomeFollower(m.Term, "", "")
