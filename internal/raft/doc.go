@@ -30,7 +30,9 @@
 //	Leadership transfer (TimeoutNow)                 transfer.go     thesis §3.10
 //	Incarnations: only the bound one counts          incarnation.go  docs/design.md §2
 //	Bootstrap: every voter until incarnations bind   membership.go   docs/design.md §3
-//	The log                                          log.go          §5.3
+//	Snapshots: compaction, InstallSnapshot receiver  snapshot.go     §7, Figure 13; thesis §5.1–§5.4
+//	A follower being sent a snapshot gets no appends progress.go     thesis §5.4.1
+//	The log, compacted below its floor               log.go          §5.3, §7
 //	Messages: the RPCs as one-way messages           message.go      Figure 2
 //	Configuration entries, encoded                   confentry.go    docs/design.md §6
 //	The driver's contract                            api.go          docs/design.md §1

@@ -1,0 +1,260 @@
+package raft
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of snapshots and compaction (snapshot.go, log.go; Figure 13). Each
+// test fails when its rule is taken out.
+
+// proposeN has the leader of n propose k commands and delivers everything.
+func proposeN(n *testNet, l *core, k int) {
+	for i := range k {
+		l.propose([][]byte{[]byte(fmt.Sprint("w", i))})
+		if i%64 == 63 {
+			n.collect(l.cfg.name)
+			n.deliverAll()
+		}
+	}
+	n.collect(l.cfg.name)
+	n.deliverAll()
+}
+
+// TestLogCompactFreesWholeChunks: compaction forgets the entries up to its
+// index, keeps that index's term for matching the next append, and frees
+// every chunk wholly below it.
+func TestLogCompactFreesWholeChunks(t *testing.T) {
+	var l raftLog
+	for i := uint64(1); i <= 3*logChunk+10; i++ {
+		l.append(Entry{Index: i, Term: 1 + i/1000})
+	}
+	l.compact(2*logChunk + 5)
+	assert.Len(t, l.chunks, 2, "the two chunks wholly below the floor are freed")
+	assert.Equal(t, uint64(2*logChunk+6), l.firstIndex())
+	term, ok := l.term(2*logChunk + 5)
+	assert.True(t, ok)
+	assert.Equal(t, 1+uint64(2*logChunk+5)/1000, term)
+	_, ok = l.term(2*logChunk + 4)
+	assert.False(t, ok, "an entry below the floor is unknown")
+	assert.Equal(t, uint64(3*logChunk+10), l.at(3*logChunk+10).Index)
+	es := l.slice(1, 2*logChunk+7, 1<<30)
+	require.Len(t, es, 2, "a slice starts after the floor")
+	assert.Equal(t, uint64(2*logChunk+6), es[0].Index)
+
+	l.truncateAfter(2*logChunk + 5)
+	assert.Equal(t, uint64(2*logChunk+5), l.lastIndex())
+	l.append(Entry{Index: 2*logChunk + 6, Term: 9})
+	assert.Equal(t, uint64(9), l.lastTerm())
+}
+
+// TestLogRestartContinuesFromTheSnapshot: a log restarted at a snapshot's
+// last entry knows that entry's term and takes the entries after it, in
+// the middle of a chunk or at its start.
+func TestLogRestartContinuesFromTheSnapshot(t *testing.T) {
+	for _, at := range []uint64{0, 7, logChunk, 3*logChunk + 1} {
+		var l raftLog
+		for i := uint64(1); i <= 5; i++ {
+			l.append(Entry{Index: i, Term: 1})
+		}
+		l.restart(at, 4)
+		assert.Equal(t, at, l.lastIndex())
+		assert.Equal(t, uint64(4), l.lastTerm())
+		for i := at + 1; i <= at+logChunk+3; i++ {
+			l.append(Entry{Index: i, Term: 5})
+		}
+		assert.Equal(t, at+2, l.at(at+2).Index, "restart at %d", at)
+		es := l.slice(at+1, at+logChunk+3, 1<<30)
+		require.Len(t, es, logChunk+3)
+		assert.Equal(t, at+1, es[0].Index)
+	}
+}
+
+// TestCoreCompactNeedsAppliedIndex: a snapshot covers only what was handed
+// out for applying; compacting keeps the trailing entries and the
+// configuration in effect.
+func TestCoreCompactNeedsAppliedIndex(t *testing.T) {
+	n := newTestNet(t, 3, "a", "b", "c")
+	l := crForceLeader(t, n, "a")
+	crSettle(t, n, 100)
+	proposeN(n, l, 300)
+	_, err := l.compact(l.handedOut+1, 0)
+	require.ErrorIs(t, err, ErrNotApplied)
+
+	conf := l.committedConfig()
+	meta, err := l.compact(l.handedOut-10, 50)
+	require.NoError(t, err)
+	assert.Equal(t, l.handedOut-10, meta.Index)
+	assert.Equal(t, l.term, meta.Term)
+	assert.Equal(t, meta.Index-50+1, l.log.firstIndex(), "trailing entries are kept")
+	assert.Equal(t, crVoterNames(conf), crVoterNames(l.committedConfig()))
+	assert.Equal(t, meta.Index, l.snap.index)
+	st := (&Node{c: l}).Status()
+	assert.Equal(t, meta.Index, st.SnapshotIndex)
+	assert.Equal(t, meta.Index-49, st.FirstIndex)
+}
+
+// TestCoreSnapshotCatchesUpABlankFollower: a follower that needs entries
+// the leader compacted is sent the snapshot, and no appends while it
+// travels; once it has installed it, replication goes on from there and
+// the follower's log and commit match the leader's.
+func TestCoreSnapshotCatchesUpABlankFollower(t *testing.T) {
+	n := newTestNet(t, 4, "a", "b", "c")
+	l := crForceLeader(t, n, "a")
+	crSettle(t, n, 100)
+	n.isolate("c")
+	proposeN(n, l, 500)
+	meta, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+
+	// c restarts blank and is reached again.
+	n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
+	n.heal()
+	var snaps, appsDuring int
+	watch := func(m Message) bool {
+		if m.To != "c" {
+			return false
+		}
+		if m.Type == MsgSnap {
+			snaps++
+			assert.Equal(t, meta.Index, m.LastIndex)
+		}
+		if m.Type == MsgApp && len(m.Entries) > 0 && m.PrevIndex < meta.Index {
+			appsDuring++ // entries the leader no longer has could not be sent
+		}
+		return false
+	}
+	for i := 0; i < 200 && (snaps == 0 || l.commit != n.cores["c"].commit); i++ {
+		for _, name := range n.names {
+			n.cores[name].tick()
+			n.collect(name)
+		}
+		n.deliverCounting(watch)
+	}
+	c := n.cores["c"]
+	require.Positive(t, snaps, "the leader sent a snapshot")
+	assert.Zero(t, appsDuring, "no entries from before the snapshot went to c")
+	assert.Equal(t, l.commit, c.commit)
+	assert.Equal(t, meta.Index, c.snap.index)
+	assert.Equal(t, meta.Index+1, c.log.firstIndex())
+	for i := meta.Index; i <= l.log.lastIndex(); i++ {
+		lt, _ := l.log.term(i)
+		ct, ok := c.log.term(i)
+		require.True(t, ok, "c lacks index %d", i)
+		require.Equal(t, lt, ct, "index %d", i)
+	}
+	v, _ := l.committedConfig().find("c")
+	assert.Equal(t, uint64(999), v.Inc, "the new c was re-admitted")
+}
+
+// TestCoreInstallSnapshotKeepsAMatchingSuffix: a follower whose log holds
+// the snapshot's last entry keeps the entries after it (Figure 13, rule 6);
+// one whose log conflicts there drops the whole log (rule 7).
+func TestCoreInstallSnapshotKeepsAMatchingSuffix(t *testing.T) {
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
+
+	f := crCore(t, "c", crNames3)
+	crFollowerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 1)
+	f.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+		LastIndex: 3, LastTerm: 2, Commit: 3, Entries: []Entry{conf}})
+	ack := crOnly(t, f.takeReady().Messages, MsgAppResp, "b")
+	assert.False(t, ack.Reject)
+	assert.Equal(t, uint64(3), ack.Match)
+	assert.Equal(t, uint64(5), f.log.lastIndex(), "the entries after the snapshot are kept")
+	assert.Equal(t, uint64(3), f.commit)
+	assert.Equal(t, uint64(4), f.log.firstIndex())
+
+	g := crCore(t, "c", crNames3)
+	crFollowerWithLog(t, g, 2, []uint64{1, 1, 1, 1}, 1)
+	g.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+		LastIndex: 3, LastTerm: 2, Commit: 3, Entries: []Entry{conf}})
+	g.takeReady()
+	assert.Equal(t, uint64(3), g.log.lastIndex(), "a conflicting log is dropped")
+	lt, _ := g.log.term(3)
+	assert.Equal(t, uint64(2), lt)
+}
+
+// TestCoreInstallSnapshotOfTheCommittedPastOnlyAcks: a snapshot that ends
+// at or before the commit index changes nothing and is acknowledged with
+// the commit index; one from an earlier term is refused with the term.
+func TestCoreInstallSnapshotOfTheCommittedPastOnlyAcks(t *testing.T) {
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
+	f := crCore(t, "c", crNames3)
+	crFollowerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 4)
+	f.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+		LastIndex: 2, LastTerm: 1, Commit: 4, Entries: []Entry{conf}})
+	ack := crOnly(t, f.takeReady().Messages, MsgAppResp, "b")
+	assert.Equal(t, uint64(4), ack.Match)
+	assert.Equal(t, uint64(1), f.log.firstIndex(), "nothing was compacted")
+
+	f.step(Message{Type: MsgSnap, From: "a", FromInc: crIncs["a"], FromAddr: "a", To: "c", Term: 1,
+		LastIndex: 5, LastTerm: 1, Commit: 5, Entries: []Entry{conf}})
+	stale := crOnly(t, f.takeReady().Messages, MsgAppResp, "a")
+	assert.True(t, stale.Reject)
+	assert.Equal(t, uint64(2), stale.Term)
+	assert.Equal(t, uint64(4), f.commit)
+}
+
+// TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat: a failed transfer
+// sends the follower back to probing, paced by the heartbeat, and the
+// snapshot is sent again.
+func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
+	n := newTestNet(t, 6, "a", "b", "c")
+	l := crForceLeader(t, n, "a")
+	crSettle(t, n, 100)
+	n.isolate("c")
+	proposeN(n, l, 200)
+	_, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	pr := l.prs["c"]
+	pr.becomeProbe(1)
+	l.sendAppend("c", pr, evenIfEmpty)
+	require.Len(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), 1)
+	require.Equal(t, stateSnapshot, pr.state)
+	l.propose([][]byte{[]byte("meanwhile")})
+	l.bcastHeartbeat()
+	during := l.takeReady().Messages
+	assert.Empty(t, crMsgs(during, MsgSnap, "c"), "the snapshot in flight is not sent again")
+	for _, m := range crMsgs(during, MsgApp, "c") {
+		assert.Empty(t, m.Entries, "only heartbeats go to c while the snapshot travels")
+	}
+
+	l.reportSnapshot("c", SnapshotFailed)
+	assert.Equal(t, stateProbe, pr.state)
+	l.bcastAppend()
+	assert.Empty(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), "no retry before the heartbeat")
+	l.bcastHeartbeat()
+	assert.Len(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), 1, "the heartbeat retries")
+}
+
+// TestCoreMalformedSnapshotIgnored: a snapshot header no leader would send
+// changes nothing.
+func TestCoreMalformedSnapshotIgnored(t *testing.T) {
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
+	for name, m := range map[string]Message{
+		"no configuration":         {LastIndex: 9, LastTerm: 2},
+		"term above the message's": {LastIndex: 9, LastTerm: 3, Entries: []Entry{conf}},
+		"configuration after it":   {LastIndex: 9, LastTerm: 2, Entries: []Entry{{Index: 10, Type: EntryConfig, Data: conf.Data}}},
+		"not a configuration":      {LastIndex: 9, LastTerm: 2, Entries: []Entry{{Type: EntryNormal, Data: conf.Data}}},
+		"garbage configuration":    {LastIndex: 9, LastTerm: 2, Entries: []Entry{{Type: EntryConfig, Data: []byte{0xc1}}}},
+	} {
+		f := crCore(t, "c", crNames3)
+		m.Type, m.From, m.FromInc, m.FromAddr, m.To, m.Term = MsgSnap, "b", crIncs["b"], "b", "c", 2
+		f.step(m)
+		assert.Equal(t, uint64(0), f.commit, name)
+		assert.Equal(t, uint64(0), f.snap.index, name)
+	}
+}
+
+// crBoundMembership is the configuration of names with every incarnation
+// bound as crCore binds it.
+func crBoundMembership(names []string) membership {
+	var m membership
+	for _, name := range names {
+		m = m.with(member{Name: name, Addr: name, Inc: crIncs[name]})
+	}
+	return m
+}
