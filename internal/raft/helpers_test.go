@@ -63,6 +63,8 @@ func testCore(t testing.TB, name string, peers []string, opts ...func(*coreConfi
 	return c
 }
 
+// Options of testCore and newCluster.
+
 func withMinMajority(n int) func(*coreConfig) { return func(c *coreConfig) { c.minMajority = n } }
 func withoutAutoRejoin(c *coreConfig)         { c.autoRejoin = false }
 func withInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
@@ -86,6 +88,7 @@ func repeatTerm(term uint64, n int) []uint64 {
 	return ts
 }
 
+// concatTerms joins lists of terms: concatTerms(repeatTerm(1, 5), []uint64{2}).
 func concatTerms(parts ...[]uint64) []uint64 {
 	var out []uint64
 	for _, p := range parts {
@@ -171,6 +174,7 @@ func onlyMsg(t testing.TB, ms []Message, typ MessageType, to string) Message {
 	return got[0]
 }
 
+// dumpMsgs shows messages for a failure report.
 func dumpMsgs(ms []Message) string {
 	s := "["
 	for i, m := range ms {
@@ -183,6 +187,7 @@ func dumpMsgs(ms []Message) string {
 	return s + "]"
 }
 
+// logTerms lists the terms of c's log, index 1 first.
 func logTerms(c *core) []uint64 {
 	ts := make([]uint64, c.log.lastIndex())
 	for i := range ts {
@@ -290,4 +295,29 @@ func boundFollower(t testing.TB, c *core, names []string) {
 	if !allBound(c.self) || c.commit != 2 {
 		t.Fatalf("setup: configuration %+v commit %d", c.self.Voters, c.commit)
 	}
+}
+
+// fuzzInput reads the input of a fuzz target (FuzzLog, FuzzCoreStep); past
+// its end it reads zeros.
+type fuzzInput struct {
+	b []byte
+	i int
+}
+
+func (r *fuzzInput) more() bool { return r.i < len(r.b) }
+
+func (r *fuzzInput) byte() byte {
+	if r.i >= len(r.b) {
+		return 0
+	}
+	r.i++
+	return r.b[r.i-1]
+}
+
+func (r *fuzzInput) uint64() uint64 {
+	var v uint64
+	for i := 0; i < 8; i++ {
+		v = v<<8 | uint64(r.byte())
+	}
+	return v
 }

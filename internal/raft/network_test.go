@@ -321,7 +321,7 @@ func (n *network) tickEach() {
 	}
 }
 
-// tickAll, ticks times, ticks every core up and delivers everything.
+// tickAll ticks every core up and delivers everything, ticks times over.
 func (n *network) tickAll(ticks int) {
 	for i := 0; i < ticks; i++ {
 		n.tickEach()

@@ -120,30 +120,6 @@ func TestSim(t *testing.T) {
 	t.Fatalf("%d of %d seeds failed; the first:\n%v\nother failing seeds:\n%s", len(failures), runs, failures[0], others.String())
 }
 
-// fuzzInput reads fuzz input; past its end it reads zeros.
-type fuzzInput struct {
-	b []byte
-	i int
-}
-
-func (r *fuzzInput) more() bool { return r.i < len(r.b) }
-
-func (r *fuzzInput) byte() byte {
-	if r.i >= len(r.b) {
-		return 0
-	}
-	r.i++
-	return r.b[r.i-1]
-}
-
-func (r *fuzzInput) uint64() uint64 {
-	var v uint64
-	for i := 0; i < 8; i++ {
-		v = v<<8 | uint64(r.byte())
-	}
-	return v
-}
-
 // ---- FuzzCoreStep: arbitrary messages into a simulated cluster --------------------
 
 // FuzzCoreStep runs a three-server simulated cluster whose schedule comes
