@@ -10,17 +10,17 @@ import "testing"
 // that a majority holds is not committed by counting; it commits when an
 // entry of the current term above it does.
 func TestCoreCommitOnlyCurrentTerm(t *testing.T) {
-	a := crLeader5(t)
-	a.step(crAck("b", 3, 2, 0))
-	a.step(crAck("c", 3, 2, 0))
+	a := leaderOfFive(t)
+	a.step(ackMsg("b", 3, 2, 0))
+	a.step(ackMsg("c", 3, 2, 0))
 	if rd := a.takeReady(); a.commit != 1 || len(rd.Committed) != 0 {
 		t.Fatalf("index 2 (term 2) on a, b, c: commit %d, %d entries to apply; want commit 1", a.commit, len(rd.Committed))
 	}
-	a.step(crAck("b", 3, 3, 0))
+	a.step(ackMsg("b", 3, 3, 0))
 	if a.commit != 1 {
 		t.Fatalf("index 3 on a and b only: commit %d, want 1", a.commit)
 	}
-	a.step(crAck("c", 3, 3, 0))
+	a.step(ackMsg("c", 3, 3, 0))
 	rd := a.takeReady()
 	if a.commit != 3 {
 		t.Fatalf("index 3 (term 3) on a, b, c: commit %d, want 3", a.commit)
@@ -33,17 +33,17 @@ func TestCoreCommitOnlyCurrentTerm(t *testing.T) {
 // TestCoreCommitNeedsQuorum: an index commits once a quorum of voters (the
 // leader included) holds it, not before.
 func TestCoreCommitNeedsQuorum(t *testing.T) {
-	a := crLeader5(t)
+	a := leaderOfFive(t)
 	last := a.log.lastIndex()
-	a.step(crAck("b", 3, last, 0))
+	a.step(ackMsg("b", 3, last, 0))
 	if a.commit != 1 {
 		t.Fatalf("2 of 5 hold index %d: commit %d, want 1", last, a.commit)
 	}
-	a.step(crAck("b", 3, last, 0)) // the same voter again counts once
+	a.step(ackMsg("b", 3, last, 0)) // the same voter again counts once
 	if a.commit != 1 {
 		t.Fatalf("a duplicated ack committed: commit %d", a.commit)
 	}
-	a.step(crAck("d", 3, last, 0)) // d is not bound yet: any incarnation counts
+	a.step(ackMsg("d", 3, last, 0)) // d is not bound yet: any incarnation counts
 	if a.commit != last {
 		t.Fatalf("3 of 5 hold index %d: commit %d", last, a.commit)
 	}
@@ -52,27 +52,27 @@ func TestCoreCommitNeedsQuorum(t *testing.T) {
 // TestCoreLeaderAppendsNoop: a new leader's first entry is a no-op of its
 // term, and it is the first thing sent to the followers.
 func TestCoreLeaderAppendsNoop(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 0)
-	crElect(t, a, "b")
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 1, []uint64{1, 1}, 0)
+	elect(t, a, "b")
 	if e := a.log.at(3); e.Type != EntryNoop || e.Term != 2 {
 		t.Fatalf("index 3 after winning term 2: type %d term %d, want a no-op of term 2", e.Type, e.Term)
 	}
 	out := a.takeReady().Messages
 	for _, to := range []string{"b", "c"} {
-		m := crOnly(t, out, MsgApp, to)
+		m := onlyMsg(t, out, MsgApp, to)
 		if len(m.Entries) == 0 || m.Entries[0].Type != EntryNoop || m.Entries[0].Index != 3 {
-			t.Fatalf("first append to %s: %s, want it to start with the no-op", to, crDump([]Message{m}))
+			t.Fatalf("first append to %s: %s, want it to start with the no-op", to, dumpMsgs([]Message{m}))
 		}
 	}
 	// On the network: every term in every log starts with a no-op.
-	n := newTestNet(t, 17, "a", "b", "c")
-	crSettle(t, n, 100)
+	n := newCluster(t, 17, names3)
+	n.settle(100)
 	for _, name := range []string{"b", "c", "a", "b"} {
-		crForceLeader(t, n, name)
-		crSettle(t, n, 100)
+		n.forceLeader(name)
+		n.settle(100)
 	}
 	for _, name := range n.names {
-		crNoopFirst(t, n.cores[name])
+		requireNoopFirst(t, n.cores[name])
 	}
 }

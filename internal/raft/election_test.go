@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -13,29 +14,29 @@ import (
 // TestCoreVoteOncePerTerm: a voter grants one vote per term, to the same
 // candidate (and incarnation) again if it asks again, to nobody else.
 func TestCoreVoteOncePerTerm(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	steps := []struct {
 		from  string
 		inc   uint64
 		grant bool
 	}{
-		{"b", crIncs["b"], true},
-		{"c", crIncs["c"], false}, // second candidate, same term
-		{"b", crIncs["b"], true},  // the same candidate again (a lost answer)
-		{"b", 77, false},          // b restarted: another incarnation, same term
-		{"c", crIncs["c"], false},
+		{"b", incOf["b"], true},
+		{"c", incOf["c"], false}, // second candidate, same term
+		{"b", incOf["b"], true},  // the same candidate again (a lost answer)
+		{"b", 77, false},         // b restarted: another incarnation, same term
+		{"c", incOf["c"], false},
 	}
 	for i, s := range steps {
-		m := crVote(MsgVote, s.from, 1, 0, 0)
+		m := voteMsg(MsgVote, s.from, 1, 0, 0)
 		m.FromInc = s.inc
 		a.step(m)
-		resp := crOnly(t, a.takeReady().Messages, MsgVoteResp, s.from)
+		resp := onlyMsg(t, a.takeReady().Messages, MsgVoteResp, s.from)
 		if resp.Reject == s.grant {
 			t.Fatalf("step %d: vote request from %s/%d: reject=%v, want grant=%v", i, s.from, s.inc, resp.Reject, s.grant)
 		}
-		if resp.Term != 1 || a.term != 1 || a.votedFor != "b" || a.votedInc != crIncs["b"] {
+		if resp.Term != 1 || a.term != 1 || a.votedFor != "b" || a.votedInc != incOf["b"] {
 			t.Fatalf("step %d: term %d (resp %d), vote %s/%d; want term 1, vote b/%d",
-				i, a.term, resp.Term, a.votedFor, a.votedInc, crIncs["b"])
+				i, a.term, resp.Term, a.votedFor, a.votedInc, incOf["b"])
 		}
 	}
 }
@@ -61,11 +62,11 @@ func TestCoreVoteLogUpToDate(t *testing.T) {
 	for _, tc := range cases {
 		for _, typ := range []MessageType{MsgVote, MsgPreVote} {
 			t.Run(fmt.Sprintf("%v/%s", typ, tc.name), func(t *testing.T) {
-				a := crCore(t, "a", crNames3)
-				a.log.append(crEnts(1, voterLog...)...)
+				a := testCore(t, "a", names3)
+				a.log.append(entries(1, voterLog...)...)
 				a.term = 2 // no leader known: not in a lease
-				a.step(crVote(typ, "b", 3, tc.lastIndex, tc.lastTerm))
-				resp := crOnly(t, a.takeReady().Messages, voteRespType(typ), "b")
+				a.step(voteMsg(typ, "b", 3, tc.lastIndex, tc.lastTerm))
+				resp := onlyMsg(t, a.takeReady().Messages, voteRespType(typ), "b")
 				if resp.Reject == tc.grant {
 					t.Fatalf("reject=%v, want grant=%v", resp.Reject, tc.grant)
 				}
@@ -90,7 +91,7 @@ func TestCoreVoteLogUpToDate(t *testing.T) {
 // TestCoreVoteHigherTermClearsVote: a request of a higher term makes a
 // candidate a follower of that term and frees the vote it had cast.
 func TestCoreVoteHigherTermClearsVote(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	if err := a.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,24 +100,24 @@ func TestCoreVoteHigherTermClearsVote(t *testing.T) {
 		t.Fatalf("setup: %v term %d vote %q", a.role, a.term, a.votedFor)
 	}
 	// A candidate of term 2: a steps down and votes for it.
-	a.step(crVote(MsgVote, "b", 2, 0, 0))
-	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "b"); r.Reject || r.Term != 2 {
+	a.step(voteMsg(MsgVote, "b", 2, 0, 0))
+	if r := onlyMsg(t, a.takeReady().Messages, MsgVoteResp, "b"); r.Reject || r.Term != 2 {
 		t.Fatalf("vote for b in term 2: %+v", r)
 	}
 	if a.role != Follower || a.term != 2 || a.votedFor != "b" {
 		t.Fatalf("a is %v term %d vote %q; want follower, term 2, vote b", a.role, a.term, a.votedFor)
 	}
 	// Term 3: the vote for b was for term 2 only.
-	a.step(crVote(MsgVote, "c", 3, 0, 0))
-	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c"); r.Reject || r.Term != 3 {
+	a.step(voteMsg(MsgVote, "c", 3, 0, 0))
+	if r := onlyMsg(t, a.takeReady().Messages, MsgVoteResp, "c"); r.Reject || r.Term != 3 {
 		t.Fatalf("vote for c in term 3: %+v", r)
 	}
 	if a.term != 3 || a.votedFor != "c" {
 		t.Fatalf("a in term %d voted %q; want term 3, c", a.term, a.votedFor)
 	}
 	// And b, asking again in term 3, is refused.
-	a.step(crVote(MsgVote, "b", 3, 0, 0))
-	if r := crOnly(t, a.takeReady().Messages, MsgVoteResp, "b"); !r.Reject {
+	a.step(voteMsg(MsgVote, "b", 3, 0, 0))
+	if r := onlyMsg(t, a.takeReady().Messages, MsgVoteResp, "b"); !r.Reject {
 		t.Fatalf("second vote in term 3 granted: %+v", r)
 	}
 }
@@ -124,11 +125,11 @@ func TestCoreVoteHigherTermClearsVote(t *testing.T) {
 // TestCoreVoteStaleTermRejected: a request of an older term is refused with
 // the voter's term, which it keeps.
 func TestCoreVoteStaleTermRejected(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	a.term = 5
 	for _, typ := range []MessageType{MsgVote, MsgPreVote} {
-		a.step(crVote(typ, "b", 4, 9, 4))
-		r := crOnly(t, a.takeReady().Messages, voteRespType(typ), "b")
+		a.step(voteMsg(typ, "b", 4, 9, 4))
+		r := onlyMsg(t, a.takeReady().Messages, voteRespType(typ), "b")
 		if !r.Reject || r.Term != 5 || a.term != 5 || a.votedFor != "" {
 			t.Fatalf("%v of term 4 to a voter in term 5: %+v; voter term %d vote %q", typ, r, a.term, a.votedFor)
 		}
@@ -139,7 +140,7 @@ func TestCoreVoteStaleTermRejected(t *testing.T) {
 // pre-votes for term+1 without moving its own term or casting a vote; only
 // once a quorum grants them does it campaign for real.
 func TestCorePreVoteKeepsTerm(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	var out []Message
 	for i := 0; i < 100 && a.role == Follower; i++ {
 		a.tick()
@@ -149,12 +150,12 @@ func TestCorePreVoteKeepsTerm(t *testing.T) {
 		t.Fatalf("after the timeout: %v preVote=%v term %d vote %q; want a pre-candidate of term 0 without a vote",
 			a.role, a.preVote, a.term, a.votedFor)
 	}
-	if len(out) != 2 || len(crMsgs(out, MsgPreVote, "")) != 2 || out[0].Term != 1 {
-		t.Fatalf("sent %s, want a pre-vote for term 1 to b and c", crDump(out))
+	if len(out) != 2 || len(msgsOf(out, MsgPreVote, "")) != 2 || out[0].Term != 1 {
+		t.Fatalf("sent %s, want a pre-vote for term 1 to b and c", dumpMsgs(out))
 	}
 	// Refused by both: back to follower, same term.
 	for _, v := range []string{"b", "c"} {
-		r := crFrom(MsgPreVoteResp, v, 0)
+		r := msgFrom(MsgPreVoteResp, v, 0)
 		r.Reject = true
 		a.step(r)
 	}
@@ -166,11 +167,11 @@ func TestCorePreVoteKeepsTerm(t *testing.T) {
 		a.tick()
 	}
 	a.takeReady()
-	a.step(crFrom(MsgPreVoteResp, "b", 1))
+	a.step(msgFrom(MsgPreVoteResp, "b", 1))
 	out = a.takeReady().Messages
-	if a.role != Candidate || a.preVote || a.term != 1 || a.votedFor != "a" || len(crMsgs(out, MsgVote, "")) != 2 {
+	if a.role != Candidate || a.preVote || a.term != 1 || a.votedFor != "a" || len(msgsOf(out, MsgVote, "")) != 2 {
 		t.Fatalf("after a granted pre-vote: %v preVote=%v term %d vote %q sent %s; want a candidate of term 1",
-			a.role, a.preVote, a.term, a.votedFor, crDump(out))
+			a.role, a.preVote, a.term, a.votedFor, dumpMsgs(out))
 	}
 }
 
@@ -178,8 +179,8 @@ func TestCorePreVoteKeepsTerm(t *testing.T) {
 // cluster times out again and again without raising its term, so when it
 // comes back the leader carries on undisturbed.
 func TestCorePreVotePartitionedFollowerKeepsTerm(t *testing.T) {
-	n := newTestNet(t, 3, "a", "b", "c")
-	l := crSettle(t, n, 100)
+	n := newCluster(t, 3, names3)
+	l := n.settle(100)
 	term := l.term
 	f := n.cores["c"]
 	if l == f {
@@ -193,7 +194,7 @@ func TestCorePreVotePartitionedFollowerKeepsTerm(t *testing.T) {
 	if n.leader() != l || l.term != term {
 		t.Fatalf("leader changed while a follower was cut off")
 	}
-	n.heal()
+	n.healAll()
 	n.tickAll(100)
 	if n.leader() != l || l.term != term || f.term != term || f.lead != l.cfg.name {
 		t.Fatalf("after the follower came back: leader %v in term %d, follower term %d lead %q; want %s in term %d",
@@ -207,8 +208,8 @@ func TestCorePreVotePartitionedFollowerKeepsTerm(t *testing.T) {
 func TestCorePreVoteRefusedInLease(t *testing.T) {
 	for _, inLease := range []bool{true, false} {
 		t.Run(fmt.Sprint("inLease=", inLease), func(t *testing.T) {
-			a := crCore(t, "a", crNames3)
-			crFollowerWithLog(t, a, 1, []uint64{1}, 1)
+			a := testCore(t, "a", names3)
+			followerWithLog(t, a, 1, []uint64{1}, 1)
 			if !inLease {
 				// The leader is gone: a times out, and its pre-vote is
 				// refused by b and c; it no longer knows a leader.
@@ -216,7 +217,7 @@ func TestCorePreVoteRefusedInLease(t *testing.T) {
 					a.tick()
 				}
 				for _, v := range []string{"b", "c"} {
-					r := crFrom(MsgPreVoteResp, v, 1)
+					r := msgFrom(MsgPreVoteResp, v, 1)
 					r.Reject = true
 					a.step(r)
 				}
@@ -225,9 +226,9 @@ func TestCorePreVoteRefusedInLease(t *testing.T) {
 					t.Fatalf("setup: %v lead %q term %d", a.role, a.lead, a.term)
 				}
 			}
-			a.step(crVote(MsgPreVote, "c", 2, 1, 1))
+			a.step(voteMsg(MsgPreVote, "c", 2, 1, 1))
 			granted := false
-			for _, r := range crMsgs(a.takeReady().Messages, MsgPreVoteResp, "c") {
+			for _, r := range msgsOf(a.takeReady().Messages, MsgPreVoteResp, "c") {
 				granted = granted || !r.Reject
 			}
 			if granted == inLease {
@@ -243,8 +244,8 @@ func TestCorePreVoteRefusedInLease(t *testing.T) {
 // TestCoreTriggerElectionDeposesStickyLeader: on the network a forced
 // election wins although every other server hears from a healthy leader.
 func TestCoreTriggerElectionDeposesStickyLeader(t *testing.T) {
-	n := newTestNet(t, 5, "a", "b", "c")
-	l := crSettle(t, n, 100)
+	n := newCluster(t, 5, names3)
+	l := n.settle(100)
 	var f *core
 	for _, name := range n.names {
 		if n.cores[name] != l {
@@ -252,14 +253,14 @@ func TestCoreTriggerElectionDeposesStickyLeader(t *testing.T) {
 		}
 	}
 	term := l.term
-	crForceLeader(t, n, f.cfg.name)
+	n.forceLeader(f.cfg.name)
 	if f.term != term+1 || l.role != Follower {
 		t.Fatalf("forced election: new leader term %d (want %d), old leader %v", f.term, term+1, l.role)
 	}
 	// A plain timeout would not have done it: a follower that times out
 	// while the others hear from the leader stays in its term.
 	n.tickAll(30)
-	crLeadersByTerm(t, n)
+	n.requireOneLeaderPerTerm()
 	if n.leader() != f {
 		t.Fatalf("leadership moved on from %s", f.cfg.name)
 	}
@@ -271,18 +272,18 @@ func TestCoreTriggerElectionDeposesStickyLeader(t *testing.T) {
 // member or not.
 func TestCoreOneLeaderPerTerm(t *testing.T) {
 	for _, from := range []string{"c", "intruder"} {
-		a := crCore(t, "a", crNames3)
-		crFollowerWithLog(t, a, 1, []uint64{1}, 1)
-		before := crLogTerms(a)
+		a := testCore(t, "a", names3)
+		followerWithLog(t, a, 1, []uint64{1}, 1)
+		before := logTerms(a)
 		for _, m := range []Message{
-			crApp(from, 1, 1, 1, 2, crEnts(2, 1)),
-			crFrom(MsgTimeoutNow, from, 1),
+			appendMsg(from, 1, 1, 1, 2, entries(2, 1)),
+			msgFrom(MsgTimeoutNow, from, 1),
 		} {
 			a.step(m)
 			rd := a.takeReady()
-			if a.lead != "b" || a.role != Follower || a.term != 1 || !crEqualTerms(crLogTerms(a), before) || a.commit != 1 || len(rd.Messages) != 0 {
+			if a.lead != "b" || a.role != Follower || a.term != 1 || !slices.Equal(logTerms(a), before) || a.commit != 1 || len(rd.Messages) != 0 {
 				t.Fatalf("after %s: %v term %d lead %q log %v commit %d sent %s; want it ignored",
-					crDump([]Message{m}), a.role, a.term, a.lead, crLogTerms(a), a.commit, crDump(rd.Messages))
+					dumpMsgs([]Message{m}), a.role, a.term, a.lead, logTerms(a), a.commit, dumpMsgs(rd.Messages))
 			}
 		}
 	}
@@ -292,13 +293,13 @@ func TestCoreOneLeaderPerTerm(t *testing.T) {
 // message: no election gets there) does not campaign into term 0, where
 // its votes and appends would pass for ancient ones.
 func TestCoreTermNeverWraps(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 1, []uint64{1}, 1)
-	a.step(crApp("b", math.MaxUint64, 1, 1, 1, nil))
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 1, []uint64{1}, 1)
+	a.step(appendMsg("b", math.MaxUint64, 1, 1, 1, nil))
 	a.takeReady()
 	// A forced election (TimeoutNow from the leader) skips pre-vote, the
 	// path that would add one to the term at once.
-	a.step(crFrom(MsgTimeoutNow, "b", math.MaxUint64))
+	a.step(msgFrom(MsgTimeoutNow, "b", math.MaxUint64))
 	a.takeReady()
 	if a.term != math.MaxUint64 {
 		t.Fatalf("term %d after a forced campaign from the last term; want it kept", a.term)

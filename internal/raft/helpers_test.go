@@ -3,27 +3,45 @@ package raft
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
-// Helpers of the rule tests (election_test.go, replication_test.go, …).
-// Every name starts with "cr" (core rules) so that it cannot clash with the
-// simulator's, which start with "sim".
+// Helpers of the rule tests (election_test.go, replication_test.go, …):
+// cores built and driven by hand, the messages they are stepped with, and
+// what to look at in their output. The network that connects cores is in
+// network_test.go; the simulator's own helpers are in sim_*_test.go.
 
-// crNames3 is the usual three-server cluster of the unit tests; the
-// incarnation of each server in crIncs.
+// testCoreConfig is the configuration of the tests' cores: name in the
+// bootstrap cluster peers (none: a server waiting to be added) as
+// incarnation inc, heartbeat 2 ticks, election timeouts 10 to 20 ticks drawn
+// from rng, autoRejoin on.
+func testCoreConfig(name string, peers []string, inc uint64, rng *rand.Rand) coreConfig {
+	var initial []Peer
+	for _, p := range peers {
+		initial = append(initial, Peer{Name: p, Addr: p})
+	}
+	return coreConfig{
+		name: name, addr: name, inc: inc, initial: initial,
+		heartbeat: 2, electionMin: 10, electionMax: 20,
+		rand: rng.IntN, autoRejoin: true,
+	}
+}
+
+// names3 and names5 are the usual clusters of the rule tests; incOf is the
+// incarnation of each server in them (testCore).
 var (
-	crNames3 = []string{"a", "b", "c"}
-	crNames5 = []string{"a", "b", "c", "d", "e"}
-	crIncs   = map[string]uint64{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+	names3 = []string{"a", "b", "c"}
+	names5 = []string{"a", "b", "c", "d", "e"}
+	incOf  = map[string]uint64{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
 )
 
-// crCore builds a core named name in the bootstrap cluster peers, with the
-// incarnation crIncs[name] and a fixed random source, and throws away what
+// testCore builds a core named name in the bootstrap cluster peers, with the
+// incarnation incOf[name] and a fixed random source, and throws away what
 // newCore produced.
-func crCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)) *core {
+func testCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)) *core {
 	t.Helper()
-	cfg := testCoreConfig(name, peers, crIncs[name], rand.New(rand.NewPCG(7, uint64(len(name)))))
+	cfg := testCoreConfig(name, peers, incOf[name], rand.New(rand.NewPCG(7, uint64(len(name)))))
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -34,7 +52,7 @@ func crCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)
 		bound := c.configs[0].m
 		for _, v := range bound.Voters {
 			if v.Inc == 0 {
-				v.Inc = crIncs[v.Name]
+				v.Inc = incOf[v.Name]
 				bound = bound.with(v)
 			}
 		}
@@ -45,12 +63,14 @@ func crCore(t testing.TB, name string, peers []string, opts ...func(*coreConfig)
 	return c
 }
 
-func crMinMajority(n int) func(*coreConfig) { return func(c *coreConfig) { c.minMajority = n } }
-func crNoAutoRejoin(c *coreConfig)          { c.autoRejoin = false }
-func crInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
+// Options of testCore and newCluster.
 
-// crEnts returns entries of the given terms at indexes first, first+1, …
-func crEnts(first uint64, terms ...uint64) []Entry {
+func withMinMajority(n int) func(*coreConfig) { return func(c *coreConfig) { c.minMajority = n } }
+func withoutAutoRejoin(c *coreConfig)         { c.autoRejoin = false }
+func withInc(inc uint64) func(*coreConfig)    { return func(c *coreConfig) { c.inc = inc } }
+
+// entries returns entries of the given terms at indexes first, first+1, …
+func entries(first uint64, terms ...uint64) []Entry {
 	es := make([]Entry, len(terms))
 	for i, t := range terms {
 		idx := first + uint64(i)
@@ -59,8 +79,8 @@ func crEnts(first uint64, terms ...uint64) []Entry {
 	return es
 }
 
-// crRepeat returns term n times, to build long logs: crRepeat(1, 10).
-func crRepeat(term uint64, n int) []uint64 {
+// repeatTerm returns term n times, to build long logs: repeatTerm(1, 10).
+func repeatTerm(term uint64, n int) []uint64 {
 	ts := make([]uint64, n)
 	for i := range ts {
 		ts[i] = term
@@ -68,7 +88,8 @@ func crRepeat(term uint64, n int) []uint64 {
 	return ts
 }
 
-func crCat(parts ...[]uint64) []uint64 {
+// concatTerms joins lists of terms: concatTerms(repeatTerm(1, 5), []uint64{2}).
+func concatTerms(parts ...[]uint64) []uint64 {
 	var out []uint64
 	for _, p := range parts {
 		out = append(out, p...)
@@ -76,64 +97,64 @@ func crCat(parts ...[]uint64) []uint64 {
 	return out
 }
 
-// crFrom returns a message of type typ from the server name (with its
-// crIncs incarnation) in term.
-func crFrom(typ MessageType, name string, term uint64) Message {
-	return Message{Type: typ, From: name, FromInc: crIncs[name], FromAddr: name, Term: term}
+// msgFrom returns a message of type typ from the server name (with its
+// incOf incarnation) in term.
+func msgFrom(typ MessageType, name string, term uint64) Message {
+	return Message{Type: typ, From: name, FromInc: incOf[name], FromAddr: name, Term: term}
 }
 
-// crApp is an append from the leader name.
-func crApp(name string, term, prevIndex, prevTerm, commit uint64, es []Entry) Message {
-	m := crFrom(MsgApp, name, term)
+// appendMsg is an append from the leader name.
+func appendMsg(name string, term, prevIndex, prevTerm, commit uint64, es []Entry) Message {
+	m := msgFrom(MsgApp, name, term)
 	m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prevIndex, prevTerm, commit, es
 	return m
 }
 
-// crVote is a vote (or pre-vote) request from name for term.
-func crVote(typ MessageType, name string, term, lastIndex, lastTerm uint64) Message {
-	m := crFrom(typ, name, term)
+// voteMsg is a vote (or pre-vote) request from name for term.
+func voteMsg(typ MessageType, name string, term, lastIndex, lastTerm uint64) Message {
+	m := msgFrom(typ, name, term)
 	m.LastIndex, m.LastTerm = lastIndex, lastTerm
 	return m
 }
 
-// crAck is a successful append response from name.
-func crAck(name string, term, match, seq uint64) Message {
-	m := crFrom(MsgAppResp, name, term)
+// ackMsg is a successful append response from name.
+func ackMsg(name string, term, match, seq uint64) Message {
+	m := msgFrom(MsgAppResp, name, term)
 	m.Match, m.LastIndex, m.Seq = match, match, seq
 	return m
 }
 
-// crFollowerWithLog makes c hold entries of the given terms (sent by the
+// followerWithLog makes c hold entries of the given terms (sent by the
 // leader "b" in the highest of them, or in term if larger) with commit.
-func crFollowerWithLog(t testing.TB, c *core, term uint64, terms []uint64, commit uint64) {
+func followerWithLog(t testing.TB, c *core, term uint64, terms []uint64, commit uint64) {
 	t.Helper()
 	for _, x := range terms {
 		term = max(term, x)
 	}
-	c.step(crApp("b", term, 0, 0, commit, crEnts(1, terms...)))
+	c.step(appendMsg("b", term, 0, 0, commit, entries(1, terms...)))
 	rd := c.takeReady()
 	if len(rd.Messages) != 1 || rd.Messages[0].Reject || c.log.lastIndex() != uint64(len(terms)) {
 		t.Fatalf("setting up %s's log: %+v, last %d", c.cfg.name, rd.Messages, c.log.lastIndex())
 	}
 }
 
-// crElect makes c campaign (forced, so that no lease stands in the way) and
+// elect makes c campaign (forced, so that no lease stands in the way) and
 // win with the votes of the servers in voters, granted in that order.
-func crElect(t testing.TB, c *core, voters ...string) {
+func elect(t testing.TB, c *core, voters ...string) {
 	t.Helper()
 	if err := c.triggerElection(); err != nil {
 		t.Fatalf("triggerElection on %s: %v", c.cfg.name, err)
 	}
 	for _, v := range voters {
-		c.step(crFrom(MsgVoteResp, v, c.term))
+		c.step(msgFrom(MsgVoteResp, v, c.term))
 	}
 	if c.role != Leader {
 		t.Fatalf("%s is %v after the votes of %v, want leader", c.cfg.name, c.role, voters)
 	}
 }
 
-// crMsgs returns the messages of type typ (to to, unless to is "").
-func crMsgs(ms []Message, typ MessageType, to string) []Message {
+// msgsOf returns the messages of type typ (to to, unless to is "").
+func msgsOf(ms []Message, typ MessageType, to string) []Message {
 	var out []Message
 	for _, m := range ms {
 		if m.Type == typ && (to == "" || m.To == to) {
@@ -143,17 +164,18 @@ func crMsgs(ms []Message, typ MessageType, to string) []Message {
 	return out
 }
 
-// crOnly returns the one message of type typ to to, failing otherwise.
-func crOnly(t testing.TB, ms []Message, typ MessageType, to string) Message {
+// onlyMsg returns the one message of type typ to to, failing otherwise.
+func onlyMsg(t testing.TB, ms []Message, typ MessageType, to string) Message {
 	t.Helper()
-	got := crMsgs(ms, typ, to)
+	got := msgsOf(ms, typ, to)
 	if len(got) != 1 {
-		t.Fatalf("want one %v to %q, got %d in %s", typ, to, len(got), crDump(ms))
+		t.Fatalf("want one %v to %q, got %d in %s", typ, to, len(got), dumpMsgs(ms))
 	}
 	return got[0]
 }
 
-func crDump(ms []Message) string {
+// dumpMsgs shows messages for a failure report.
+func dumpMsgs(ms []Message) string {
 	s := "["
 	for i, m := range ms {
 		if i > 0 {
@@ -165,7 +187,8 @@ func crDump(ms []Message) string {
 	return s + "]"
 }
 
-func crLogTerms(c *core) []uint64 {
+// logTerms lists the terms of c's log, index 1 first.
+func logTerms(c *core) []uint64 {
 	ts := make([]uint64, c.log.lastIndex())
 	for i := range ts {
 		ts[i], _ = c.log.term(uint64(i + 1))
@@ -173,101 +196,8 @@ func crLogTerms(c *core) []uint64 {
 	return ts
 }
 
-func crEqualTerms(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// crPump delivers msgs among cores, and every message they cause, until
-// nothing is left, dropping messages that drop reports true. It returns
-// how many delivered messages count reports true for.
-func crPump(t testing.TB, cores map[string]*core, msgs []Message, drop, count func(Message) bool) int {
-	t.Helper()
-	n := 0
-	for i := 0; len(msgs) > 0; i++ {
-		if i > 100000 {
-			t.Fatal("crPump: messages never stop")
-		}
-		m := msgs[0]
-		msgs = msgs[1:]
-		c := cores[m.To]
-		if c == nil || (drop != nil && drop(m)) {
-			continue
-		}
-		if count != nil && count(m) {
-			n++
-		}
-		c.step(m)
-		msgs = append(msgs, c.takeReady().Messages...)
-	}
-	return n
-}
-
-// ---- testNet helpers (testnet_test.go) ---------------------------------------
-
-// crNet builds a testNet whose cores are built from testCoreConfig changed
-// by opts.
-func crNet(t testing.TB, seed uint64, names []string, opts ...func(*coreConfig)) *testNet {
-	n := newTestNet(t, seed)
-	for i, name := range names {
-		cfg := testCoreConfig(name, names, uint64(i+1)*1000+seed, n.rng)
-		for _, o := range opts {
-			o(&cfg)
-		}
-		n.add(name, cfg)
-	}
-	return n
-}
-
-// crForceLeader makes name campaign at once (TriggerElection) and delivers
-// everything; it fails unless name ends as the leader.
-func crForceLeader(t testing.TB, n *testNet, name string) *core {
-	t.Helper()
-	c := n.cores[name]
-	if err := c.triggerElection(); err != nil {
-		t.Fatalf("triggerElection on %s: %v", name, err)
-	}
-	n.collect(name)
-	n.deliverAll()
-	if c.role != Leader {
-		t.Fatalf("%s is %v after a forced election, want leader", name, c.role)
-	}
-	return c
-}
-
-// crSettle ticks the network until the leader has committed its whole log,
-// every voter's incarnation is bound in a committed configuration and every
-// core knows the commit index (or fails after max ticks).
-func crSettle(t testing.TB, n *testNet, max int) *core {
-	t.Helper()
-	for i := 0; i < max; i++ {
-		if l := n.leader(); l != nil && l.commit == l.log.lastIndex() && l.term > 0 {
-			if lt, _ := l.log.term(l.commit); lt == l.term && crAllBound(l.committedConfig()) {
-				done := true
-				for _, name := range n.names {
-					if c := n.cores[name]; c != nil && c.commit != l.commit {
-						done = false
-					}
-				}
-				if done {
-					return l
-				}
-			}
-		}
-		n.tickAll(1)
-	}
-	t.Fatalf("the cluster did not settle in %d ticks", max)
-	return nil
-}
-
-func crAllBound(m membership) bool {
+// allBound reports whether m names an incarnation of every voter.
+func allBound(m membership) bool {
 	for _, v := range m.Voters {
 		if v.Inc == 0 {
 			return false
@@ -276,72 +206,8 @@ func crAllBound(m membership) bool {
 	return true
 }
 
-// crTickCounting ticks every core once and delivers everything, counting
-// the delivered messages count reports true for.
-func crTickCounting(n *testNet, count func(Message) bool) int {
-	for _, name := range n.names {
-		if c := n.cores[name]; c != nil {
-			c.tick()
-			n.collect(name)
-		}
-	}
-	return n.deliverCounting(count)
-}
-
-// crConnect restores the links between x and y in both directions.
-func crConnect(n *testNet, x, y string) {
-	delete(n.cut, [2]string{x, y})
-	delete(n.cut, [2]string{y, x})
-}
-
-// crCut cuts the links between x and y in both directions.
-func crCut(n *testNet, x, y string) {
-	n.cut[[2]string{x, y}] = true
-	n.cut[[2]string{y, x}] = true
-}
-
-// crLeadersByTerm fails if two cores are leaders of the same term.
-func crLeadersByTerm(t testing.TB, n *testNet) {
-	t.Helper()
-	seen := map[uint64]string{}
-	for _, name := range n.names {
-		c := n.cores[name]
-		if c == nil || c.role != Leader {
-			continue
-		}
-		if o, ok := seen[c.term]; ok {
-			t.Fatalf("two leaders in term %d: %s and %s", c.term, o, name)
-		}
-		seen[c.term] = name
-	}
-}
-
-// crAppliedAgree fails unless what the cores handed out for applying agrees
-// index by index (State Machine Safety), and returns the longest.
-func crAppliedAgree(t testing.TB, n *testNet) []Entry {
-	t.Helper()
-	var longest []Entry
-	from := ""
-	for _, name := range n.names {
-		es := n.apps[name]
-		for i := range es {
-			if i < len(longest) {
-				a, b := longest[i], es[i]
-				if a.Index != b.Index || a.Term != b.Term || a.Type != b.Type || string(a.Data) != string(b.Data) {
-					t.Fatalf("applied entries differ at position %d: %s has %d/%d, %s has %d/%d",
-						i, from, a.Index, a.Term, name, b.Index, b.Term)
-				}
-			}
-		}
-		if len(es) > len(longest) {
-			longest, from = es, name
-		}
-	}
-	return longest
-}
-
-// crNormal returns the data of the normal entries of es.
-func crNormal(es []Entry) []string {
+// normalData returns the data of the normal entries of es.
+func normalData(es []Entry) []string {
 	var out []string
 	for _, e := range es {
 		if e.Type == EntryNormal {
@@ -351,17 +217,8 @@ func crNormal(es []Entry) []string {
 	return out
 }
 
-// crTickOne ticks one core k times, collecting what it sends (the network
-// drops it if the core is cut off).
-func crTickOne(n *testNet, name string, k int) {
-	for i := 0; i < k; i++ {
-		n.cores[name].tick()
-		n.collect(name)
-	}
-}
-
-// crVoterNames lists the voters of m: "[a b c]".
-func crVoterNames(m membership) string {
+// voterNames lists the voters of m: "[a b c]".
+func voterNames(m membership) string {
 	var names []string
 	for _, v := range m.Voters {
 		names = append(names, v.Name)
@@ -369,25 +226,25 @@ func crVoterNames(m membership) string {
 	return fmt.Sprint(names)
 }
 
-// crLeader5 makes "a" the leader of term 3 in a five-server cluster, with a
+// leaderOfFive makes "a" the leader of term 3 in a five-server cluster, with a
 // log that holds an entry of term 2 at index 2 that no one committed: log
 // terms [1 2 3 3] (a no-op and the configuration binding b and c).
-func crLeader5(t *testing.T) *core {
+func leaderOfFive(t *testing.T) *core {
 	t.Helper()
-	a := crCore(t, "a", crNames5)
-	a.step(crApp("b", 2, 0, 0, 1, crEnts(1, 1, 2)))
+	a := testCore(t, "a", names5)
+	a.step(appendMsg("b", 2, 0, 0, 1, entries(1, 1, 2)))
 	a.takeReady()
-	crElect(t, a, "b", "c")
-	if got, want := crLogTerms(a), []uint64{1, 2, 3}; !crEqualTerms(got, want) || a.term != 3 || a.commit != 1 {
+	elect(t, a, "b", "c")
+	if got, want := logTerms(a), []uint64{1, 2, 3}; !slices.Equal(got, want) || a.term != 3 || a.commit != 1 {
 		t.Fatalf("setup: leader log %v commit %d term %d, want %v commit 1 term 3", got, a.commit, a.term, want)
 	}
 	a.takeReady()
 	return a
 }
 
-// crNoopFirst fails unless the first entry of every term in c's log is a
+// requireNoopFirst fails unless the first entry of every term in c's log is a
 // no-op (every term's leader opened it with one).
-func crNoopFirst(t testing.TB, c *core) {
+func requireNoopFirst(t testing.TB, c *core) {
 	t.Helper()
 	for i := uint64(1); i <= c.log.lastIndex(); i++ {
 		prev, _ := c.log.term(i - 1)
@@ -397,13 +254,13 @@ func crNoopFirst(t testing.TB, c *core) {
 	}
 }
 
-// crLeader3 makes "a" the leader of term 2 in a three-server cluster with
+// leaderOfThree makes "a" the leader of term 2 in a three-server cluster with
 // its no-op and configuration committed (b acknowledged them).
-func crLeader3(t *testing.T) *core {
+func leaderOfThree(t *testing.T) *core {
 	t.Helper()
-	a := crCore(t, "a", crNames3)
-	crElect(t, a, "b")
-	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
+	a := testCore(t, "a", names3)
+	elect(t, a, "b")
+	a.step(ackMsg("b", a.term, a.log.lastIndex(), 0))
 	if a.commit != a.log.lastIndex() {
 		t.Fatalf("setup: commit %d, last %d", a.commit, a.log.lastIndex())
 	}
@@ -411,40 +268,56 @@ func crLeader3(t *testing.T) *core {
 	return a
 }
 
-// crJoiner adds to the network a server that starts with no configuration
-// and MinMajority 2, so that it waits to be added (as StartServer does for a
-// server that joins).
-func crJoiner(n *testNet, name string, inc uint64) *core {
-	cfg := testCoreConfig(name, nil, inc, n.rng)
-	cfg.minMajority = 2
-	return n.add(name, cfg)
-}
-
-// crBoundConfig is a configuration entry naming the servers with their
-// crIncs incarnations (or inc[name] when given).
-func crBoundConfig(index, term uint64, names []string, inc map[string]uint64) Entry {
+// boundConfig is a configuration entry naming the servers with their
+// incOf incarnations (or inc[name] when given).
+func boundConfig(index, term uint64, names []string, inc map[string]uint64) Entry {
 	var m membership
 	for _, name := range names {
 		i, ok := inc[name]
 		if !ok {
-			i = crIncs[name]
+			i = incOf[name]
 		}
 		m = m.with(member{Name: name, Addr: name, Inc: i})
 	}
 	return Entry{Index: index, Term: term, Type: EntryConfig, Data: encodeMembership(m)}
 }
 
-// crBoundFollower gives c the log [no-op, bound configuration of names] of
+// boundFollower gives c the log [no-op, bound configuration of names] of
 // term 1, committed, from the leader b (a when c is b).
-func crBoundFollower(t testing.TB, c *core, names []string) {
+func boundFollower(t testing.TB, c *core, names []string) {
 	t.Helper()
 	leader := "b"
 	if c.cfg.name == leader {
 		leader = "a"
 	}
-	c.step(crApp(leader, 1, 0, 0, 2, []Entry{{Index: 1, Term: 1, Type: EntryNoop}, crBoundConfig(2, 1, names, nil)}))
+	c.step(appendMsg(leader, 1, 0, 0, 2, []Entry{{Index: 1, Term: 1, Type: EntryNoop}, boundConfig(2, 1, names, nil)}))
 	c.takeReady()
-	if !crAllBound(c.self) || c.commit != 2 {
+	if !allBound(c.self) || c.commit != 2 {
 		t.Fatalf("setup: configuration %+v commit %d", c.self.Voters, c.commit)
 	}
+}
+
+// fuzzInput reads the input of a fuzz target (FuzzLog, FuzzCoreStep); past
+// its end it reads zeros.
+type fuzzInput struct {
+	b []byte
+	i int
+}
+
+func (r *fuzzInput) more() bool { return r.i < len(r.b) }
+
+func (r *fuzzInput) byte() byte {
+	if r.i >= len(r.b) {
+		return 0
+	}
+	r.i++
+	return r.b[r.i-1]
+}
+
+func (r *fuzzInput) uint64() uint64 {
+	var v uint64
+	for i := 0; i < 8; i++ {
+		v = v<<8 | uint64(r.byte())
+	}
+	return v
 }

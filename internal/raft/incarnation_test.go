@@ -17,13 +17,13 @@ import (
 // TestCoreIncarnationVoteTally: a vote counts only from the incarnation the
 // configuration names.
 func TestCoreIncarnationVoteTally(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crBoundFollower(t, a, crNames3)
+	a := testCore(t, "a", names3)
+	boundFollower(t, a, names3)
 	if err := a.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
 	vote := func(from string, inc uint64) {
-		m := crFrom(MsgVoteResp, from, a.term)
+		m := msgFrom(MsgVoteResp, from, a.term)
 		m.FromInc = inc
 		a.step(m)
 	}
@@ -43,25 +43,25 @@ func TestCoreIncarnationVoteTally(t *testing.T) {
 // same term, but that vote does not count, so a does not become a second
 // leader of term 2.
 func TestCoreIncarnationRestartedVoterDoubleVote(t *testing.T) {
-	n := newTestNet(t, 43, "a", "b", "c")
-	crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 43, names3)
+	n.forceLeader("a")
+	n.settle(100)
 	a, b := n.cores["a"], n.cores["b"]
-	if a.term != 1 || !crAllBound(a.committedConfig()) || !crAllBound(b.committedConfig()) {
+	if a.term != 1 || !allBound(a.committedConfig()) || !allBound(b.committedConfig()) {
 		t.Fatalf("setup: a in term %d, configuration %+v", a.term, a.committedConfig().Voters)
 	}
 	n.isolate("a")
-	crForceLeader(t, n, "b") // with c's vote
+	n.forceLeader("b") // with c's vote
 	if b.term != 2 || n.cores["c"].votedFor != "b" {
 		t.Fatalf("setup: b leads term %d, c voted %q", b.term, n.cores["c"].votedFor)
 	}
-	c2 := n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 777, n.rng))
+	c2 := n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 777, n.rng))
 	// a gives up its leadership (check-quorum) without learning of term 2.
-	crTickOne(n, "a", 3*a.cfg.electionMin)
+	n.tick("a", 3*a.cfg.electionMin)
 	if a.role == Leader || a.term != 1 {
 		t.Fatalf("setup: a is %v in term %d", a.role, a.term)
 	}
-	crConnect(n, "a", "c")
+	n.heal("a", "c")
 	if err := a.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,19 +70,19 @@ func TestCoreIncarnationRestartedVoterDoubleVote(t *testing.T) {
 	if c2.term != 2 || c2.votedFor != "a" {
 		t.Fatalf("the new c is in term %d and voted %q; the scenario needs it to vote for a in term 2", c2.term, c2.votedFor)
 	}
-	crLeadersByTerm(t, n)
+	n.requireOneLeaderPerTerm()
 	if a.role == Leader {
 		t.Fatalf("a leads term %d with the vote of the new c (b leads it too)", a.term)
 	}
 	// Everyone together again: one leader, the new c re-admitted.
-	n.heal()
+	n.healAll()
 	n.tickAll(100)
-	crLeadersByTerm(t, n)
+	n.requireOneLeaderPerTerm()
 	l := n.leader()
 	if v, _ := l.committedConfig().find("c"); v.Inc != 777 {
 		t.Fatalf("c is %d in the committed configuration, want 777", v.Inc)
 	}
-	crAppliedAgree(t, n)
+	n.appliedAgree()
 }
 
 // TestCoreIncarnationAckResetsProgress: an append response from a new
@@ -90,18 +90,18 @@ func TestCoreIncarnationRestartedVoterDoubleVote(t *testing.T) {
 // its acknowledgements count neither for commits nor for reads until a
 // configuration names the new incarnation.
 func TestCoreIncarnationAckResetsProgress(t *testing.T) {
-	a := crCore(t, "a", crNames3, crNoAutoRejoin)
-	crBoundFollower(t, a, crNames3)
-	crElect(t, a, "b")
-	a.step(crAck("b", a.term, a.log.lastIndex(), 0))
-	a.step(crAck("c", a.term, a.log.lastIndex(), 0))
+	a := testCore(t, "a", names3, withoutAutoRejoin)
+	boundFollower(t, a, names3)
+	elect(t, a, "b")
+	a.step(ackMsg("b", a.term, a.log.lastIndex(), 0))
+	a.step(ackMsg("c", a.term, a.log.lastIndex(), 0))
 	last := a.log.lastIndex()
 	if a.commit != last || a.prs["b"].match != last {
 		t.Fatalf("setup: commit %d, b's match %d, last %d", a.commit, a.prs["b"].match, last)
 	}
 	a.takeReady()
 	// b comes back blank as incarnation 22 and refuses a heartbeat.
-	r := crFrom(MsgAppResp, "b", a.term)
+	r := msgFrom(MsgAppResp, "b", a.term)
 	r.FromInc, r.Reject, r.PrevIndex, r.HintIndex, r.LastIndex = 22, true, last, 1, 0
 	a.step(r)
 	pr := a.prs["b"]
@@ -109,14 +109,14 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 		t.Fatalf("progress after the new incarnation answered: inc %d match %d next %d state %d; want 22, 0, 1, probe",
 			pr.inc, pr.match, pr.next, pr.state)
 	}
-	if m := crOnly(t, a.takeReady().Messages, MsgApp, "b"); m.PrevIndex != 0 || len(m.Entries) != int(last) {
-		t.Fatalf("append to the new b: %s, want the whole log", crDump([]Message{m}))
+	if m := onlyMsg(t, a.takeReady().Messages, MsgApp, "b"); m.PrevIndex != 0 || len(m.Entries) != int(last) {
+		t.Fatalf("append to the new b: %s, want the whole log", dumpMsgs([]Message{m}))
 	}
 	// b/22 holds everything (x included); c does not answer.
 	x, _, _ := a.propose([][]byte{[]byte("x")})
 	a.readIndex(5)
 	a.takeReady()
-	ack := crAck("b", a.term, x, a.seq)
+	ack := ackMsg("b", a.term, x, a.seq)
 	ack.FromInc = 22
 	a.step(ack)
 	if rd := a.takeReady(); a.commit >= x || len(rd.Reads) != 0 {
@@ -126,11 +126,11 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 		t.Fatalf("without autoRejoin the leader changed the configuration: last %d, want %d", a.log.lastIndex(), x)
 	}
 	// The old incarnation's ack (a late message) cannot count either.
-	a.step(crAck("b", a.term, x, a.seq))
+	a.step(ackMsg("b", a.term, x, a.seq))
 	if a.commit >= x || a.prs["b"].inc != 2 || a.prs["b"].match != 0 {
 		t.Fatalf("late ack of b/2: commit %d, b's progress inc %d match %d", a.commit, a.prs["b"].inc, a.prs["b"].match)
 	}
-	a.step(crAck("c", a.term, x, a.seq))
+	a.step(ackMsg("c", a.term, x, a.seq))
 	if rd := a.takeReady(); a.commit != x || len(rd.Reads) != 1 {
 		t.Fatalf("with c's ack: commit %d (want %d), released %v", a.commit, x, rd.Reads)
 	}
@@ -140,15 +140,15 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 // restarted voter up and commits a configuration naming its new incarnation;
 // from then on it counts again.
 func TestCoreIncarnationAutoRejoin(t *testing.T) {
-	n := newTestNet(t, 47, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 47, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
 	for i := 0; i < 5; i++ {
 		l.propose([][]byte{[]byte(fmt.Sprint(i))})
 	}
 	n.collect("a")
 	n.deliverAll()
-	c2 := n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 888, n.rng))
+	c2 := n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 888, n.rng))
 	for i := 0; i < 100; i++ {
 		if v, _ := l.committedConfig().find("c"); v.Inc == 888 {
 			break
@@ -162,19 +162,19 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 		t.Fatalf("the new c: removed=%v last %d (leader's %d); leader %s", c2.removed, c2.log.lastIndex(), l.log.lastIndex(), n.leader().cfg.name)
 	}
 	// c/888 counts: with b cut off, a and c commit.
-	crCut(n, "a", "b")
+	n.cut("a", "b")
 	x, _, _ := l.propose([][]byte{[]byte("x")})
 	n.collect("a")
 	n.deliverAll()
 	if l.commit < x {
 		t.Fatalf("a and c/888 did not commit x: commit %d, x at %d", l.commit, x)
 	}
-	n.heal()
+	n.healAll()
 	n.tickAll(5)
-	if got := crNormal(n.apps["c"]); len(got) != 6 || got[5] != "x" {
+	if got := normalData(n.applied["c"]); len(got) != 6 || got[5] != "x" {
 		t.Fatalf("the new c applied %v", got)
 	}
-	crAppliedAgree(t, n)
+	n.appliedAgree()
 }
 
 // TestCoreIncarnationVoteForOldIncarnationIgnored: a vote granted to an
@@ -187,17 +187,17 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 // 1-2 (handleAppendEntries skips what it committed), and c/33 commits them:
 // two different committed entries at the same indexes.
 func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 2) // committed by leader b
-	req := crVote(MsgVote, "c", 2, 2, 1)
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 1, []uint64{1, 1}, 2) // committed by leader b
+	req := voteMsg(MsgVote, "c", 2, 2, 1)
 	req.Force = true // TriggerElection on c/3
 	a.step(req)
-	grant := crOnly(t, a.takeReady().Messages, MsgVoteResp, "c")
+	grant := onlyMsg(t, a.takeReady().Messages, MsgVoteResp, "c")
 	if grant.Reject {
-		t.Fatalf("setup: a refused c/3: %s", crDump([]Message{grant}))
+		t.Fatalf("setup: a refused c/3: %s", dumpMsgs([]Message{grant}))
 	}
 
-	c := crCore(t, "c", crNames3, crInc(33)) // c restarted, blank
+	c := testCore(t, "c", names3, withInc(33)) // c restarted, blank
 	c.triggerElection()
 	c.triggerElection()
 	c.takeReady()
@@ -208,8 +208,9 @@ func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
 	if c.role == Leader {
 		msg := fmt.Sprintf("c/33 leads term %d with an empty log, counting a's vote for c/3", c.term)
 		// Show what follows: c/33 commits entries that contradict a's.
-		cores := map[string]*core{"a": a, "c": c}
-		crPump(t, cores, c.takeReady().Messages, nil, nil)
+		net := connect(t, a, c)
+		net.collect("c")
+		net.deliverAll()
 		if c.commit >= 2 && a.commit >= 2 && c.log.at(2).Term != a.log.at(2).Term {
 			msg += fmt.Sprintf("; then c/33 commits index 2 of term %d while a committed index 2 of term %d",
 				c.log.at(2).Term, a.log.at(2).Term)
@@ -227,29 +228,31 @@ func TestCoreIncarnationVoteForOldIncarnationIgnored(t *testing.T) {
 // the leader never binds c/33: the cluster is left with one voter short
 // for good.
 func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	b := crCore(t, "b", crNames3)
-	c := crCore(t, "c", crNames3, crInc(33)) // c/3 restarted, blank
-	crBoundFollower(t, a, crNames3)
-	crBoundFollower(t, b, crNames3)
+	a := testCore(t, "a", names3)
+	b := testCore(t, "b", names3)
+	c := testCore(t, "c", names3, withInc(33)) // c/3 restarted, blank
+	boundFollower(t, a, names3)
+	boundFollower(t, b, names3)
 	if err := b.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
 	reqs := b.takeReady().Messages
-	cores := map[string]*core{"a": a, "b": b, "c": c}
+	net := connect(t, a, b, c)
 	// c/33 answers first, then a.
-	crPump(t, cores, crMsgs(reqs, MsgVote, "c"), nil, nil)
+	net.send(msgsOf(reqs, MsgVote, "c")...)
+	net.deliverAll()
 	if b.role != Candidate || c.votedFor != "b" {
 		t.Fatalf("setup: after c/33's vote b is %v (c voted %q)", b.role, c.votedFor)
 	}
-	crPump(t, cores, crMsgs(reqs, MsgVote, "a"), func(m Message) bool { return m.Type == MsgApp }, nil)
+	net.send(msgsOf(reqs, MsgVote, "a")...)
+	net.deliverDropping(func(m Message) bool { return m.Type == MsgApp })
 	if b.role != Leader {
 		t.Fatalf("setup: b is %v", b.role)
 	}
 	for i := 0; i < 200; i++ {
 		for _, name := range []string{"a", "b", "c"} {
-			cores[name].tick()
-			crPump(t, cores, cores[name].takeReady().Messages, nil, nil)
+			net.tick(name, 1)
+			net.deliverAll()
 		}
 	}
 	if b.role != Leader || c.log.lastIndex() != b.log.lastIndex() {
@@ -271,31 +274,37 @@ func TestCoreIncarnationAutoRejoinAfterVotingForLeader(t *testing.T) {
 // share a server. Re-admission takes two steps instead, and the first, a
 // configuration without b, needs a quorum c cannot reach.
 func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
-	a, b, c := crCore(t, "a", crNames3), crCore(t, "b", crNames3), crCore(t, "c", crNames3)
-	cores := map[string]*core{"a": a, "b": b, "c": c}
-	crElect(t, c, "a")
-	crPump(t, cores, c.takeReady().Messages, nil, nil)
+	a, b, c := testCore(t, "a", names3), testCore(t, "b", names3), testCore(t, "c", names3)
+	net := connect(t, a, b, c)
+	elect(t, c, "a")
+	net.collect("c")
+	net.deliverAll()
 	c.propose([][]byte{[]byte("X")})
 	c.takeReady() // X reaches nobody: c is cut off from here on
 
 	require.NoError(t, a.triggerElection())
 	withoutC := func(m Message) bool { return m.To == "c" || m.From == "c" }
-	crPump(t, cores, a.takeReady().Messages, withoutC, nil)
+	net.collect("a")
+	net.deliverDropping(withoutC)
 	require.Equal(t, Leader, a.role)
 	a.propose([][]byte{[]byte("V")})
-	crPump(t, cores, a.takeReady().Messages, withoutC, nil)
+	net.collect("a")
+	net.deliverDropping(withoutC)
 	require.Greater(t, a.commit, uint64(1), "a commits in term %d", a.term)
 
-	cores["b"] = newCore(testCoreConfig("b", crNames3, 22, rand.New(rand.NewPCG(1, 2))))
-	cores["b"].takeReady()
+	b22 := newCore(testCoreConfig("b", names3, 22, rand.New(rand.NewPCG(1, 2))))
+	b22.takeReady()
+	net.put("b", b22) // b restarted blank
 	onlyCAndB := func(m Message) bool {
 		return !(m.From == "c" && m.To == "b" || m.From == "b" && m.To == "c")
 	}
 	c.propose([][]byte{[]byte("Y")})
-	crPump(t, cores, c.takeReady().Messages, onlyCAndB, nil)
+	net.collect("c")
+	net.deliverDropping(onlyCAndB)
 	for range 5 {
 		c.bcastHeartbeat()
-		crPump(t, cores, c.takeReady().Messages, onlyCAndB, nil)
+		net.collect("c")
+		net.deliverDropping(onlyCAndB)
 	}
 	for i := uint64(1); i <= min(a.commit, c.commit); i++ {
 		ta, _ := a.log.term(i)
@@ -303,7 +312,7 @@ func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
 		require.Equal(t, ta, tc, "index %d committed in term %d on a and term %d on c", i, ta, tc)
 	}
 	v, ok := c.committedConfig().find("b")
-	require.True(t, ok && v.Inc == crIncs["b"], "c committed a configuration with b as %+v", v)
+	require.True(t, ok && v.Inc == incOf["b"], "c committed a configuration with b as %+v", v)
 }
 
 // TestCoreIncarnationRejoinSteps: in a cluster of three a restarted voter is
@@ -313,12 +322,12 @@ func TestCoreIncarnationRejoinSteps(t *testing.T) {
 	for _, tc := range []struct {
 		names []string
 		steps int
-	}{{crNames3, 2}, {[]string{"a", "b"}, 1}} {
-		n := newTestNet(t, 5, tc.names...)
-		l := crForceLeader(t, n, "a")
-		crSettle(t, n, 100)
+	}{{names3, 2}, {[]string{"a", "b"}, 1}} {
+		n := newCluster(t, 5, tc.names)
+		l := n.forceLeader("a")
+		n.settle(100)
 		before := l.log.lastIndex()
-		n.add("b", testCoreConfig("b", tc.names, 777, n.rng))
+		n.start("b", testCoreConfig("b", tc.names, 777, n.rng))
 		for i := 0; i < 200; i++ {
 			if v, _ := l.committedConfig().find("b"); v.Inc == 777 {
 				break
@@ -332,7 +341,7 @@ func TestCoreIncarnationRejoinSteps(t *testing.T) {
 			if e := l.log.at(i); e.Type == EntryConfig {
 				m, err := decodeMembership(e.Data)
 				require.NoError(t, err)
-				confs = append(confs, crVoterNames(m))
+				confs = append(confs, voterNames(m))
 			}
 		}
 		assert.Len(t, confs, tc.steps, "%d servers: configuration entries %v", len(tc.names), confs)

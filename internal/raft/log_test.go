@@ -73,7 +73,7 @@ func FuzzLog(f *testing.F) {
 	// index 4096 and 8192.
 	f.Add([]byte{5, 255, 1, 5, 255, 0, 5, 255, 1, 2, 16, 0, 16, 10, 200, 3, 16, 0, 1, 15, 254, 2, 15, 250, 16, 5, 255, 0, 5, 255, 1, 5, 40, 0, 2, 31, 250, 32, 8, 255})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := simBytes{b: data}
+		in := fuzzInput{b: data}
 		var l raftLog
 		var model []Entry
 		type handed struct {

@@ -16,16 +16,16 @@ import (
 // a candidate needs all three votes.
 func TestCoreMinMajorityElection(t *testing.T) {
 	for _, mm := range []int{0, 3} {
-		a := crCore(t, "a", crNames3, crMinMajority(mm))
+		a := testCore(t, "a", names3, withMinMajority(mm))
 		if err := a.triggerElection(); err != nil {
 			t.Fatal(err)
 		}
-		a.step(crFrom(MsgVoteResp, "b", 1))
+		a.step(msgFrom(MsgVoteResp, "b", 1))
 		if got, want := a.role, map[int]Role{0: Leader, 3: Candidate}[mm]; got != want {
 			t.Fatalf("minMajority %d, votes of a and b: %v, want %v", mm, got, want)
 		}
 		if mm == 3 {
-			a.step(crFrom(MsgVoteResp, "c", 1))
+			a.step(msgFrom(MsgVoteResp, "c", 1))
 			if a.role != Leader {
 				t.Fatalf("minMajority 3, votes of a, b, c: %v, want leader", a.role)
 			}
@@ -39,9 +39,9 @@ func TestCoreMinMajorityElection(t *testing.T) {
 func TestCoreMinMajorityCommit(t *testing.T) {
 	for _, mm := range []int{0, 3} {
 		t.Run(fmt.Sprint("minMajority=", mm), func(t *testing.T) {
-			n := crNet(t, 21, crNames3, crMinMajority(mm))
-			a := crForceLeader(t, n, "a")
-			l := crSettle(t, n, 100)
+			n := newCluster(t, 21, names3, withMinMajority(mm))
+			a := n.forceLeader("a")
+			l := n.settle(100)
 			if l != a {
 				t.Fatalf("setup: leader %s", l.cfg.name)
 			}
@@ -58,7 +58,7 @@ func TestCoreMinMajorityCommit(t *testing.T) {
 			}
 			n.tickAll(200)
 			applied := false
-			for _, cmd := range crNormal(crAppliedAgree(t, n)) {
+			for _, cmd := range normalData(n.appliedAgree()) {
 				applied = applied || cmd == "x"
 			}
 			if applied != (mm == 0) {
@@ -73,7 +73,7 @@ func TestCoreMinMajorityCommit(t *testing.T) {
 func TestCoreMinMajoritySingleServer(t *testing.T) {
 	for _, mm := range []int{0, 1, 2} {
 		t.Run(fmt.Sprint("minMajority=", mm), func(t *testing.T) {
-			a := crCore(t, "a", []string{"a"}, crMinMajority(mm))
+			a := testCore(t, "a", []string{"a"}, withMinMajority(mm))
 			if mm < 2 {
 				if a.role != Leader || a.term != 1 {
 					t.Fatalf("right after newCore: %v in term %d, want leader in term 1", a.role, a.term)
@@ -87,7 +87,7 @@ func TestCoreMinMajoritySingleServer(t *testing.T) {
 			for i := 0; i < 1000; i++ {
 				a.tick()
 				if rd := a.takeReady(); len(rd.Messages) != 0 {
-					t.Fatalf("tick %d: sent %s", i, crDump(rd.Messages))
+					t.Fatalf("tick %d: sent %s", i, dumpMsgs(rd.Messages))
 				}
 			}
 			if a.role != Follower || a.term != 0 {
@@ -104,18 +104,18 @@ func TestCoreMinMajoritySingleServer(t *testing.T) {
 // a learner that is not a voter and does not count in the quorum, and only
 // then commits a configuration that makes it a voter.
 func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
-	n := newTestNet(t, 29, "a", "b", "c")
-	l := crSettle(t, n, 100)
+	n := newCluster(t, 29, names3)
+	l := n.settle(100)
 	name := l.cfg.name
-	d := crJoiner(n, "d", 4444)
-	crCut(n, name, "d")
+	d := n.addJoiner("d", 4444)
+	n.cut(name, "d")
 	last := l.log.lastIndex()
 	if err := l.addServer(Peer{Name: "d", Addr: "d"}); err != nil {
 		t.Fatal(err)
 	}
 	n.collect(name)
 	n.deliverAll()
-	crTickOne(n, name, 6)
+	n.tick(name, 6)
 	n.deliverAll()
 	pr := l.prs["d"]
 	if pr == nil || !pr.learner {
@@ -128,14 +128,14 @@ func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
 	// leader and the learner hold is not committed.
 	for _, o := range n.names {
 		if o != name {
-			crCut(n, name, o)
+			n.cut(name, o)
 		}
 	}
-	crConnect(n, name, "d")
+	n.heal(name, "d")
 	x, _, _ := l.propose([][]byte{[]byte("x")})
 	n.collect(name)
 	n.deliverAll()
-	crTickOne(n, name, 4)
+	n.tick(name, 4)
 	n.deliverAll()
 	if d.log.lastIndex() < x {
 		t.Fatalf("d was not caught up: last %d, want >= %d", d.log.lastIndex(), x)
@@ -145,7 +145,7 @@ func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
 	}
 	// Caught up: a configuration naming d (with its incarnation) is in the
 	// log after x, and commits once the voters are back.
-	n.heal()
+	n.healAll()
 	for i := 0; i < 50; i++ {
 		if v, ok := l.committedConfig().find("d"); ok && v.Inc == 4444 {
 			break
@@ -159,7 +159,7 @@ func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
 		t.Fatalf("d: removed=%v voters %+v; leader quorum %d", d.removed, d.self.Voters, l.quorum())
 	}
 	n.tickAll(5)
-	if got := crNormal(n.apps["d"]); len(got) != 1 || got[0] != "x" {
+	if got := normalData(n.applied["d"]); len(got) != 1 || got[0] != "x" {
 		t.Fatalf("d applied %v, want [x]", got)
 	}
 }
@@ -167,10 +167,10 @@ func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
 // TestCoreMembershipOneChangeAtATime: a change is refused with errConfBusy
 // while another is uncommitted, and a server being added waits for it.
 func TestCoreMembershipOneChangeAtATime(t *testing.T) {
-	n := newTestNet(t, 31, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
-	crJoiner(n, "d", 4444)
+	n := newCluster(t, 31, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
+	n.addJoiner("d", 4444)
 	n.isolate("a")
 	idx, err := l.removeServer("c")
 	if err != nil || idx != l.log.lastIndex() {
@@ -183,19 +183,19 @@ func TestCoreMembershipOneChangeAtATime(t *testing.T) {
 	if err := l.addServer(Peer{Name: "d", Addr: "d"}); err != nil {
 		t.Fatal(err)
 	}
-	crConnect(n, "a", "d")
+	n.heal("a", "d")
 	n.collect("a")
 	n.deliverAll()
-	crTickOne(n, "a", 4)
+	n.tick("a", 4)
 	n.deliverAll()
 	if l.prs["d"].match != idx || l.log.lastIndex() != idx || l.commit >= idx {
 		t.Fatalf("d match %d, leader last %d commit %d; want d caught up to %d and no new entry", l.prs["d"].match, l.log.lastIndex(), l.commit, idx)
 	}
-	n.heal()
-	for i := 0; i < 50 && crVoterNames(l.committedConfig()) != "[a b d]"; i++ {
+	n.healAll()
+	for i := 0; i < 50 && voterNames(l.committedConfig()) != "[a b d]"; i++ {
 		n.tickAll(1)
 	}
-	if names := crVoterNames(l.committedConfig()); names != "[a b d]" || l.commit != l.log.lastIndex() {
+	if names := voterNames(l.committedConfig()); names != "[a b d]" || l.commit != l.log.lastIndex() {
 		t.Fatalf("committed configuration %s (commit %d last %d), want [a b d] after both changes", names, l.commit, l.log.lastIndex())
 	}
 }
@@ -203,18 +203,18 @@ func TestCoreMembershipOneChangeAtATime(t *testing.T) {
 // TestCoreMembershipNeedsCommittedEntryOfTerm: no change before the leader
 // committed an entry of its term.
 func TestCoreMembershipNeedsCommittedEntryOfTerm(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 1, []uint64{1, 1}, 0)
-	crElect(t, a, "b")
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 1, []uint64{1, 1}, 0)
+	elect(t, a, "b")
 	last := a.log.lastIndex()
 	if _, err := a.removeServer("c"); !errors.Is(err, ErrNotCommittedYet) {
 		t.Fatalf("removeServer before the no-op committed: %v, want errNotCommittedYet", err)
 	}
-	a.step(crAck("b", a.term, 2, 0)) // entries of term 1 only
+	a.step(ackMsg("b", a.term, 2, 0)) // entries of term 1 only
 	if _, err := a.removeServer("c"); !errors.Is(err, ErrNotCommittedYet) || a.log.lastIndex() != last {
 		t.Fatalf("removeServer with only term-1 entries on a quorum: %v, want errNotCommittedYet", err)
 	}
-	a.step(crAck("b", a.term, last, 0))
+	a.step(ackMsg("b", a.term, last, 0))
 	if idx, err := a.removeServer("c"); err != nil || idx != last+1 {
 		t.Fatalf("removeServer after the no-op committed: %d, %v", idx, err)
 	}
@@ -223,14 +223,14 @@ func TestCoreMembershipNeedsCommittedEntryOfTerm(t *testing.T) {
 // TestCoreRemoveServerErrors: the last voter cannot be removed, nor a server
 // that is not a member.
 func TestCoreRemoveServerErrors(t *testing.T) {
-	solo := crCore(t, "a", []string{"a"})
+	solo := testCore(t, "a", []string{"a"})
 	if _, err := solo.removeServer("a"); !errors.Is(err, ErrLastServer) {
 		t.Fatalf("removing the only voter: %v, want ErrLastServer", err)
 	}
 	if _, err := solo.removeServer("z"); !errors.Is(err, ErrUnknownServer) {
 		t.Fatalf("removing a non-member from one server: %v, want ErrUnknownServer", err)
 	}
-	a := crLeader3(t)
+	a := leaderOfThree(t)
 	last := a.log.lastIndex()
 	if _, err := a.removeServer("z"); !errors.Is(err, ErrUnknownServer) || a.log.lastIndex() != last {
 		t.Fatalf("removing a non-member: %v, want ErrUnknownServer and no entry", err)
@@ -244,14 +244,14 @@ func TestCoreRemoveServerErrors(t *testing.T) {
 // change, then sends TimeoutNow to the most up-to-date voter and steps
 // down; that voter becomes the leader, and the old one keeps quiet.
 func TestCoreRemoveLeaderHandsOver(t *testing.T) {
-	n := newTestNet(t, 37, "a", "b", "c", "d")
-	a := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 37, []string{"a", "b", "c", "d"})
+	a := n.forceLeader("a")
+	n.settle(100)
 	term := a.term
 	// b falls behind; c and d cannot hear a for now.
-	n.cut[[2]string{"a", "b"}] = true
-	crCut(n, "a", "c")
-	crCut(n, "a", "d")
+	n.cutOneWay("a", "b")
+	n.cut("a", "c")
+	n.cut("a", "d")
 	a.propose([][]byte{[]byte("y")})
 	idx, err := a.removeServer("a")
 	if err != nil {
@@ -262,11 +262,11 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	if k := n.deliverCounting(isTimeoutNow); k != 0 || a.role != Leader || a.commit >= idx {
 		t.Fatalf("before the removal committed: %d TimeoutNow, a %v commit %d", k, a.role, a.commit)
 	}
-	crConnect(n, "a", "c")
-	crConnect(n, "a", "d")
+	n.heal("a", "c")
+	n.heal("a", "d")
 	var to []string
 	for i := 0; i < 10 && a.role == Leader; i++ {
-		crTickOne(n, "a", 1)
+		n.tick("a", 1)
 		n.deliverCounting(func(m Message) bool {
 			if isTimeoutNow(m) {
 				to = append(to, m.To)
@@ -287,13 +287,13 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	if _, ok := c.self.find("a"); ok {
 		t.Fatal("a is still in the new leader's configuration")
 	}
-	n.heal()
+	n.healAll()
 	n.tickAll(200)
-	crLeadersByTerm(t, n)
+	n.requireOneLeaderPerTerm()
 	if n.leader() != c || c.term != term+1 || a.role != Follower {
 		t.Fatalf("after 200 ticks: leader %s term %d, a %v", n.leader().cfg.name, n.leader().term, a.role)
 	}
-	if got := crNormal(crAppliedAgree(t, n)); len(got) != 1 || got[0] != "y" {
+	if got := normalData(n.appliedAgree()); len(got) != 1 || got[0] != "y" {
 		t.Fatalf("applied %v, want [y]", got)
 	}
 }
@@ -320,18 +320,18 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := crCore(t, "a", crNames3)
-			crBoundFollower(t, a, crNames3)
+			a := testCore(t, "a", names3)
+			boundFollower(t, a, names3)
 			a.term, a.lead = 3, "" // no leader known: no lease
 			// A log exactly as up to date as the voter's: enough for a
 			// member, not for a server outside the configuration.
-			m := crVote(tc.typ, tc.from, tc.term, a.log.lastIndex(), a.log.lastTerm())
+			m := voteMsg(tc.typ, tc.from, tc.term, a.log.lastIndex(), a.log.lastTerm())
 			m.FromInc, m.Force = tc.inc, tc.force
 			a.step(m)
-			r := crOnly(t, a.takeReady().Messages, voteRespType(tc.typ), tc.from)
+			r := onlyMsg(t, a.takeReady().Messages, voteRespType(tc.typ), tc.from)
 			if !r.Reject || r.Term != 3 || a.term != 3 || a.votedFor != "" || a.role != Follower {
 				t.Fatalf("answer %s; voter %v in term %d, vote %q; want a refusal in term 3 and no change",
-					crDump([]Message{r}), a.role, a.term, a.votedFor)
+					dumpMsgs([]Message{r}), a.role, a.term, a.votedFor)
 			}
 		})
 	}
@@ -342,15 +342,15 @@ func TestCoreNonMemberVoteRequestsRejected(t *testing.T) {
 // log is strictly newer, so that a live majority can always elect someone.
 func TestCoreVoteForAddedServerWithNewerLog(t *testing.T) {
 	for _, typ := range []MessageType{MsgPreVote, MsgVote} {
-		a := crCore(t, "a", crNames3)
-		crBoundFollower(t, a, crNames3)
+		a := testCore(t, "a", names3)
+		boundFollower(t, a, names3)
 		a.term, a.lead = 3, ""
-		m := crVote(typ, "d", 4, a.log.lastIndex()+2, a.log.lastTerm())
+		m := voteMsg(typ, "d", 4, a.log.lastIndex()+2, a.log.lastTerm())
 		m.FromInc = 4
 		a.step(m)
-		r := crOnly(t, a.takeReady().Messages, voteRespType(typ), "d")
+		r := onlyMsg(t, a.takeReady().Messages, voteRespType(typ), "d")
 		if r.Reject {
-			t.Fatalf("%v from d with a newer log refused: %s", typ, crDump([]Message{r}))
+			t.Fatalf("%v from d with a newer log refused: %s", typ, dumpMsgs([]Message{r}))
 		}
 	}
 }
@@ -358,9 +358,9 @@ func TestCoreVoteForAddedServerWithNewerLog(t *testing.T) {
 // TestCoreRemovedServerKeepsQuiet: a server that knows it was removed never
 // campaigns, however long it ticks.
 func TestCoreRemovedServerKeepsQuiet(t *testing.T) {
-	n := newTestNet(t, 53, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 53, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
 	if _, err := l.removeServer("c"); err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestCoreRemovedServerKeepsQuiet(t *testing.T) {
 	}
 	term := l.term
 	for i := 0; i < 300; i++ {
-		if k := crTickCounting(n, func(m Message) bool { return m.From == "c" }); k != 0 {
+		if k := n.tickCounting(func(m Message) bool { return m.From == "c" }); k != 0 {
 			t.Fatalf("tick %d: the removed c sent %d messages", i, k)
 		}
 	}
@@ -387,9 +387,9 @@ func TestCoreRemovedServerKeepsQuiet(t *testing.T) {
 // an election), and not when the only member left cannot elect anyone and so
 // knows no leader.
 func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
-	n := newTestNet(t, 59, "a", "b", "c")
-	a := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 59, names3)
+	a := n.forceLeader("a")
+	n.settle(100)
 	n.isolate("c")
 	if _, err := a.removeServer("c"); err != nil {
 		t.Fatal(err)
@@ -402,10 +402,10 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 	}
 	term, cterm := a.term, c.term
 	n.tickAll(100)
-	n.heal()
+	n.healAll()
 	requests := 0
 	for i := 0; i < 300; i++ {
-		requests += crTickCounting(n, func(m Message) bool { return m.From == "c" && (m.Type == MsgPreVote || m.Type == MsgVote) })
+		requests += n.tickCounting(func(m Message) bool { return m.From == "c" && (m.Type == MsgPreVote || m.Type == MsgVote) })
 	}
 	b := n.cores["b"]
 	if requests == 0 {
@@ -433,7 +433,7 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 	delete(n.cores, "a")
 	requests = 0
 	for i := 0; i < 300; i++ {
-		requests += crTickCounting(n, func(m Message) bool { return m.From == "c" && m.To == "b" })
+		requests += n.tickCounting(func(m Message) bool { return m.From == "c" && m.To == "b" })
 	}
 	if requests == 0 || b.lead != "" {
 		t.Fatalf("the scenario needs b without a leader (lead %q) and c asking it (%d requests)", b.lead, requests)
@@ -450,16 +450,16 @@ func TestCoreRemovedServerUnawareDoesNotRaiseTerms(t *testing.T) {
 // first leader binds the incarnations, and majorities apply from then on.
 func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	a := newCore(testCoreConfig("a", crNames3, crIncs["a"], rng))
+	a := newCore(testCoreConfig("a", names3, incOf["a"], rng))
 	a.takeReady()
 	if err := a.triggerElection(); err != nil {
 		t.Fatal(err)
 	}
-	a.step(crFrom(MsgVoteResp, "b", a.term))
+	a.step(msgFrom(MsgVoteResp, "b", a.term))
 	if a.role == Leader {
 		t.Fatal("a leads a names-only configuration with 2 votes of 3")
 	}
-	a.step(crFrom(MsgVoteResp, "c", a.term))
+	a.step(msgFrom(MsgVoteResp, "c", a.term))
 	if a.role != Leader {
 		t.Fatalf("a is %v with every vote, want leader", a.role)
 	}
@@ -469,7 +469,7 @@ func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
 		t.Fatalf("the new leader's last entry is %v, want the configuration that binds incarnations", last.Type)
 	}
 	for _, v := range m.Voters {
-		if v.Inc != crIncs[v.Name] {
+		if v.Inc != incOf[v.Name] {
 			t.Fatalf("binding configuration %+v, want every voter bound to the incarnation that voted", m.Voters)
 		}
 	}
@@ -482,9 +482,9 @@ func TestCoreBootstrapNeedsEveryVoter(t *testing.T) {
 // its log but not committed may hold entries no one else has; it must still
 // campaign (without counting its own vote), or the cluster could stall.
 func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	without := a.self.without("a")
-	a.step(crApp("b", 2, 0, 0, 0, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
+	a.step(appendMsg("b", 2, 0, 0, 0, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
 	a.takeReady()
 	if !a.removed || a.commit != 0 {
 		t.Fatalf("setup: removed=%v commit=%d", a.removed, a.commit)
@@ -497,26 +497,26 @@ func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 	}
 	// The configuration in use is {b, c}: a needs both, its own vote
 	// does not count, in the pre-vote and in the election.
-	a.step(crFrom(MsgPreVoteResp, "b", a.term+1))
+	a.step(msgFrom(MsgPreVoteResp, "b", a.term+1))
 	if !a.preVote {
 		t.Fatal("a left the pre-vote with b's grant alone: it counted itself")
 	}
-	a.step(crFrom(MsgPreVoteResp, "c", a.term+1))
+	a.step(msgFrom(MsgPreVoteResp, "c", a.term+1))
 	if a.preVote || a.role != Candidate {
 		t.Fatalf("a is %v (pre-vote %v) with b's and c's pre-votes, want a candidate", a.role, a.preVote)
 	}
-	a.step(crFrom(MsgVoteResp, "b", a.term))
+	a.step(msgFrom(MsgVoteResp, "b", a.term))
 	if a.role == Leader {
 		t.Fatal("a leads with b's vote alone: it counted its own vote in a configuration without it")
 	}
-	a.step(crFrom(MsgVoteResp, "c", a.term))
+	a.step(msgFrom(MsgVoteResp, "c", a.term))
 	if a.role != Leader {
 		t.Fatalf("a is %v with the votes of b and c, want leader", a.role)
 	}
 
 	// Once the removal is committed, it stays quiet.
-	q := crCore(t, "a", crNames3)
-	q.step(crApp("b", 2, 0, 0, 1, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
+	q := testCore(t, "a", names3)
+	q.step(appendMsg("b", 2, 0, 0, 1, []Entry{{Index: 1, Term: 2, Type: EntryConfig, Data: encodeMembership(without)}}))
 	q.takeReady()
 	for i := 0; i < 100; i++ {
 		q.tick()
@@ -531,8 +531,8 @@ func TestCoreUncommittedRemovalStillCampaigns(t *testing.T) {
 // yet: it is no outsider to this leader (knows), and a leader that ignored
 // it would never catch it up.
 func TestCoreLeaderHearsServersItCatchesUp(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crElect(t, a, "b", "c")
+	a := testCore(t, "a", names3)
+	elect(t, a, "b", "c")
 	if err := a.addServer(Peer{Name: "d", Addr: "d"}); err != nil {
 		t.Fatal(err)
 	}

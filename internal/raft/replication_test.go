@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -24,7 +25,7 @@ func TestCoreAppendRejectsMismatchWithHint(t *testing.T) {
 		{"conflicting term", []uint64{1, 1, 1, 2, 2}, 0, 5, 3, 4, 2},
 		{"conflicting term inside the log", []uint64{1, 1, 1, 2, 2}, 0, 3, 2, 1, 1},
 		{"conflicting term among others", []uint64{1, 2, 2, 2, 3, 3}, 0, 6, 4, 5, 3},
-		{"long conflicting term", crCat([]uint64{1}, crRepeat(2, 50)), 0, 51, 3, 2, 2},
+		{"long conflicting term", concatTerms([]uint64{1}, repeatTerm(2, 50)), 0, 51, 3, 2, 2},
 		// Never below what is committed.
 		{"conflict stops at commit", []uint64{1, 1, 1, 1}, 2, 4, 3, 3, 1},
 		// Too short: where the log ends, no term.
@@ -33,15 +34,15 @@ func TestCoreAppendRejectsMismatchWithHint(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := crCore(t, "a", crNames3)
+			a := testCore(t, "a", names3)
 			if len(tc.log) > 0 {
-				crFollowerWithLog(t, a, 0, tc.log, tc.commit)
+				followerWithLog(t, a, 0, tc.log, tc.commit)
 			}
-			before := crLogTerms(a)
-			a.step(crApp("c", 9, tc.prevIndex, tc.prevTerm, 0, crEnts(tc.prevIndex+1, 9)))
-			r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
+			before := logTerms(a)
+			a.step(appendMsg("c", 9, tc.prevIndex, tc.prevTerm, 0, entries(tc.prevIndex+1, 9)))
+			r := onlyMsg(t, a.takeReady().Messages, MsgAppResp, "c")
 			if !r.Reject || r.PrevIndex != tc.prevIndex || r.Term != 9 {
-				t.Fatalf("response %s, want a reject of prev %d in term 9", crDump([]Message{r}), tc.prevIndex)
+				t.Fatalf("response %s, want a reject of prev %d in term 9", dumpMsgs([]Message{r}), tc.prevIndex)
 			}
 			if r.HintIndex != tc.hintIndex || r.HintTerm != tc.hintTerm {
 				t.Fatalf("hint %d/%d, want %d/%d", r.HintIndex, r.HintTerm, tc.hintIndex, tc.hintTerm)
@@ -49,8 +50,8 @@ func TestCoreAppendRejectsMismatchWithHint(t *testing.T) {
 			if r.LastIndex != uint64(len(tc.log)) {
 				t.Fatalf("LastIndex %d, want %d", r.LastIndex, len(tc.log))
 			}
-			if !crEqualTerms(before, crLogTerms(a)) {
-				t.Fatalf("a refused append changed the log: %v -> %v", before, crLogTerms(a))
+			if !slices.Equal(before, logTerms(a)) {
+				t.Fatalf("a refused append changed the log: %v -> %v", before, logTerms(a))
 			}
 		})
 	}
@@ -59,12 +60,12 @@ func TestCoreAppendRejectsMismatchWithHint(t *testing.T) {
 // TestCoreAppendStaleTermRejected: an append from a leader of an older term
 // is refused with the current term, and changes nothing.
 func TestCoreAppendStaleTermRejected(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 3, []uint64{1, 1}, 0)
-	a.step(crApp("c", 2, 2, 1, 2, crEnts(3, 2)))
-	r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 3, []uint64{1, 1}, 0)
+	a.step(appendMsg("c", 2, 2, 1, 2, entries(3, 2)))
+	r := onlyMsg(t, a.takeReady().Messages, MsgAppResp, "c")
 	if !r.Reject || r.Term != 3 {
-		t.Fatalf("stale append answered %s, want a reject in term 3", crDump([]Message{r}))
+		t.Fatalf("stale append answered %s, want a reject in term 3", dumpMsgs([]Message{r}))
 	}
 	if a.term != 3 || a.lead != "b" || a.log.lastIndex() != 2 || a.commit != 0 {
 		t.Fatalf("stale append changed the follower: term %d lead %q last %d commit %d", a.term, a.lead, a.log.lastIndex(), a.commit)
@@ -74,14 +75,14 @@ func TestCoreAppendStaleTermRejected(t *testing.T) {
 // TestCoreAppendTruncatesConflict: the first entry that conflicts and
 // everything after it are replaced by the leader's.
 func TestCoreAppendTruncatesConflict(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 0, []uint64{1, 1, 2, 2, 2}, 2)
-	a.step(crApp("c", 3, 2, 1, 2, crEnts(3, 3, 3)))
-	r := crOnly(t, a.takeReady().Messages, MsgAppResp, "c")
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 0, []uint64{1, 1, 2, 2, 2}, 2)
+	a.step(appendMsg("c", 3, 2, 1, 2, entries(3, 3, 3)))
+	r := onlyMsg(t, a.takeReady().Messages, MsgAppResp, "c")
 	if r.Reject || r.Match != 4 || r.LastIndex != 4 {
-		t.Fatalf("response %s, want match 4, last 4", crDump([]Message{r}))
+		t.Fatalf("response %s, want match 4, last 4", dumpMsgs([]Message{r}))
 	}
-	if got, want := crLogTerms(a), []uint64{1, 1, 3, 3}; !crEqualTerms(got, want) {
+	if got, want := logTerms(a), []uint64{1, 1, 3, 3}; !slices.Equal(got, want) {
 		t.Fatalf("log terms %v, want %v", got, want)
 	}
 	if e := a.log.at(3); string(e.Data) != "e3.3" {
@@ -92,11 +93,11 @@ func TestCoreAppendTruncatesConflict(t *testing.T) {
 // TestCoreAppendTruncatedConfigurationIsForgotten: a configuration entry
 // dropped by a truncation stops being the configuration in use.
 func TestCoreAppendTruncatedConfigurationIsForgotten(t *testing.T) {
-	a := crCore(t, "a", crNames3)
+	a := testCore(t, "a", names3)
 	// Leader b of term 2 appends a configuration without c.
 	conf := Entry{Index: 1, Term: 2, Type: EntryConfig,
 		Data: encodeMembership(newMembership(Peer{Name: "a", Addr: "a"}, []Peer{{Name: "b", Addr: "b"}}))}
-	a.step(crApp("b", 2, 0, 0, 0, []Entry{conf}))
+	a.step(appendMsg("b", 2, 0, 0, 0, []Entry{conf}))
 	a.takeReady()
 	if _, ok := a.self.find("c"); ok {
 		t.Fatal("setup: c is still in the configuration in use")
@@ -107,7 +108,7 @@ func TestCoreAppendTruncatedConfigurationIsForgotten(t *testing.T) {
 		a.tick()
 	}
 	a.takeReady()
-	a.step(crApp("c", 3, 0, 0, 0, crEnts(1, 3)))
+	a.step(appendMsg("c", 3, 0, 0, 0, entries(1, 3)))
 	a.takeReady()
 	if _, ok := a.self.find("c"); !ok || len(a.self.Voters) != 3 {
 		t.Fatalf("after the truncation the configuration is %+v, want a, b, c", a.self.Voters)
@@ -117,22 +118,22 @@ func TestCoreAppendTruncatedConfigurationIsForgotten(t *testing.T) {
 // TestCoreAppendIgnoresDuplicates: an old append delivered again, or late,
 // holds entries the log already has: nothing is truncated.
 func TestCoreAppendIgnoresDuplicates(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 0, []uint64{1, 1, 1, 2, 2}, 0)
-	want := crLogTerms(a)
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 0, []uint64{1, 1, 1, 2, 2}, 0)
+	want := logTerms(a)
 	for _, m := range []Message{
-		crApp("b", 2, 0, 0, 0, crEnts(1, 1, 1)),    // the first two again
-		crApp("b", 2, 2, 1, 0, crEnts(3, 1)),       // a late one in the middle
-		crApp("b", 2, 3, 1, 0, crEnts(4, 2, 2)),    // the tail again
-		crApp("b", 2, 1, 1, 0, crEnts(2, 1, 1, 2)), // overlapping
+		appendMsg("b", 2, 0, 0, 0, entries(1, 1, 1)),    // the first two again
+		appendMsg("b", 2, 2, 1, 0, entries(3, 1)),       // a late one in the middle
+		appendMsg("b", 2, 3, 1, 0, entries(4, 2, 2)),    // the tail again
+		appendMsg("b", 2, 1, 1, 0, entries(2, 1, 1, 2)), // overlapping
 	} {
 		a.step(m)
-		r := crOnly(t, a.takeReady().Messages, MsgAppResp, "b")
+		r := onlyMsg(t, a.takeReady().Messages, MsgAppResp, "b")
 		last := m.PrevIndex + uint64(len(m.Entries))
 		if r.Reject || r.Match != last || r.LastIndex != 5 {
-			t.Fatalf("append prev %d +%d answered %s, want match %d, last 5", m.PrevIndex, len(m.Entries), crDump([]Message{r}), last)
+			t.Fatalf("append prev %d +%d answered %s, want match %d, last 5", m.PrevIndex, len(m.Entries), dumpMsgs([]Message{r}), last)
 		}
-		if got := crLogTerms(a); !crEqualTerms(got, want) {
+		if got := logTerms(a); !slices.Equal(got, want) {
 			t.Fatalf("append prev %d +%d changed the log to %v, want %v", m.PrevIndex, len(m.Entries), got, want)
 		}
 	}
@@ -158,12 +159,12 @@ func TestCoreAppendCommitIndex(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := crCore(t, "a", crNames3)
-			crFollowerWithLog(t, a, 0, []uint64{1, 1, 1, 1, 1}, tc.commit)
-			a.step(crApp("c", 2, tc.prevIndex, tc.prevTerm, tc.leaderCommit, crEnts(tc.prevIndex+1, tc.ents...)))
+			a := testCore(t, "a", names3)
+			followerWithLog(t, a, 0, []uint64{1, 1, 1, 1, 1}, tc.commit)
+			a.step(appendMsg("c", 2, tc.prevIndex, tc.prevTerm, tc.leaderCommit, entries(tc.prevIndex+1, tc.ents...)))
 			rd := a.takeReady()
-			if r := crOnly(t, rd.Messages, MsgAppResp, "c"); r.Reject {
-				t.Fatalf("append refused: %s", crDump([]Message{r}))
+			if r := onlyMsg(t, rd.Messages, MsgAppResp, "c"); r.Reject {
+				t.Fatalf("append refused: %s", dumpMsgs([]Message{r}))
 			}
 			if a.commit != tc.want {
 				t.Fatalf("commit %d, want %d", a.commit, tc.want)
@@ -186,40 +187,41 @@ func TestCoreFastBackoff(t *testing.T) {
 		wantNext    uint64   // a's next for b after b's first refusal
 	}{
 		// b's 50 entries of term 2 that a never had: back to index 11.
-		{"follower term unknown to the leader", crCat(crRepeat(1, 10), crRepeat(3, 50)), crCat(crRepeat(1, 10), crRepeat(2, 50)), 11},
+		{"follower term unknown to the leader", concatTerms(repeatTerm(1, 10), repeatTerm(3, 50)), concatTerms(repeatTerm(1, 10), repeatTerm(2, 50)), 11},
 		// a has 20 entries of term 2: the logs agree up to the last of them.
-		{"leader has the conflicting term", crCat(crRepeat(1, 10), crRepeat(2, 20), crRepeat(3, 30)), crCat(crRepeat(1, 10), crRepeat(2, 50)), 31},
+		{"leader has the conflicting term", concatTerms(repeatTerm(1, 10), repeatTerm(2, 20), repeatTerm(3, 30)), concatTerms(repeatTerm(1, 10), repeatTerm(2, 50)), 31},
 		// b's log is shorter: where it ends.
-		{"follower log shorter", crCat(crRepeat(1, 10), crRepeat(3, 50)), crRepeat(1, 10), 11},
+		{"follower log shorter", concatTerms(repeatTerm(1, 10), repeatTerm(3, 50)), repeatTerm(1, 10), 11},
 		// b's log is longer, with a conflicting term below.
-		{"follower log longer", crCat(crRepeat(1, 10), crRepeat(3, 50)), crCat(crRepeat(1, 10), crRepeat(2, 80)), 11},
+		{"follower log longer", concatTerms(repeatTerm(1, 10), repeatTerm(3, 50)), concatTerms(repeatTerm(1, 10), repeatTerm(2, 80)), 11},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := crCore(t, "a", crNames3)
-			b := crCore(t, "b", crNames3)
-			c := crCore(t, "c", crNames3)
-			a.step(crApp("c", 3, 0, 0, 10, crEnts(1, tc.leaderLog...)))
+			a := testCore(t, "a", names3)
+			b := testCore(t, "b", names3)
+			c := testCore(t, "c", names3)
+			a.step(appendMsg("c", 3, 0, 0, 10, entries(1, tc.leaderLog...)))
 			a.takeReady()
-			b.step(crApp("c", 2, 0, 0, 10, crEnts(1, tc.followerLog...)))
+			b.step(appendMsg("c", 2, 0, 0, 10, entries(1, tc.followerLog...)))
 			b.takeReady()
-			crElect(t, a, "c", "b")
+			elect(t, a, "c", "b")
 			out := a.takeReady().Messages
-			first := crOnly(t, out, MsgApp, "b")
+			first := onlyMsg(t, out, MsgApp, "b")
 			b.step(first)
-			rej := crOnly(t, b.takeReady().Messages, MsgAppResp, "a")
+			rej := onlyMsg(t, b.takeReady().Messages, MsgAppResp, "a")
 			if !rej.Reject {
-				t.Fatalf("b accepted %s", crDump([]Message{first}))
+				t.Fatalf("b accepted %s", dumpMsgs([]Message{first}))
 			}
 			a.step(rej)
 			if pr := a.prs["b"]; pr.next != tc.wantNext {
 				t.Fatalf("after one refusal (hint %d/%d) next is %d, want %d", rej.HintIndex, rej.HintTerm, pr.next, tc.wantNext)
 			}
 			// Let them converge; count a's appends to b.
-			cores := map[string]*core{"a": a, "b": b, "c": c}
-			apps := 1 + crPump(t, cores, a.takeReady().Messages, nil, func(m Message) bool { return m.Type == MsgApp && m.To == "b" })
-			if !crEqualTerms(crLogTerms(a), crLogTerms(b)) {
-				t.Fatalf("logs differ after converging: a %v, b %v", crLogTerms(a), crLogTerms(b))
+			net := connect(t, a, b, c)
+			net.collect("a")
+			apps := 1 + net.deliverCounting(func(m Message) bool { return m.Type == MsgApp && m.To == "b" })
+			if !slices.Equal(logTerms(a), logTerms(b)) {
+				t.Fatalf("logs differ after converging: a %v, b %v", logTerms(a), logTerms(b))
 			}
 			if apps > 4 {
 				t.Fatalf("%d appends to bring b's log in line, want at most 4", apps)
@@ -231,9 +233,9 @@ func TestCoreFastBackoff(t *testing.T) {
 // TestCoreFastBackoffNet: two servers with 50 divergent entries each
 // converge within a few appends on the network harness.
 func TestCoreFastBackoffNet(t *testing.T) {
-	n := newTestNet(t, 11, "a", "b", "c")
-	a := crForceLeader(t, n, "a")
-	crSettle(t, n, 50)
+	n := newCluster(t, 11, names3)
+	a := n.forceLeader("a")
+	n.settle(50)
 	for i := 0; i < 5; i++ {
 		a.propose([][]byte{[]byte(fmt.Sprint("base", i))})
 	}
@@ -248,22 +250,22 @@ func TestCoreFastBackoffNet(t *testing.T) {
 	// c leads a new term with b and commits 50 others at the same indexes;
 	// then b takes over, so that its first append to a lies far above the
 	// point where the logs part.
-	c := crForceLeader(t, n, "c")
+	c := n.forceLeader("c")
 	for i := 0; i < 50; i++ {
 		c.propose([][]byte{[]byte(fmt.Sprint("kept", i))})
 	}
 	n.collect("c")
 	n.deliverAll()
-	b := crForceLeader(t, n, "b")
+	b := n.forceLeader("b")
 	if b.commit != b.log.lastIndex() || a.log.lastIndex() < b.log.lastIndex()-5 {
 		t.Fatalf("setup: b commit %d last %d, a last %d", b.commit, b.log.lastIndex(), a.log.lastIndex())
 	}
-	n.heal()
+	n.healAll()
 	apps := 0
-	for tick := 0; tick < 20 && !crEqualTerms(crLogTerms(a), crLogTerms(b)); tick++ {
-		apps += crTickCounting(n, func(m Message) bool { return m.Type == MsgApp && m.From == "b" && m.To == "a" })
+	for tick := 0; tick < 20 && !slices.Equal(logTerms(a), logTerms(b)); tick++ {
+		apps += n.tickCounting(func(m Message) bool { return m.Type == MsgApp && m.From == "b" && m.To == "a" })
 	}
-	if !crEqualTerms(crLogTerms(a), crLogTerms(b)) {
+	if !slices.Equal(logTerms(a), logTerms(b)) {
 		t.Fatalf("a's log never agreed with b's")
 	}
 	t.Logf("b needed %d appends to bring a's %d divergent entries in line", apps, 50)
@@ -271,7 +273,7 @@ func TestCoreFastBackoffNet(t *testing.T) {
 		t.Fatalf("b needed %d appends to bring a's log in line, want at most 6", apps)
 	}
 	n.tickAll(5)
-	got := crNormal(crAppliedAgree(t, n))
+	got := normalData(n.appliedAgree())
 	if len(got) != 55 || got[54] != "kept49" {
 		t.Fatalf("applied %d commands (last %q), want base0-4 and kept0-49", len(got), got[len(got)-1])
 	}
@@ -281,20 +283,20 @@ func TestCoreFastBackoffNet(t *testing.T) {
 // entries of a later term than the message, index 0, an overwrite of a
 // committed entry) change nothing and do not crash the server.
 func TestCoreMalformedAppendsAreDropped(t *testing.T) {
-	a := crCore(t, "a", crNames3)
-	crFollowerWithLog(t, a, 2, []uint64{1, 2}, 1)
-	before := crLogTerms(a)
+	a := testCore(t, "a", names3)
+	followerWithLog(t, a, 2, []uint64{1, 2}, 1)
+	before := logTerms(a)
 	for _, m := range []Message{
-		crApp("b", 2, 0, 0, 1, []Entry{{Index: 2, Term: 2}}),                      // a gap after PrevIndex 0
-		crApp("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 5}}),                      // a term above the message's
-		crApp("b", 2, 0, 0, 1, []Entry{{Index: 0, Term: 1}}),                      // index 0
-		crApp("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
-		crApp("b", 3, 0, 0, 1, []Entry{{Index: 1, Term: 3}}),                      // rewrites committed index 1: skipped as committed
+		appendMsg("b", 2, 0, 0, 1, []Entry{{Index: 2, Term: 2}}),                      // a gap after PrevIndex 0
+		appendMsg("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 5}}),                      // a term above the message's
+		appendMsg("b", 2, 0, 0, 1, []Entry{{Index: 0, Term: 1}}),                      // index 0
+		appendMsg("b", 2, 2, 2, 1, []Entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}), // terms going down
+		appendMsg("b", 3, 0, 0, 1, []Entry{{Index: 1, Term: 3}}),                      // rewrites committed index 1: skipped as committed
 	} {
 		a.step(m)
 		a.takeReady()
-		if got := crLogTerms(a); !crEqualTerms(got, before) || a.commit != 1 {
-			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", crDump([]Message{m}), got, a.commit, before)
+		if got := logTerms(a); !slices.Equal(got, before) || a.commit != 1 {
+			t.Fatalf("after %s the log is %v commit %d, want %v commit 1", dumpMsgs([]Message{m}), got, a.commit, before)
 		}
 	}
 }
@@ -305,20 +307,20 @@ func TestCoreMalformedAppendsAreDropped(t *testing.T) {
 // a few heartbeats without progress the leader resends from the match
 // point.
 func TestCoreResendsAfterLostAppends(t *testing.T) {
-	a := crLeader3(t)
-	a.step(crAck("c", a.term, a.log.lastIndex(), 0))
+	a := leaderOfThree(t)
+	a.step(ackMsg("c", a.term, a.log.lastIndex(), 0))
 	a.takeReady()
 	idx, _, _ := a.propose([][]byte{[]byte("x")})
 	a.takeReady() // the appends carrying idx are lost
 	resent := -1
 	for tick := 0; tick < 10*a.cfg.heartbeat && resent < 0; tick++ {
 		a.tick()
-		for _, m := range crMsgs(a.takeReady().Messages, MsgApp, "b") {
+		for _, m := range msgsOf(a.takeReady().Messages, MsgApp, "b") {
 			if len(m.Entries) > 0 && m.Entries[0].Index <= idx && idx <= m.Entries[len(m.Entries)-1].Index {
 				resent = tick
 			}
 			// b answers the heartbeats: alive, but its log is where it was.
-			a.step(crAck("b", a.term, m.PrevIndex, m.Seq))
+			a.step(ackMsg("b", a.term, m.PrevIndex, m.Seq))
 		}
 	}
 	if resent < 0 {
@@ -332,9 +334,9 @@ func TestCoreResendsAfterLostAppends(t *testing.T) {
 // TestCoreAckBeyondLogIgnored: an acknowledgement of entries the leader
 // never had is forged; counting it would commit an entry no follower holds.
 func TestCoreAckBeyondLogIgnored(t *testing.T) {
-	a := crLeader3(t)
+	a := leaderOfThree(t)
 	match := a.prs["b"].match
-	a.step(crAck("b", a.term, a.log.lastIndex()+1<<40, 1))
+	a.step(ackMsg("b", a.term, a.log.lastIndex()+1<<40, 1))
 	a.takeReady()
 	if a.prs["b"].match != match {
 		t.Fatalf("b's match is %d after a forged ack, want %d", a.prs["b"].match, match)

@@ -1,10 +1,12 @@
 package raft
 
 // The deterministic simulator behind TestSim and FuzzCoreStep: cores wired
-// together by a network that drops, duplicates, delays and reorders messages
-// and can be cut link by link, with crashes that restart a server as a new incarnation, membership
-// changes, forced elections, proposals and ReadIndex reads. One seeded PCG
-// drives everything, so a seed replays exactly.
+// together by a network (network_test.go) that drops, duplicates, delays and
+// reorders messages and can be cut link by link, with crashes that restart a
+// server as a new incarnation, membership changes, forced elections,
+// proposals and ReadIndex reads. One seeded PCG drives everything: the
+// schedule picks every fault and every message to deliver with it, and the
+// network carries the choice out, so a seed replays exactly.
 //
 // checkInvariants runs after every input to a core; see its comment for what
 // it checks. Its bookkeeping is incremental (each check only looks at what
@@ -15,15 +17,14 @@ package raft
 import (
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strconv"
 	"strings"
 )
 
 const (
-	simMaxNames  = 7   // servers ever created in one run, names n1..n7
-	simMaxFlight = 600 // messages in flight before the network sheds one
-	simTraceLen  = 60  // events kept for the report of a failing seed
+	maxServers  = 7   // servers ever created in one run, names n1..n7
+	netCapacity = 600 // messages in flight before the network sheds one
+	traceLen    = 60  // events kept for the report of a failing seed
 )
 
 // simOptions chooses the schedule of one run.
@@ -32,18 +33,18 @@ type simOptions struct {
 	initial      int  // bootstrap servers (3..7); 0: chosen by the seed
 	majorityLoss int  // 1: crashes may take down a majority, -1: never, 0: chosen by the seed
 	liveness     bool // end with a fault-free phase that must elect a leader and commit
-	verbose      bool // keep every event, not only the last simTraceLen
+	verbose      bool // keep every event, not only the last traceLen
 }
 
-// simID is one incarnation of one server.
-type simID struct {
+// serverID is one incarnation of one server.
+type serverID struct {
 	name string
 	inc  uint64
 }
 
-func (id simID) String() string { return id.name + "(" + strconv.FormatUint(id.inc, 10) + ")" }
+func (id serverID) String() string { return id.name + "(" + strconv.FormatUint(id.inc, 10) + ")" }
 
-type simNode struct {
+type server struct {
 	name    string
 	c       *core // nil while down
 	inc     uint64
@@ -61,40 +62,40 @@ type simNode struct {
 	dirty      bool     // log may have changed since the last check
 }
 
-func (n *simNode) id() simID { return simID{n.name, n.inc} }
+func (n *server) id() serverID { return serverID{n.name, n.inc} }
 
-type simIdxTerm struct{ index, term uint64 }
+type indexTerm struct{ index, term uint64 }
 
-type simLogRec struct {
+type logRecord struct {
 	prevTerm uint64
 	key      string
 }
 
-// simCommit is what the checker learned about one committed index.
-type simCommit struct {
+// commitRecord is what the checker learned about one committed index.
+type commitRecord struct {
 	term    uint64
 	key     string
 	recTerm uint64 // lowest term of a server that saw it committed
-	by      simID
+	by      serverID
 }
 
-type simProp struct {
-	by       simID
+type proposal struct {
+	by       serverID
 	index    uint64
 	term     uint64
 	finished bool
 }
 
-type simRead struct {
-	by   simID
+type readRecord struct {
+	by   serverID
 	min  uint64 // index of the newest write or read finished before this read began
 	step int
 }
 
-type simEvKind uint8
+type eventKind uint8
 
 const (
-	evDeliver simEvKind = iota
+	evDeliver eventKind = iota
 	evDrop
 	evDup
 	evTick
@@ -115,28 +116,28 @@ const (
 	evNote
 )
 
-type simEvent struct {
+type event struct {
 	step int
-	kind simEvKind
-	node simID
+	kind eventKind
+	node serverID
 	a, b uint64
 	s    string
 	m    Message
 	err  error
 }
 
-func (e simEvent) String() string {
+func (e event) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%5d ", e.step)
 	switch e.kind {
 	case evDeliver:
-		b.WriteString("deliver " + simMsgString(e.m))
+		b.WriteString("deliver " + msgString(e.m))
 	case evDrop:
-		b.WriteString("drop    " + simMsgString(e.m) + " " + e.s)
+		b.WriteString("drop    " + msgString(e.m) + " " + e.s)
 	case evDup:
-		b.WriteString("dup     " + simMsgString(e.m))
+		b.WriteString("dup     " + msgString(e.m))
 	case evForged:
-		b.WriteString("FORGED  " + simMsgString(e.m))
+		b.WriteString("FORGED  " + msgString(e.m))
 	case evTick:
 		fmt.Fprintf(&b, "tick    %v", e.node)
 	case evTickAll:
@@ -171,7 +172,7 @@ func (e simEvent) String() string {
 	return b.String()
 }
 
-func simMsgString(m Message) string {
+func msgString(m Message) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s(%d)->%s t%d", m.Type, m.From, m.FromInc, m.To, m.Term)
 	switch m.Type {
@@ -198,7 +199,7 @@ func simMsgString(m Message) string {
 					fmt.Fprintf(&b, "…%d more", len(m.Entries)-4)
 					break
 				}
-				fmt.Fprintf(&b, "%d/%d:%s", e.Index, e.Term, simEntryString(e))
+				fmt.Fprintf(&b, "%d/%d:%s", e.Index, e.Term, entryString(e))
 			}
 			b.WriteString("]")
 		}
@@ -212,13 +213,13 @@ func simMsgString(m Message) string {
 	return b.String()
 }
 
-func simEntryString(e Entry) string {
+func entryString(e Entry) string {
 	switch e.Type {
 	case EntryNoop:
 		return "noop"
 	case EntryConfig:
 		if m, err := decodeMembership(e.Data); err == nil {
-			return "conf" + simMembersString(m)
+			return "conf" + membersString(m)
 		}
 		return "conf?"
 	case EntryNormal:
@@ -227,7 +228,7 @@ func simEntryString(e Entry) string {
 	return "type" + strconv.Itoa(int(e.Type))
 }
 
-func simMembersString(m membership) string {
+func membersString(m membership) string {
 	parts := make([]string, len(m.Voters))
 	for i, v := range m.Voters {
 		parts[i] = v.Name + ":" + strconv.FormatUint(v.Inc, 10)
@@ -235,17 +236,17 @@ func simMembersString(m membership) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-// simEntryKey identifies an entry's content: its type and data.
-func simEntryKey(e *Entry) string {
+// entryKey identifies an entry's content: its type and data.
+func entryKey(e *Entry) string {
 	return string(rune('0'+e.Type)) + string(e.Data)
 }
 
-// simKeyString shows an entry key as simEntryString shows the entry.
-func simKeyString(key string) string {
-	return simEntryString(Entry{Type: EntryType(key[0] - '0'), Data: []byte(key[1:])})
+// keyString shows an entry key as entryString shows the entry.
+func keyString(key string) string {
+	return entryString(Entry{Type: EntryType(key[0] - '0'), Data: []byte(key[1:])})
 }
 
-func simSameEntry(e *Entry, key string) bool {
+func sameEntry(e *Entry, key string) bool {
 	return len(key) == 1+len(e.Data) && key[0] == byte('0'+e.Type) && key[1:] == string(e.Data)
 }
 
@@ -255,10 +256,8 @@ type sim struct {
 	rng          *rand.Rand
 	opts         simOptions
 	majorityLoss bool
-	nodes        map[string]*simNode
-	names        []string // every name created, in creation order
-	net          []Message
-	cut          map[[2]string]bool // directed links that drop messages
+	nodes        map[string]*server
+	net          *network // the cores, by name in creation order, and the messages between them
 	step         int
 	nextInc      uint64
 	nextCmd      uint64
@@ -270,18 +269,18 @@ type sim struct {
 	boot         int  // servers at the start
 
 	// Checker state.
-	leaders    map[uint64]simID
-	logRecs    map[simIdxTerm]simLogRec
-	committed  []simCommit // committed[i-1] is index i
+	leaders    map[uint64]serverID
+	logRecs    map[indexTerm]logRecord
+	committed  []commitRecord // committed[i-1] is index i
 	newCommits []uint64
 	applied    []string // applied[i-1]: the entry first applied at index i
-	props      map[string]*simProp
-	reads      map[uint64]*simRead
+	props      map[string]*proposal
+	reads      map[uint64]*readRecord
 	readDone   map[uint64]bool
 	finMax     uint64 // newest index a finished write or read covers
 	err        error  // first violation noticed while collecting output
 
-	events []simEvent // ring of the last simTraceLen, or everything when verbose
+	events []event // ring of the last traceLen, or everything when verbose
 	evNext int
 	stats  simStats
 }
@@ -292,19 +291,27 @@ type simStats struct {
 }
 
 func newSim(seed uint64, o simOptions) *sim {
+	rng := rand.New(rand.NewPCG(seed, 0x65787261667473))
 	s := &sim{
 		seed:     seed,
-		rng:      rand.New(rand.NewPCG(seed, 0x65787261667473)),
+		rng:      rng,
 		opts:     o,
-		nodes:    map[string]*simNode{},
-		cut:      map[[2]string]bool{},
+		nodes:    map[string]*server{},
+		net:      newNetwork(nil, rng),
 		global:   true,
-		leaders:  map[uint64]simID{},
-		logRecs:  map[simIdxTerm]simLogRec{},
-		props:    map[string]*simProp{},
-		reads:    map[uint64]*simRead{},
+		leaders:  map[uint64]serverID{},
+		logRecs:  map[indexTerm]logRecord{},
+		props:    map[string]*proposal{},
+		reads:    map[uint64]*readRecord{},
 		readDone: map[uint64]bool{},
 	}
+	// A message sent over a cut link stays in flight: it is lost only if
+	// the link is still cut when the schedule delivers it.
+	s.net.lateCut = true
+	s.net.capacity = netCapacity
+	s.net.output = func(name string, rd Ready) { s.output(s.nodes[name], rd) }
+	s.net.onDeliver = func(m Message) { s.ev(event{kind: evDeliver, m: m}) }
+	s.net.onLose = func(m Message, why string) { s.ev(event{kind: evDrop, m: m, s: why}) }
 	k := o.initial
 	if k == 0 {
 		k = 3 + s.rng.IntN(5)
@@ -329,28 +336,28 @@ func newSim(seed uint64, o simOptions) *sim {
 }
 
 // start creates a server (or restarts one) as a new incarnation with an empty log.
-func (s *sim) start(name string, initial []string, minMaj int) *simNode {
+func (s *sim) start(name string, initial []string, minMaj int) *server {
 	n := s.nodes[name]
 	if n == nil {
-		n = &simNode{name: name, initial: initial, minMaj: minMaj}
+		n = &server{name: name, initial: initial, minMaj: minMaj}
 		s.nodes[name] = n
-		s.names = append(s.names, name)
 	}
 	s.nextInc++
 	cfg := testCoreConfig(name, n.initial, s.nextInc, s.rng)
 	cfg.minMajority = n.minMaj
 	cfg.maxInflight = s.maxInflight
 	cfg.maxBatch = s.maxBatch
-	*n = simNode{name: name, initial: n.initial, minMaj: n.minMaj, inc: s.nextInc}
+	*n = server{name: name, initial: n.initial, minMaj: n.minMaj, inc: s.nextInc}
 	n.c = newCore(cfg)
 	n.term, n.role = n.c.term, n.c.role
-	s.collect(n)
+	s.net.put(name, n.c)
+	s.net.collect(name)
 	return n
 }
 
-func (s *sim) alive() []*simNode {
-	var out []*simNode
-	for _, name := range s.names {
+func (s *sim) alive() []*server {
+	var out []*server
+	for _, name := range s.net.names {
 		if n := s.nodes[name]; n.c != nil {
 			out = append(out, n)
 		}
@@ -358,8 +365,8 @@ func (s *sim) alive() []*simNode {
 	return out
 }
 
-func (s *sim) leadersNow() []*simNode {
-	var out []*simNode
+func (s *sim) leadersNow() []*server {
+	var out []*server
 	for _, n := range s.alive() {
 		if n.c.role == Leader {
 			out = append(out, n)
@@ -368,7 +375,7 @@ func (s *sim) leadersNow() []*simNode {
 	return out
 }
 
-func (s *sim) pick(ns []*simNode) *simNode {
+func (s *sim) pick(ns []*server) *server {
 	if len(ns) == 0 {
 		return nil
 	}
@@ -377,18 +384,18 @@ func (s *sim) pick(ns []*simNode) *simNode {
 
 // ---- trace --------------------------------------------------------------------
 
-func (s *sim) ev(e simEvent) {
+func (s *sim) ev(e event) {
 	e.step = s.step
 	if s.opts.verbose {
 		s.events = append(s.events, e)
 		return
 	}
-	if len(s.events) < simTraceLen {
+	if len(s.events) < traceLen {
 		s.events = append(s.events, e)
 		return
 	}
 	s.events[s.evNext] = e
-	s.evNext = (s.evNext + 1) % simTraceLen
+	s.evNext = (s.evNext + 1) % traceLen
 }
 
 func (s *sim) trace() string {
@@ -402,7 +409,7 @@ func (s *sim) trace() string {
 
 func (s *sim) describe() string {
 	var b strings.Builder
-	for _, name := range s.names {
+	for _, name := range s.net.names {
 		n := s.nodes[name]
 		if n.c == nil {
 			fmt.Fprintf(&b, "  %s: down\n", name)
@@ -411,13 +418,8 @@ func (s *sim) describe() string {
 		c := n.c
 		lt := c.log.lastTerm()
 		fmt.Fprintf(&b, "  %v: %s term=%d lead=%q commit=%d last=%d/%d removed=%v config=%s\n",
-			n.id(), c.role, c.term, c.lead, c.commit, c.log.lastIndex(), lt, c.removed, simMembersString(c.self))
+			n.id(), c.role, c.term, c.lead, c.commit, c.log.lastIndex(), lt, c.removed, membersString(c.self))
 	}
-	var cuts []string
-	for k := range s.cut {
-		cuts = append(cuts, k[0]+"->"+k[1])
-	}
-	sort.Strings(cuts)
-	fmt.Fprintf(&b, "  cut links: %v; in flight: %d; committed: %d\n", cuts, len(s.net), len(s.committed))
+	fmt.Fprintf(&b, "  cut links: %v; in flight: %d; committed: %d\n", s.net.cutLinks(), len(s.net.inFlight), len(s.committed))
 	return b.String()
 }

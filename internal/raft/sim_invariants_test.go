@@ -13,21 +13,11 @@ func (s *sim) violate(format string, args ...any) {
 	}
 }
 
-// collect takes what n's core produced: messages go on the network, entries
-// are applied, reads are answered.
-func (s *sim) collect(n *simNode) {
-	rd := n.c.takeReady()
-	for _, m := range rd.Messages {
-		if len(s.net) >= simMaxFlight {
-			i := s.rng.IntN(len(s.net))
-			s.ev(simEvent{kind: evDrop, m: s.net[i], s: "(network full)"})
-			s.net[i] = s.net[len(s.net)-1]
-			s.net = s.net[:len(s.net)-1]
-		}
-		s.net = append(s.net, m)
-	}
+// output takes what n's core produced besides the messages, which the
+// network has sent: entries are applied, reads are answered.
+func (s *sim) output(n *server, rd Ready) {
 	if len(rd.Committed) > 0 {
-		s.ev(simEvent{kind: evApply, node: n.id(), a: rd.Committed[0].Index, b: rd.Committed[len(rd.Committed)-1].Index})
+		s.ev(event{kind: evApply, node: n.id(), a: rd.Committed[0].Index, b: rd.Committed[len(rd.Committed)-1].Index})
 	}
 	for i := range rd.Committed {
 		s.applyEntry(n, &rd.Committed[i])
@@ -36,7 +26,7 @@ func (s *sim) collect(n *simNode) {
 		s.readReleased(n, r)
 	}
 	for _, id := range rd.FailedReads {
-		s.ev(simEvent{kind: evReadFail, node: n.id(), a: id})
+		s.ev(event{kind: evReadFail, node: n.id(), a: id})
 		delete(s.reads, id)
 	}
 	n.dirty = true
@@ -47,7 +37,7 @@ func (s *sim) collect(n *simNode) {
 	}
 }
 
-func (s *sim) applyEntry(n *simNode, e *Entry) {
+func (s *sim) applyEntry(n *server, e *Entry) {
 	if e.Index != n.handed+1 {
 		s.violate("applied indexes go back or skip: %v handed out index %d after %d", n.id(), e.Index, n.handed)
 	}
@@ -58,12 +48,12 @@ func (s *sim) applyEntry(n *simNode, e *Entry) {
 	// State machine safety: the same entry at each index on every server.
 	switch {
 	case e.Index <= uint64(len(s.applied)):
-		if !simSameEntry(e, s.applied[e.Index-1]) {
+		if !sameEntry(e, s.applied[e.Index-1]) {
 			s.violate("state machine safety: %v applied %d/%s at index %d, another server applied %s",
-				n.id(), e.Term, simEntryString(*e), e.Index, simKeyString(s.applied[e.Index-1]))
+				n.id(), e.Term, entryString(*e), e.Index, keyString(s.applied[e.Index-1]))
 		}
 	case e.Index == uint64(len(s.applied))+1:
-		s.applied = append(s.applied, simEntryKey(e))
+		s.applied = append(s.applied, entryKey(e))
 	default:
 		s.violate("applied index %d on %v with only %d applied anywhere", e.Index, n.id(), len(s.applied))
 	}
@@ -80,8 +70,8 @@ func (s *sim) applyEntry(n *simNode, e *Entry) {
 
 // readReleased checks a released ReadIndex read: the state at its index must
 // include every write and read that finished before the read began.
-func (s *sim) readReleased(n *simNode, rs ReadState) {
-	s.ev(simEvent{kind: evReadDone, node: n.id(), a: rs.ID, b: rs.Index})
+func (s *sim) readReleased(n *server, rs ReadState) {
+	s.ev(event{kind: evReadDone, node: n.id(), a: rs.ID, b: rs.Index})
 	r := s.reads[rs.ID]
 	if r == nil {
 		s.violate("read %d released by %v twice or without being asked", rs.ID, n.id())
@@ -126,7 +116,7 @@ func (s *sim) checkInvariants() error {
 	if s.err != nil {
 		return s.err
 	}
-	for _, name := range s.names {
+	for _, name := range s.net.names {
 		n := s.nodes[name]
 		c := n.c
 		if c == nil {
@@ -145,7 +135,7 @@ func (s *sim) checkInvariants() error {
 			return fmt.Errorf("%v: handedOut %d but %d handed out", n.id(), c.handedOut, n.handed)
 		}
 		if c.role != n.role || c.term != n.term {
-			s.ev(simEvent{kind: evState, node: n.id(), s: fmt.Sprintf("%s term %d", c.role, c.term)})
+			s.ev(event{kind: evState, node: n.id(), s: fmt.Sprintf("%s term %d", c.role, c.term)})
 		}
 		n.term, n.role = c.term, c.role
 		if !s.global {
@@ -200,37 +190,37 @@ func (s *sim) checkInvariants() error {
 
 // leaderHas checks that the leader n holds the committed entry at index i,
 // if i was seen committed in a term no later than n's.
-func (s *sim) leaderHas(n *simNode, i uint64) error {
+func (s *sim) leaderHas(n *server, i uint64) error {
 	rec := &s.committed[i-1]
 	c := n.c
 	if rec.recTerm > c.term {
 		return nil
 	}
 	if i <= c.log.lastIndex() {
-		if e := c.log.at(i); e.Term == rec.term && simSameEntry(e, rec.key) {
+		if e := c.log.at(i); e.Term == rec.term && sameEntry(e, rec.key) {
 			return nil
 		}
 	}
 	have := "nothing"
 	if i <= c.log.lastIndex() {
 		e := c.log.at(i)
-		have = fmt.Sprintf("%d/%s", e.Term, simEntryString(*e))
+		have = fmt.Sprintf("%d/%s", e.Term, entryString(*e))
 	}
 	return fmt.Errorf("leader completeness: leader %v of term %d lacks index %d (%d/%s), "+
 		"seen committed by %v in term %d; it has %s there (last index %d)",
-		n.id(), c.term, i, rec.term, simKeyString(rec.key), rec.by, rec.recTerm, have, c.log.lastIndex())
+		n.id(), c.term, i, rec.term, keyString(rec.key), rec.by, rec.recTerm, have, c.log.lastIndex())
 }
 
 // recordCommits records the entries n's commit index now covers.
-func (s *sim) recordCommits(n *simNode) error {
+func (s *sim) recordCommits(n *server) error {
 	c := n.c
 	for i := n.commit + 1; i <= c.commit; i++ {
 		e := c.log.at(i)
 		if i <= uint64(len(s.committed)) {
 			rec := &s.committed[i-1]
-			if rec.term != e.Term || !simSameEntry(e, rec.key) {
+			if rec.term != e.Term || !sameEntry(e, rec.key) {
 				return fmt.Errorf("two entries committed at index %d: %d/%s (seen by %v in term %d) and %d/%s (seen by %v in term %d)",
-					i, rec.term, simKeyString(rec.key), rec.by, rec.recTerm, e.Term, simEntryString(*e), n.id(), c.term)
+					i, rec.term, keyString(rec.key), rec.by, rec.recTerm, e.Term, entryString(*e), n.id(), c.term)
 			}
 			if c.term < rec.recTerm {
 				rec.recTerm, rec.by = c.term, n.id()
@@ -238,7 +228,7 @@ func (s *sim) recordCommits(n *simNode) error {
 			}
 			continue
 		}
-		s.committed = append(s.committed, simCommit{term: e.Term, key: simEntryKey(e), recTerm: c.term, by: n.id()})
+		s.committed = append(s.committed, commitRecord{term: e.Term, key: entryKey(e), recTerm: c.term, by: n.id()})
 		s.newCommits = append(s.newCommits, i)
 		s.stats.commits++
 	}
@@ -249,7 +239,7 @@ func (s *sim) recordCommits(n *simNode) error {
 
 // checkLogMatching checks the entries of n's log that changed since its last
 // check against every (index, term) seen in any log.
-func (s *sim) checkLogMatching(n *simNode) error {
+func (s *sim) checkLogMatching(n *server) error {
 	c := n.c
 	last := c.log.lastIndex()
 	from := uint64(1)
@@ -272,13 +262,13 @@ func (s *sim) checkLogMatching(n *simNode) error {
 		if e.Term < prevTerm {
 			return fmt.Errorf("log of %v: term %d at index %d after term %d", n.id(), e.Term, i, prevTerm)
 		}
-		k := simIdxTerm{i, e.Term}
+		k := indexTerm{i, e.Term}
 		rec, ok := s.logRecs[k]
 		if !ok {
-			s.logRecs[k] = simLogRec{prevTerm: prevTerm, key: simEntryKey(e)}
-		} else if rec.prevTerm != prevTerm || !simSameEntry(e, rec.key) {
+			s.logRecs[k] = logRecord{prevTerm: prevTerm, key: entryKey(e)}
+		} else if rec.prevTerm != prevTerm || !sameEntry(e, rec.key) {
 			return fmt.Errorf("log matching: %v holds %d/%s at index %d after term %d; another log holds %s there after term %d",
-				n.id(), e.Term, simEntryString(*e), i, prevTerm, simKeyString(rec.key), rec.prevTerm)
+				n.id(), e.Term, entryString(*e), i, prevTerm, keyString(rec.key), rec.prevTerm)
 		}
 		n.terms = append(n.terms, e.Term)
 	}

@@ -12,36 +12,12 @@ import (
 
 // ---- actions ------------------------------------------------------------------
 
-func (s *sim) deliverAt(i int) {
-	m := s.net[i]
-	copy(s.net[i:], s.net[i+1:])
-	s.net = s.net[:len(s.net)-1]
-	n := s.nodes[m.To]
-	switch {
-	case n == nil || n.c == nil:
-		s.ev(simEvent{kind: evDrop, m: m, s: "(no such server up)"})
-	case s.cut[[2]string{m.From, m.To}]:
-		s.ev(simEvent{kind: evDrop, m: m, s: "(link cut)"})
-	default:
-		s.ev(simEvent{kind: evDeliver, m: m})
-		n.c.step(m)
-		s.collect(n)
-	}
-}
-
-func (s *sim) tick(n *simNode) {
-	n.c.tick()
-	s.collect(n)
-}
-
 func (s *sim) tickAll() {
-	s.ev(simEvent{kind: evTickAll})
-	for _, n := range s.alive() {
-		s.tick(n)
-	}
+	s.ev(event{kind: evTickAll})
+	s.net.tickEach()
 }
 
-func (s *sim) propose(n *simNode, k int) {
+func (s *sim) propose(n *server, k int) {
 	cmds := make([][]byte, k)
 	names := make([]string, k)
 	for i := range cmds {
@@ -50,36 +26,37 @@ func (s *sim) propose(n *simNode, k int) {
 		cmds[i] = []byte(names[i])
 	}
 	first, term, err := n.c.propose(cmds)
-	s.ev(simEvent{kind: evPropose, node: n.id(), s: strings.Join(names, ","), a: first, b: term, err: err})
+	s.ev(event{kind: evPropose, node: n.id(), s: strings.Join(names, ","), a: first, b: term, err: err})
 	if err == nil {
 		for i, name := range names {
-			s.props[name] = &simProp{by: n.id(), index: first + uint64(i), term: term}
+			s.props[name] = &proposal{by: n.id(), index: first + uint64(i), term: term}
 		}
 	}
-	s.collect(n)
+	s.net.collect(n.name)
 }
 
-func (s *sim) read(n *simNode) {
+func (s *sim) read(n *server) {
 	s.nextRead++
 	id := s.nextRead
-	s.reads[id] = &simRead{by: n.id(), min: s.finMax, step: s.step}
+	s.reads[id] = &readRecord{by: n.id(), min: s.finMax, step: s.step}
 	err := n.c.readIndex(id)
-	s.ev(simEvent{kind: evRead, node: n.id(), a: id, b: s.finMax, err: err})
+	s.ev(event{kind: evRead, node: n.id(), a: id, b: s.finMax, err: err})
 	if err != nil {
 		delete(s.reads, id)
 	}
-	s.collect(n)
+	s.net.collect(n.name)
 }
 
-func (s *sim) crash(n *simNode) {
-	s.ev(simEvent{kind: evCrash, node: n.id()})
+func (s *sim) crash(n *server) {
+	s.ev(event{kind: evCrash, node: n.id()})
 	n.c = nil
+	s.net.stop(n.name)
 	s.stats.crashes++
 }
 
-func (s *sim) restart(n *simNode) {
+func (s *sim) restart(n *server) {
 	s.start(n.name, n.initial, n.minMaj)
-	s.ev(simEvent{kind: evRestart, node: n.id()})
+	s.ev(event{kind: evRestart, node: n.id()})
 	s.stats.restarts++
 }
 
@@ -110,7 +87,7 @@ func (s *sim) healthyWithout(skip string) bool {
 // bootstrap configuration up (a core may want them all to elect its first
 // leader).
 func (s *sim) healthy(skip string, strict bool) bool {
-	var ref *simNode
+	var ref *server
 	for _, n := range s.alive() {
 		lt, li := n.c.log.lastTerm(), n.c.log.lastIndex()
 		if ref == nil || lt > ref.c.log.lastTerm() || (lt == ref.c.log.lastTerm() && li > ref.c.log.lastIndex()) {
@@ -138,7 +115,7 @@ func (s *sim) healthy(skip string, strict bool) bool {
 // configuration entry: when every server of InitialConfig has lost its
 // state, restarting them from InitialConfig makes a new cluster (with terms
 // from 1 again), which nothing can tell from the first start.
-func (s *sim) mayCrash(x *simNode) bool {
+func (s *sim) mayCrash(x *server) bool {
 	if !s.majorityLoss && !s.healthyWithout(x.name) {
 		return false
 	}
@@ -154,25 +131,24 @@ func (s *sim) mayCrash(x *simNode) bool {
 }
 
 func (s *sim) netAction() {
-	names := s.names
+	names := s.net.names
 	switch s.rng.IntN(6) {
 	case 0, 1: // one link, one direction or both
 		a, b := names[s.rng.IntN(len(names))], names[s.rng.IntN(len(names))]
 		if a == b {
 			return
 		}
-		s.cut[[2]string{a, b}] = true
+		s.net.cutOneWay(a, b)
 		desc := "cut " + a + "->" + b
 		if s.rng.IntN(2) == 0 {
-			s.cut[[2]string{b, a}] = true
+			s.net.cutOneWay(b, a)
 			desc = "cut " + a + "<->" + b
 		}
-		s.ev(simEvent{kind: evNet, s: desc})
+		s.ev(event{kind: evNet, s: desc})
 	case 2: // heal one link
 		a, b := names[s.rng.IntN(len(names))], names[s.rng.IntN(len(names))]
-		delete(s.cut, [2]string{a, b})
-		delete(s.cut, [2]string{b, a})
-		s.ev(simEvent{kind: evNet, s: "heal " + a + "<->" + b})
+		s.net.heal(a, b)
+		s.ev(event{kind: evNet, s: "heal " + a + "<->" + b})
 	case 3, 4, 5: // two groups: symmetric, one-way, or bridged by one server
 		side := map[string]bool{}
 		for _, name := range names {
@@ -183,7 +159,7 @@ func (s *sim) netAction() {
 		if kind == 2 {
 			bridge = names[s.rng.IntN(len(names))]
 		}
-		s.cut = map[[2]string]bool{}
+		s.net.healAll()
 		var left []string
 		for _, a := range names {
 			if side[a] {
@@ -196,11 +172,11 @@ func (s *sim) netAction() {
 				if kind == 1 && !side[a] {
 					continue // one way only: left can't reach right, right reaches left
 				}
-				s.cut[[2]string{a, b}] = true
+				s.net.cutOneWay(a, b)
 			}
 		}
 		what := []string{"partition", "one-way partition", "partition bridged by " + bridge}[kind]
-		s.ev(simEvent{kind: evNet, s: fmt.Sprintf("%s: %v | rest", what, left)})
+		s.ev(event{kind: evNet, s: fmt.Sprintf("%s: %v | rest", what, left)})
 	}
 }
 
@@ -220,7 +196,7 @@ func (s *sim) randomStep() {
 	} else {
 		if s.rng.IntN(120) == 0 {
 			s.calm = 50 + s.rng.IntN(250)
-			s.ev(simEvent{kind: evNote, s: fmt.Sprintf("calm for %d steps", s.calm)})
+			s.ev(event{kind: evNote, s: fmt.Sprintf("calm for %d steps", s.calm)})
 		}
 		r = s.rng.IntN(1000)
 	}
@@ -232,17 +208,17 @@ func (s *sim) randomStep() {
 func (s *sim) doStep(r int) {
 	switch {
 	case r < 300: // deliver any message in flight: reordering
-		if len(s.net) > 0 {
-			s.deliverAt(s.rng.IntN(len(s.net)))
+		if len(s.net.inFlight) > 0 {
+			s.net.deliverAt(s.rng.IntN(len(s.net.inFlight)))
 		}
 	case r < 480: // deliver the oldest
-		if len(s.net) > 0 {
-			s.deliverAt(0)
+		if len(s.net.inFlight) > 0 {
+			s.net.deliverAt(0)
 		}
 	case r < 630:
 		if n := s.pick(s.alive()); n != nil {
-			s.ev(simEvent{kind: evTick, node: n.id()})
-			s.tick(n)
+			s.ev(event{kind: evTick, node: n.id()})
+			s.net.tick(n.name, 1)
 		}
 	case r < 690:
 		s.tickAll()
@@ -255,22 +231,20 @@ func (s *sim) doStep(r int) {
 			s.read(n)
 		}
 	case r < 845:
-		if len(s.net) > 0 {
-			i := s.rng.IntN(len(s.net))
-			s.ev(simEvent{kind: evDrop, m: s.net[i]})
-			s.net = append(s.net[:i], s.net[i+1:]...)
+		if len(s.net.inFlight) > 0 {
+			s.net.drop(s.rng.IntN(len(s.net.inFlight)))
 		}
 	case r < 865:
-		if len(s.net) > 0 {
-			m := s.net[s.rng.IntN(len(s.net))]
-			s.ev(simEvent{kind: evDup, m: m})
-			s.net = append(s.net, m)
+		if len(s.net.inFlight) > 0 {
+			i := s.rng.IntN(len(s.net.inFlight))
+			s.ev(event{kind: evDup, m: s.net.inFlight[i]})
+			s.net.duplicate(i)
 		}
 	case r < 895:
 		s.netAction()
 	case r < 910:
-		s.cut = map[[2]string]bool{}
-		s.ev(simEvent{kind: evNet, s: "heal all"})
+		s.net.healAll()
+		s.ev(event{kind: evNet, s: "heal all"})
 	case r < 930: // crash, and restart at once or later
 		n := s.pick(s.alive())
 		if n == nil || !s.mayCrash(n) {
@@ -281,8 +255,8 @@ func (s *sim) doStep(r int) {
 			s.restart(n)
 		}
 	case r < 945:
-		var down []*simNode
-		for _, name := range s.names {
+		var down []*server
+		for _, name := range s.net.names {
 			if s.nodes[name].c == nil {
 				down = append(down, s.nodes[name])
 			}
@@ -295,7 +269,7 @@ func (s *sim) doStep(r int) {
 	case r < 975:
 		s.removeServer()
 	case r < 990:
-		var fs []*simNode
+		var fs []*server
 		for _, n := range s.alive() {
 			if n.c.role != Leader {
 				fs = append(fs, n)
@@ -303,12 +277,12 @@ func (s *sim) doStep(r int) {
 		}
 		if n := s.pick(fs); n != nil {
 			err := n.c.triggerElection()
-			s.ev(simEvent{kind: evTrigger, node: n.id(), err: err})
-			s.collect(n)
+			s.ev(event{kind: evTrigger, node: n.id(), err: err})
+			s.net.collect(n.name)
 		}
 	default: // deliver everything in flight, oldest first
-		for k := len(s.net); k > 0 && len(s.net) > 0; k-- {
-			s.deliverAt(0)
+		for k := len(s.net.inFlight); k > 0 && len(s.net.inFlight) > 0; k-- {
+			s.net.deliverAt(0)
 		}
 	}
 }
@@ -319,28 +293,28 @@ func (s *sim) addServer() {
 		return
 	}
 	var name string
-	if len(s.names) < simMaxNames && s.rng.IntN(2) == 0 {
+	if len(s.net.names) < maxServers && s.rng.IntN(2) == 0 {
 		// A new server: it starts alone and passive (MinMajority 2) until a
 		// leader adds it.
-		name = "n" + strconv.Itoa(len(s.names)+1)
+		name = "n" + strconv.Itoa(len(s.net.names)+1)
 		s.start(name, nil, 2)
-		s.ev(simEvent{kind: evNote, s: "new server " + s.nodes[name].id().String()})
+		s.ev(event{kind: evNote, s: "new server " + s.nodes[name].id().String()})
 	} else {
 		// Any known server: a member that came back as a new incarnation, a
 		// removed one, or a current member (a no-op).
-		name = s.names[s.rng.IntN(len(s.names))]
+		name = s.net.names[s.rng.IntN(len(s.net.names))]
 	}
 	if s.rng.IntN(5) == 0 {
 		// The caller's ctx ended: the server abandons the catch-up.
 		l.c.cancelJoin(name)
-		s.ev(simEvent{kind: evAdd, node: l.id(), s: "cancel " + name})
-		s.collect(l)
+		s.ev(event{kind: evAdd, node: l.id(), s: "cancel " + name})
+		s.net.collect(l.name)
 		return
 	}
 	err := l.c.addServer(Peer{Name: name, Addr: name})
-	s.ev(simEvent{kind: evAdd, node: l.id(), s: name, err: err})
+	s.ev(event{kind: evAdd, node: l.id(), s: name, err: err})
 	s.stats.adds++
-	s.collect(l)
+	s.net.collect(l.name)
 }
 
 func (s *sim) removeServer() {
@@ -360,15 +334,15 @@ func (s *sim) removeServer() {
 		}
 	}
 	idx, err := l.c.removeServer(v.Name)
-	s.ev(simEvent{kind: evRemove, node: l.id(), s: v.Name, a: idx, err: err})
+	s.ev(event{kind: evRemove, node: l.id(), s: v.Name, a: idx, err: err})
 	s.stats.removes++
-	s.collect(l)
+	s.net.collect(l.name)
 }
 
 // ---- running --------------------------------------------------------------------
 
-// simFailure is a violation found by a run.
-type simFailure struct {
+// failure is a violation found by a run.
+type failure struct {
 	seed  uint64
 	step  int
 	steps int // the run's EXRAFT_SIM_STEPS
@@ -378,25 +352,25 @@ type simFailure struct {
 	trace string
 }
 
-func (f *simFailure) Error() string {
+func (f *failure) Error() string {
 	env := ""
-	if f.steps != simDefaultSteps {
+	if f.steps != defaultSteps {
 		env = fmt.Sprintf("EXRAFT_SIM_STEPS=%d ", f.steps)
 	}
 	return fmt.Sprintf("seed %d, step %d (%s): %v\nrerun alone, with the whole trace: %sEXRAFT_SIM_SEED=%d go test -run 'TestSim$' -v ./\nstate:\n%slast events:\n%s",
 		f.seed, f.step, f.mode, f.err, env, f.seed, f.state, f.trace)
 }
 
-func (s *sim) fail(err error) *simFailure {
+func (s *sim) fail(err error) *failure {
 	mode := "crashes keep a quorum of voters up"
 	if s.majorityLoss {
 		mode = "crashes may take down a majority"
 	}
-	return &simFailure{seed: s.seed, step: s.step, steps: s.opts.steps, err: err, mode: mode, state: s.describe(), trace: s.trace()}
+	return &failure{seed: s.seed, step: s.step, steps: s.opts.steps, err: err, mode: mode, state: s.describe(), trace: s.trace()}
 }
 
 // runSim runs one seed and returns the first violation, if any.
-func runSim(seed uint64, o simOptions) (s *sim, f *simFailure) {
+func runSim(seed uint64, o simOptions) (s *sim, f *failure) {
 	s = newSim(seed, o)
 	defer func() {
 		if r := recover(); r != nil {
@@ -427,25 +401,25 @@ func runSim(seed uint64, o simOptions) (s *sim, f *simFailure) {
 // a quorum of counting voters up.
 func (s *sim) settle() error {
 	if !s.healthy("", true) {
-		s.ev(simEvent{kind: evNote, s: "no quorum of counting voters is up: liveness not checked"})
+		s.ev(event{kind: evNote, s: "no quorum of counting voters is up: liveness not checked"})
 		return nil
 	}
-	s.cut = map[[2]string]bool{}
-	s.ev(simEvent{kind: evNote, s: "settle: network healed, no more faults"})
+	s.net.healAll()
+	s.ev(event{kind: evNote, s: "settle: network healed, no more faults"})
 	const maxTicks = 200
-	var write *simProp
+	var write *proposal
 	var readID uint64
 	for tick := 0; tick < maxTicks; tick++ {
 		s.step++
 		s.tickAll()
-		for k := 0; len(s.net) > 0 && k < 10000; k++ {
-			s.deliverAt(0)
+		for k := 0; len(s.net.inFlight) > 0 && k < 10000; k++ {
+			s.net.deliverAt(0)
 		}
 		if err := s.checkInvariants(); err != nil {
 			return err
 		}
 		// The leader of the highest term; ask again if leadership moved.
-		var l *simNode
+		var l *server
 		for _, n := range s.leadersNow() {
 			if l == nil || n.c.term > l.c.term {
 				l = n

@@ -28,9 +28,9 @@ import (
 	"time"
 )
 
-const simDefaultSteps = 3000
+const defaultSteps = 3000
 
-func simEnvUint(t *testing.T, name string, def uint64) uint64 {
+func envUint(t *testing.T, name string, def uint64) uint64 {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
@@ -43,9 +43,9 @@ func simEnvUint(t *testing.T, name string, def uint64) uint64 {
 }
 
 func TestSim(t *testing.T) {
-	steps := int(simEnvUint(t, "EXRAFT_SIM_STEPS", simDefaultSteps))
+	steps := int(envUint(t, "EXRAFT_SIM_STEPS", defaultSteps))
 	if v := os.Getenv("EXRAFT_SIM_SEED"); v != "" {
-		seed := simEnvUint(t, "EXRAFT_SIM_SEED", 0)
+		seed := envUint(t, "EXRAFT_SIM_SEED", 0)
 		s, f := runSim(seed, simOptions{steps: steps, liveness: true, verbose: true})
 		t.Logf("seed %d: %d servers at the start, majority loss allowed: %v, maxInflight %d, maxBatch %d\nevents:\n%s",
 			seed, s.boot, s.majorityLoss, s.maxInflight, s.maxBatch, s.trace())
@@ -55,17 +55,17 @@ func TestSim(t *testing.T) {
 		}
 		return
 	}
-	seeds := simEnvUint(t, "EXRAFT_SIM_SEEDS", 1000)
-	first := simEnvUint(t, "EXRAFT_SIM_FIRST", 1)
+	seeds := envUint(t, "EXRAFT_SIM_SEEDS", 1000)
+	first := envUint(t, "EXRAFT_SIM_FIRST", 1)
 	if testing.Short() && seeds > 200 {
 		seeds = 200
 	}
-	maxFailures := int64(simEnvUint(t, "EXRAFT_SIM_MAXFAIL", 20))
+	maxFailures := int64(envUint(t, "EXRAFT_SIM_MAXFAIL", 20))
 	var (
 		next     atomic.Uint64
 		nfail    atomic.Int64
 		mu       sync.Mutex
-		failures []*simFailure
+		failures []*failure
 		total    simStats
 		runs     int
 		wg       sync.WaitGroup
@@ -120,30 +120,6 @@ func TestSim(t *testing.T) {
 	t.Fatalf("%d of %d seeds failed; the first:\n%v\nother failing seeds:\n%s", len(failures), runs, failures[0], others.String())
 }
 
-// simBytes reads fuzz input; past its end it reads zeros.
-type simBytes struct {
-	b []byte
-	i int
-}
-
-func (r *simBytes) more() bool { return r.i < len(r.b) }
-
-func (r *simBytes) byte() byte {
-	if r.i >= len(r.b) {
-		return 0
-	}
-	r.i++
-	return r.b[r.i-1]
-}
-
-func (r *simBytes) uint64() uint64 {
-	var v uint64
-	for i := 0; i < 8; i++ {
-		v = v<<8 | uint64(r.byte())
-	}
-	return v
-}
-
 // ---- FuzzCoreStep: arbitrary messages into a simulated cluster --------------------
 
 // FuzzCoreStep runs a three-server simulated cluster whose schedule comes
@@ -155,15 +131,15 @@ func (r *simBytes) uint64() uint64 {
 // anything Raft trusts a peer for, so only the per-server ones are.
 func FuzzCoreStep(f *testing.F) {
 	f.Add([]byte("exraft00 .......... ........ ....."))
-	f.Add(simFuzzSteps("seed0001", 400))
+	f.Add(fuzzSteps("seed0001", 400))
 	// Steps, then a well-formed forged append from n1 one term ahead with two
 	// entries and a commit index beyond them, then more steps.
-	f.Add(append(append(simFuzzSteps("seed0002", 300), 0, 0, 1, 5, 0, 1, 0, 1, 0, 0, 0, 0, 2, 1, 0, 'x', 0, 0, 'y', 2, 0, 0, 0, 0), simFuzzSteps("", 100)...))
+	f.Add(append(append(fuzzSteps("seed0002", 300), 0, 0, 1, 5, 0, 1, 0, 1, 0, 0, 0, 0, 2, 1, 0, 'x', 0, 0, 'y', 2, 0, 0, 0, 0), fuzzSteps("", 100)...))
 	// A forged vote request and a forged append response from the unknown
 	// server "intruder".
-	f.Add(append(append(simFuzzSteps("seed0003", 300), 0, 0, 0, 3, 250, 7, 0, 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 1, 6, 220, 9, 1, 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0), simFuzzSteps("", 100)...))
+	f.Add(append(append(fuzzSteps("seed0003", 300), 0, 0, 0, 3, 250, 7, 0, 3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 1, 6, 220, 9, 1, 2, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0), fuzzSteps("", 100)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := simBytes{b: data}
+		in := fuzzInput{b: data}
 		s := newSim(in.uint64(), simOptions{initial: 3, majorityLoss: 1, verbose: false})
 		defer func() {
 			if r := recover(); r != nil {
@@ -185,9 +161,9 @@ func FuzzCoreStep(f *testing.F) {
 	})
 }
 
-// simFuzzSteps is fuzz input for FuzzCoreStep: a seed, then n steps that
+// fuzzSteps is fuzz input for FuzzCoreStep: a seed, then n steps that
 // deliver, tick, propose and read.
-func simFuzzSteps(seed string, n int) []byte {
+func fuzzSteps(seed string, n int) []byte {
 	b := []byte(seed)
 	picks := []int{650, 400, 400, 100, 550, 700, 400, 790, 100, 999}
 	for i := 0; i < n; i++ {
@@ -198,7 +174,7 @@ func simFuzzSteps(seed string, n int) []byte {
 }
 
 // inject decodes a message from the input and steps a server with it.
-func (s *sim) inject(in *simBytes) {
+func (s *sim) inject(in *fuzzInput) {
 	alive := s.alive()
 	if len(alive) == 0 {
 		return
@@ -209,8 +185,8 @@ func (s *sim) inject(in *simBytes) {
 	m.Type = MessageType(in.byte() % 9) // 0 and 8 are not message types
 	from := in.byte()
 	switch {
-	case from < 200 && len(s.names) > 1:
-		m.From = s.names[int(from)%len(s.names)]
+	case from < 200 && len(s.net.names) > 1:
+		m.From = s.net.names[int(from)%len(s.net.names)]
 		if o := s.nodes[m.From]; o != nil && in.byte()%4 != 0 {
 			m.FromInc = o.inc
 		} else {
@@ -269,9 +245,9 @@ func (s *sim) inject(in *simBytes) {
 	m.HintIndex = near(c.commit)
 	m.HintTerm = near(c.term)
 	s.global = false
-	s.ev(simEvent{kind: evForged, m: m})
+	s.ev(event{kind: evForged, m: m})
 	c.step(m)
-	s.collect(n)
+	s.net.collect(n.name)
 }
 
 // TestSimSchedulesAreDeterministic: a seed replays the same run.

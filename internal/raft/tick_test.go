@@ -8,8 +8,8 @@ import "testing"
 // TestCoreCheckQuorum: a leader that has not heard from a quorum within an
 // election timeout steps down; a leader that has stays.
 func TestCoreCheckQuorum(t *testing.T) {
-	n := newTestNet(t, 9, "a", "b", "c")
-	l := crSettle(t, n, 100)
+	n := newCluster(t, 9, names3)
+	l := n.settle(100)
 	term := l.term
 	n.tickAll(100)
 	if n.leader() != l || l.term != term {
@@ -17,7 +17,7 @@ func TestCoreCheckQuorum(t *testing.T) {
 	}
 	n.isolate(l.cfg.name)
 	for i := 0; i < 2*l.cfg.electionMin && l.role == Leader; i++ {
-		crTickOne(n, l.cfg.name, 1)
+		n.tick(l.cfg.name, 1)
 	}
 	if l.role != Follower || l.term != term {
 		t.Fatalf("leader cut off for two election timeouts is %v in term %d; want follower in term %d", l.role, l.term, term)
