@@ -12,7 +12,7 @@ import (
 // test fails when its rule is taken out.
 
 // proposeN has the leader of n propose k commands and delivers everything.
-func proposeN(n *testNet, l *core, k int) {
+func proposeN(n *network, l *core, k int) {
 	for i := range k {
 		l.propose([][]byte{[]byte(fmt.Sprint("w", i))})
 		if i%64 == 63 {
@@ -77,9 +77,9 @@ func TestLogRestartContinuesFromTheSnapshot(t *testing.T) {
 // out for applying; compacting keeps the trailing entries and the
 // configuration in effect.
 func TestCoreCompactNeedsAppliedIndex(t *testing.T) {
-	n := newTestNet(t, 3, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 3, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
 	proposeN(n, l, 300)
 	_, err := l.compact(l.handedOut+1, 0)
 	require.ErrorIs(t, err, ErrNotApplied)
@@ -90,7 +90,7 @@ func TestCoreCompactNeedsAppliedIndex(t *testing.T) {
 	assert.Equal(t, l.handedOut-10, meta.Index)
 	assert.Equal(t, l.term, meta.Term)
 	assert.Equal(t, meta.Index-50+1, l.log.firstIndex(), "trailing entries are kept")
-	assert.Equal(t, crVoterNames(conf), crVoterNames(l.committedConfig()))
+	assert.Equal(t, voterNames(conf), voterNames(l.committedConfig()))
 	assert.Equal(t, meta.Index, l.snap.index)
 	st := (&Node{c: l}).Status()
 	assert.Equal(t, meta.Index, st.SnapshotIndex)
@@ -102,17 +102,17 @@ func TestCoreCompactNeedsAppliedIndex(t *testing.T) {
 // travels; once it has installed it, replication goes on from there and
 // the follower's log and commit match the leader's.
 func TestCoreSnapshotCatchesUpABlankFollower(t *testing.T) {
-	n := newTestNet(t, 4, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 4, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
 	n.isolate("c")
 	proposeN(n, l, 500)
 	meta, err := l.compact(l.handedOut, 0)
 	require.NoError(t, err)
 
 	// c restarts blank and is reached again.
-	n.add("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
-	n.heal()
+	n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
+	n.healAll()
 	var snaps, appsDuring int
 	watch := func(m Message) bool {
 		if m.To != "c" {
@@ -154,22 +154,22 @@ func TestCoreSnapshotCatchesUpABlankFollower(t *testing.T) {
 // the snapshot's last entry keeps the entries after it (Figure 13, rule 6);
 // one whose log conflicts there drops the whole log (rule 7).
 func TestCoreInstallSnapshotKeepsAMatchingSuffix(t *testing.T) {
-	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(boundMembership(names3))}
 
-	f := crCore(t, "c", crNames3)
-	crFollowerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 1)
-	f.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+	f := testCore(t, "c", names3)
+	followerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 1)
+	f.step(Message{Type: MsgSnap, From: "b", FromInc: incOf["b"], FromAddr: "b", To: "c", Term: 2,
 		LastIndex: 3, LastTerm: 2, Commit: 3, Entries: []Entry{conf}})
-	ack := crOnly(t, f.takeReady().Messages, MsgAppResp, "b")
+	ack := onlyMsg(t, f.takeReady().Messages, MsgAppResp, "b")
 	assert.False(t, ack.Reject)
 	assert.Equal(t, uint64(3), ack.Match)
 	assert.Equal(t, uint64(5), f.log.lastIndex(), "the entries after the snapshot are kept")
 	assert.Equal(t, uint64(3), f.commit)
 	assert.Equal(t, uint64(4), f.log.firstIndex())
 
-	g := crCore(t, "c", crNames3)
-	crFollowerWithLog(t, g, 2, []uint64{1, 1, 1, 1}, 1)
-	g.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+	g := testCore(t, "c", names3)
+	followerWithLog(t, g, 2, []uint64{1, 1, 1, 1}, 1)
+	g.step(Message{Type: MsgSnap, From: "b", FromInc: incOf["b"], FromAddr: "b", To: "c", Term: 2,
 		LastIndex: 3, LastTerm: 2, Commit: 3, Entries: []Entry{conf}})
 	g.takeReady()
 	assert.Equal(t, uint64(3), g.log.lastIndex(), "a conflicting log is dropped")
@@ -181,18 +181,18 @@ func TestCoreInstallSnapshotKeepsAMatchingSuffix(t *testing.T) {
 // at or before the commit index changes nothing and is acknowledged with
 // the commit index; one from an earlier term is refused with the term.
 func TestCoreInstallSnapshotOfTheCommittedPastOnlyAcks(t *testing.T) {
-	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
-	f := crCore(t, "c", crNames3)
-	crFollowerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 4)
-	f.step(Message{Type: MsgSnap, From: "b", FromInc: crIncs["b"], FromAddr: "b", To: "c", Term: 2,
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(boundMembership(names3))}
+	f := testCore(t, "c", names3)
+	followerWithLog(t, f, 2, []uint64{1, 1, 2, 2, 2}, 4)
+	f.step(Message{Type: MsgSnap, From: "b", FromInc: incOf["b"], FromAddr: "b", To: "c", Term: 2,
 		LastIndex: 2, LastTerm: 1, Commit: 4, Entries: []Entry{conf}})
-	ack := crOnly(t, f.takeReady().Messages, MsgAppResp, "b")
+	ack := onlyMsg(t, f.takeReady().Messages, MsgAppResp, "b")
 	assert.Equal(t, uint64(4), ack.Match)
 	assert.Equal(t, uint64(1), f.log.firstIndex(), "nothing was compacted")
 
-	f.step(Message{Type: MsgSnap, From: "a", FromInc: crIncs["a"], FromAddr: "a", To: "c", Term: 1,
+	f.step(Message{Type: MsgSnap, From: "a", FromInc: incOf["a"], FromAddr: "a", To: "c", Term: 1,
 		LastIndex: 5, LastTerm: 1, Commit: 5, Entries: []Entry{conf}})
-	stale := crOnly(t, f.takeReady().Messages, MsgAppResp, "a")
+	stale := onlyMsg(t, f.takeReady().Messages, MsgAppResp, "a")
 	assert.True(t, stale.Reject)
 	assert.Equal(t, uint64(2), stale.Term)
 	assert.Equal(t, uint64(4), f.commit)
@@ -202,9 +202,9 @@ func TestCoreInstallSnapshotOfTheCommittedPastOnlyAcks(t *testing.T) {
 // sends the follower back to probing, paced by the heartbeat, and the
 // snapshot is sent again.
 func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
-	n := newTestNet(t, 6, "a", "b", "c")
-	l := crForceLeader(t, n, "a")
-	crSettle(t, n, 100)
+	n := newCluster(t, 6, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
 	n.isolate("c")
 	proposeN(n, l, 200)
 	_, err := l.compact(l.handedOut, 0)
@@ -212,28 +212,28 @@ func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
 	pr := l.prs["c"]
 	pr.becomeProbe(1)
 	l.sendAppend("c", pr, evenIfEmpty)
-	require.Len(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), 1)
+	require.Len(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), 1)
 	require.Equal(t, stateSnapshot, pr.state)
 	l.propose([][]byte{[]byte("meanwhile")})
 	l.bcastHeartbeat()
 	during := l.takeReady().Messages
-	assert.Empty(t, crMsgs(during, MsgSnap, "c"), "the snapshot in flight is not sent again")
-	for _, m := range crMsgs(during, MsgApp, "c") {
+	assert.Empty(t, msgsOf(during, MsgSnap, "c"), "the snapshot in flight is not sent again")
+	for _, m := range msgsOf(during, MsgApp, "c") {
 		assert.Empty(t, m.Entries, "only heartbeats go to c while the snapshot travels")
 	}
 
 	l.reportSnapshot("c", SnapshotFailed)
 	assert.Equal(t, stateProbe, pr.state)
 	l.bcastAppend()
-	assert.Empty(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), "no retry before the heartbeat")
+	assert.Empty(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), "no retry before the heartbeat")
 	l.bcastHeartbeat()
-	assert.Len(t, crMsgs(l.takeReady().Messages, MsgSnap, "c"), 1, "the heartbeat retries")
+	assert.Len(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), 1, "the heartbeat retries")
 }
 
 // TestCoreMalformedSnapshotIgnored: a snapshot header no leader would send
 // changes nothing.
 func TestCoreMalformedSnapshotIgnored(t *testing.T) {
-	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(crBoundMembership(crNames3))}
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(boundMembership(names3))}
 	for name, m := range map[string]Message{
 		"no configuration":         {LastIndex: 9, LastTerm: 2},
 		"term above the message's": {LastIndex: 9, LastTerm: 3, Entries: []Entry{conf}},
@@ -241,20 +241,20 @@ func TestCoreMalformedSnapshotIgnored(t *testing.T) {
 		"not a configuration":      {LastIndex: 9, LastTerm: 2, Entries: []Entry{{Type: EntryNormal, Data: conf.Data}}},
 		"garbage configuration":    {LastIndex: 9, LastTerm: 2, Entries: []Entry{{Type: EntryConfig, Data: []byte{0xc1}}}},
 	} {
-		f := crCore(t, "c", crNames3)
-		m.Type, m.From, m.FromInc, m.FromAddr, m.To, m.Term = MsgSnap, "b", crIncs["b"], "b", "c", 2
+		f := testCore(t, "c", names3)
+		m.Type, m.From, m.FromInc, m.FromAddr, m.To, m.Term = MsgSnap, "b", incOf["b"], "b", "c", 2
 		f.step(m)
 		assert.Equal(t, uint64(0), f.commit, name)
 		assert.Equal(t, uint64(0), f.snap.index, name)
 	}
 }
 
-// crBoundMembership is the configuration of names with every incarnation
+// boundMembership is the configuration of names with every incarnation
 // bound as crCore binds it.
-func crBoundMembership(names []string) membership {
+func boundMembership(names []string) membership {
 	var m membership
 	for _, name := range names {
-		m = m.with(member{Name: name, Addr: name, Inc: crIncs[name]})
+		m = m.with(member{Name: name, Addr: name, Inc: incOf[name]})
 	}
 	return m
 }
