@@ -53,6 +53,10 @@ type network struct {
 	// onLose of each message lost, with the reason.
 	onDeliver func(m Message)
 	onLose    func(m Message, why string)
+	// admit, if set, decides whether a message that could be delivered is;
+	// the simulator loses a snapshot's header whose bytes its sender no
+	// longer holds, as a real transfer would fail.
+	admit func(m Message) bool
 }
 
 // link is a directed link between two servers.
@@ -239,6 +243,8 @@ func (n *network) arrives(m Message, drop func(Message) bool) bool {
 		n.lose(m, "(link cut)")
 	case drop != nil && drop(m):
 		n.lose(m, "(filtered)")
+	case n.admit != nil && !n.admit(m):
+		n.lose(m, "(not admitted)")
 	default:
 		return true
 	}

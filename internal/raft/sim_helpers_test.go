@@ -60,6 +60,15 @@ type server struct {
 	leaderTerm uint64   // term in which leader completeness was checked at election
 	leaderLast uint64   // last index while leader of leaderTerm: a leader only appends
 	dirty      bool     // log may have changed since the last check
+
+	// The state machine, as a hash of what it applied (stateHash), and
+	// the latest snapshot of it the server took or restored. applied runs
+	// ahead of handed after a restore that the core then refused (a stale
+	// leader's snapshot): the driver skips what it applied already.
+	applied   uint64
+	hash      uint64
+	snapIndex uint64
+	snapHash  uint64
 }
 
 func (n *server) id() serverID { return serverID{n.name, n.inc} }
@@ -114,6 +123,8 @@ const (
 	evState
 	evForged
 	evNote
+	evSnapshot
+	evInstall
 )
 
 type event struct {
@@ -168,6 +179,10 @@ func (e event) String() string {
 		fmt.Fprintf(&b, "state   %v %s", e.node, e.s)
 	case evNote:
 		b.WriteString("note    " + e.s)
+	case evSnapshot:
+		fmt.Fprintf(&b, "snap    %v at %d, log from %d", e.node, e.a, e.b)
+	case evInstall:
+		fmt.Fprintf(&b, "install %v restored at %d", e.node, e.a)
 	}
 	return b.String()
 }
@@ -203,6 +218,8 @@ func msgString(m Message) string {
 			}
 			b.WriteString("]")
 		}
+	case MsgSnap:
+		fmt.Fprintf(&b, " last=%d/%d commit=%d", m.LastIndex, m.LastTerm, m.Commit)
 	case MsgAppResp:
 		if m.Reject {
 			fmt.Fprintf(&b, " reject prev=%d hint=%d/%d last=%d", m.PrevIndex, m.HintIndex, m.HintTerm, m.LastIndex)
@@ -264,9 +281,11 @@ type sim struct {
 	nextRead     uint64
 	maxInflight  int
 	maxBatch     int
-	global       bool // cluster-wide checks (off once a forged message was injected)
-	calm         int  // steps left without faults
-	boot         int  // servers at the start
+	global       bool   // cluster-wide checks (off once a forged message was injected)
+	snapEvery    uint64 // a server snapshots after applying this many entries; 0: never
+	trailing     uint64 // entries kept behind a snapshot
+	calm         int    // steps left without faults
+	boot         int    // servers at the start
 
 	// Checker state.
 	leaders    map[uint64]serverID
@@ -274,6 +293,7 @@ type sim struct {
 	committed  []commitRecord // committed[i-1] is index i
 	newCommits []uint64
 	applied    []string // applied[i-1]: the entry first applied at index i
+	stateHash  []uint64 // stateHash[i-1]: the state after applying 1..i
 	props      map[string]*proposal
 	reads      map[uint64]*readRecord
 	readDone   map[uint64]bool
@@ -287,6 +307,7 @@ type sim struct {
 
 type simStats struct {
 	leaders, commits, finishedWrites, readsDone, crashes, restarts, adds, removes int
+	snapshots, installs                                                           int
 	maxCommit                                                                     uint64
 }
 
@@ -310,8 +331,26 @@ func newSim(seed uint64, o simOptions) *sim {
 	s.net.lateCut = true
 	s.net.capacity = netCapacity
 	s.net.output = func(name string, rd Ready) { s.output(s.nodes[name], rd) }
-	s.net.onDeliver = func(m Message) { s.ev(event{kind: evDeliver, m: m}) }
-	s.net.onLose = func(m Message, why string) { s.ev(event{kind: evDrop, m: m, s: why}) }
+	s.net.onDeliver = func(m Message) {
+		s.ev(event{kind: evDeliver, m: m})
+		if m.Type == MsgSnap {
+			s.restore(s.nodes[m.To], m)
+		}
+	}
+	s.net.onLose = func(m Message, why string) {
+		s.ev(event{kind: evDrop, m: m, s: why})
+		if m.Type == MsgSnap {
+			s.snapshotLost(m)
+		}
+	}
+	s.net.admit = s.snapshotHeld
+	// Snapshots are drawn from a generator of their own, so that a seed
+	// without them replays as it did before they existed.
+	snaps := rand.New(rand.NewPCG(seed, 0x736e617073686f74))
+	if snaps.IntN(3) > 0 {
+		s.snapEvery = 1 + snaps.Uint64N(40)
+		s.trailing = snaps.Uint64N(8)
+	}
 	k := o.initial
 	if k == 0 {
 		k = 3 + s.rng.IntN(5)

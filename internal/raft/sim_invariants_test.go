@@ -16,6 +16,14 @@ func (s *sim) violate(format string, args ...any) {
 // output takes what n's core produced besides the messages, which the
 // network has sent: entries are applied, reads are answered.
 func (s *sim) output(n *server, rd Ready) {
+	if from := n.c.handedOut - uint64(len(rd.Committed)); from > n.handed {
+		// The core took a snapshot's header: it hands out what follows the
+		// snapshot, which the state machine must hold by now.
+		if from != n.c.snap.index || n.applied < from {
+			s.violate("%v: the core continues from a snapshot at %d, the state machine has applied %d", n.id(), from, n.applied)
+		}
+		n.handed = from
+	}
 	if len(rd.Committed) > 0 {
 		s.ev(event{kind: evApply, node: n.id(), a: rd.Committed[0].Index, b: rd.Committed[len(rd.Committed)-1].Index})
 	}
@@ -35,6 +43,8 @@ func (s *sim) output(n *server, rd Ready) {
 	if s.err == nil {
 		s.err = s.checkInvariants()
 	}
+	// After the check, which records what was committed from the log.
+	s.maybeSnapshot(n)
 }
 
 func (s *sim) applyEntry(n *server, e *Entry) {
@@ -42,18 +52,27 @@ func (s *sim) applyEntry(n *server, e *Entry) {
 		s.violate("applied indexes go back or skip: %v handed out index %d after %d", n.id(), e.Index, n.handed)
 	}
 	n.handed = e.Index
+	if e.Index > n.applied {
+		n.applied = e.Index
+		n.hash = stateAfter(n.hash, entryKey(e))
+	}
 	if !s.global {
 		return
 	}
-	// State machine safety: the same entry at each index on every server.
+	// State machine safety: the same entry at each index on every server,
+	// and so the same state after it.
 	switch {
 	case e.Index <= uint64(len(s.applied)):
 		if !sameEntry(e, s.applied[e.Index-1]) {
 			s.violate("state machine safety: %v applied %d/%s at index %d, another server applied %s",
 				n.id(), e.Term, entryString(*e), e.Index, keyString(s.applied[e.Index-1]))
 		}
+		if n.applied == e.Index && n.hash != s.stateHash[e.Index-1] {
+			s.violate("state machine safety: %v's state after index %d differs from the others'", n.id(), e.Index)
+		}
 	case e.Index == uint64(len(s.applied))+1:
 		s.applied = append(s.applied, entryKey(e))
+		s.stateHash = append(s.stateHash, n.hash)
 	default:
 		s.violate("applied index %d on %v with only %d applied anywhere", e.Index, n.id(), len(s.applied))
 	}
@@ -66,6 +85,72 @@ func (s *sim) applyEntry(n *server, e *Entry) {
 			s.finMax = max(s.finMax, e.Index)
 		}
 	}
+}
+
+// stateAfter is the hash of a state machine's state after it applied the
+// entry key to the state of hash h (FNV-1a over the applied entries).
+func stateAfter(h uint64, key string) uint64 {
+	if h == 0 {
+		h = 14695981039346656037
+	}
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * 1099511628211
+	}
+	return (h ^ 0xff) * 1099511628211 // an end marker, so keys cannot run together
+}
+
+// maybeSnapshot takes a snapshot of n's state machine once it has applied
+// snapEvery entries since the last, and compacts n's log behind it.
+func (s *sim) maybeSnapshot(n *server) {
+	if s.snapEvery == 0 || n.c == nil || n.applied < n.snapIndex+s.snapEvery || n.applied != n.handed {
+		return
+	}
+	if _, err := n.c.compact(n.applied, s.trailing); err != nil {
+		s.violate("%v: compact at %d: %v", n.id(), n.applied, err)
+		return
+	}
+	n.snapIndex, n.snapHash = n.applied, n.hash
+	s.stats.snapshots++
+	s.ev(event{kind: evSnapshot, node: n.id(), a: n.applied, b: n.c.log.firstIndex()})
+}
+
+// snapshotHeld admits a snapshot's header only while its sender holds the
+// snapshot it names: its bytes would follow it from there.
+func (s *sim) snapshotHeld(m Message) bool {
+	if m.Type != MsgSnap {
+		return true
+	}
+	from := s.nodes[m.From]
+	return from != nil && from.c != nil && from.inc == m.FromInc && from.snapIndex == m.LastIndex
+}
+
+// restore is the follower's driver receiving a snapshot: it restores the
+// state machine from the sender's snapshot before its core takes the
+// header, unless its core has committed the snapshot's entries already.
+// A restored state must be the state every server had at that index.
+func (s *sim) restore(n *server, m Message) {
+	if n == nil || n.c == nil || m.LastIndex <= n.c.commit || m.LastIndex <= n.applied || !s.snapshotHeld(m) {
+		return
+	}
+	from := s.nodes[m.From]
+	n.hash, n.applied = from.snapHash, m.LastIndex
+	n.snapIndex, n.snapHash = m.LastIndex, from.snapHash
+	s.stats.installs++
+	s.ev(event{kind: evInstall, node: n.id(), a: m.LastIndex})
+	if s.global && (m.LastIndex > uint64(len(s.stateHash)) || s.stateHash[m.LastIndex-1] != n.hash) {
+		s.violate("%v restored a snapshot at index %d that differs from the state the others applied there", n.id(), m.LastIndex)
+	}
+}
+
+// snapshotLost tells the sender of a lost snapshot header that the
+// transfer failed, as its driver would.
+func (s *sim) snapshotLost(m Message) {
+	from := s.nodes[m.From]
+	if from == nil || from.c == nil || from.inc != m.FromInc {
+		return
+	}
+	from.c.reportSnapshot(m.To, SnapshotFailed)
+	s.net.collect(from.name)
 }
 
 // readReleased checks a released ReadIndex read: the state at its index must
@@ -81,7 +166,7 @@ func (s *sim) readReleased(n *server, rs ReadState) {
 	if r.by != n.id() {
 		s.violate("read %d asked of %v released by %v", rs.ID, r.by, n.id())
 	}
-	if rs.Index > n.handed {
+	if rs.Index > n.applied {
 		s.violate("read %d released by %v at index %d above what it applied (%d)", rs.ID, n.id(), rs.Index, n.handed)
 	}
 	if !s.global {
@@ -193,7 +278,9 @@ func (s *sim) checkInvariants() error {
 func (s *sim) leaderHas(n *server, i uint64) error {
 	rec := &s.committed[i-1]
 	c := n.c
-	if rec.recTerm > c.term {
+	if rec.recTerm > c.term || i <= c.log.floor {
+		// Compacted entries are in the leader's snapshot, whose state
+		// was checked when it was applied or restored.
 		return nil
 	}
 	if i <= c.log.lastIndex() {
@@ -202,7 +289,7 @@ func (s *sim) leaderHas(n *server, i uint64) error {
 		}
 	}
 	have := "nothing"
-	if i <= c.log.lastIndex() {
+	if i <= c.log.lastIndex() && i > c.log.floor {
 		e := c.log.at(i)
 		have = fmt.Sprintf("%d/%s", e.Term, entryString(*e))
 	}
@@ -215,6 +302,14 @@ func (s *sim) leaderHas(n *server, i uint64) error {
 func (s *sim) recordCommits(n *server) error {
 	c := n.c
 	for i := n.commit + 1; i <= c.commit; i++ {
+		if i <= c.log.floor {
+			// Restored from a snapshot, whose state was checked against
+			// what the others applied; its entries were seen committed.
+			if i > uint64(len(s.committed)) {
+				return fmt.Errorf("%v holds a snapshot at %d beyond anything seen committed (%d)", n.id(), c.log.floor, len(s.committed))
+			}
+			continue
+		}
 		e := c.log.at(i)
 		if i <= uint64(len(s.committed)) {
 			rec := &s.committed[i-1]
@@ -242,7 +337,13 @@ func (s *sim) recordCommits(n *server) error {
 func (s *sim) checkLogMatching(n *server) error {
 	c := n.c
 	last := c.log.lastIndex()
-	from := uint64(1)
+	// The entries up to the floor are compacted: they were checked while
+	// in the log, or come with a restored snapshot.
+	floor := c.log.floor
+	for uint64(len(n.terms)) < floor {
+		n.terms = append(n.terms, 0)
+	}
+	from := floor + 1
 	for from <= last && from <= uint64(len(n.terms)) {
 		if t, _ := c.log.term(from); t != n.terms[from-1] {
 			break

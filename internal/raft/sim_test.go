@@ -96,6 +96,8 @@ func TestSim(t *testing.T) {
 				total.restarts += st.restarts
 				total.adds += st.adds
 				total.removes += st.removes
+				total.snapshots += st.snapshots
+				total.installs += st.installs
 				if f != nil {
 					failures = append(failures, f)
 					nfail.Add(1)
@@ -105,9 +107,10 @@ func TestSim(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds from %d, %d steps each, in %v: %d leaders, %d entries committed, %d writes and %d reads finished, %d crashes, %d restarts, %d adds, %d removes",
+	t.Logf("%d seeds from %d, %d steps each, in %v: %d leaders, %d entries committed, %d writes and %d reads finished, %d crashes, %d restarts, %d adds, %d removes, %d snapshots taken, %d installed",
 		runs, first, steps, time.Since(start).Round(time.Millisecond), total.leaders, total.commits,
-		total.finishedWrites, total.readsDone, total.crashes, total.restarts, total.adds, total.removes)
+		total.finishedWrites, total.readsDone, total.crashes, total.restarts, total.adds, total.removes,
+		total.snapshots, total.installs)
 	if len(failures) == 0 {
 		return
 	}
@@ -182,7 +185,7 @@ func (s *sim) inject(in *fuzzInput) {
 	n := alive[int(in.byte())%len(alive)]
 	c := n.c
 	var m Message
-	m.Type = MessageType(in.byte() % 9) // 0 and 8 are not message types
+	m.Type = MessageType(in.byte() % 9) // 0 is not a message type
 	from := in.byte()
 	switch {
 	case from < 200 && len(s.net.names) > 1:
