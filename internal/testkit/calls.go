@@ -11,15 +11,15 @@ import (
 	"github.com/exraft/exraft"
 )
 
-// Transient reports errors after which an operation may be retried at the
+// transient reports errors after which an operation may be retried at the
 // current leader: the server was not, or no longer, the leader.
-func Transient(err error) bool {
+func transient(err error) bool {
 	return errors.Is(err, exraft.ErrNotLeader) || errors.Is(err, exraft.ErrLeadershipLost) ||
 		errors.Is(err, context.DeadlineExceeded)
 }
 
 // AtLeader runs call with arg on whichever of servers leads, retrying while
-// errors are Transient (leadership moving), and returns its result; what
+// errors are transient (leadership moving), and returns its result; what
 // names the call in failure messages.
 func AtLeader(t testing.TB, servers []*exraft.Server, what, arg string,
 	call func(*exraft.Server, context.Context, []byte) ([]byte, error)) []byte {
@@ -38,7 +38,7 @@ func AtLeader(t testing.TB, servers []*exraft.Server, what, arg string,
 				out = res
 				return true
 			}
-			require.Truef(t, Transient(err), "%s(%q) on %s: %v", what, arg, s.Name(), err)
+			require.Truef(t, transient(err), "%s(%q) on %s: %v", what, arg, s.Name(), err)
 			last = err
 		}
 		return false

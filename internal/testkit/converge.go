@@ -23,11 +23,11 @@ func (c *Cluster) MaxCommit() uint64 {
 	return m
 }
 
-// CaughtUp returns nil when every server runs and is a voter of the
+// caughtUp returns nil when every server runs and is a voter of the
 // leader's configuration, nothing is being caught up or left uncommitted,
 // and every server follows the leader and has applied all that it
 // committed; otherwise it says what is missing.
-func (c *Cluster) CaughtUp() error {
+func (c *Cluster) caughtUp() error {
 	l := c.Leader()
 	if l == nil {
 		return errors.New("no leader")
@@ -57,12 +57,12 @@ func (c *Cluster) CaughtUp() error {
 	return nil
 }
 
-// AwaitCaughtUp waits until CaughtUp holds.
-func (c *Cluster) AwaitCaughtUp(t testing.TB, timeout time.Duration) {
+// awaitCaughtUp waits until caughtUp holds.
+func (c *Cluster) awaitCaughtUp(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	var why error
 	Eventually(t, timeout, func() bool {
-		why = c.CaughtUp()
+		why = c.caughtUp()
 		return why == nil
 	}, "the cluster to catch up (last: %v)", LastErr(&why))
 }
@@ -75,7 +75,7 @@ func (c *Cluster) WarmUp(t testing.TB) {
 	t.Helper()
 	for i := range 2 {
 		WriteAny(t, c.Live(), fmt.Sprintf("set settle %d", i))
-		c.AwaitCaughtUp(t, WaitLong)
+		c.awaitCaughtUp(t, WaitLong)
 	}
 }
 
@@ -93,7 +93,7 @@ func (c *Cluster) AwaitConverged(t testing.TB, tag string) (*exraft.Server, []st
 		require.Falsef(t, c.IsDown(name), "AwaitConverged: %s is down", name)
 	}
 	WriteAny(t, c.Live(), "set converged "+tag)
-	c.AwaitCaughtUp(t, WaitLong)
+	c.awaitCaughtUp(t, WaitLong)
 	live := c.Live()
 	ref := live[0]
 	dump := Dirty(ref, "dump")
@@ -106,7 +106,7 @@ func (c *Cluster) AwaitConverged(t testing.TB, tag string) (*exraft.Server, []st
 			ref.Name(), s.Name(), c.Describe())
 	}
 	for _, s := range live {
-		require.Falsef(t, c.KV(s.Name()).Overlapped(), "%s: the state machine was called concurrently", s.Name())
+		require.Falsef(t, c.KV(s.Name()).overlapped(), "%s: the state machine was called concurrently", s.Name())
 	}
 	l := c.Leader()
 	require.NotNil(t, l, "no leader after convergence")
@@ -127,7 +127,7 @@ func (c *Cluster) AwaitSameLog(t testing.TB, servers []*exraft.Server) {
 		return true
 	}, "servers %v to apply the same log", Names(servers))
 	for _, s := range servers {
-		require.Falsef(t, c.KV(s.Name()).Overlapped(), "%s: the state machine was called from two goroutines at once", s.Name())
+		require.Falsef(t, c.KV(s.Name()).overlapped(), "%s: the state machine was called from two goroutines at once", s.Name())
 	}
 }
 

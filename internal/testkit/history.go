@@ -52,9 +52,6 @@ func NewHistory(c *Cluster, keys []string, clients int) *History {
 // Now is the history's clock.
 func (h *History) Now() int64 { return int64(time.Since(h.start)) }
 
-// Keys returns the keys the clients use.
-func (h *History) Keys() []string { return h.keys }
-
 // Succeeded returns how many writes and reads succeeded.
 func (h *History) Succeeded() (writes, reads int64) { return h.writesOK.Load(), h.readsOK.Load() }
 

@@ -88,9 +88,9 @@ func (m *KV) Get(k string) string {
 	return m.data[k]
 }
 
-// Overlapped reports whether the server ever called the KV from two
+// overlapped reports whether the server ever called the KV from two
 // goroutines at once.
-func (m *KV) Overlapped() bool { return m.overlap.Load() }
+func (m *KV) overlapped() bool { return m.overlap.Load() }
 
 // ParseDump reads KV's answer to "dump".
 func ParseDump(d string) map[string]string {

@@ -53,9 +53,9 @@ func NewNet() *Net {
 	return &Net{byAddr: map[string]string{}, cut: map[Link]bool{}, conns: map[*conn]struct{}{}}
 }
 
-// Register names the server that listens on addr: dials to addr are on the
+// register names the server that listens on addr: dials to addr are on the
 // link to name. A server restarted on its old address registers again.
-func (n *Net) Register(name, addr string) {
+func (n *Net) register(name, addr string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.byAddr[addr]; !ok {
@@ -67,7 +67,7 @@ func (n *Net) Register(name, addr string) {
 // Attach puts a server on the network: it registers cfg.Name at the address
 // of cfg.Listener and dials through the network.
 func (n *Net) Attach(cfg *exraft.Config) {
-	n.Register(cfg.Name, cfg.Listener.Addr().String())
+	n.register(cfg.Name, cfg.Listener.Addr().String())
 	cfg.Dial = n.Dialer(cfg.Name)
 }
 

@@ -8,9 +8,6 @@ func (c *Cluster) Net() *Net { return c.opts.Net }
 // Names returns the names of the servers: raft1..raftN.
 func (c *Cluster) Names() []string { return append([]string(nil), c.order...) }
 
-// Peers returns the InitialConfig every server started from.
-func (c *Cluster) Peers() []exraft.Peer { return append([]exraft.Peer(nil), c.peers...) }
-
 // Peer returns name's Peer, the same across its incarnations.
 func (c *Cluster) Peer(name string) exraft.Peer {
 	return exraft.Peer{Name: name, Addr: c.node(name).addr}
