@@ -1,7 +1,9 @@
 package exraft_test
 
-// End-to-end acceptance tests of the public contract (the README), on real
-// loopback TCP. Each test starts its own servers and stops them at its end.
+// End-to-end acceptance tests of the public API on real loopback TCP: a
+// Write's path (docs/design.md §1), bootstrap and MinMajority (§3), reads
+// (§5), membership (§6), stopping, and calls by address. Each test starts
+// its own servers, through testkit, and stops them at its end.
 
 import (
 	"context"
@@ -9,182 +11,36 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
 )
 
-// TestExRaftReadmeWalkthrough follows the README: two servers bootstrap a
-// cluster, a third one started alone with MinMajority 2 waits until the leader
-// adds it, writes go to the leader, followers redirect, and the cluster survives
-// the loss of its leader.
-func TestExRaftReadmeWalkthrough(t *testing.T) {
-	l1, l2 := listen(t), listen(t)
-	p1 := exraft.Peer{Name: "raft1", Addr: l1.Addr().String()}
-	p2 := exraft.Peer{Name: "raft2", Addr: l2.Addr().String()}
-	initial := []exraft.Peer{p1, p2}
+// requireRedirect checks that err, from a call on a follower, is a
+// *RedirectError to leader that matches ErrNotLeader.
+func requireRedirect(t *testing.T, what string, err error, leader exraft.Peer) {
+	t.Helper()
+	var re *exraft.RedirectError
+	require.ErrorAsf(t, err, &re, "%s: got %v (%T), want a *RedirectError", what, err, err)
+	require.Equal(t, leader, re.Leader, "%s: the redirect names the wrong leader", what)
+	require.ErrorIs(t, err, exraft.ErrNotLeader, what)
+}
 
-	cfg1 := fastConfig("raft1")
-	cfg1.Listener, cfg1.InitialConfig = l1, initial
-	cfg2 := fastConfig("raft2")
-	cfg2.Listener, cfg2.InitialConfig = l2, initial
-	cfg3 := fastConfig("raft3")
-	cfg3.MinMajority = 2
-
-	raft3 := start(t, newKV(), cfg3) // alone first: it must wait, not lead
-	raft1 := start(t, newKV(), cfg1)
-	raft2 := start(t, newKV(), cfg2)
-	all := []*exraft.Server{raft1, raft2, raft3}
-	if raft1.Peer() != p1 || raft2.Peer() != p2 {
-		t.Fatalf("Peer() = %v, %v; want %v, %v", raft1.Peer(), raft2.Peer(), p1, p2)
-	}
-	if raft3.Peer().Name != "raft3" || raft3.Peer().Addr != raft3.Addr() {
-		t.Fatalf("raft3.Peer() = %v, Addr() = %q", raft3.Peer(), raft3.Addr())
-	}
-	if _, _, err := net.SplitHostPort(raft3.Addr()); err != nil || strings.HasSuffix(raft3.Addr(), ":0") {
-		t.Fatalf("raft3.Addr() = %q: want the bound host:port (err %v)", raft3.Addr(), err)
-	}
-
-	lp, err := raft1.AwaitLeader(ctxFor(t, waitLong))
-	if err != nil {
-		t.Fatalf("raft1.AwaitLeader: %v", err)
-	}
-	if lp != p1 && lp != p2 {
-		t.Fatalf("raft1.AwaitLeader = %v, want raft1 or raft2", lp)
-	}
-	leader := raft1
-	if lp == p2 {
-		leader = raft2
-	}
-	// The server AwaitLeader names knows that it leads.
-	if st := leader.Status(); st.Role != exraft.Leader {
-		t.Fatalf("raft1.AwaitLeader named %v, but its Status says %v in term %d, leader %v",
-			lp, st.Role, st.Term, st.Leader)
-	}
-
-	// raft3 waits passively: over several election timeouts it neither leads
-	// nor learns a leader.
-	_, err = raft3.AwaitLeader(ctxFor(t, noLeaderWindow))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("raft3.AwaitLeader before it is added: got %v, want context.DeadlineExceeded", err)
-	}
-	if p, ok := raft3.Leader(); ok {
-		t.Fatalf("raft3.Leader() = %v, true before it was added; want unknown", p)
-	}
-	if st := raft3.Status(); st.Role == exraft.Leader || st.Leader != (exraft.Peer{}) {
-		t.Fatalf("raft3 before it was added: role %v, leader %v", st.Role, st.Leader)
-	}
-	_, err = raft3.Write(ctxFor(t, waitShort), []byte("set lonely yes"))
-	if !errors.Is(err, exraft.ErrNoLeader) || !errors.Is(err, exraft.ErrNotLeader) {
-		t.Fatalf("Write on raft3 with no leader: got %v, want ErrNoLeader (matching ErrNotLeader)", err)
-	}
-
-	// The leader adds raft3.
-	if err := leader.AddServer(ctxFor(t, waitLong), raft3.Peer()); err != nil {
-		t.Fatalf("AddServer(raft3) on leader %s: %v", leader.Name(), err)
-	}
-	if got := memberNames(leader.Status().Members); !sameStrings(got, []string{"raft1", "raft2", "raft3"}) {
-		t.Fatalf("leader's Members after AddServer = %v, want raft1 raft2 raft3", got)
-	}
-	// Adding a member again is a no-op.
-	if err := leader.AddServer(ctxFor(t, waitLong), raft3.Peer()); err != nil {
-		t.Fatalf("AddServer of a current member: %v, want nil", err)
-	}
-	if got := memberNames(leader.Status().Members); len(got) != 3 {
-		t.Fatalf("Members after a repeated AddServer = %v, want 3 members", got)
-	}
-	if l3 := leaderVia(t, raft3, all); l3 != leader {
-		t.Fatalf("raft3 follows %s, want %s", l3.Name(), leader.Name())
-	}
-
-	// Writes go to the leader and return Apply's result.
-	if got := mustWrite(t, leader, "set greeting hello"); got != "ok" {
-		t.Fatalf("first write returned %q, want %q", got, "ok")
-	}
-	if got := mustWrite(t, leader, "set greeting world"); got != "hello" {
-		t.Fatalf("second write returned %q, want the previous value %q", got, "hello")
-	}
-
-	// Followers redirect, in process and by address.
-	for _, f := range others(all, leader) {
-		if l := leaderVia(t, f, all); l != leader {
-			t.Fatalf("%s follows %s, want %s", f.Name(), l.Name(), leader.Name())
-		}
-		checkRedirect := func(what string, err error) {
-			t.Helper()
-			var re *exraft.RedirectError
-			if !errors.As(err, &re) {
-				t.Fatalf("%s on follower %s: got %v (%T), want a *RedirectError", what, f.Name(), err, err)
-			}
-			if re.Leader != leader.Peer() {
-				t.Fatalf("%s on follower %s: redirect names %v, want %v", what, f.Name(), re.Leader, leader.Peer())
-			}
-			if !errors.Is(err, exraft.ErrNotLeader) {
-				t.Fatalf("%s on follower %s: %v does not match ErrNotLeader", what, f.Name(), err)
-			}
-		}
-		_, err := f.Write(ctxFor(t, waitShort), []byte("set greeting from-follower"))
-		checkRedirect("Write", err)
-		_, err = f.Read(ctxFor(t, waitShort), []byte("get greeting"))
-		checkRedirect("Read", err)
-		_, err = exraft.Write(ctxFor(t, waitShort), f.Addr(), []byte("set greeting from-remote"))
-		checkRedirect("remote Write", err)
-		_, err = exraft.Read(ctxFor(t, waitShort), f.Addr(), []byte("get greeting"))
-		checkRedirect("remote Read", err)
-	}
-	// Redirected writes were not applied.
-	if got := mustRead(t, leader, "get greeting"); got != "world" {
-		t.Fatalf("Read on the leader = %q, want %q", got, "world")
-	}
-
-	// The leader goes away; a survivor takes over with the data. First let
-	// raft3 catch up: AddServer returns once its configuration commits, which
-	// does not wait for raft3 itself to hold it, and a server that does not
-	// know it is a voter yet refuses TriggerElection.
-	eventually(t, waitLong, func() bool {
-		return raft3.Status().AppliedIndex >= leader.Status().CommitIndex
-	}, "raft3 to catch up with the leader; statuses:%v", statuses(all))
-	stopped := leader.Name()
-	if err := exraft.StopServer(leader); err != nil {
-		t.Fatalf("StopServer(%s): %v", stopped, err)
-	}
-	survivors := others(all, leader)
-	asker := raft3
-	if leader == raft3 {
-		asker = survivors[0]
-	} else if err := raft3.TriggerElection(ctxFor(t, waitShort)); err != nil {
-		t.Fatalf("raft3.TriggerElection: %v (raft3's status: %+v; stopped leader's: %+v)", err, raft3.Status(), leader.Status())
-	}
-	var newLeader *exraft.Server
-	eventually(t, waitLong, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
-		p, err := asker.AwaitLeader(ctx)
-		if err != nil || p.Name == stopped {
-			return false
-		}
-		for _, s := range survivors {
-			if s.Peer() == p {
-				newLeader = s
-				return true
-			}
-		}
-		t.Fatalf("%s.AwaitLeader returned %v, which is no survivor", asker.Name(), p)
-		return false
-	}, "%s to learn a new leader among %v; statuses:%v", asker.Name(), names(survivors), statuses(survivors))
-
-	if got := readAny(t, []*exraft.Server{newLeader}, "get greeting"); got != "world" {
-		t.Fatalf("Read on the new leader %s = %q, want %q", newLeader.Name(), got, "world")
-	}
-	if got := mustWrite(t, newLeader, "set greeting again"); got != "world" {
-		t.Fatalf("write on the new leader returned %q, want %q", got, "world")
-	}
-	if got := mustRead(t, newLeader, "get greeting"); got != "again" {
-		t.Fatalf("Read after the new write = %q, want %q", got, "again")
-	}
+// requireNoLeader checks that err says no leader is known: ErrNoLeader,
+// which a caller testing ErrNotLeader also catches.
+func requireNoLeader(t *testing.T, what string, err error) {
+	t.Helper()
+	require.ErrorIs(t, err, exraft.ErrNoLeader, what)
+	require.ErrorIs(t, err, exraft.ErrNotLeader, "%s: ErrNoLeader must match ErrNotLeader", what)
 }
 
 // TestOneServerCluster: a server that is its own cluster leads at once.
@@ -200,50 +56,33 @@ func TestOneServerCluster(t *testing.T) {
 		{"InitialConfig self, MinMajority 1", true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := fastConfig("solo")
+			cfg := testkit.FastConfig("solo")
 			cfg.MinMajority = tc.minMajority
 			if tc.withSelf {
-				l := listen(t)
+				l := testkit.Listen(t)
 				cfg.Listener = l
 				cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: l.Addr().String()}}
 			}
-			s := start(t, newKV(), cfg)
-			p, err := s.AwaitLeader(ctxFor(t, 5*time.Second))
-			if err != nil {
-				t.Fatalf("AwaitLeader: %v", err)
-			}
-			if p != s.Peer() {
-				t.Fatalf("AwaitLeader = %v, want itself %v", p, s.Peer())
-			}
-			if lp, ok := s.Leader(); !ok || lp != s.Peer() {
-				t.Fatalf("Leader() = %v, %v; want itself", lp, ok)
-			}
+			s := testkit.Start(t, testkit.NewKV(), cfg)
+			p, err := s.AwaitLeader(testkit.Ctx(t, 5*time.Second))
+			require.NoError(t, err, "AwaitLeader")
+			require.Equal(t, s.Peer(), p, "AwaitLeader: want itself")
+			lp, ok := s.Leader()
+			require.True(t, ok, "Leader() unknown; want itself")
+			require.Equal(t, s.Peer(), lp, "Leader(): want itself")
 			st := s.Status()
-			if st.Role != exraft.Leader || st.Name != "solo" || st.Addr != s.Addr() || st.Term == 0 {
-				t.Fatalf("Status = %+v, want a leader named solo at %s in a term > 0", st, s.Addr())
-			}
-			if got := memberNames(st.Members); !sameStrings(got, []string{"solo"}) {
-				t.Fatalf("Members = %v, want [solo]", got)
-			}
-			if got := mustWrite(t, s, "set a 1"); got != "ok" {
-				t.Fatalf("Write = %q, want ok", got)
-			}
-			if got := mustWrite(t, s, "set a 2"); got != "1" {
-				t.Fatalf("Write = %q, want 1", got)
-			}
-			if got := mustRead(t, s, "get a"); got != "2" {
-				t.Fatalf("Read = %q, want 2", got)
-			}
-			if got := dirty(s, "get a"); got != "2" {
-				t.Fatalf("ReadDirty = %q, want 2", got)
-			}
-			if got, err := exraft.Read(ctxFor(t, waitShort), s.Addr(), []byte("get a")); err != nil || string(got) != "2" {
-				t.Fatalf("remote Read = %q, %v; want 2", got, err)
-			}
+			require.Truef(t, st.Role == exraft.Leader && st.Name == "solo" && st.Addr == s.Addr() && st.Term > 0,
+				"Status = %+v, want a leader named solo at %s in a term > 0", st, s.Addr())
+			require.Equal(t, []string{"solo"}, testkit.MemberNames(st.Members), "Members")
+			require.Equal(t, "ok", testkit.MustWrite(t, s, "set a 1"), "Write")
+			require.Equal(t, "1", testkit.MustWrite(t, s, "set a 2"), "Write")
+			require.Equal(t, "2", testkit.MustRead(t, s, "get a"), "Read")
+			require.Equal(t, "2", testkit.Dirty(s, "get a"), "ReadDirty")
+			got, err := exraft.Read(testkit.Ctx(t, testkit.WaitShort), s.Addr(), []byte("get a"))
+			require.NoError(t, err, "remote Read")
+			require.Equal(t, "2", string(got), "remote Read")
 			st = s.Status()
-			if st.CommitIndex < 2 || st.AppliedIndex < 2 || st.LastIndex < st.CommitIndex {
-				t.Fatalf("Status after two writes: %+v", st)
-			}
+			require.Truef(t, st.CommitIndex >= 2 && st.AppliedIndex >= 2 && st.LastIndex >= st.CommitIndex, "Status after two writes: %+v", st)
 		})
 	}
 }
@@ -251,47 +90,33 @@ func TestOneServerCluster(t *testing.T) {
 // TestMinMajorityAboveMembersNeverElects: three servers whose quorum is four
 // never elect a leader, and writes fail with ErrNoLeader.
 func TestMinMajorityAboveMembersNeverElects(t *testing.T) {
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) { cfg.MinMajority = 4 }})
-	for _, s := range c.servers {
-		_, err := s.AwaitLeader(ctxFor(t, noLeaderWindow))
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("%s.AwaitLeader: got %v, want context.DeadlineExceeded", s.Name(), err)
-		}
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) { cfg.MinMajority = 4 }})
+	servers := c.Servers()
+	for _, s := range servers {
+		_, err := s.AwaitLeader(testkit.Ctx(t, testkit.NoLeaderWindow))
+		require.ErrorIs(t, err, context.DeadlineExceeded, "%s.AwaitLeader", s.Name())
 	}
 	// Even a forced election cannot reach a quorum of four. (The server may
 	// refuse to campaign at all, since it can never win.)
-	if err := c.servers[0].TriggerElection(ctxFor(t, waitShort)); err != nil {
+	if err := servers[0].TriggerElection(testkit.Ctx(t, testkit.WaitShort)); err != nil {
 		t.Logf("TriggerElection with a quorum above the member count: %v", err)
-		if errors.Is(err, exraft.ErrStopped) || errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("TriggerElection: %v", err)
-		}
+		require.NotErrorIs(t, err, exraft.ErrStopped, "TriggerElection")
+		require.NotErrorIs(t, err, context.DeadlineExceeded, "TriggerElection")
 	}
-	_, err := c.servers[0].AwaitLeader(ctxFor(t, noLeaderWindow))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("AwaitLeader after TriggerElection: got %v, want context.DeadlineExceeded", err)
-	}
-	for _, s := range c.servers {
-		if st := s.Status(); st.Role == exraft.Leader {
-			t.Fatalf("%s is leader with 3 members and MinMajority 4", s.Name())
-		}
-		if p, ok := s.Leader(); ok {
-			t.Fatalf("%s.Leader() = %v; want unknown", s.Name(), p)
-		}
-		_, err := s.Write(ctxFor(t, waitShort), []byte("set a 1"))
-		if !errors.Is(err, exraft.ErrNoLeader) || !errors.Is(err, exraft.ErrNotLeader) {
-			t.Fatalf("%s.Write: got %v, want ErrNoLeader (matching ErrNotLeader)", s.Name(), err)
-		}
-		_, err = exraft.Write(ctxFor(t, waitShort), s.Addr(), []byte("set a 1"))
-		if !errors.Is(err, exraft.ErrNoLeader) || !errors.Is(err, exraft.ErrNotLeader) {
-			t.Fatalf("remote Write on %s: got %v, want ErrNoLeader (matching ErrNotLeader)", s.Name(), err)
-		}
+	_, err := servers[0].AwaitLeader(testkit.Ctx(t, testkit.NoLeaderWindow))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "AwaitLeader after TriggerElection")
+	for _, s := range servers {
+		require.NotEqual(t, exraft.Leader, s.Status().Role, "%s is leader with 3 members and MinMajority 4", s.Name())
+		p, ok := s.Leader()
+		require.False(t, ok, "%s.Leader() = %v; want unknown", s.Name(), p)
+		_, err := s.Write(testkit.Ctx(t, testkit.WaitShort), []byte("set a 1"))
+		requireNoLeader(t, s.Name()+".Write", err)
+		_, err = exraft.Write(testkit.Ctx(t, testkit.WaitShort), s.Addr(), []byte("set a 1"))
+		requireNoLeader(t, "remote Write on "+s.Name(), err)
 		var re *exraft.RedirectError
-		if errors.As(err, &re) {
-			t.Fatalf("remote Write on %s with no leader gave a redirect to %v", s.Name(), re.Leader)
-		}
-		if got := dirty(s, "get a"); got != "" {
-			t.Fatalf("%s applied a write without a leader: a = %q", s.Name(), got)
-		}
+		redirected := errors.As(err, &re)
+		require.Falsef(t, redirected, "remote Write on %s with no leader gave a redirect to %v", s.Name(), re)
+		require.Empty(t, testkit.Dirty(s, "get a"), "%s applied a write without a leader", s.Name())
 	}
 }
 
@@ -300,62 +125,36 @@ func TestMinMajorityAboveMembersNeverElects(t *testing.T) {
 func TestLeaderFailover(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d servers", n), func(t *testing.T) {
-			c := startCluster(t, n, clusterOptions{})
-			leader := leaderVia(t, c.servers[0], c.servers)
+			c := testkit.StartCluster(t, n, testkit.Options{})
+			leader := testkit.LeaderVia(t, c.Servers()[0], c.Servers())
 			written := map[string]string{}
 			for round := 0; round < (n-1)/2; round++ {
 				for i := range 5 {
 					k, v := fmt.Sprintf("k%d-%d", round, i), fmt.Sprintf("v%d-%d", round, i)
-					writeAny(t, c.alive(), "set "+k+" "+v)
+					testkit.WriteAny(t, c.Live(), "set "+k+" "+v)
 					written[k] = v
 				}
 				old := leader.Name()
-				c.stop(leader)
-				leader = awaitLeader(t, c.alive(), old)
-				if leader.Name() == old {
-					t.Fatalf("the stopped leader is still leader")
-				}
+				require.NoError(t, c.Stop(old))
+				leader = testkit.AwaitLeader(t, c.Live(), old)
+				require.NotEqual(t, old, leader.Name(), "the stopped leader is still leader")
 				// Every survivor comes to know the new leader, not the stopped one.
-				for _, s := range c.alive() {
-					eventually(t, waitLong, func() bool {
+				for _, s := range c.Live() {
+					testkit.Eventually(t, testkit.WaitLong, func() bool {
 						p, ok := s.Leader()
-						return ok && p.Name != old && c.byName(p.Name) != nil && !c.stopped[p.Name]
+						return ok && p.Name != old && slices.Contains(c.Names(), p.Name) && !c.IsDown(p.Name)
 					}, "%s to follow a live leader", s.Name())
 				}
 				for k, v := range written {
-					if got := readAny(t, c.alive(), "get "+k); got != v {
-						t.Fatalf("after failover %d: %s = %q, want %q", round+1, k, got, v)
-					}
+					require.Equal(t, v, testkit.ReadAny(t, c.Live(), "get "+k), "after failover %d: %s", round+1, k)
 				}
-				writeAny(t, c.alive(), fmt.Sprintf("set after%d yes", round))
+				testkit.WriteAny(t, c.Live(), fmt.Sprintf("set after%d yes", round))
 				written[fmt.Sprintf("after%d", round)] = "yes"
-				if got := readAny(t, c.alive(), fmt.Sprintf("get after%d", round)); got != "yes" {
-					t.Fatalf("write after failover not readable: %q", got)
-				}
-				leader = awaitLeader(t, c.alive())
+				require.Equal(t, "yes", testkit.ReadAny(t, c.Live(), fmt.Sprintf("get after%d", round)), "write after failover not readable")
+				leader = testkit.AwaitLeader(t, c.Live())
 			}
-			assertConverged(t, c, c.alive())
+			c.AwaitSameLog(t, c.Live())
 		})
-	}
-}
-
-// assertConverged waits until every server in servers applied the same
-// commands in the same order.
-func assertConverged(t *testing.T, c *cluster, servers []*exraft.Server) {
-	t.Helper()
-	eventually(t, waitLong, func() bool {
-		first := c.kvOf(servers[0]).history()
-		for _, s := range servers[1:] {
-			if !sameStrings(first, c.kvOf(s).history()) {
-				return false
-			}
-		}
-		return true
-	}, "servers %v to apply the same log", names(servers))
-	for _, s := range servers {
-		if c.kvOf(s).overlap.Load() {
-			t.Fatalf("%s: the state machine was called from two goroutines at once", s.Name())
-		}
 	}
 }
 
@@ -376,60 +175,44 @@ func TestPartitionedLeaderCannotCommitOrReadStale(t *testing.T) {
 			name += ", old leader still believes it leads"
 		}
 		t.Run(name, func(t *testing.T) {
-			pn := newPartitionNet()
-			c := startCluster(t, tc.n, clusterOptions{
-				wrap: func(i int, name string, l net.Listener) net.Listener { return pn.listener(name, l) },
-				configure: func(i int, cfg *exraft.Config) {
-					cfg.Dial = pn.dialer(cfg.Name)
+			c := testkit.StartCluster(t, tc.n, testkit.Options{
+				Net: testkit.NewNet(),
+				Configure: func(i int, cfg *exraft.Config) {
 					if tc.slowOldLeader && i == 0 {
 						cfg.ElectionTimeoutMin = 4 * time.Second
 						cfg.ElectionTimeoutMax = 5 * time.Second
 					}
 				},
 			})
-			old := leaderVia(t, c.servers[0], c.servers)
-			if tc.slowOldLeader && old != c.servers[0] {
-				old = c.servers[0]
+			servers := c.Servers()
+			old := testkit.LeaderVia(t, servers[0], servers)
+			if tc.slowOldLeader && old != servers[0] {
+				old = servers[0]
 				var last time.Time
-				eventually(t, waitLong, func() bool {
+				testkit.Eventually(t, testkit.WaitLong, func() bool {
 					if old.Status().Role == exraft.Leader {
 						return true
 					}
 					if time.Since(last) > time.Second {
 						last = time.Now()
-						if err := old.TriggerElection(ctxFor(t, waitShort)); err != nil {
-							t.Fatalf("TriggerElection(%s): %v", old.Name(), err)
-						}
+						require.NoError(t, old.TriggerElection(testkit.Ctx(t, testkit.WaitShort)), "TriggerElection(%s)", old.Name())
 					}
 					return false
 				}, "%s to win the election it triggered", old.Name())
 			}
-			if got := mustWrite(t, old, "set x old"); got != "ok" {
-				t.Fatalf("write before the partition returned %q", got)
-			}
-			majority := others(c.servers, old)
-			eventually(t, waitLong, func() bool {
-				for _, s := range majority {
-					if dirty(s, "get x") != "old" {
-						return false
-					}
-				}
-				return true
-			}, "every server to apply x=old")
+			require.Equal(t, "ok", testkit.MustWrite(t, old, "set x old"), "write before the partition")
+			majority := testkit.Others(servers, old)
+			testkit.AwaitAllHave(t, majority, "x", "old")
 
-			pn.isolate(old.Name())
+			c.Net().Isolate(old.Name())
 
-			newLeader := awaitLeader(t, majority)
-			writeAny(t, majority, "set x new")
-			if got := readAny(t, majority, "get x"); got != "new" {
-				t.Fatalf("majority side reads x = %q, want new", got)
-			}
-			newLeader = awaitLeader(t, majority)
+			newLeader := testkit.AwaitLeader(t, majority)
+			testkit.WriteAny(t, majority, "set x new")
+			require.Equal(t, "new", testkit.ReadAny(t, majority, "get x"), "majority side reads x")
+			newLeader = testkit.AwaitLeader(t, majority)
 
 			// The old leader still holds the old value locally...
-			if got := dirty(old, "get x"); got != "old" {
-				t.Fatalf("isolated old leader's ReadDirty = %q, want old", got)
-			}
+			require.Equal(t, "old", testkit.Dirty(old, "get x"), "isolated old leader's ReadDirty")
 			// ...but can neither commit nor read it linearizably.
 			if st := old.Status(); st.Role == exraft.Leader {
 				t.Logf("isolated %s still believes it leads (term %d; the majority's leader %s is in term %d)",
@@ -437,71 +220,66 @@ func TestPartitionedLeaderCannotCommitOrReadStale(t *testing.T) {
 			} else if tc.slowOldLeader {
 				t.Logf("isolated %s already stepped down (%v): the stale-read check is weaker this run", old.Name(), st.Role)
 			}
-			res, err := old.Read(ctxFor(t, time.Second), []byte("get x"))
-			if err == nil {
-				t.Fatalf("isolated old leader served a linearizable Read: %q (the committed value is new)", res)
-			}
+			res, err := old.Read(testkit.Ctx(t, time.Second), []byte("get x"))
+			require.Errorf(t, err, "isolated old leader served a linearizable Read: %q (the committed value is new)", res)
 			t.Logf("isolated old leader's Read: %v", err)
-			res, err = old.Write(ctxFor(t, time.Second), []byte("set y from-old-leader"))
-			if err == nil {
-				t.Fatalf("isolated old leader committed a write (result %q)", res)
-			}
+			res, err = old.Write(testkit.Ctx(t, time.Second), []byte("set y from-old-leader"))
+			require.Errorf(t, err, "isolated old leader committed a write (result %q)", res)
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, exraft.ErrLeadershipLost) &&
 				!errors.Is(err, exraft.ErrNotLeader) {
 				t.Logf("isolated old leader's Write failed with an unexpected error: %v", err)
 			}
 			t.Logf("isolated old leader's Write: %v", err)
 
-			pn.heal(old.Name())
+			c.Net().Heal(old.Name())
 
-			eventually(t, waitLong, func() bool {
+			testkit.Eventually(t, testkit.WaitLong, func() bool {
 				p, ok := old.Leader()
-				return ok && p.Name != old.Name() && dirty(old, "get x") == "new"
+				return ok && p.Name != old.Name() && testkit.Dirty(old, "get x") == "new"
 			}, "the old leader to follow the new one and see x=new")
-			if st := old.Status(); st.Role == exraft.Leader && newLeader.Status().Role == exraft.Leader &&
-				st.Term == newLeader.Status().Term {
-				t.Fatalf("two leaders in term %d", st.Term)
-			}
+			st := old.Status()
+			require.Falsef(t, st.Role == exraft.Leader && newLeader.Status().Role == exraft.Leader && st.Term == newLeader.Status().Term,
+				"two leaders in term %d", st.Term)
 			// The write the old leader accepted in isolation never commits.
-			writeAny(t, c.servers, "set z final")
-			eventually(t, waitLong, func() bool {
-				for _, s := range c.servers {
-					if dirty(s, "get z") != "final" {
-						return false
-					}
-				}
-				return true
-			}, "every server to apply z=final")
-			for _, s := range c.servers {
-				if got := dirty(s, "get y"); got != "" {
-					t.Fatalf("%s applied the write of the isolated old leader: y = %q", s.Name(), got)
-				}
+			testkit.WriteAny(t, servers, "set z final")
+			testkit.AwaitAllHave(t, servers, "z", "final")
+			for _, s := range servers {
+				require.Empty(t, testkit.Dirty(s, "get y"), "%s applied the write of the isolated old leader", s.Name())
 			}
-			assertConverged(t, c, c.servers)
+			c.AwaitSameLog(t, servers)
 		})
 	}
+}
+
+// validatingKV is a KV whose Validate refuses commands that start with "bad".
+type validatingKV struct{ *testkit.KV }
+
+const validatorMessage = "commands starting with bad are refused by the test validator"
+
+func (m *validatingKV) Validate(command []byte) error {
+	if strings.HasPrefix(string(command), "bad") {
+		return errors.New(validatorMessage)
+	}
+	return nil
 }
 
 // TestValidateRejects: a Validator's refusal fails the Write with ErrRejected
 // and its message, locally and remotely, and appends nothing.
 func TestValidateRejects(t *testing.T) {
-	vs := make([]*validatingKV, 3)
-	c := startCluster(t, 3, clusterOptions{newSM: func(i int, kv *kvSM) exraft.StateMachine {
-		vs[i] = &validatingKV{kvSM: kv}
-		return vs[i]
+	c := testkit.StartCluster(t, 3, testkit.Options{NewSM: func(i int, kv *testkit.KV) exraft.StateMachine {
+		return &validatingKV{KV: kv}
 	}})
-	leader := leaderVia(t, c.servers[0], c.servers)
-	if got := mustWrite(t, leader, "set a 1"); got != "ok" {
-		t.Fatalf("valid write returned %q", got)
-	}
+	servers := c.Servers()
+	leader := testkit.LeaderVia(t, servers[0], servers)
+	require.Equal(t, "ok", testkit.MustWrite(t, leader, "set a 1"), "valid write")
 	// Let the log settle (configuration entries binding the members included).
 	var settled uint64
-	eventually(t, waitLong, func() bool {
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
 		st := leader.Status()
 		if st.CommitIndex != st.LastIndex {
 			return false
 		}
-		for _, s := range c.servers {
+		for _, s := range servers {
 			if s.Status().AppliedIndex != st.LastIndex {
 				return false
 			}
@@ -510,43 +288,38 @@ func TestValidateRejects(t *testing.T) {
 		return true
 	}, "every server to apply the whole log")
 
-	checkRejected := func(what string, err error) {
+	requireRejected := func(what string, err error) {
 		t.Helper()
-		if err == nil {
-			t.Fatalf("%s: a command the validator refuses was accepted", what)
-		}
-		if !errors.Is(err, exraft.ErrRejected) {
-			t.Fatalf("%s: got %v, want an error matching ErrRejected", what, err)
-		}
-		if !strings.Contains(err.Error(), validatorMessage) {
-			t.Fatalf("%s: error %q does not carry the validator's message %q", what, err, validatorMessage)
-		}
-		if errors.Is(err, exraft.ErrNotLeader) {
-			t.Fatalf("%s: a rejection matches ErrNotLeader: %v", what, err)
-		}
-		if li := leader.Status().LastIndex; li != settled {
-			t.Fatalf("%s: LastIndex went from %d to %d: a rejected command was appended", what, settled, li)
-		}
+		require.Error(t, err, "%s: a command the validator refuses was accepted", what)
+		require.ErrorIs(t, err, exraft.ErrRejected, what)
+		require.Contains(t, err.Error(), validatorMessage, "%s: the error does not carry the validator's message", what)
+		require.NotErrorIs(t, err, exraft.ErrNotLeader, "%s: a rejection matches ErrNotLeader", what)
+		require.Equal(t, settled, leader.Status().LastIndex, "%s: LastIndex moved: a rejected command was appended", what)
 	}
-	_, err := leader.Write(ctxFor(t, waitShort), []byte("bad set a 2"))
-	checkRejected("Write", err)
-	_, err = exraft.Write(ctxFor(t, waitShort), leader.Addr(), []byte("bad set a 3"))
-	checkRejected("remote Write", err)
+	_, err := leader.Write(testkit.Ctx(t, testkit.WaitShort), []byte("bad set a 2"))
+	requireRejected("Write", err)
+	_, err = exraft.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("bad set a 3"))
+	requireRejected("remote Write", err)
 
-	if got := mustRead(t, leader, "get a"); got != "1" {
-		t.Fatalf("after rejections a = %q, want 1", got)
-	}
-	if got := mustWrite(t, leader, "set a 4"); got != "1" {
-		t.Fatalf("valid write after rejections returned %q, want 1", got)
-	}
-	assertConverged(t, c, c.servers)
-	for i, s := range c.servers {
-		for _, cmd := range c.kvs[i].history() {
-			if strings.HasPrefix(cmd, "bad") {
-				t.Fatalf("%s applied a refused command %q", s.Name(), cmd)
-			}
+	require.Equal(t, "1", testkit.MustRead(t, leader, "get a"), "after rejections")
+	require.Equal(t, "1", testkit.MustWrite(t, leader, "set a 4"), "valid write after rejections")
+	c.AwaitSameLog(t, servers)
+	for _, s := range servers {
+		for _, cmd := range c.KV(s.Name()).History() {
+			require.Falsef(t, strings.HasPrefix(cmd, "bad"), "%s applied a refused command %q", s.Name(), cmd)
 		}
 	}
+}
+
+// closingKV is a KV that counts the calls of Close.
+type closingKV struct {
+	*testkit.KV
+	closed atomic.Int32
+}
+
+func (m *closingKV) Close() error {
+	m.closed.Add(1)
+	return nil
 }
 
 // TestStopServer: StopServer frees the port, ends every goroutine, closes the
@@ -556,94 +329,75 @@ func TestStopServer(t *testing.T) {
 		baseline := runtime.NumGoroutine()
 		client := &exraft.Client{}
 		cl := make([]*closingKV, 3)
-		c := startCluster(t, 3, clusterOptions{newSM: func(i int, kv *kvSM) exraft.StateMachine {
-			cl[i] = &closingKV{kvSM: kv}
+		c := testkit.StartCluster(t, 3, testkit.Options{NewSM: func(i int, kv *testkit.KV) exraft.StateMachine {
+			cl[i] = &closingKV{KV: kv}
 			return cl[i]
 		}})
-		leader := leaderVia(t, c.servers[0], c.servers)
-		mustWrite(t, leader, "set a 1")
-		if _, err := client.Write(ctxFor(t, waitShort), leader.Addr(), []byte("set b 2")); err != nil {
-			t.Fatalf("remote Write: %v", err)
-		}
-		for _, s := range c.servers {
-			if _, err := client.GetStatus(ctxFor(t, waitShort), s.Addr()); err != nil {
-				t.Fatalf("GetStatus(%s): %v", s.Name(), err)
-			}
+		servers := c.Servers()
+		leader := testkit.LeaderVia(t, servers[0], servers)
+		testkit.MustWrite(t, leader, "set a 1")
+		_, err := client.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("set b 2"))
+		require.NoError(t, err, "remote Write")
+		for _, s := range servers {
+			_, err := client.GetStatus(testkit.Ctx(t, testkit.WaitShort), s.Addr())
+			require.NoError(t, err, "GetStatus(%s)", s.Name())
 		}
 		// Follower, leader, follower: stop in an order that makes the
 		// others notice.
-		order := append([]*exraft.Server{others(c.servers, leader)[0], leader}, others(c.servers, leader)[1:]...)
+		followers := testkit.Others(servers, leader)
+		order := append([]*exraft.Server{followers[0], leader}, followers[1:]...)
 		for _, s := range order {
-			if err := exraft.StopServer(s); err != nil {
-				t.Fatalf("StopServer(%s): %v", s.Name(), err)
-			}
+			require.NoError(t, exraft.StopServer(s), "StopServer(%s)", s.Name())
 		}
-		for i, s := range c.servers {
-			l, err := net.Listen("tcp", s.Addr())
-			if err != nil {
-				t.Fatalf("%s's port is still in use after StopServer: %v", s.Name(), err)
-			}
-			l.Close()
-			checkStopped(t, s)
-			if n := cl[i].closed.Load(); n != 1 {
-				t.Fatalf("%s: Close called %d times, want 1", s.Name(), n)
-			}
+		for i, s := range servers {
+			requirePortFree(t, s.Addr(), "%s's port after StopServer", s.Name())
+			requireStopped(t, s)
+			require.EqualValues(t, 1, cl[i].closed.Load(), "%s: calls of Close", s.Name())
 			_ = exraft.StopServer(s) // a second stop must not close again
 			_ = s.Stop()
-			if n := cl[i].closed.Load(); n != 1 {
-				t.Fatalf("%s: Close called %d times after repeated stops, want 1", s.Name(), n)
-			}
+			require.EqualValues(t, 1, cl[i].closed.Load(), "%s: calls of Close after repeated stops", s.Name())
 		}
-		closeIdle(client)
-		waitGoroutines(t, baseline, waitShort)
+		_ = client.Close() // its idle connections would count as goroutines
+		testkit.AwaitGoroutines(t, baseline, testkit.WaitShort)
 	})
 
 	t.Run("lone server frees its port", func(t *testing.T) {
 		baseline := runtime.NumGoroutine()
-		sm := &closingKV{kvSM: newKV()}
-		cfg := fastConfig("lone")
+		sm := &closingKV{KV: testkit.NewKV()}
+		cfg := testkit.FastConfig("lone")
 		cfg.MinMajority = 2
-		s := start(t, sm, cfg)
+		s := testkit.Start(t, sm, cfg)
 		done := make(chan error, 1)
 		go func() {
 			_, err := s.AwaitLeader(context.Background())
 			done <- err
 		}()
-		if err := s.Stop(); err != nil {
-			t.Fatalf("Stop: %v", err)
-		}
+		require.NoError(t, s.Stop(), "Stop")
 		select {
 		case err := <-done:
-			if !errors.Is(err, exraft.ErrStopped) {
-				t.Fatalf("AwaitLeader waiting across Stop: got %v, want ErrStopped", err)
-			}
-		case <-time.After(waitShort):
-			t.Fatalf("AwaitLeader still blocked %v after Stop", waitShort)
+			require.ErrorIs(t, err, exraft.ErrStopped, "AwaitLeader waiting across Stop")
+		case <-time.After(testkit.WaitShort):
+			require.FailNowf(t, "AwaitLeader blocked", "still blocked %v after Stop", testkit.WaitShort)
 		}
-		l, err := net.Listen("tcp", s.Addr())
-		if err != nil {
-			t.Fatalf("port still in use after Stop: %v", err)
-		}
-		l.Close()
-		checkStopped(t, s)
-		if n := sm.closed.Load(); n != 1 {
-			t.Fatalf("Close called %d times, want 1", n)
-		}
-		waitGoroutines(t, baseline, waitShort)
+		requirePortFree(t, s.Addr(), "the port after Stop")
+		requireStopped(t, s)
+		require.EqualValues(t, 1, sm.closed.Load(), "calls of Close")
+		testkit.AwaitGoroutines(t, baseline, testkit.WaitShort)
 	})
 
 	t.Run("blocked write", func(t *testing.T) {
 		// Slow elections, so that the leader keeps its leadership (check
 		// quorum) for a while after losing its followers.
-		c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+		c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 			cfg.HeartbeatInterval = 50 * time.Millisecond
 			cfg.ElectionTimeoutMin = time.Second
 			cfg.ElectionTimeoutMax = 2 * time.Second
 		}})
-		leader := leaderVia(t, c.servers[0], c.servers)
-		mustWrite(t, leader, "set a 1")
-		for _, f := range others(c.servers, leader) {
-			c.stop(f)
+		servers := c.Servers()
+		leader := testkit.LeaderVia(t, servers[0], servers)
+		testkit.MustWrite(t, leader, "set a 1")
+		for _, f := range testkit.Others(servers, leader) {
+			require.NoError(t, c.Stop(f.Name()))
 		}
 		before := leader.Status().LastIndex
 		done := make(chan error, 1)
@@ -653,7 +407,7 @@ func TestStopServer(t *testing.T) {
 		}()
 		var early error
 		var returned bool
-		eventually(t, waitShort, func() bool {
+		testkit.Eventually(t, testkit.WaitShort, func() bool {
 			select {
 			case early = <-done:
 				returned = true
@@ -662,22 +416,39 @@ func TestStopServer(t *testing.T) {
 			}
 			return leader.Status().LastIndex > before
 		}, "the write to be appended on the leader")
-		if returned {
-			t.Fatalf("Write without a quorum returned %v before the leader stopped", early)
-		}
-		c.stop(leader)
+		require.Falsef(t, returned, "Write without a quorum returned %v before the leader stopped", early)
+		require.NoError(t, c.Stop(leader.Name()))
 		select {
 		case err := <-done:
-			if !errors.Is(err, exraft.ErrStopped) && !errors.Is(err, exraft.ErrLeadershipLost) {
-				t.Fatalf("Write blocked across Stop: got %v, want ErrStopped (or ErrLeadershipLost)", err)
-			}
+			require.Truef(t, errors.Is(err, exraft.ErrStopped) || errors.Is(err, exraft.ErrLeadershipLost),
+				"Write blocked across Stop: got %v, want ErrStopped (or ErrLeadershipLost)", err)
 			if !errors.Is(err, exraft.ErrStopped) {
 				t.Logf("Write blocked across Stop returned %v (leadership lost before the stop)", err)
 			}
-		case <-time.After(waitShort):
-			t.Fatalf("Write still blocked %v after Stop", waitShort)
+		case <-time.After(testkit.WaitShort):
+			require.FailNowf(t, "Write blocked", "still blocked %v after Stop", testkit.WaitShort)
 		}
 	})
+}
+
+// requirePortFree checks that nothing listens on addr any more.
+func requirePortFree(t *testing.T, addr string, what string, args ...any) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	require.NoErrorf(t, err, what, args...)
+	l.Close()
+}
+
+// startSolo starts a one-server cluster listed in its own InitialConfig, and
+// waits until it leads.
+func startSolo(t *testing.T, sm exraft.StateMachine) *exraft.Server {
+	t.Helper()
+	cfg := testkit.FastConfig("solo")
+	cfg.Listener = testkit.Listen(t)
+	cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: cfg.Listener.Addr().String()}}
+	s := testkit.Start(t, sm, cfg)
+	testkit.AwaitLeader(t, []*exraft.Server{s})
+	return s
 }
 
 // TestStopAnswersEveryWaitingCall stops a server while 64 callers with no
@@ -686,11 +457,7 @@ func TestStopServer(t *testing.T) {
 // reached the server's queues just before Stop must still be answered.
 func TestStopAnswersEveryWaitingCall(t *testing.T) {
 	for round := 0; round < 10; round++ {
-		cfg := fastConfig("solo")
-		cfg.Listener = listen(t)
-		cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: cfg.Listener.Addr().String()}}
-		s := start(t, newKV(), cfg)
-		awaitLeader(t, []*exraft.Server{s})
+		s := startSolo(t, testkit.NewKV())
 		var succeeded sync.WaitGroup
 		succeeded.Add(64)
 		errs := make(chan error, 64)
@@ -719,24 +486,23 @@ func TestStopAnswersEveryWaitingCall(t *testing.T) {
 			}()
 		}
 		succeeded.Wait() // every caller is in its loop
-		stopWithin(t, s, waitShort, fmt.Sprintf("round %d, with 64 callers waiting", round), nil)
-		deadline := time.After(waitShort)
+		testkit.StopWithin(t, s, testkit.WaitShort, fmt.Sprintf("round %d, with 64 callers waiting", round), nil)
+		deadline := time.After(testkit.WaitShort)
 		for i := 0; i < 64; i++ {
 			select {
 			case err := <-errs:
-				if !errors.Is(err, exraft.ErrStopped) && !errors.Is(err, exraft.ErrLeadershipLost) {
-					t.Fatalf("a call across Stop returned %v, want ErrStopped", err)
-				}
+				require.Truef(t, errors.Is(err, exraft.ErrStopped) || errors.Is(err, exraft.ErrLeadershipLost),
+					"a call across Stop returned %v, want ErrStopped", err)
 			case <-deadline:
-				t.Fatalf("round %d: %d of 64 callers still waiting %v after Stop", round, 64-i, waitShort)
+				require.FailNowf(t, "callers still waiting", "round %d: %d of 64 callers still waiting %v after Stop", round, 64-i, testkit.WaitShort)
 			}
 		}
 	}
 }
 
-// gateSM is a kvSM whose Apply of "block" waits until open is closed.
+// gateSM is a KV whose Apply of "block" waits until open is closed.
 type gateSM struct {
-	*kvSM
+	*testkit.KV
 	entered, open chan struct{}
 }
 
@@ -745,7 +511,7 @@ func (m *gateSM) Apply(command []byte) []byte {
 		close(m.entered)
 		<-m.open
 	}
-	return m.kvSM.Apply(command)
+	return m.KV.Apply(command)
 }
 
 // TestStopAnswersCallersAnApplyWaitsOn: an Apply that waits for a caller
@@ -753,15 +519,11 @@ func (m *gateSM) Apply(command []byte) []byte {
 // must not keep Stop, or that caller, waiting for good. Stop answers the
 // caller; the caller lets Apply go on.
 func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
-	cfg := fastConfig("solo")
-	cfg.Listener = listen(t)
-	cfg.InitialConfig = []exraft.Peer{{Name: "solo", Addr: cfg.Listener.Addr().String()}}
-	sm := &gateSM{kvSM: newKV(), entered: make(chan struct{}), open: make(chan struct{})}
+	sm := &gateSM{KV: testkit.NewKV(), entered: make(chan struct{}), open: make(chan struct{})}
 	var openOnce sync.Once
 	open := func() { openOnce.Do(func() { close(sm.open) }) }
 	t.Cleanup(open) // so that a failure leaves nothing stuck
-	s := start(t, sm, cfg)
-	awaitLeader(t, []*exraft.Server{s})
+	s := startSolo(t, sm)
 
 	blocked := make(chan error, 1)
 	go func() {
@@ -770,8 +532,8 @@ func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
 	}()
 	select {
 	case <-sm.entered:
-	case <-time.After(waitShort):
-		t.Fatalf("Apply of the first write did not start within %v", waitShort)
+	case <-time.After(testkit.WaitShort):
+		require.FailNowf(t, "Apply did not start", "Apply of the first write did not start within %v", testkit.WaitShort)
 	}
 	commit := s.Status().CommitIndex
 	behind := make(chan error, 1)
@@ -780,31 +542,28 @@ func TestStopAnswersCallersAnApplyWaitsOn(t *testing.T) {
 		behind <- err
 		open() // what the Apply in progress waits for
 	}()
-	eventually(t, waitShort, func() bool { return s.Status().CommitIndex > commit },
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return s.Status().CommitIndex > commit },
 		"the second write to commit behind the Apply in progress")
 
-	stopWithin(t, s, waitShort, "with Apply waiting on a caller of the server", open)
+	testkit.StopWithin(t, s, testkit.WaitShort, "with Apply waiting on a caller of the server", open)
 	for name, c := range map[string]chan error{"the write being applied": blocked, "the write behind it": behind} {
 		select {
 		case err := <-c:
-			if !errors.Is(err, exraft.ErrStopped) {
-				t.Errorf("%s returned %v, want ErrStopped", name, err)
-			}
-		case <-time.After(waitShort):
-			t.Errorf("%s still waiting %v after Stop returned", name, waitShort)
+			assert.ErrorIs(t, err, exraft.ErrStopped, name)
+		case <-time.After(testkit.WaitShort):
+			assert.Failf(t, "a write still waits", "%s still waiting %v after Stop returned", name, testkit.WaitShort)
 		}
 	}
 }
 
-// checkStopped asserts that the calls of a stopped server fail with ErrStopped.
-func checkStopped(t *testing.T, s *exraft.Server) {
+// requireStopped checks that the calls of a stopped server fail with
+// ErrStopped.
+func requireStopped(t *testing.T, s *exraft.Server) {
 	t.Helper()
-	ctx := ctxFor(t, waitShort)
+	ctx := testkit.Ctx(t, testkit.WaitShort)
 	check := func(what string, err error) {
 		t.Helper()
-		if !errors.Is(err, exraft.ErrStopped) {
-			t.Fatalf("%s on stopped %s: got %v, want ErrStopped", what, s.Name(), err)
-		}
+		require.ErrorIs(t, err, exraft.ErrStopped, "%s on stopped %s", what, s.Name())
 	}
 	_, err := s.Write(ctx, []byte("set late 1"))
 	check("Write", err)
@@ -820,7 +579,7 @@ func checkStopped(t *testing.T, s *exraft.Server) {
 // TestConfigErrors: every invalid Config fails StartServer with an error naming
 // the field, and starts nothing.
 func TestConfigErrors(t *testing.T) {
-	valid := func() exraft.Config { return fastConfig("cfg") }
+	valid := func() exraft.Config { return testkit.FastConfig("cfg") }
 	other := exraft.Peer{Name: "other", Addr: "127.0.0.1:7"}
 	for _, tc := range []struct {
 		name   string
@@ -853,34 +612,22 @@ func TestConfigErrors(t *testing.T) {
 			baseline := runtime.NumGoroutine()
 			cfg := valid()
 			// A fixed free port, to check that nothing listens on it after.
-			l := listen(t)
-			cfg.Addr = l.Addr().String()
-			l.Close()
+			cfg.Addr = testkit.DeadAddr(t)
 			tc.mutate(&cfg)
-			s, err := exraft.StartServer(newKV(), cfg)
+			s, err := exraft.StartServer(testkit.NewKV(), cfg)
 			if err == nil {
 				_ = exraft.StopServer(s)
-				t.Fatalf("StartServer accepted %+v", cfg)
+				require.FailNowf(t, "StartServer accepted an invalid Config", "%+v", cfg)
 			}
-			if s != nil {
-				t.Errorf("StartServer returned a server with the error %v", err)
+			if !assert.Nil(t, s, "StartServer returned a server with the error %v", err) {
 				_ = exraft.StopServer(s)
 			}
-			named := false
-			for _, f := range tc.fields {
-				named = named || strings.Contains(err.Error(), f)
-			}
-			if !named {
-				t.Fatalf("error %q names none of %v", err, tc.fields)
-			}
+			named := slices.ContainsFunc(tc.fields, func(f string) bool { return strings.Contains(err.Error(), f) })
+			require.Truef(t, named, "error %q names none of %v", err, tc.fields)
 			if _, _, perr := net.SplitHostPort(cfg.Addr); perr == nil {
-				l, lerr := net.Listen("tcp", cfg.Addr)
-				if lerr != nil {
-					t.Fatalf("a failed StartServer left %s in use: %v", cfg.Addr, lerr)
-				}
-				l.Close()
+				requirePortFree(t, cfg.Addr, "a failed StartServer left %s in use", cfg.Addr)
 			}
-			waitGoroutines(t, baseline, 5*time.Second)
+			testkit.AwaitGoroutines(t, baseline, 5*time.Second)
 		})
 	}
 }
@@ -888,217 +635,158 @@ func TestConfigErrors(t *testing.T) {
 // TestRemoteAPI: every call works by address, over DefaultClient and over a
 // zero Client, with the same errors as in process.
 func TestRemoteAPI(t *testing.T) {
-	c := startCluster(t, 3, clusterOptions{})
-	leader := leaderVia(t, c.servers[0], c.servers)
-	followers := others(c.servers, leader)
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	servers := c.Servers()
+	leader := testkit.LeaderVia(t, servers[0], servers)
+	followers := testkit.Others(servers, leader)
 	var zero exraft.Client
+	defer zero.Close()
 
 	// AwaitLeader by address, on every server, with both clients.
-	for _, s := range c.servers {
+	for _, s := range servers {
 		for _, aw := range []func(context.Context, string) (exraft.Peer, error){exraft.AwaitLeader, zero.AwaitLeader} {
-			p, err := aw(ctxFor(t, waitLong), s.Addr())
-			if err != nil || p != leader.Peer() {
-				t.Fatalf("remote AwaitLeader on %s = %v, %v; want %v", s.Name(), p, err, leader.Peer())
-			}
+			p, err := aw(testkit.Ctx(t, testkit.WaitLong), s.Addr())
+			require.NoError(t, err, "remote AwaitLeader on %s", s.Name())
+			require.Equal(t, leader.Peer(), p, "remote AwaitLeader on %s", s.Name())
 		}
 	}
 
 	// GetStatus.
-	for _, s := range c.servers {
+	for _, s := range servers {
 		for _, gs := range []func(context.Context, string) (exraft.Status, error){exraft.GetStatus, zero.GetStatus} {
-			st, err := gs(ctxFor(t, waitShort), s.Addr())
-			if err != nil {
-				t.Fatalf("GetStatus(%s): %v", s.Name(), err)
-			}
+			st, err := gs(testkit.Ctx(t, testkit.WaitShort), s.Addr())
+			require.NoError(t, err, "GetStatus(%s)", s.Name())
 			want := exraft.Follower
 			if s == leader {
 				want = exraft.Leader
 			}
-			if st.Name != s.Name() || st.Addr != s.Addr() || st.Role != want || st.Term == 0 {
-				t.Fatalf("GetStatus(%s) = %+v; want name %s, addr %s, role %v, term > 0", s.Name(), st, s.Name(), s.Addr(), want)
-			}
-			if got := memberNames(st.Members); !sameStrings(got, []string{"raft1", "raft2", "raft3"}) {
-				t.Fatalf("GetStatus(%s).Members = %v", s.Name(), got)
-			}
+			require.Truef(t, st.Name == s.Name() && st.Addr == s.Addr() && st.Role == want && st.Term > 0,
+				"GetStatus(%s) = %+v; want name %s, addr %s, role %v, term > 0", s.Name(), st, s.Name(), s.Addr(), want)
+			require.Equal(t, []string{"raft1", "raft2", "raft3"}, testkit.MemberNames(st.Members), "GetStatus(%s).Members", s.Name())
 		}
 	}
 
 	// Write, Read, ReadDirty.
-	res, err := exraft.Write(ctxFor(t, waitShort), leader.Addr(), []byte("set r 1"))
-	if err != nil || string(res) != "ok" {
-		t.Fatalf("remote Write = %q, %v; want ok", res, err)
-	}
-	res, err = zero.Write(ctxFor(t, waitShort), leader.Addr(), []byte("set r 2"))
-	if err != nil || string(res) != "1" {
-		t.Fatalf("zero Client Write = %q, %v; want 1", res, err)
-	}
+	res, err := exraft.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("set r 1"))
+	require.NoError(t, err, "remote Write")
+	require.Equal(t, "ok", string(res), "remote Write")
+	res, err = zero.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("set r 2"))
+	require.NoError(t, err, "zero Client Write")
+	require.Equal(t, "1", string(res), "zero Client Write")
 	for _, rd := range []func(context.Context, string, []byte) ([]byte, error){exraft.Read, zero.Read} {
-		res, err = rd(ctxFor(t, waitShort), leader.Addr(), []byte("get r"))
-		if err != nil || string(res) != "2" {
-			t.Fatalf("remote Read = %q, %v; want 2", res, err)
-		}
-		_, err = rd(ctxFor(t, waitShort), followers[0].Addr(), []byte("get r"))
-		var re *exraft.RedirectError
-		if !errors.As(err, &re) || re.Leader != leader.Peer() || !errors.Is(err, exraft.ErrNotLeader) {
-			t.Fatalf("remote Read on a follower: got %v, want a redirect to %v", err, leader.Peer())
-		}
+		res, err = rd(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("get r"))
+		require.NoError(t, err, "remote Read")
+		require.Equal(t, "2", string(res), "remote Read")
+		_, err = rd(testkit.Ctx(t, testkit.WaitShort), followers[0].Addr(), []byte("get r"))
+		requireRedirect(t, "remote Read on a follower", err, leader.Peer())
 	}
 	for _, f := range followers {
 		for _, rd := range []func(context.Context, string, []byte) ([]byte, error){exraft.ReadDirty, zero.ReadDirty} {
-			eventually(t, waitLong, func() bool {
-				res, err := rd(ctxFor(t, waitShort), f.Addr(), []byte("get r"))
+			testkit.Eventually(t, testkit.WaitLong, func() bool {
+				res, err := rd(testkit.Ctx(t, testkit.WaitShort), f.Addr(), []byte("get r"))
 				return err == nil && string(res) == "2"
 			}, "remote ReadDirty on %s to see r=2", f.Name())
 		}
 	}
 
 	// AddServer, by address, of a server started alone.
-	cfg4 := fastConfig("raft4")
+	cfg4 := testkit.FastConfig("raft4")
 	cfg4.MinMajority = 2
-	raft4 := start(t, newKV(), cfg4)
-	err = exraft.AddServer(ctxFor(t, waitShort), followers[0].Addr(), raft4.Peer())
+	raft4 := testkit.Start(t, testkit.NewKV(), cfg4)
+	err = exraft.AddServer(testkit.Ctx(t, testkit.WaitShort), followers[0].Addr(), raft4.Peer())
 	var re *exraft.RedirectError
-	if !errors.As(err, &re) || re.Leader != leader.Peer() {
-		t.Fatalf("remote AddServer on a follower: got %v, want a redirect to %v", err, leader.Peer())
-	}
-	if err := exraft.AddServer(ctxFor(t, waitLong), leader.Addr(), raft4.Peer()); err != nil {
-		t.Fatalf("remote AddServer: %v", err)
-	}
-	st, err := exraft.GetStatus(ctxFor(t, waitShort), leader.Addr())
-	if err != nil {
-		t.Fatalf("GetStatus: %v", err)
-	}
-	if got := memberNames(st.Members); !sameStrings(got, []string{"raft1", "raft2", "raft3", "raft4"}) {
-		t.Fatalf("Members after remote AddServer = %v", got)
-	}
-	eventually(t, waitLong, func() bool { return dirty(raft4, "get r") == "2" }, "raft4 to catch up")
+	require.ErrorAs(t, err, &re, "remote AddServer on a follower")
+	require.Equal(t, leader.Peer(), re.Leader, "remote AddServer on a follower: the redirect names the wrong leader")
+	require.NoError(t, exraft.AddServer(testkit.Ctx(t, testkit.WaitLong), leader.Addr(), raft4.Peer()), "remote AddServer")
+	st, err := exraft.GetStatus(testkit.Ctx(t, testkit.WaitShort), leader.Addr())
+	require.NoError(t, err, "GetStatus")
+	require.Equal(t, []string{"raft1", "raft2", "raft3", "raft4"}, testkit.MemberNames(st.Members), "Members after remote AddServer")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return testkit.Dirty(raft4, "get r") == "2" }, "raft4 to catch up")
 
 	// RemoveServer, by address: an unknown name, then raft4.
 	for _, rm := range []func(context.Context, string, string) error{exraft.RemoveServer, zero.RemoveServer} {
-		err = rm(ctxFor(t, waitShort), leader.Addr(), "no-such-server")
-		if !errors.Is(err, exraft.ErrUnknownServer) {
-			t.Fatalf("remote RemoveServer of a non-member: got %v, want ErrUnknownServer", err)
-		}
+		err = rm(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), "no-such-server")
+		require.ErrorIs(t, err, exraft.ErrUnknownServer, "remote RemoveServer of a non-member")
 	}
-	if err := zero.RemoveServer(ctxFor(t, waitLong), leader.Addr(), "raft4"); err != nil {
-		t.Fatalf("remote RemoveServer(raft4): %v", err)
-	}
-	st, err = zero.GetStatus(ctxFor(t, waitShort), leader.Addr())
-	if err != nil {
-		t.Fatalf("GetStatus: %v", err)
-	}
-	if got := memberNames(st.Members); !sameStrings(got, []string{"raft1", "raft2", "raft3"}) {
-		t.Fatalf("Members after remote RemoveServer = %v", got)
-	}
+	require.NoError(t, zero.RemoveServer(testkit.Ctx(t, testkit.WaitLong), leader.Addr(), "raft4"), "remote RemoveServer(raft4)")
+	st, err = zero.GetStatus(testkit.Ctx(t, testkit.WaitShort), leader.Addr())
+	require.NoError(t, err, "GetStatus")
+	require.Equal(t, []string{"raft1", "raft2", "raft3"}, testkit.MemberNames(st.Members), "Members after remote RemoveServer")
 
 	// TriggerElection by address: a caught-up follower takes over.
 	target := followers[0]
-	eventually(t, waitLong, func() bool {
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
 		return target.Status().AppliedIndex == leader.Status().CommitIndex
 	}, "%s to catch up before the election", target.Name())
 	termBefore := leader.Status().Term
-	if err := zero.TriggerElection(ctxFor(t, waitShort), leader.Addr()); err != nil {
-		t.Fatalf("remote TriggerElection on the leader (a no-op): %v", err)
-	}
-	if err := exraft.TriggerElection(ctxFor(t, waitShort), target.Addr()); err != nil {
-		t.Fatalf("remote TriggerElection on %s: %v", target.Name(), err)
-	}
-	eventually(t, waitLong, func() bool {
+	require.NoError(t, zero.TriggerElection(testkit.Ctx(t, testkit.WaitShort), leader.Addr()), "remote TriggerElection on the leader (a no-op)")
+	require.NoError(t, exraft.TriggerElection(testkit.Ctx(t, testkit.WaitShort), target.Addr()), "remote TriggerElection on %s", target.Name())
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
 		st := target.Status()
 		return st.Role == exraft.Leader && st.Term > termBefore
 	}, "%s to win the election it triggered", target.Name())
-	eventually(t, waitLong, func() bool {
-		p, err := exraft.AwaitLeader(ctxFor(t, waitShort), leader.Addr())
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		p, err := exraft.AwaitLeader(testkit.Ctx(t, testkit.WaitShort), leader.Addr())
 		return err == nil && p == target.Peer()
 	}, "the old leader to follow %s", target.Name())
-	res, err = exraft.Write(ctxFor(t, waitShort), target.Addr(), []byte("set r 3"))
-	if err != nil || string(res) != "2" {
-		t.Fatalf("remote Write on the new leader = %q, %v; want 2", res, err)
-	}
-	closeIdle(&zero)
+	res, err = exraft.Write(testkit.Ctx(t, testkit.WaitShort), target.Addr(), []byte("set r 3"))
+	require.NoError(t, err, "remote Write on the new leader")
+	require.Equal(t, "2", string(res), "remote Write on the new leader")
 }
 
 // TestRemoveServer: removing followers shrinks the membership and writes go
 // on; the last voter cannot be removed; a leader can remove itself.
 func TestRemoveServer(t *testing.T) {
 	t.Run("down to one", func(t *testing.T) {
-		c := startCluster(t, 3, clusterOptions{})
-		leader := leaderVia(t, c.servers[0], c.servers)
-		mustWrite(t, leader, "set a 1")
-		if err := leader.RemoveServer(ctxFor(t, waitShort), "no-such-server"); !errors.Is(err, exraft.ErrUnknownServer) {
-			t.Fatalf("RemoveServer of a non-member: got %v, want ErrUnknownServer", err)
-		}
+		c := testkit.StartCluster(t, 3, testkit.Options{})
+		servers := c.Servers()
+		leader := testkit.LeaderVia(t, servers[0], servers)
+		testkit.MustWrite(t, leader, "set a 1")
+		require.ErrorIs(t, leader.RemoveServer(testkit.Ctx(t, testkit.WaitShort), "no-such-server"), exraft.ErrUnknownServer,
+			"RemoveServer of a non-member")
 		want := []string{"raft1", "raft2", "raft3"}
-		for i, f := range others(c.servers, leader) {
-			if err := leader.RemoveServer(ctxFor(t, waitLong), f.Name()); err != nil {
-				t.Fatalf("RemoveServer(%s): %v", f.Name(), err)
-			}
-			want = removeString(want, f.Name())
-			if got := memberNames(leader.Status().Members); !sameStrings(got, want) {
-				t.Fatalf("Members after removing %s = %v, want %v", f.Name(), got, want)
-			}
+		for i, f := range testkit.Others(servers, leader) {
+			require.NoError(t, leader.RemoveServer(testkit.Ctx(t, testkit.WaitLong), f.Name()), "RemoveServer(%s)", f.Name())
+			want = slices.DeleteFunc(want, func(n string) bool { return n == f.Name() })
+			require.Equal(t, want, testkit.MemberNames(leader.Status().Members), "Members after removing %s", f.Name())
 			v := fmt.Sprint(i + 2)
-			mustWrite(t, leader, "set a "+v)
-			if got := mustRead(t, leader, "get a"); got != v {
-				t.Fatalf("after removing %s, a = %q, want %s", f.Name(), got, v)
-			}
+			testkit.MustWrite(t, leader, "set a "+v)
+			require.Equal(t, v, testkit.MustRead(t, leader, "get a"), "after removing %s", f.Name())
 		}
-		err := leader.RemoveServer(ctxFor(t, waitShort), leader.Name())
-		if !errors.Is(err, exraft.ErrLastServer) {
-			t.Fatalf("RemoveServer of the last voter: got %v, want ErrLastServer", err)
-		}
-		_, err = exraft.Write(ctxFor(t, waitShort), leader.Addr(), []byte("set a 9"))
-		if err != nil {
-			t.Fatalf("write on the single remaining server: %v", err)
-		}
-		err = exraft.RemoveServer(ctxFor(t, waitShort), leader.Addr(), leader.Name())
-		if !errors.Is(err, exraft.ErrLastServer) {
-			t.Fatalf("remote RemoveServer of the last voter: got %v, want ErrLastServer", err)
-		}
+		err := leader.RemoveServer(testkit.Ctx(t, testkit.WaitShort), leader.Name())
+		require.ErrorIs(t, err, exraft.ErrLastServer, "RemoveServer of the last voter")
+		_, err = exraft.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte("set a 9"))
+		require.NoError(t, err, "write on the single remaining server")
+		err = exraft.RemoveServer(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), leader.Name())
+		require.ErrorIs(t, err, exraft.ErrLastServer, "remote RemoveServer of the last voter")
 		// The removed servers do not disturb the remaining one.
-		if st := leader.Status(); st.Role != exraft.Leader {
-			t.Fatalf("remaining server is %v after removals", st.Role)
-		}
+		require.Equal(t, exraft.Leader, leader.Status().Role, "the remaining server's role after removals")
 	})
 
 	t.Run("leader removes itself", func(t *testing.T) {
-		c := startCluster(t, 3, clusterOptions{})
-		leader := leaderVia(t, c.servers[0], c.servers)
-		mustWrite(t, leader, "set a 1")
-		if err := leader.RemoveServer(ctxFor(t, waitLong), leader.Name()); err != nil {
-			t.Fatalf("leader RemoveServer(itself): %v", err)
-		}
-		rest := others(c.servers, leader)
-		next := awaitLeader(t, rest)
-		eventually(t, waitLong, func() bool {
-			return sameStrings(memberNames(next.Status().Members), names(rest))
-		}, "the new leader's Members to be %v", names(rest))
-		writeAny(t, rest, "set a 2")
-		if got := readAny(t, rest, "get a"); got != "2" {
-			t.Fatalf("after the leader left, a = %q, want 2", got)
-		}
-		if leader.Status().Role == exraft.Leader {
-			t.Fatalf("the removed leader still reports itself leader")
-		}
+		c := testkit.StartCluster(t, 3, testkit.Options{})
+		servers := c.Servers()
+		leader := testkit.LeaderVia(t, servers[0], servers)
+		testkit.MustWrite(t, leader, "set a 1")
+		require.NoError(t, leader.RemoveServer(testkit.Ctx(t, testkit.WaitLong), leader.Name()), "leader RemoveServer(itself)")
+		rest := testkit.Others(servers, leader)
+		next := testkit.AwaitLeader(t, rest)
+		testkit.Eventually(t, testkit.WaitLong, func() bool {
+			return slices.Equal(testkit.MemberNames(next.Status().Members), testkit.Names(rest))
+		}, "the new leader's Members to be %v", testkit.Names(rest))
+		testkit.WriteAny(t, rest, "set a 2")
+		require.Equal(t, "2", testkit.ReadAny(t, rest, "get a"), "after the leader left")
+		require.NotEqual(t, exraft.Leader, leader.Status().Role, "the removed leader still reports itself leader")
 	})
-}
-
-func removeString(list []string, s string) []string {
-	var out []string
-	for _, x := range list {
-		if x != s {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // TestConcurrentWrites: 8 writers × 50 writes on the leader all succeed, each
 // writer sees its own writes in order, and every server ends in the same state.
 func TestConcurrentWrites(t *testing.T) {
 	const writers, perWriter = 8, 50
-	c := startCluster(t, 3, clusterOptions{})
-	leader := leaderVia(t, c.servers[0], c.servers)
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	servers := c.Servers()
+	leader := testkit.LeaderVia(t, servers[0], servers)
 	var wg sync.WaitGroup
 	errs := make(chan error, writers*perWriter)
 	for w := range writers {
@@ -1107,7 +795,7 @@ func TestConcurrentWrites(t *testing.T) {
 			defer wg.Done()
 			key := fmt.Sprintf("w%d", w)
 			for j := range perWriter {
-				ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+				ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLong)
 				res, err := leader.Write(ctx, []byte(fmt.Sprintf("set %s %d", key, j)))
 				cancel()
 				if err != nil {
@@ -1128,7 +816,7 @@ func TestConcurrentWrites(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Error(err)
+		assert.NoError(t, err)
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -1137,17 +825,13 @@ func TestConcurrentWrites(t *testing.T) {
 	for w := range writers {
 		fmt.Fprintf(&want, "w%d=%d\n", w, perWriter-1)
 	}
-	for _, s := range c.servers {
-		eventually(t, waitLong, func() bool { return dirty(s, "dump") == want.String() },
+	for _, s := range servers {
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return testkit.Dirty(s, "dump") == want.String() },
 			"%s's ReadDirty to show the final state", s.Name())
 	}
-	if got := mustRead(t, leader, "dump"); got != want.String() {
-		t.Fatalf("Read dump = %q, want %q", got, want.String())
-	}
-	assertConverged(t, c, c.servers)
-	if n := len(c.kvs[0].history()); n != writers*perWriter {
-		t.Fatalf("%d commands applied, want %d (each exactly once)", n, writers*perWriter)
-	}
+	require.Equal(t, want.String(), testkit.MustRead(t, leader, "dump"), "Read dump")
+	c.AwaitSameLog(t, servers)
+	require.Len(t, c.KV(servers[0].Name()).History(), writers*perWriter, "commands applied: want each exactly once")
 }
 
 // TestLaggingMemberVotesForAddedServer: raft3 is added while the follower of
@@ -1155,11 +839,11 @@ func TestConcurrentWrites(t *testing.T) {
 // the old configuration (without raft3) and a shorter log. Then the leader
 // stops. The two survivors are two of the three voters, a majority: raft3,
 // whose log holds every committed entry, must be able to win with the lagging
-// follower's vote (Raft servers vote for candidates that are not in their own
-// configuration, §4.1 of the Raft thesis; disruption is prevented by leader
-// stickiness, not by membership), and then bring the follower up to date.
+// follower's vote (a voter grants a vote to a candidate outside its own
+// configuration whose log is strictly newer, docs/design.md §6; disruption is
+// prevented by leader stickiness, not by membership), and then bring the
+// follower up to date.
 func TestLaggingMemberVotesForAddedServer(t *testing.T) {
-	pn := newPartitionNet()
 	// Slower elections: the leader must keep its leadership while it adds
 	// raft3 without hearing from its follower.
 	slow := func(cfg *exraft.Config) {
@@ -1167,59 +851,37 @@ func TestLaggingMemberVotesForAddedServer(t *testing.T) {
 		cfg.ElectionTimeoutMin = 400 * time.Millisecond
 		cfg.ElectionTimeoutMax = 800 * time.Millisecond
 	}
-	l1, l2, l3 := listen(t), listen(t), listen(t)
-	initial := []exraft.Peer{{Name: "raft1", Addr: l1.Addr().String()}, {Name: "raft2", Addr: l2.Addr().String()}}
-	var servers []*exraft.Server
-	for i, l := range []net.Listener{l1, l2, l3} {
-		name := fmt.Sprintf("raft%d", i+1)
-		cfg := fastConfig(name)
-		slow(&cfg)
-		cfg.Listener = pn.listener(name, l)
-		cfg.Dial = pn.dialer(name)
-		if i < 2 {
-			cfg.InitialConfig = initial
-		} else {
-			cfg.MinMajority = 2
-		}
-		servers = append(servers, start(t, newKV(), cfg))
-	}
-	raft3 := servers[2]
-	leader := leaderVia(t, servers[0], servers[:2])
-	follower := others(servers[:2], leader)[0]
-	if got := mustWrite(t, leader, "set a 1"); got != "ok" {
-		t.Fatalf("write = %q", got)
-	}
-	eventually(t, waitLong, func() bool { return dirty(follower, "get a") == "1" }, "the follower to apply a=1")
+	c := testkit.StartCluster(t, 2, testkit.Options{Net: testkit.NewNet(), Configure: func(i int, cfg *exraft.Config) { slow(cfg) }})
+	raft3, _ := testkit.StartAlone(t, "raft3", func(cfg *exraft.Config) {
+		slow(cfg)
+		c.Net().Attach(cfg)
+	})
+	servers := append(c.Servers(), raft3)
+	leader := testkit.LeaderVia(t, servers[0], servers[:2])
+	follower := testkit.Others(servers[:2], leader)[0]
+	require.Equal(t, "ok", testkit.MustWrite(t, leader, "set a 1"))
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return testkit.Dirty(follower, "get a") == "1" }, "the follower to apply a=1")
 
-	pn.cut(leader.Name(), follower.Name())
-	if err := leader.AddServer(ctxFor(t, waitLong), raft3.Peer()); err != nil {
-		t.Fatalf("AddServer(raft3) while the follower is cut off: %v; statuses:%v", err, statuses(servers))
-	}
-	if got := mustWrite(t, leader, "set a 2"); got != "1" {
-		t.Fatalf("write = %q", got)
-	}
-	eventually(t, waitLong, func() bool { return dirty(raft3, "get a") == "2" }, "raft3 to apply a=2")
-	if got := memberNames(follower.Status().Members); len(got) != 2 {
+	c.Net().Cut(leader.Name(), follower.Name())
+	require.NoErrorf(t, leader.AddServer(testkit.Ctx(t, testkit.WaitLong), raft3.Peer()),
+		"AddServer(raft3) while the follower is cut off; statuses:%v", testkit.Statuses(servers))
+	require.Equal(t, "1", testkit.MustWrite(t, leader, "set a 2"))
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return testkit.Dirty(raft3, "get a") == "2" }, "raft3 to apply a=2")
+	if got := testkit.MemberNames(follower.Status().Members); len(got) != 2 {
 		t.Logf("the follower already knows the new configuration %v: the scenario did not arise", got)
 	}
 
-	if err := exraft.StopServer(leader); err != nil {
-		t.Fatalf("StopServer: %v", err)
-	}
+	require.NoError(t, exraft.StopServer(leader), "StopServer")
 	survivors := []*exraft.Server{follower, raft3}
-	if err := raft3.TriggerElection(ctxFor(t, waitShort)); err != nil {
-		t.Fatalf("raft3.TriggerElection: %v; statuses:%v", err, statuses(survivors))
-	}
-	eventually(t, waitLong, func() bool {
+	require.NoErrorf(t, raft3.TriggerElection(testkit.Ctx(t, testkit.WaitShort)), "raft3.TriggerElection; statuses:%v", testkit.Statuses(survivors))
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
 		for _, s := range survivors {
 			if s.Status().Role == exraft.Leader {
 				return true
 			}
 		}
 		return false
-	}, "a leader among the two surviving voters of three; statuses:%v", statuses(survivors))
-	if got := readAny(t, survivors, "get a"); got != "2" {
-		t.Fatalf("after the election a = %q, want 2", got)
-	}
-	eventually(t, waitLong, func() bool { return dirty(follower, "get a") == "2" }, "the follower to catch up")
+	}, "a leader among the two surviving voters of three; statuses:%v", testkit.Statuses(survivors))
+	require.Equal(t, "2", testkit.ReadAny(t, survivors, "get a"), "after the election")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return testkit.Dirty(follower, "get a") == "2" }, "the follower to catch up")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
 )
 
 // TestAddServerRefusesATakenName: AddServer of a member's name at another
@@ -30,32 +31,32 @@ import (
 // or the leader's own; the error says how to move a server, and the member
 // keeps voting and applying.
 func TestAddServerRefusesATakenName(t *testing.T) {
-	c := startCluster(t, 3, clusterOptions{})
-	leader := awaitLeader(t, c.servers)
-	follower := others(c.servers, leader)[0]
-	before := memberNames(leader.Status().Members)
-	elsewhere := mbDeadAddr(t)
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := testkit.AwaitLeader(t, c.Servers())
+	follower := testkit.Others(c.Servers(), leader)[0]
+	before := testkit.MemberNames(leader.Status().Members)
+	elsewhere := testkit.DeadAddr(t)
 
 	for _, name := range []string{follower.Name(), leader.Name()} {
 		p := exraft.Peer{Name: name, Addr: elsewhere}
-		err := leader.AddServer(ctxFor(t, waitShort), p)
+		err := leader.AddServer(testkit.Ctx(t, testkit.WaitShort), p)
 		require.ErrorIs(t, err, exraft.ErrNameTaken, "AddServer(%v) on the leader", p)
 		assert.Contains(t, err.Error(), "RemoveServer", "the error should say how to move a server")
 		assert.Contains(t, err.Error(), elsewhere)
 
-		err = exraft.AddServer(ctxFor(t, waitShort), leader.Addr(), p)
+		err = exraft.AddServer(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), p)
 		require.ErrorIs(t, err, exraft.ErrNameTaken, "AddServer(%v) through a Client", p)
 		assert.Equal(t, 1, strings.Count(err.Error(), "exraft:"), "one prefix in %q", err)
 	}
 
 	st := leader.Status()
-	assert.Equal(t, before, memberNames(st.Members))
+	assert.Equal(t, before, testkit.MemberNames(st.Members))
 	for _, m := range st.Members {
 		assert.NotEqual(t, elsewhere, m.Addr, "a member was moved to the other address")
 	}
 	assert.Empty(t, st.Learners, "nothing should be caught up at the other address")
-	mustWrite(t, leader, "set taken still-applied")
-	eventually(t, waitShort, func() bool { return c.kvOf(follower).get("taken") == "still-applied" },
+	testkit.MustWrite(t, leader, "set taken still-applied")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return c.KV(follower.Name()).Get("taken") == "still-applied" },
 		"%s, whose name was asked for, to keep applying", follower.Name())
 	assert.Equal(t, exraft.Leader, leader.Status().Role, "the leader should still lead")
 }
@@ -63,17 +64,17 @@ func TestAddServerRefusesATakenName(t *testing.T) {
 // TestAddServerMovesAServerByRemoveThenAdd: the way AddServer's error
 // points to, a removal then an addition, moves a name to a new server.
 func TestAddServerMovesAServerByRemoveThenAdd(t *testing.T) {
-	c := startCluster(t, 3, clusterOptions{})
-	leader := awaitLeader(t, c.servers)
-	old := others(c.servers, leader)[0]
-	require.NoError(t, leader.RemoveServer(ctxFor(t, waitLong), old.Name()))
-	c.stop(old)
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := testkit.AwaitLeader(t, c.Servers())
+	old := testkit.Others(c.Servers(), leader)[0]
+	require.NoError(t, leader.RemoveServer(testkit.Ctx(t, testkit.WaitLong), old.Name()))
+	require.NoError(t, c.Stop(old.Name()))
 
-	moved, kv := mbStartAlone(t, old.Name())
-	require.NoError(t, leader.AddServer(ctxFor(t, waitLong), moved.Peer()))
+	moved, kv := testkit.StartAlone(t, old.Name(), nil)
+	require.NoError(t, leader.AddServer(testkit.Ctx(t, testkit.WaitLong), moved.Peer()))
 	assert.Contains(t, leader.Status().Members, moved.Peer())
-	mustWrite(t, leader, "set moved yes")
-	eventually(t, waitShort, func() bool { return kv.get("moved") == "yes" }, "the moved server to apply")
+	testkit.MustWrite(t, leader, "set moved yes")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return kv.Get("moved") == "yes" }, "the moved server to apply")
 }
 
 // TestNonExraftPeerIsNamedAsSuch: an address where something else answers
@@ -86,7 +87,7 @@ func TestNonExraftPeerIsNamedAsSuch(t *testing.T) {
 
 	var client exraft.Client
 	t.Cleanup(func() { client.Close() })
-	_, err := client.Write(ctxFor(t, waitShort), addr, []byte("set a b"))
+	_, err := client.Write(testkit.Ctx(t, testkit.WaitShort), addr, []byte("set a b"))
 	require.ErrorIs(t, err, exraft.ErrNotExraft)
 	assert.NotErrorIs(t, err, exraft.ErrUnauthorized)
 	assert.Contains(t, err.Error(), addr)
@@ -94,9 +95,9 @@ func TestNonExraftPeerIsNamedAsSuch(t *testing.T) {
 	assert.NotContains(t, err.Error(), "\r", "the answer should be quoted, printable")
 
 	// A leader asked to add it says the same when the wait ends.
-	c := startCluster(t, 1, clusterOptions{})
-	leader := awaitLeader(t, c.servers)
-	err = leader.AddServer(ctxFor(t, 2*time.Second), exraft.Peer{Name: "web", Addr: addr})
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	leader := testkit.AwaitLeader(t, c.Servers())
+	err = leader.AddServer(testkit.Ctx(t, 2*time.Second), exraft.Peer{Name: "web", Addr: addr})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "does not speak exraft")
 }
@@ -105,9 +106,9 @@ func TestNonExraftPeerIsNamedAsSuch(t *testing.T) {
 // ErrTooLarge naming the limit that applies, the same in process and over
 // the wire, and the texts name no internal RPC method.
 func TestSizeLimitsNamedAlike(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	leader := awaitLeader(t, c.servers)
-	ctx := ctxFor(t, waitShort)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	leader := testkit.AwaitLeader(t, c.Servers())
+	ctx := testkit.Ctx(t, testkit.WaitShort)
 	var client exraft.Client
 	t.Cleanup(func() { client.Close() })
 
@@ -139,7 +140,7 @@ func TestSizeLimitsNamedAlike(t *testing.T) {
 	}
 
 	// An answer too large for a frame fails alike too.
-	big := start(t, &bigAnswerKV{kvSM: newKV(), size: 9 << 20}, exraft.Config{
+	big := testkit.Start(t, &bigAnswerKV{KV: testkit.NewKV(), size: 9 << 20}, exraft.Config{
 		Name: "big", InitialConfig: []exraft.Peer{{Name: "big"}}})
 	_, err := big.AwaitLeader(ctx)
 	require.NoError(t, err)
@@ -155,7 +156,7 @@ func TestSizeLimitsNamedAlike(t *testing.T) {
 
 // bigAnswerKV answers every query with size bytes.
 type bigAnswerKV struct {
-	*kvSM
+	*testkit.KV
 	size int
 }
 
@@ -166,24 +167,24 @@ func (m *bigAnswerKV) Query([]byte) []byte { return bytes.Repeat([]byte("x"), m.
 // and names the cause last seen: nothing listening, or a refusal and its
 // reason. Through a Client the caller is told the same.
 func TestAddServerStallSaysWhy(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	leader := awaitLeader(t, c.servers)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	leader := testkit.AwaitLeader(t, c.Servers())
 
-	dead := exraft.Peer{Name: "dead", Addr: mbDeadAddr(t)}
-	err := leader.AddServer(ctxFor(t, 2*time.Second), dead)
+	dead := exraft.Peer{Name: "dead", Addr: testkit.DeadAddr(t)}
+	err := leader.AddServer(testkit.Ctx(t, 2*time.Second), dead)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "connection refused")
 	assert.Contains(t, err.Error(), dead.Addr)
 
-	err = exraft.AddServer(ctxFor(t, 2*time.Second), leader.Addr(), dead)
+	err = exraft.AddServer(testkit.Ctx(t, 2*time.Second), leader.Addr(), dead)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "connection refused", "a Client's caller should be told the cause too")
 
-	otherCfg := fastConfig("stranger")
+	otherCfg := testkit.FastConfig("stranger")
 	otherCfg.ClusterID = "another-cluster"
 	otherCfg.MinMajority = 2
-	other := start(t, newKV(), otherCfg)
-	err = leader.AddServer(ctxFor(t, 3*time.Second), other.Peer())
+	other := testkit.Start(t, testkit.NewKV(), otherCfg)
+	err = leader.AddServer(testkit.Ctx(t, 3*time.Second), other.Peer())
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "ClusterID")
 	assert.Contains(t, err.Error(), "refused")
@@ -197,11 +198,11 @@ func TestBootstrapUnreachablePeerLoggedAtInfo(t *testing.T) {
 	var blocked atomic.Bool
 	var dials atomic.Int32
 	blocked.Store(true)
-	peerLn := listen(t)
-	selfLn := listen(t)
+	peerLn := testkit.Listen(t)
+	selfLn := testkit.Listen(t)
 	peers := []exraft.Peer{{Name: "a", Addr: selfLn.Addr().String()}, {Name: "b", Addr: peerLn.Addr().String()}}
 
-	cfg := fastConfig("a")
+	cfg := testkit.FastConfig("a")
 	cfg.Listener = selfLn
 	cfg.InitialConfig = peers
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -213,19 +214,23 @@ func TestBootstrapUnreachablePeerLoggedAtInfo(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	a := start(t, newKV(), cfg)
+	a := testkit.Start(t, testkit.NewKV(), cfg)
 
-	eventually(t, waitShort, func() bool { return dials.Load() >= 5 }, "a to retry b several times")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return dials.Load() >= 5 }, "a to retry b several times")
 	assert.Equal(t, 1, logs.Count("level=INFO", "cannot reach a peer", peers[1].Addr),
 		"one INFO line for the unreachable peer; log:\n%s", logs.Tail(20))
 
-	bcfg := fastConfig("b")
+	bcfg := testkit.FastConfig("b")
 	bcfg.Listener = peerLn
 	bcfg.InitialConfig = peers
-	b := start(t, newKV(), bcfg)
+	// b waits long before it campaigns, so that a campaigns first and has
+	// to connect to b: a follower's answers ride on b's own connection, and
+	// a would never dial b if b won the election.
+	bcfg.ElectionTimeoutMin, bcfg.ElectionTimeoutMax = time.Minute, 2*time.Minute
+	b := testkit.Start(t, testkit.NewKV(), bcfg)
 	blocked.Store(false)
-	awaitLeader(t, []*exraft.Server{a, b})
-	eventually(t, waitShort, func() bool { return logs.Has("level=INFO", "reached a peer again", peers[1].Addr) },
+	testkit.AwaitLeader(t, []*exraft.Server{a, b})
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return logs.Has("level=INFO", "reached a peer again", peers[1].Addr) },
 		"a to log that it reached b; log:\n%s", logs.Tail(20))
 	assert.Equal(t, 1, logs.Count("cannot reach a peer", peers[1].Addr))
 }
@@ -233,8 +238,8 @@ func TestBootstrapUnreachablePeerLoggedAtInfo(t *testing.T) {
 // TestStatusAfterStop: a stopped server's Status says so, with a Role users
 // can test, and names no leader.
 func TestStatusAfterStop(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	s := awaitLeader(t, c.servers)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := testkit.AwaitLeader(t, c.Servers())
 	require.NoError(t, exraft.StopServer(s))
 	st := s.Status()
 	assert.Equal(t, exraft.Stopped, st.Role)
@@ -248,7 +253,7 @@ func TestStatusAfterStop(t *testing.T) {
 // TestRemoteConnectionErrorsNameNoRPCMethod: a call to a server that went
 // away is reported with the call's public name, once prefixed.
 func TestRemoteConnectionErrorsNameNoRPCMethod(t *testing.T) {
-	_, err := exraft.Write(ctxFor(t, waitShort), mbDeadAddr(t), []byte("set a b"))
+	_, err := exraft.Write(testkit.Ctx(t, testkit.WaitShort), testkit.DeadAddr(t), []byte("set a b"))
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "Exraft.")
 	assert.Equal(t, 1, strings.Count(err.Error(), "exraft:"), "one prefix in %q", err)

@@ -3,37 +3,40 @@ package exraft_test
 // The classic Raft scenarios on real servers over loopback TCP: Figure 8 of
 // the paper, backing up over long conflicting logs, a deposed leader coming
 // back, no agreement without a majority, membership churn under load, and
-// liveness when the network is only partly connected. The fault injection
-// (chaosNet, chaosCluster) lives in linearizability_test.go.
+// liveness when the network is only partly connected. The network that
+// injects the faults and the cluster are testkit's.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
 )
 
-// scenAcked records the writes that returned success, as key -> value.
-type scenAcked struct {
+// ackedWrites records the writes that returned success, as key -> value:
+// what must survive whatever the scenario did.
+type ackedWrites struct {
 	mu sync.Mutex
 	m  map[string]string
 }
 
-func newScenAcked() *scenAcked { return &scenAcked{m: map[string]string{}} }
+func newAckedWrites() *ackedWrites { return &ackedWrites{m: map[string]string{}} }
 
-func (a *scenAcked) add(k, v string) {
+func (a *ackedWrites) add(k, v string) {
 	a.mu.Lock()
 	a.m[k] = v
 	a.mu.Unlock()
 }
 
-func (a *scenAcked) snapshot() map[string]string {
+func (a *ackedWrites) snapshot() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]string, len(a.m))
@@ -43,54 +46,38 @@ func (a *scenAcked) snapshot() map[string]string {
 	return out
 }
 
-// parseDump reads kvSM's answer to "dump".
-func parseDump(d string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(d, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// scenCheckPresent checks that every acknowledged write is in the state of
+// requirePresent checks that every acknowledged write is in the state of
 // every server (ReadDirty) and in a linearizable Read on the leader.
-func scenCheckPresent(t *testing.T, c *chaosCluster, leader *exraft.Server, acked map[string]string) {
+func requirePresent(t *testing.T, c *testkit.Cluster, leader *exraft.Server, acked map[string]string) {
 	t.Helper()
-	for _, s := range c.live() {
-		got := parseDump(dirty(s, "dump"))
+	for _, s := range c.Live() {
+		got := testkit.ParseDump(testkit.Dirty(s, "dump"))
 		for k, v := range acked {
-			if got[k] != v {
-				t.Fatalf("%s: acknowledged write %s=%s lost (ReadDirty has %q)", s.Name(), k, v, got[k])
-			}
+			require.Equalf(t, v, got[k], "%s: acknowledged write %s=%s lost (ReadDirty has %q)", s.Name(), k, v, got[k])
 		}
 	}
-	got := parseDump(mustRead(t, leader, "dump"))
+	got := testkit.ParseDump(testkit.MustRead(t, leader, "dump"))
 	for k, v := range acked {
-		if got[k] != v {
-			t.Fatalf("Read on leader %s: acknowledged write %s=%s lost (has %q)", leader.Name(), k, v, got[k])
-		}
+		require.Equalf(t, v, got[k], "Read on leader %s: acknowledged write %s=%s lost (has %q)", leader.Name(), k, v, got[k])
 	}
 }
 
-// scenCheckAbsent checks that no server applied a command of the given keys.
-func scenCheckAbsent(t *testing.T, c *chaosCluster, keys []string, why string) {
+// requireAbsent checks that no server applied a command of the given keys.
+func requireAbsent(t *testing.T, c *testkit.Cluster, keys []string, why string) {
 	t.Helper()
-	for _, s := range c.live() {
-		got := parseDump(dirty(s, "dump"))
+	for _, s := range c.Live() {
+		got := testkit.ParseDump(testkit.Dirty(s, "dump"))
 		for _, k := range keys {
-			if v, ok := got[k]; ok {
-				t.Fatalf("%s applied %s=%s, which %s", s.Name(), k, v, why)
-			}
+			v, ok := got[k]
+			require.Falsef(t, ok, "%s applied %s=%s, which %s", s.Name(), k, v, why)
 		}
 	}
 }
 
-// scenSpray sends n writes "set <prefix>-<i> v" to s at once, each bounded
-// by d, waits for all of them and returns the keys of those that succeeded
+// spray sends n writes "set <prefix>-<i> v" to s at once, each bounded by
+// d, waits for all of them and returns the keys of those that succeeded
 // and all the keys sent.
-func scenSpray(s *exraft.Server, prefix string, n int, d time.Duration) (ok, sent []string) {
+func spray(s *exraft.Server, prefix string, n int, d time.Duration) (ok, sent []string) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range n {
@@ -112,23 +99,15 @@ func scenSpray(s *exraft.Server, prefix string, n int, d time.Duration) (ok, sen
 	return ok, sent
 }
 
-// scenWriteN commits n writes "set <prefix>-<i> v<i>" one after the other
+// writeN commits n writes "set <prefix>-<i> v<i>" one after the other
 // through the leader among servers and records them.
-func scenWriteN(t *testing.T, servers []*exraft.Server, prefix string, n int, acked *scenAcked) {
+func writeN(t *testing.T, servers []*exraft.Server, prefix string, n int, acked *ackedWrites) {
 	t.Helper()
 	for i := range n {
 		k, v := fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("v%d", i)
-		writeAny(t, servers, "set "+k+" "+v)
+		testkit.WriteAny(t, servers, "set "+k+" "+v)
 		acked.add(k, v)
 	}
-}
-
-func (c *chaosCluster) servers(names ...string) []*exraft.Server {
-	out := make([]*exraft.Server, len(names))
-	for i, n := range names {
-		out[i] = c.server(n)
-	}
-	return out
 }
 
 // ---------------------------------------------------------------------------
@@ -147,32 +126,32 @@ func TestFigure8Unreliable(t *testing.T) { runFigure8(t, true) }
 // returned success must be on every server.
 func runFigure8(t *testing.T, unreliable bool) {
 	const n, iterations = 5, 20
-	seed := chaosSeed(t)
+	seed := testkit.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
-	cn := newChaosNet()
-	c := newChaosCluster(t, n, cn)
-	c.settle(t)
-	log := newChaosLog(t)
+	c := testkit.StartCluster(t, n, testkit.Options{Net: testkit.NewNet()})
+	cn := c.Net()
+	c.WarmUp(t)
+	log := testkit.NewSchedule(t)
 	if unreliable {
-		cn.makeFlaky(200, 5, 5*time.Millisecond)
+		cn.MakeFlaky(200, 5, 5*time.Millisecond)
 	}
-	acked := newScenAcked()
+	acked := newAckedWrites()
 	isolated := map[string]bool{}
-	var pending *rejoinWatch // a server started again, not yet re-admitted
+	var pending *testkit.RejoinWatch // a server started again, not yet re-admitted
 	healthy := func(name string) bool {
-		if isolated[name] || c.isDown(name) {
+		if isolated[name] || c.IsDown(name) {
 			return false
 		}
-		return pending == nil || pending.name != name || pending.done()
+		return pending == nil || pending.Name != name || pending.Done()
 	}
 	healthyLeader := func() *exraft.Server {
 		var best *exraft.Server
 		var term uint64
-		for _, name := range c.names() {
+		for _, name := range c.Names() {
 			if !healthy(name) {
 				continue
 			}
-			s := c.server(name)
+			s := c.Server(name)
 			if st := s.Status(); st.Role == exraft.Leader && (best == nil || st.Term > term) {
 				best, term = s, st.Term
 			}
@@ -184,26 +163,24 @@ func runFigure8(t *testing.T, unreliable bool) {
 	// group, each isolated server is alone.
 	applyIsolation := func() {
 		var group []string
-		for _, name := range c.names() {
+		for _, name := range c.Names() {
 			if !isolated[name] {
 				group = append(group, name)
 			}
 		}
-		cn.partition(group)
+		cn.Partition(group)
 	}
 
 	var wg sync.WaitGroup
 	leaders := 0
 	for i := range iterations {
-		if pending != nil && pending.done() {
-			if err := pending.wait(); err != nil {
-				t.Fatalf("re-admitting %s: %v", pending.name, err)
-			}
-			log.note("%s re-admitted (on its own: %v)", pending.name, pending.auto)
+		if pending != nil && pending.Done() {
+			require.NoError(t, pending.Wait(), "re-admitting %s", pending.Name)
+			log.Note("%s re-admitted (on its own: %v)", pending.Name, pending.Auto)
 			pending = nil
 		}
 		var l *exraft.Server
-		exraft.PollUntil(2*time.Second, func() bool { l = healthyLeader(); return l != nil })
+		testkit.PollUntil(2*time.Second, func() bool { l = healthyLeader(); return l != nil })
 		if l != nil {
 			leaders++
 			for j := range 1 + rng.IntN(3) {
@@ -218,86 +195,74 @@ func runFigure8(t *testing.T, unreliable bool) {
 					}
 				}()
 			}
-			log.note("iteration %d: writes on leader %s (term %d)", i, l.Name(), l.Status().Term)
+			log.Note("iteration %d: writes on leader %s (term %d)", i, l.Name(), l.Status().Term)
 		} else {
-			log.note("iteration %d: no leader among the healthy servers: %s", i, c.describe())
+			log.Note("iteration %d: no leader among the healthy servers: %s", i, c.Describe())
 		}
 		// Let the entries travel a little (usually very little), then take
 		// the leader down.
 		if rng.IntN(1000) < 100 {
-			time.Sleep(time.Duration(rng.IntN(int(testElectMax/time.Millisecond)/2)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.IntN(int(testkit.ElectMax/time.Millisecond)/2)) * time.Millisecond)
 		} else {
 			time.Sleep(time.Duration(rng.IntN(13)) * time.Millisecond)
 		}
 		if l != nil {
 			anyDown := false
-			for _, name := range c.names() {
-				anyDown = anyDown || c.isDown(name)
+			for _, name := range c.Names() {
+				anyDown = anyDown || c.IsDown(name)
 			}
 			if pending == nil && !anyDown && rng.IntN(100) < 30 {
-				if err := c.stopNode(l.Name()); err != nil {
-					t.Fatal(err)
-				}
-				log.note("stop leader %s", l.Name())
+				require.NoError(t, c.Stop(l.Name()))
+				log.Note("stop leader %s", l.Name())
 			} else {
 				isolated[l.Name()] = true
 				applyIsolation()
-				log.note("isolate leader %s", l.Name())
+				log.Note("isolate leader %s", l.Name())
 			}
 		}
 		// Keep a majority of healthy servers: bring a random one back.
 		up := 0
 		var out []string
-		for _, name := range c.names() {
+		for _, name := range c.Names() {
 			if healthy(name) {
 				up++
-			} else if isolated[name] || c.isDown(name) {
+			} else if isolated[name] || c.IsDown(name) {
 				out = append(out, name)
 			}
 		}
 		if up < n/2+1 && len(out) > 0 {
 			name := out[rng.IntN(len(out))]
-			if c.isDown(name) {
-				commit := c.maxCommit()
-				if err := c.startNode(name); err != nil {
-					t.Fatal(err)
-				}
-				pending = c.watchRejoin(name, commit, 3*time.Second)
-				log.note("start %s again (blank)", name)
+			if c.IsDown(name) {
+				commit := c.MaxCommit()
+				require.NoError(t, c.Start(name))
+				pending = c.WatchRejoin(name, commit, 3*time.Second)
+				log.Note("start %s again (blank)", name)
 			} else {
 				delete(isolated, name)
 				applyIsolation()
-				log.note("heal %s", name)
+				log.Note("heal %s", name)
 			}
 		}
 	}
 	wg.Wait()
-	if leaders < iterations/2 {
-		t.Fatalf("a leader was found in only %d of %d iterations", leaders, iterations)
-	}
+	require.GreaterOrEqualf(t, leaders, iterations/2, "a leader was found in only %d of %d iterations", leaders, iterations)
 
-	cn.flaky.Store(false)
-	cn.healAll()
+	cn.MakeReliable()
+	cn.HealAll()
 	if pending != nil {
-		if err := pending.wait(); err != nil {
-			t.Fatalf("re-admitting %s: %v", pending.name, err)
+		require.NoError(t, pending.Wait(), "re-admitting %s", pending.Name)
+	}
+	for _, name := range c.Names() {
+		if c.IsDown(name) {
+			require.NoError(t, c.Start(name))
+			log.Note("start %s again (blank)", name)
 		}
 	}
-	for _, name := range c.names() {
-		if c.isDown(name) {
-			if err := c.startNode(name); err != nil {
-				t.Fatal(err)
-			}
-			log.note("start %s again (blank)", name)
-		}
-	}
-	leader, _ := c.awaitConverged(t, "figure8")
+	leader, _ := c.AwaitConverged(t, "figure8")
 	got := acked.snapshot()
-	if len(got) == 0 {
-		t.Fatalf("no write succeeded")
-	}
+	require.NotEmpty(t, got, "no write succeeded")
 	t.Logf("%d writes acknowledged over %d iterations with a leader", len(got), leaders)
-	scenCheckPresent(t, c, leader, got)
+	requirePresent(t, c, leader, got)
 }
 
 // ---------------------------------------------------------------------------
@@ -305,14 +270,14 @@ func runFigure8(t *testing.T, unreliable bool) {
 
 func TestBackupOverLongConflictingLogs(t *testing.T) {
 	const n = 5
-	cn := newChaosNet()
-	c := newChaosCluster(t, n, cn)
-	c.settle(t)
-	log := newChaosLog(t)
-	acked := newScenAcked()
+	c := testkit.StartCluster(t, n, testkit.Options{Net: testkit.NewNet()})
+	cn := c.Net()
+	c.WarmUp(t)
+	log := testkit.NewSchedule(t)
+	acked := newAckedWrites()
 
-	l1 := awaitLeader(t, c.live())
-	names := c.names()
+	l1 := testkit.AwaitLeader(t, c.Live())
+	names := c.Names()
 	at := 0
 	for i, name := range names {
 		if name == l1.Name() {
@@ -323,27 +288,24 @@ func TestBackupOverLongConflictingLogs(t *testing.T) {
 
 	// The leader and one follower in a minority; 50 writes there cannot
 	// commit.
-	cn.partition([]string{ring(0), ring(1)}, []string{ring(2), ring(3), ring(4)})
-	log.note("partition %s %s | %s %s %s", ring(0), ring(1), ring(2), ring(3), ring(4))
+	cn.Partition([]string{ring(0), ring(1)}, []string{ring(2), ring(3), ring(4)})
+	log.Note("partition %s %s | %s %s %s", ring(0), ring(1), ring(2), ring(3), ring(4))
 	last := l1.Status().LastIndex
-	ok, stale1 := scenSpray(l1, "stale1", 50, 500*time.Millisecond)
-	if len(ok) > 0 {
-		t.Fatalf("writes on the leader of a minority succeeded: %v", ok)
-	}
+	ok, stale1 := spray(l1, "stale1", 50, 500*time.Millisecond)
+	require.Empty(t, ok, "writes on the leader of a minority succeeded")
 	grew := l1.Status().LastIndex - last
-	if grew < 25 {
-		t.Fatalf("only %d of 50 writes reached the log of the minority leader %s: the scenario needs a long conflicting suffix", grew, l1.Name())
-	}
+	require.GreaterOrEqualf(t, grew, uint64(25),
+		"only %d of 50 writes reached the log of the minority leader %s: the scenario needs a long conflicting suffix", grew, l1.Name())
 
 	// The majority, without the old leader, commits 50 writes.
-	cn.partition([]string{ring(2), ring(3), ring(4)})
-	log.note("isolate %s and %s; %s %s %s together", ring(0), ring(1), ring(2), ring(3), ring(4))
-	group := c.servers(ring(2), ring(3), ring(4))
-	scenWriteN(t, group, "good1", 50, acked)
+	cn.Partition([]string{ring(2), ring(3), ring(4)})
+	log.Note("isolate %s and %s; %s %s %s together", ring(0), ring(1), ring(2), ring(3), ring(4))
+	group := c.Servers(ring(2), ring(3), ring(4))
+	writeN(t, group, "good1", 50, acked)
 
 	// Now its leader and one follower are a minority; 50 more writes there
 	// cannot commit.
-	l2 := awaitLeader(t, group)
+	l2 := testkit.AwaitLeader(t, group)
 	other := ring(2)
 	if l2.Name() == other {
 		other = ring(3)
@@ -354,125 +316,110 @@ func TestBackupOverLongConflictingLogs(t *testing.T) {
 			mate = s.Name()
 		}
 	}
-	cn.partition([]string{l2.Name(), mate})
-	log.note("%s and %s together, everyone else alone", l2.Name(), mate)
+	cn.Partition([]string{l2.Name(), mate})
+	log.Note("%s and %s together, everyone else alone", l2.Name(), mate)
 	last = l2.Status().LastIndex
-	ok, stale2 := scenSpray(l2, "stale2", 50, 500*time.Millisecond)
-	if len(ok) > 0 {
-		t.Fatalf("writes on the leader of a minority succeeded: %v", ok)
-	}
+	ok, stale2 := spray(l2, "stale2", 50, 500*time.Millisecond)
+	require.Empty(t, ok, "writes on the leader of a minority succeeded")
 	grew2 := l2.Status().LastIndex - last
-	if grew2 < 25 {
-		t.Fatalf("only %d of 50 writes reached the log of the minority leader %s", grew2, l2.Name())
-	}
+	require.GreaterOrEqualf(t, grew2, uint64(25), "only %d of 50 writes reached the log of the minority leader %s", grew2, l2.Name())
 	t.Logf("conflicting suffixes: %d entries on %s and %s, %d on %s and %s", grew, ring(0), ring(1), grew2, l2.Name(), mate)
 
 	// The first minority comes back with the follower that has the
 	// committed writes: it must lead, and overwrite their 50 stale entries.
-	cn.partition([]string{ring(0), ring(1), other})
-	log.note("%s %s %s together, everyone else alone", ring(0), ring(1), other)
-	scenWriteN(t, c.servers(ring(0), ring(1), other), "good2", 50, acked)
+	cn.Partition([]string{ring(0), ring(1), other})
+	log.Note("%s %s %s together, everyone else alone", ring(0), ring(1), other)
+	writeN(t, c.Servers(ring(0), ring(1), other), "good2", 50, acked)
 
 	// Everyone.
-	cn.healAll()
-	log.note("heal all")
-	leader, _ := c.awaitConverged(t, "backup")
+	cn.HealAll()
+	log.Note("heal all")
+	leader, _ := c.AwaitConverged(t, "backup")
 	st := leader.Status()
-	for _, s := range c.live() {
-		if got := s.Status(); got.CommitIndex != st.CommitIndex || got.LastIndex != st.LastIndex {
-			t.Fatalf("%s: commit %d last %d; leader %s: commit %d last %d", got.Name, got.CommitIndex, got.LastIndex, st.Name, st.CommitIndex, st.LastIndex)
-		}
+	for _, s := range c.Live() {
+		got := s.Status()
+		require.Truef(t, got.CommitIndex == st.CommitIndex && got.LastIndex == st.LastIndex,
+			"%s: commit %d last %d; leader %s: commit %d last %d", got.Name, got.CommitIndex, got.LastIndex, st.Name, st.CommitIndex, st.LastIndex)
 	}
-	scenCheckPresent(t, c, leader, acked.snapshot())
-	scenCheckAbsent(t, c, append(stale1, stale2...), "only a minority leader ever had")
+	requirePresent(t, c, leader, acked.snapshot())
+	requireAbsent(t, c, append(stale1, stale2...), "only a minority leader ever had")
 }
 
 // ---------------------------------------------------------------------------
 // A deposed leader rejoins
 
 func TestDeposedLeaderRejoins(t *testing.T) {
-	cn := newChaosNet()
-	c := newChaosCluster(t, 5, cn)
-	c.settle(t)
-	acked := newScenAcked()
+	c := testkit.StartCluster(t, 5, testkit.Options{Net: testkit.NewNet()})
+	cn := c.Net()
+	c.WarmUp(t)
+	acked := newAckedWrites()
 
-	old := awaitLeader(t, c.live())
-	cn.isolate(old.Name())
+	old := testkit.AwaitLeader(t, c.Live())
+	cn.Isolate(old.Name())
 	last := old.Status().LastIndex
-	ok, deposed := scenSpray(old, "deposed", 10, time.Second)
-	if len(ok) > 0 {
-		t.Fatalf("writes on the isolated leader %s succeeded: %v", old.Name(), ok)
-	}
-	if old.Status().LastIndex == last {
-		t.Fatalf("no write reached the isolated leader's log: the scenario needs uncommitted entries there")
-	}
+	ok, deposed := spray(old, "deposed", 10, time.Second)
+	require.Empty(t, ok, "writes on the isolated leader %s succeeded", old.Name())
+	require.NotEqual(t, last, old.Status().LastIndex,
+		"no write reached the isolated leader's log: the scenario needs uncommitted entries there")
 	if st := old.Status(); st.Role == exraft.Leader {
 		// It may still believe it leads only until its check-quorum: wait.
-		eventually(t, waitShort, func() bool { return old.Status().Role != exraft.Leader },
+		testkit.Eventually(t, testkit.WaitShort, func() bool { return old.Status().Role != exraft.Leader },
 			"the isolated leader %s to step down", old.Name())
 	}
 
-	rest := others(c.live(), old)
-	newLeader := awaitLeader(t, rest)
-	scenWriteN(t, rest, "new", 10, acked)
+	rest := testkit.Others(c.Live(), old)
+	newLeader := testkit.AwaitLeader(t, rest)
+	writeN(t, rest, "new", 10, acked)
 
-	cn.heal(old.Name())
-	eventually(t, waitLong, func() bool {
-		st, l := old.Status(), c.leader()
+	cn.Heal(old.Name())
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		st, l := old.Status(), c.Leader()
 		return l != nil && l != old && st.Role == exraft.Follower && st.Leader.Name == l.Name() &&
 			st.LastIndex == l.Status().LastIndex && st.AppliedIndex == l.Status().CommitIndex
 	}, "the old leader %s to follow the new leader and match its log", old.Name())
-	leader, _ := c.awaitConverged(t, "deposed")
+	leader, _ := c.AwaitConverged(t, "deposed")
 	if leader == old {
 		t.Logf("note: %s led again later (fine, after following %s)", old.Name(), newLeader.Name())
 	}
-	scenCheckPresent(t, c, leader, acked.snapshot())
-	scenCheckAbsent(t, c, deposed, "only the deposed leader ever had")
+	requirePresent(t, c, leader, acked.snapshot())
+	requireAbsent(t, c, deposed, "only the deposed leader ever had")
 }
 
 // ---------------------------------------------------------------------------
 // No agreement without a majority
 
 func TestNoAgreementWithoutMajority(t *testing.T) {
-	cn := newChaosNet()
-	c := newChaosCluster(t, 5, cn)
-	c.settle(t)
+	c := testkit.StartCluster(t, 5, testkit.Options{Net: testkit.NewNet()})
+	cn := c.Net()
+	c.WarmUp(t)
 
-	l := awaitLeader(t, c.live())
-	followers := others(c.live(), l)
+	l := testkit.AwaitLeader(t, c.Live())
+	followers := testkit.Others(c.Live(), l)
 	for _, f := range followers[:3] {
-		cn.isolate(f.Name())
+		cn.Isolate(f.Name())
 	}
 	commit := l.Status().CommitIndex
-	window := 3 * testElectMax
+	window := 3 * testkit.ElectMax
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
 	began := time.Now()
 	_, err := l.Write(ctx, []byte("set nomajority x"))
-	switch {
-	case err == nil:
-		t.Fatalf("Write on %s with 3 of 5 servers isolated succeeded", l.Name())
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, exraft.ErrLeadershipLost), errors.Is(err, exraft.ErrNotLeader):
-		t.Logf("Write failed after %v: %v", time.Since(began).Round(time.Millisecond), err)
-	default:
-		t.Fatalf("Write on %s with 3 of 5 servers isolated: unexpected error %v", l.Name(), err)
-	}
+	require.Error(t, err, "Write on %s with 3 of 5 servers isolated succeeded", l.Name())
+	require.Truef(t, errors.Is(err, context.DeadlineExceeded) || errors.Is(err, exraft.ErrLeadershipLost) || errors.Is(err, exraft.ErrNotLeader),
+		"Write on %s with 3 of 5 servers isolated: unexpected error %v", l.Name(), err)
+	t.Logf("Write failed after %v: %v", time.Since(began).Round(time.Millisecond), err)
 	for _, s := range []*exraft.Server{l, followers[3]} {
-		if got := s.Status().CommitIndex; got != commit {
-			t.Fatalf("%s: commit index moved from %d to %d without a majority", s.Name(), commit, got)
-		}
-		if got := dirty(s, "get nomajority"); got != "" {
-			t.Fatalf("%s applied the write without a majority: %q", s.Name(), got)
-		}
+		require.Equal(t, commit, s.Status().CommitIndex, "%s: commit index moved without a majority", s.Name())
+		require.Empty(t, testkit.Dirty(s, "get nomajority"), "%s applied the write without a majority", s.Name())
 	}
 
 	for _, f := range followers[:3] {
-		cn.heal(f.Name())
+		cn.Heal(f.Name())
 	}
-	acked := newScenAcked()
-	scenWriteN(t, c.live(), "after", 5, acked)
-	leader, _ := c.awaitConverged(t, "nomajority")
-	scenCheckPresent(t, c, leader, acked.snapshot())
+	acked := newAckedWrites()
+	writeN(t, c.Live(), "after", 5, acked)
+	leader, _ := c.AwaitConverged(t, "nomajority")
+	requirePresent(t, c, leader, acked.snapshot())
 }
 
 // ---------------------------------------------------------------------------
@@ -480,18 +427,17 @@ func TestNoAgreementWithoutMajority(t *testing.T) {
 
 func TestChurnWithContinuousClients(t *testing.T) {
 	const clients = 4
-	seed := chaosSeed(t)
+	seed := testkit.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0xda942042e4dd58b5))
-	cn := newChaosNet()
-	c := newChaosCluster(t, 5, cn)
-	c.settle(t)
-	log := newChaosLog(t)
-	acked := newScenAcked()
+	c := testkit.StartCluster(t, 5, testkit.Options{Net: testkit.NewNet()})
+	c.WarmUp(t)
+	log := testkit.NewSchedule(t)
+	acked := newAckedWrites()
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range clients {
-		cl := &linClient{r: &linRun{c: c}, index: i, rng: rand.New(rand.NewPCG(seed+uint64(i)+7, 3)), target: c.order[i]}
+		cl := testkit.NewClient(c, i, rand.New(rand.NewPCG(seed+uint64(i)+7, 3)), c.Names()[i])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -502,18 +448,18 @@ func TestChurnWithContinuousClients(t *testing.T) {
 				default:
 				}
 				k, v := fmt.Sprintf("cc%d-%d", i, seq), fmt.Sprintf("v%d", seq)
-				if _, outcome := cl.execute(true, []byte("set "+k+" "+v)); outcome == linOK {
+				if _, outcome := cl.Execute(true, []byte("set "+k+" "+v)); outcome == testkit.Succeeded {
 					acked.add(k, v)
 				}
 			}
 		}()
 	}
 
-	names := c.names()
+	names := c.Names()
 	deadline := time.Now().Add(6 * time.Second)
 	var failure error
 	for round := 0; time.Now().Before(deadline) && failure == nil; round++ {
-		l := c.leaderWithin(waitShort)
+		l := c.LeaderWithin(testkit.WaitShort)
 		if l == nil {
 			failure = errors.New("no leader")
 			break
@@ -524,39 +470,39 @@ func TestChurnWithContinuousClients(t *testing.T) {
 		}
 		switch round % 4 {
 		case 0: // remove a follower and add it back as it is
-			if failure = c.removeMember(follower, waitLong); failure == nil {
-				log.note("removed %s", follower)
-				failure = c.addMember(follower, waitLong)
-				log.note("added %s back", follower)
+			if failure = c.RemoveMember(follower, testkit.WaitLong); failure == nil {
+				log.Note("removed %s", follower)
+				failure = c.AddMember(follower, testkit.WaitLong)
+				log.Note("added %s back", follower)
 			}
 		case 1: // restart a follower; the leader re-admits it
-			commit := c.maxCommit()
-			if failure = c.stopNode(follower); failure == nil {
+			commit := c.MaxCommit()
+			if failure = c.Stop(follower); failure == nil {
 				time.Sleep(100 * time.Millisecond) // pacing: stay down a while
-				failure = c.startNode(follower)
-				log.note("restarted %s", follower)
+				failure = c.Start(follower)
+				log.Note("restarted %s", follower)
 			}
 			if failure == nil {
-				w := c.watchRejoin(follower, commit, waitShort)
-				if failure = w.wait(); failure == nil && !w.auto {
+				w := c.WatchRejoin(follower, commit, testkit.WaitShort)
+				if failure = w.Wait(); failure == nil && !w.Auto {
 					failure = fmt.Errorf("the leader did not re-admit %s on its own after its restart", follower)
 				}
 			}
 		case 2: // remove the leader and add it back
-			if failure = c.removeMember(l.Name(), waitLong); failure == nil {
-				log.note("removed the leader %s", l.Name())
-				failure = c.addMember(l.Name(), waitLong)
-				log.note("added %s back", l.Name())
+			if failure = c.RemoveMember(l.Name(), testkit.WaitLong); failure == nil {
+				log.Note("removed the leader %s", l.Name())
+				failure = c.AddMember(l.Name(), testkit.WaitLong)
+				log.Note("added %s back", l.Name())
 			}
 		case 3: // remove a follower, restart it blank and add it back
-			if failure = c.removeMember(follower, waitLong); failure == nil {
-				log.note("removed %s", follower)
-				if failure = c.stopNode(follower); failure == nil {
-					failure = c.startNode(follower)
+			if failure = c.RemoveMember(follower, testkit.WaitLong); failure == nil {
+				log.Note("removed %s", follower)
+				if failure = c.Stop(follower); failure == nil {
+					failure = c.Start(follower)
 				}
 				if failure == nil {
-					failure = c.addMember(follower, waitLong)
-					log.note("added %s back blank", follower)
+					failure = c.AddMember(follower, testkit.WaitLong)
+					log.Note("added %s back blank", follower)
 				}
 			}
 		}
@@ -564,16 +510,12 @@ func TestChurnWithContinuousClients(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if failure != nil {
-		t.Fatalf("churn: %v", failure)
-	}
-	leader, _ := c.awaitConverged(t, "churn")
+	require.NoError(t, failure, "churn")
+	leader, _ := c.AwaitConverged(t, "churn")
 	got := acked.snapshot()
-	if len(got) < 100 {
-		t.Fatalf("only %d writes succeeded during the churn", len(got))
-	}
-	t.Logf("%d writes acknowledged during %d membership changes", len(got), log.len())
-	scenCheckPresent(t, c, leader, got)
+	require.GreaterOrEqualf(t, len(got), 100, "only %d writes succeeded during the churn", len(got))
+	t.Logf("%d writes acknowledged during %d membership changes", len(got), log.Len())
+	requirePresent(t, c, leader, got)
 }
 
 // ---------------------------------------------------------------------------
@@ -582,10 +524,10 @@ func TestChurnWithContinuousClients(t *testing.T) {
 // observeStableLeader writes on leader every so often for window and fails if
 // the leader is deposed, any server's term rises, or a write fails. It also
 // calls during(), if given, at every step.
-func observeStableLeader(t *testing.T, c *chaosCluster, leader *exraft.Server, window time.Duration, during func()) {
+func observeStableLeader(t *testing.T, c *testkit.Cluster, leader *exraft.Server, window time.Duration, during func()) {
 	t.Helper()
 	terms := map[string]uint64{}
-	for _, s := range c.live() {
+	for _, s := range c.Live() {
 		terms[s.Name()] = s.Status().Term
 	}
 	writes := 0
@@ -593,16 +535,13 @@ func observeStableLeader(t *testing.T, c *chaosCluster, leader *exraft.Server, w
 		if during != nil {
 			during()
 		}
-		for _, s := range c.live() {
+		for _, s := range c.Live() {
 			st := s.Status()
-			if st.Term != terms[st.Name] {
-				t.Fatalf("%s: term rose from %d to %d (role %v)", st.Name, terms[st.Name], st.Term, st.Role)
-			}
+			require.Equalf(t, terms[st.Name], st.Term, "%s: term rose from %d to %d (role %v)", st.Name, terms[st.Name], st.Term, st.Role)
 		}
-		if st := leader.Status(); st.Role != exraft.Leader {
-			t.Fatalf("leader %s was deposed: %v in term %d", st.Name, st.Role, st.Term)
-		}
-		mustWrite(t, leader, fmt.Sprintf("set stable %d", writes))
+		st := leader.Status()
+		require.Equalf(t, exraft.Leader, st.Role, "leader %s was deposed: %v in term %d", st.Name, st.Role, st.Term)
+		testkit.MustWrite(t, leader, fmt.Sprintf("set stable %d", writes))
 		writes++
 		time.Sleep(50 * time.Millisecond) // the pace of the observation window
 	}
@@ -613,21 +552,21 @@ func observeStableLeader(t *testing.T, c *chaosCluster, leader *exraft.Server, w
 // still reach a majority keeps leading, in the same term, and commits.
 func TestPartialConnectivityKeepsLeader(t *testing.T) {
 	t.Run("followers cannot reach each other", func(t *testing.T) {
-		cn := newChaosNet()
-		c := newChaosCluster(t, 3, cn)
-		c.settle(t)
-		a := awaitLeader(t, c.live())
-		fs := others(c.live(), a)
-		cn.cutBoth(fs[0].Name(), fs[1].Name())
+		c := testkit.StartCluster(t, 3, testkit.Options{Net: testkit.NewNet()})
+		cn := c.Net()
+		c.WarmUp(t)
+		a := testkit.AwaitLeader(t, c.Live())
+		fs := testkit.Others(c.Live(), a)
+		cn.Cut(fs[0].Name(), fs[1].Name())
 		observeStableLeader(t, c, a, 2*time.Second, nil)
 	})
 	t.Run("a follower reaches only the other follower", func(t *testing.T) {
-		cn := newChaosNet()
-		c := newChaosCluster(t, 3, cn)
-		c.settle(t)
-		a := awaitLeader(t, c.live())
-		b := others(c.live(), a)[0]
-		cn.cutBoth(a.Name(), b.Name())
+		c := testkit.StartCluster(t, 3, testkit.Options{Net: testkit.NewNet()})
+		cn := c.Net()
+		c.WarmUp(t)
+		a := testkit.AwaitLeader(t, c.Live())
+		b := testkit.Others(c.Live(), a)[0]
+		cn.Cut(a.Name(), b.Name())
 		observeStableLeader(t, c, a, 2*time.Second, nil)
 	})
 }
@@ -637,23 +576,17 @@ func TestPartialConnectivityKeepsLeader(t *testing.T) {
 // configuration; its election attempts, forced ones included, must not raise
 // the members' terms or depose the leader.
 func TestRemovedServerDoesNotDisturb(t *testing.T) {
-	cn := newChaosNet()
-	c := newChaosCluster(t, 3, cn)
-	c.settle(t)
-	l := awaitLeader(t, c.live())
-	x := others(c.live(), l)[0]
+	c := testkit.StartCluster(t, 3, testkit.Options{Net: testkit.NewNet()})
+	cn := c.Net()
+	c.WarmUp(t)
+	l := testkit.AwaitLeader(t, c.Live())
+	x := testkit.Others(c.Live(), l)[0]
 	// The leader can no longer send to x; x can still send to everyone.
-	cn.cutOneWay(l.Name(), x.Name())
-	if err := l.RemoveServer(ctxFor(t, waitShort), x.Name()); err != nil {
-		t.Fatalf("RemoveServer(%s): %v", x.Name(), err)
-	}
-	if got := memberNames(l.Status().Members); contains(got, x.Name()) {
-		t.Fatalf("members after removing %s: %v", x.Name(), got)
-	}
-	if contains(memberNames(x.Status().Members), x.Name()) == false {
-		t.Fatalf("%s learned of its removal; the scenario needs it not to", x.Name())
-	}
-	members := others(c.live(), x)
+	cn.CutOneWay(l.Name(), x.Name())
+	require.NoError(t, l.RemoveServer(testkit.Ctx(t, testkit.WaitShort), x.Name()), "RemoveServer(%s)", x.Name())
+	require.NotContains(t, testkit.MemberNames(l.Status().Members), x.Name(), "members after removing %s", x.Name())
+	require.Contains(t, testkit.MemberNames(x.Status().Members), x.Name(), "%s learned of its removal; the scenario needs it not to", x.Name())
+	members := testkit.Others(c.Live(), x)
 	terms := map[string]uint64{}
 	for _, s := range members {
 		terms[s.Name()] = s.Status().Term
@@ -664,7 +597,7 @@ func TestRemovedServerDoesNotDisturb(t *testing.T) {
 		step++
 		if step%8 == 0 {
 			// Force an election on the removed server now and then.
-			if err := x.TriggerElection(ctxFor(t, time.Second)); err == nil {
+			if err := x.TriggerElection(testkit.Ctx(t, time.Second)); err == nil {
 				triggered++
 			}
 		}
@@ -673,14 +606,12 @@ func TestRemovedServerDoesNotDisturb(t *testing.T) {
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
 		observe()
 		for _, s := range members {
-			if st := s.Status(); st.Term != terms[st.Name] {
-				t.Fatalf("member %s: term rose from %d to %d because of the removed %s", st.Name, terms[st.Name], st.Term, x.Name())
-			}
+			st := s.Status()
+			require.Equalf(t, terms[st.Name], st.Term, "member %s: term rose from %d to %d because of the removed %s", st.Name, terms[st.Name], st.Term, x.Name())
 		}
-		if st := l.Status(); st.Role != exraft.Leader {
-			t.Fatalf("leader %s was deposed (%v, term %d)", st.Name, st.Role, st.Term)
-		}
-		mustWrite(t, l, fmt.Sprintf("set undisturbed %d", step))
+		st := l.Status()
+		require.Equalf(t, exraft.Leader, st.Role, "leader %s was deposed (%v, term %d)", st.Name, st.Role, st.Term)
+		testkit.MustWrite(t, l, fmt.Sprintf("set undisturbed %d", step))
 		time.Sleep(50 * time.Millisecond) // the pace of the observation window
 	}
 	if triggered == 0 {

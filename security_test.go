@@ -21,46 +21,47 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
 )
 
-// secJoinWait is how long AddServer of a server that must not get in is
+// joinWait is how long AddServer of a server that must not get in is
 // given before it has to give up.
-const secJoinWait = 3 * time.Second
+const joinWait = 3 * time.Second
 
 // ---------------------------------------------------------------------------
 // Certificates
 
-// secCA is a certificate authority made for one test.
-type secCA struct {
+// testCA is a certificate authority made for one test.
+type testCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pool *x509.CertPool // holds only cert
 }
 
-func secSerial(t testing.TB) *big.Int {
+func serialNumber(t testing.TB) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatalf("serial number: %v", err)
-	}
+	require.NoError(t, err, "serial number")
 	return n
 }
 
-func secNewCA(t testing.TB, name string) *secCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("CA key: %v", err)
-	}
+	require.NoError(t, err, "CA key")
 	tmpl := &x509.Certificate{
-		SerialNumber:          secSerial(t),
+		SerialNumber:          serialNumber(t),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -69,34 +70,28 @@ func secNewCA(t testing.TB, name string) *secCA {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("CA certificate: %v", err)
-	}
+	require.NoError(t, err, "CA certificate")
 	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parse CA certificate: %v", err)
-	}
+	require.NoError(t, err, "parse CA certificate")
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &secCA{cert: cert, key: key, pool: pool}
+	return &testCA{cert: cert, key: key, pool: pool}
 }
 
 // issue makes a certificate for 127.0.0.1 that serves both ends of a
 // connection (server and client authentication), signed by ca.
-func (ca *secCA) issue(t testing.TB, name string) tls.Certificate {
+func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
 	t.Helper()
 	return ca.issueFor(t, name, []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
 }
 
 // issueFor is issue for the given IP addresses and DNS names.
-func (ca *secCA) issueFor(t testing.TB, name string, ips []net.IP, dnsNames []string) tls.Certificate {
+func (ca *testCA) issueFor(t testing.TB, name string, ips []net.IP, dnsNames []string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("key of %s: %v", name, err)
-	}
+	require.NoError(t, err, "key of %s", name)
 	tmpl := &x509.Certificate{
-		SerialNumber: secSerial(t),
+		SerialNumber: serialNumber(t),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
@@ -106,20 +101,16 @@ func (ca *secCA) issueFor(t testing.TB, name string, ips []net.IP, dnsNames []st
 		DNSNames:     dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatalf("certificate of %s: %v", name, err)
-	}
+	require.NoError(t, err, "certificate of %s", name)
 	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parse certificate of %s: %v", name, err)
-	}
+	require.NoError(t, err, "parse certificate of %s", name)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
-// secServerTLS is a server's TLS configuration: it presents cert and trusts
+// serverTLS is a server's TLS configuration: it presents cert and trusts
 // ca for the peers it dials; mutual also makes it require a client
 // certificate signed by ca.
-func secServerTLS(ca *secCA, cert tls.Certificate, mutual bool) *tls.Config {
+func serverTLS(ca *testCA, cert tls.Certificate, mutual bool) *tls.Config {
 	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      ca.pool,
@@ -137,108 +128,92 @@ func secServerTLS(ca *secCA, cert tls.Certificate, mutual bool) *tls.Config {
 func dialRaw(t *testing.T, addr string, send []byte) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
+	require.NoError(t, err, "dial %s", addr)
 	t.Cleanup(func() { conn.Close() })
 	if len(send) > 0 {
-		if _, err := conn.Write(send); err != nil {
-			t.Fatalf("write to %s: %v", addr, err)
-		}
+		_, err := conn.Write(send)
+		require.NoError(t, err, "write to %s", addr)
 	}
 	return conn
 }
 
 // ---------------------------------------------------------------------------
-// Logs
-
-// ---------------------------------------------------------------------------
 // Helpers
 
-// secRefused runs call with a ctx of waitShort and checks that it failed,
-// well before that deadline: a refusal, not a hang. It returns the error.
-func secRefused(t *testing.T, what string, call func(ctx context.Context) error) error {
+// requireRefused runs call with a ctx of testkit.WaitShort and checks that
+// it failed, well before that deadline: a refusal, not a hang. It returns
+// the error.
+func requireRefused(t *testing.T, what string, call func(ctx context.Context) error) error {
 	t.Helper()
-	ctx := ctxFor(t, waitShort)
+	ctx := testkit.Ctx(t, testkit.WaitShort)
 	began := time.Now()
 	err := call(ctx)
 	took := time.Since(began)
-	if err == nil {
-		t.Fatalf("%s succeeded; want it refused", what)
-	}
-	if errors.Is(err, context.DeadlineExceeded) || took > waitShort/2 {
-		t.Fatalf("%s: %v after %v; want a prompt refusal, not a wait for the ctx (%v)", what, err, took, waitShort)
-	}
+	require.Error(t, err, "%s succeeded; want it refused", what)
+	require.Falsef(t, errors.Is(err, context.DeadlineExceeded) || took > testkit.WaitShort/2,
+		"%s: %v after %v; want a prompt refusal, not a wait for the ctx (%v)", what, err, took, testkit.WaitShort)
 	t.Logf("%s refused after %v: %v", what, took.Round(time.Millisecond), err)
 	return err
 }
 
-// secClientWrite writes cmd through cl at whichever of servers leads.
-func secClientWrite(t *testing.T, cl *exraft.Client, servers []*exraft.Server, cmd string) string {
+// clientWrite writes cmd through cl at whichever of servers leads.
+func clientWrite(t *testing.T, cl *exraft.Client, servers []*exraft.Server, cmd string) string {
 	t.Helper()
-	return string(atLeader(t, servers, "Client.Write", cmd, func(s *exraft.Server, ctx context.Context, b []byte) ([]byte, error) {
+	return string(testkit.AtLeader(t, servers, "Client.Write", cmd, func(s *exraft.Server, ctx context.Context, b []byte) ([]byte, error) {
 		return cl.Write(ctx, s.Addr(), b)
 	}))
 }
 
-// secClientRead reads q through cl at whichever of servers leads.
-func secClientRead(t *testing.T, cl *exraft.Client, servers []*exraft.Server, q string) string {
+// clientRead reads q through cl at whichever of servers leads.
+func clientRead(t *testing.T, cl *exraft.Client, servers []*exraft.Server, q string) string {
 	t.Helper()
-	return string(atLeader(t, servers, "Client.Read", q, func(s *exraft.Server, ctx context.Context, b []byte) ([]byte, error) {
+	return string(testkit.AtLeader(t, servers, "Client.Read", q, func(s *exraft.Server, ctx context.Context, b []byte) ([]byte, error) {
 		return cl.Read(ctx, s.Addr(), b)
 	}))
 }
 
-// secStartJoiner starts a server that waits to be added to a cluster: its
-// InitialConfig names only itself and MinMajority is 2. mutate adjusts its
-// Config before it starts.
-func secStartJoiner(t *testing.T, name string, mutate func(*exraft.Config)) *exraft.Server {
+// startJoiner is testkit.StartAlone with an InitialConfig that names the
+// server itself; mutate adjusts its Config last.
+func startJoiner(t *testing.T, name string, mutate func(*exraft.Config)) *exraft.Server {
 	t.Helper()
-	cfg := fastConfig(name)
-	l := listen(t)
-	cfg.Listener = l
-	cfg.InitialConfig = []exraft.Peer{{Name: name, Addr: l.Addr().String()}}
-	cfg.MinMajority = 2
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	return start(t, newKV(), cfg)
+	s, _ := testkit.StartAlone(t, name, func(cfg *exraft.Config) {
+		cfg.InitialConfig = []exraft.Peer{{Name: name, Addr: cfg.Listener.Addr().String()}}
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
+	return s
 }
 
-// secCannotJoin checks that joiner cannot get into the cluster c: AddServer
+// requireCannotJoin checks that joiner cannot get into the cluster c: AddServer
 // on the leader ends with its ctx's deadline, joiner is a member nowhere and
 // never hears from a leader, and the cluster still commits (key=done) without
 // it.
-func secCannotJoin(t *testing.T, c *cluster, joiner *exraft.Server, key string) {
+func requireCannotJoin(t *testing.T, c *testkit.Cluster, joiner *exraft.Server, key string) {
 	t.Helper()
-	writeAny(t, c.servers, "set before-"+key+" yes")
-	leader := awaitLeader(t, c.servers)
-	ctx, cancel := context.WithTimeout(context.Background(), secJoinWait)
+	testkit.WriteAny(t, c.Servers(), "set before-"+key+" yes")
+	leader := testkit.AwaitLeader(t, c.Servers())
+	ctx, cancel := context.WithTimeout(context.Background(), joinWait)
 	defer cancel()
 	began := time.Now()
 	err := leader.AddServer(ctx, joiner.Peer())
 	t.Logf("AddServer(%v) on %s returned %v after %v", joiner.Peer(), leader.Name(), err, time.Since(began).Round(time.Millisecond))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("AddServer(%v) on %s: got %v, want context.DeadlineExceeded:%s", joiner.Peer(), leader.Name(), err, statuses(c.servers))
+	require.ErrorIsf(t, err, context.DeadlineExceeded, "AddServer(%v) on %s:%v", joiner.Peer(), leader.Name(), testkit.Statuses(c.Servers()))
+	for _, s := range c.Servers() {
+		st := s.Status()
+		require.Falsef(t, testkit.HasName(st.Members, joiner.Name()),
+			"%s lists %s among its Members %v after the failed AddServer", s.Name(), joiner.Name(), st.Members)
 	}
-	for _, s := range c.servers {
-		if st := s.Status(); mbHasName(st.Members, joiner.Name()) {
-			t.Fatalf("%s lists %s among its Members %v after the failed AddServer", s.Name(), joiner.Name(), st.Members)
-		}
-	}
-	eventually(t, waitShort, func() bool { return len(leader.Status().Learners) == 0 },
-		"the leader's Learners to be empty after the failed AddServer:%s", statuses{leader})
-	writeAny(t, c.servers, "set "+key+" done")
-	mbAllHave(t, c.servers, key, "done")
-	if p, ok := joiner.Leader(); ok {
-		t.Fatalf("%s knows leader %v: it heard from the cluster", joiner.Name(), p)
-	}
-	if st := joiner.Status(); st.Role == exraft.Leader || mbHasName(st.Members, leader.Name()) {
-		t.Fatalf("%s: Status %+v; want a lone follower that knows no other member", joiner.Name(), st)
-	}
-	if got := dirty(joiner, "get before-"+key); got != "" {
-		t.Fatalf("%s applied before-%s=%q: it received the cluster's log", joiner.Name(), key, got)
-	}
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return len(leader.Status().Learners) == 0 },
+		"the leader's Learners to be empty after the failed AddServer:%v", testkit.Statuses{leader})
+	testkit.WriteAny(t, c.Servers(), "set "+key+" done")
+	testkit.AwaitAllHave(t, c.Servers(), key, "done")
+	p, ok := joiner.Leader()
+	require.Falsef(t, ok, "%s knows leader %v: it heard from the cluster", joiner.Name(), p)
+	st := joiner.Status()
+	require.Falsef(t, st.Role == exraft.Leader || testkit.HasName(st.Members, leader.Name()),
+		"%s: Status %+v; want a lone follower that knows no other member", joiner.Name(), st)
+	require.Empty(t, testkit.Dirty(joiner, "get before-"+key), "%s applied before-%s: it received the cluster's log", joiner.Name(), key)
 }
 
 // The handshake on the wire, for raw connections that play a dialer by hand
@@ -247,13 +222,22 @@ func secCannotJoin(t *testing.T, c *cluster, joiner *exraft.Server, key string) 
 // proof; the dialer sends 0 and its proof; the acceptor's last verdict is 0.
 // A refusal is 1, a length byte and the reason.
 const (
-	secNonceSize = 32
-	secProofSize = sha256.Size
+	nonceSize = 32
+	proofSize = sha256.Size
 )
 
-// secProof is HMAC-SHA256(secret, role, len(clusterID), clusterID, dialer
+// requireRefusal checks that got, what a server sent before closing a
+// connection, is a refusal (1, a length byte, the reason) whose reason
+// contains want.
+func requireRefusal(t *testing.T, what string, got []byte, want string) {
+	t.Helper()
+	require.Truef(t, len(got) >= 2 && got[0] == 1 && int(got[1]) == len(got)-2 && strings.Contains(string(got[2:]), want),
+		"answer to %s: %q; want a refusal (1, length, reason naming %s)", what, got, want)
+}
+
+// handshakeProof is HMAC-SHA256(secret, role, len(clusterID), clusterID, dialer
 // nonce, acceptor nonce), the proof of a plain (non-TLS) connection.
-func secProof(secret []byte, role, clusterID string, dialerNonce, acceptorNonce []byte) []byte {
+func handshakeProof(secret []byte, role, clusterID string, dialerNonce, acceptorNonce []byte) []byte {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(role))
 	mac.Write([]byte{byte(len(clusterID))})
@@ -263,61 +247,44 @@ func secProof(secret []byte, role, clusterID string, dialerNonce, acceptorNonce 
 	return mac.Sum(nil)
 }
 
-// secRawHello dials addr and sends a hello with clusterID; it returns the
+// rawHello dials addr and sends a hello with clusterID; it returns the
 // connection, the dialer's nonce and the acceptor's nonce once the acceptor
 // accepted the hello.
-func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte) {
+func rawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := conn.SetDeadline(time.Now().Add(waitShort)); err != nil {
-		t.Fatalf("SetDeadline: %v", err)
-	}
-	nonce := make([]byte, secNonceSize)
-	if _, err := rand.Read(nonce); err != nil {
-		t.Fatalf("nonce: %v", err)
-	}
+	conn := dialRaw(t, addr, nil)
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testkit.WaitShort)), "SetDeadline")
+	nonce := make([]byte, nonceSize)
+	_, err := rand.Read(nonce)
+	require.NoError(t, err, "nonce")
 	hello := append([]byte("EXRAFT"), 2, byte(len(clusterID)))
 	hello = append(hello, clusterID...)
 	hello = append(hello, nonce...)
 	hello = append(hello, "\r\n"...)
-	if _, err := conn.Write(hello); err != nil {
-		t.Fatalf("write hello: %v", err)
-	}
-	challenge := make([]byte, 1+secNonceSize)
-	if _, err := io.ReadFull(conn, challenge); err != nil {
-		t.Fatalf("read the acceptor's challenge: %v", err)
-	}
-	if challenge[0] != 0 {
-		t.Fatalf("the acceptor refused the hello: %q", challenge)
-	}
+	_, err = conn.Write(hello)
+	require.NoError(t, err, "write hello")
+	challenge := make([]byte, 1+nonceSize)
+	_, err = io.ReadFull(conn, challenge)
+	require.NoError(t, err, "read the acceptor's challenge")
+	require.Equalf(t, byte(0), challenge[0], "the acceptor refused the hello: %q", challenge)
 	return conn, nonce, challenge[1:]
 }
 
-// secRawHandshake opens a plain connection to addr that has passed the
+// rawHandshake opens a plain connection to addr that has passed the
 // handshake (no Secret, ClusterID ""), ready for frames.
-func secRawHandshake(t *testing.T, addr string) net.Conn {
+func rawHandshake(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	conn, nonce, theirs := secRawHello(t, addr, "")
-	if _, err := conn.Write(secProof(nil, "dialer", "", nonce, theirs)); err != nil {
-		t.Fatalf("write the dialer's proof: %v", err)
-	}
-	answer := make([]byte, 1+secProofSize)
-	if _, err := io.ReadFull(conn, answer); err != nil || answer[0] != 0 {
-		t.Fatalf("the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
-	}
-	if !hmac.Equal(answer[1:], secProof(nil, "acceptor", "", nonce, theirs)) {
-		t.Fatalf("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
-	}
-	if _, err := conn.Write([]byte{0}); err != nil {
-		t.Fatalf("write the dialer's verdict: %v", err)
-	}
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		t.Fatalf("SetDeadline: %v", err)
-	}
+	conn, nonce, theirs := rawHello(t, addr, "")
+	_, err := conn.Write(handshakeProof(nil, "dialer", "", nonce, theirs))
+	require.NoError(t, err, "write the dialer's proof")
+	answer := make([]byte, 1+proofSize)
+	_, err = io.ReadFull(conn, answer)
+	require.Truef(t, err == nil && answer[0] == 0, "the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
+	require.True(t, hmac.Equal(answer[1:], handshakeProof(nil, "acceptor", "", nonce, theirs)),
+		"the acceptor's proof does not verify: the test's idea of the handshake is wrong")
+	_, err = conn.Write([]byte{0})
+	require.NoError(t, err, "write the dialer's verdict")
+	require.NoError(t, conn.SetDeadline(time.Time{}), "SetDeadline")
 	return conn
 }
 
@@ -328,75 +295,63 @@ func secRawHandshake(t *testing.T, addr string) net.Conn {
 // that trusts the CA writes and reads through them, while a plain Client and
 // one that does not trust the CA are turned away promptly.
 func TestTLSCluster(t *testing.T) {
-	ca := secNewCA(t, "exraft test CA")
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		cfg.TLS = secServerTLS(ca, ca.issue(t, cfg.Name), false)
+	ca := newTestCA(t, "exraft test CA")
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
+		cfg.TLS = serverTLS(ca, ca.issue(t, cfg.Name), false)
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set inproc 1")
-	mbAllHave(t, c.servers, "inproc", "1")
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set inproc 1")
+	testkit.AwaitAllHave(t, c.Servers(), "inproc", "1")
 
 	cl := &exraft.Client{TLS: &tls.Config{RootCAs: ca.pool}}
 	defer cl.Close()
-	if got := secClientWrite(t, cl, c.servers, "set tls yes"); got != "ok" {
-		t.Fatalf("Write over TLS returned %q, want ok", got)
-	}
-	if got := secClientRead(t, cl, c.servers, "get tls"); got != "yes" {
-		t.Fatalf("Read over TLS = %q, want yes", got)
-	}
-	mbAllHave(t, c.servers, "tls", "yes")
+	require.Equal(t, "ok", clientWrite(t, cl, c.Servers(), "set tls yes"), "Write over TLS")
+	require.Equal(t, "yes", clientRead(t, cl, c.Servers(), "get tls"), "Read over TLS")
+	testkit.AwaitAllHave(t, c.Servers(), "tls", "yes")
 
-	leader := awaitLeader(t, c.servers)
+	leader := testkit.AwaitLeader(t, c.Servers())
 	plain := &exraft.Client{}
 	defer plain.Close()
-	secRefused(t, "a plain Write to a TLS server", func(ctx context.Context) error {
+	requireRefused(t, "a plain Write to a TLS server", func(ctx context.Context) error {
 		_, err := plain.Write(ctx, leader.Addr(), []byte("set plain yes"))
 		return err
 	})
-	secRefused(t, "a plain GetStatus of a TLS server", func(ctx context.Context) error {
+	requireRefused(t, "a plain GetStatus of a TLS server", func(ctx context.Context) error {
 		_, err := plain.GetStatus(ctx, leader.Addr())
 		return err
 	})
 
-	other := secNewCA(t, "some other CA")
+	other := newTestCA(t, "some other CA")
 	untrusting := &exraft.Client{TLS: &tls.Config{RootCAs: other.pool}}
 	defer untrusting.Close()
-	err := secRefused(t, "a Write from a Client that does not trust the CA", func(ctx context.Context) error {
+	err := requireRefused(t, "a Write from a Client that does not trust the CA", func(ctx context.Context) error {
 		_, err := untrusting.Write(ctx, leader.Addr(), []byte("set untrusting yes"))
 		return err
 	})
 	var unknown x509.UnknownAuthorityError
-	if !errors.As(err, &unknown) {
-		t.Fatalf("Write from a Client that does not trust the CA: %v (%T), want an x509.UnknownAuthorityError", err, err)
-	}
+	require.ErrorAsf(t, err, &unknown, "Write from a Client that does not trust the CA: %v (%T), want an x509.UnknownAuthorityError", err, err)
 
 	// A server whose certificate names another address: with ServerName
 	// empty the address dialed is verified, so a Client refuses it; naming
 	// the certificate's host in ServerName lets it through.
-	elsewhereCfg := fastConfig("elsewhere")
-	elsewhereCfg.TLS = secServerTLS(ca, ca.issueFor(t, "elsewhere", []net.IP{net.IPv4(10, 9, 9, 9)}, []string{"elsewhere.example"}), false)
-	elsewhere := start(t, newKV(), elsewhereCfg)
-	err = secRefused(t, "a Client dialing a server whose certificate names another address", func(ctx context.Context) error {
+	elsewhereCfg := testkit.FastConfig("elsewhere")
+	elsewhereCfg.TLS = serverTLS(ca, ca.issueFor(t, "elsewhere", []net.IP{net.IPv4(10, 9, 9, 9)}, []string{"elsewhere.example"}), false)
+	elsewhere := testkit.Start(t, testkit.NewKV(), elsewhereCfg)
+	err = requireRefused(t, "a Client dialing a server whose certificate names another address", func(ctx context.Context) error {
 		_, err := cl.GetStatus(ctx, elsewhere.Addr())
 		return err
 	})
 	var hostErr x509.HostnameError
-	if !errors.As(err, &hostErr) {
-		t.Fatalf("GetStatus of a server whose certificate names 10.9.9.9: %v (%T), want an x509.HostnameError", err, err)
-	}
+	require.ErrorAsf(t, err, &hostErr, "GetStatus of a server whose certificate names 10.9.9.9: %v (%T), want an x509.HostnameError", err, err)
 	named := &exraft.Client{TLS: &tls.Config{RootCAs: ca.pool, ServerName: "elsewhere.example"}}
 	defer named.Close()
-	if st, err := named.GetStatus(ctxFor(t, waitShort), elsewhere.Addr()); err != nil || st.Name != "elsewhere" {
-		t.Fatalf("GetStatus with ServerName elsewhere.example: %+v, %v", st, err)
-	}
+	st, err := named.GetStatus(testkit.Ctx(t, testkit.WaitShort), elsewhere.Addr())
+	require.NoError(t, err, "GetStatus with ServerName elsewhere.example")
+	require.Equal(t, "elsewhere", st.Name, "GetStatus with ServerName elsewhere.example")
 
-	if got := secClientWrite(t, cl, c.servers, "set after refused"); got != "ok" {
-		t.Fatalf("Write over TLS after the refusals returned %q, want ok", got)
-	}
+	require.Equal(t, "ok", clientWrite(t, cl, c.Servers(), "set after refused"), "Write over TLS after the refusals")
 	for _, k := range []string{"plain", "untrusting"} {
-		if got := secClientRead(t, cl, c.servers, "get "+k); got != "" {
-			t.Fatalf("the refused Write of %s was applied: %q", k, got)
-		}
+		require.Empty(t, clientRead(t, cl, c.Servers(), "get "+k), "the refused Write of %s was applied", k)
 	}
 }
 
@@ -408,15 +363,15 @@ func TestTLSCluster(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	const clusterID = "mtls"
 	secret := []byte("mtls-s3cret")
-	ca := secNewCA(t, "exraft cluster CA")
-	rogue := secNewCA(t, "exraft rogue CA")
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
-		cfg.TLS = secServerTLS(ca, ca.issue(t, cfg.Name), true)
+	ca := newTestCA(t, "exraft cluster CA")
+	rogue := newTestCA(t, "exraft rogue CA")
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
+		cfg.TLS = serverTLS(ca, ca.issue(t, cfg.Name), true)
 		cfg.ClusterID, cfg.Secret = clusterID, secret
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set mtls 1")
-	mbAllHave(t, c.servers, "mtls", "1")
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set mtls 1")
+	testkit.AwaitAllHave(t, c.Servers(), "mtls", "1")
 
 	good := &exraft.Client{
 		TLS:       &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{ca.issue(t, "client")}},
@@ -424,17 +379,13 @@ func TestMutualTLS(t *testing.T) {
 		Secret:    secret,
 	}
 	defer good.Close()
-	if got := secClientWrite(t, good, c.servers, "set client yes"); got != "ok" {
-		t.Fatalf("Write with a client certificate returned %q, want ok", got)
-	}
-	if got := secClientRead(t, good, c.servers, "get client"); got != "yes" {
-		t.Fatalf("Read with a client certificate = %q, want yes", got)
-	}
+	require.Equal(t, "ok", clientWrite(t, good, c.Servers(), "set client yes"), "Write with a client certificate")
+	require.Equal(t, "yes", clientRead(t, good, c.Servers(), "get client"), "Read with a client certificate")
 
-	leader := awaitLeader(t, c.servers)
+	leader := testkit.AwaitLeader(t, c.Servers())
 	anonymous := &exraft.Client{TLS: &tls.Config{RootCAs: ca.pool}, ClusterID: clusterID, Secret: secret}
 	defer anonymous.Close()
-	secRefused(t, "a Write with no client certificate", func(ctx context.Context) error {
+	requireRefused(t, "a Write with no client certificate", func(ctx context.Context) error {
 		_, err := anonymous.Write(ctx, leader.Addr(), []byte("set anonymous yes"))
 		return err
 	})
@@ -448,23 +399,21 @@ func TestMutualTLS(t *testing.T) {
 		},
 	}, ClusterID: clusterID, Secret: secret}
 	defer impostor.Close()
-	secRefused(t, "a Write with a client certificate of another CA", func(ctx context.Context) error {
+	requireRefused(t, "a Write with a client certificate of another CA", func(ctx context.Context) error {
 		_, err := impostor.Write(ctx, leader.Addr(), []byte("set impostor yes"))
 		return err
 	})
 
 	// A fourth server trusts the cluster's CA but holds a certificate of the
 	// rogue CA: the cluster must neither admit it nor let it vote.
-	raft4 := secStartJoiner(t, "raft4", func(cfg *exraft.Config) {
-		cfg.TLS = secServerTLS(ca, rogue.issue(t, "raft4"), true)
+	raft4 := startJoiner(t, "raft4", func(cfg *exraft.Config) {
+		cfg.TLS = serverTLS(ca, rogue.issue(t, "raft4"), true)
 		cfg.ClusterID, cfg.Secret = clusterID, secret
 	})
-	secCannotJoin(t, c, raft4, "after-rogue")
+	requireCannotJoin(t, c, raft4, "after-rogue")
 
 	for _, k := range []string{"anonymous", "impostor"} {
-		if got := secClientRead(t, good, c.servers, "get "+k); got != "" {
-			t.Fatalf("the refused Write of %s was applied: %q", k, got)
-		}
+		require.Empty(t, clientRead(t, good, c.Servers(), "get "+k), "the refused Write of %s was applied", k)
 	}
 }
 
@@ -475,51 +424,47 @@ func TestMutualTLS(t *testing.T) {
 // refused with an error that says why, and both ends log the refusal.
 func TestClusterIDMismatch(t *testing.T) {
 	logs := make([]*exraft.TestLog, 3)
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		logs[i] = &exraft.TestLog{}
 		cfg.Logger = logs[i].Logger()
 		cfg.ClusterID = "a"
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set cluster a")
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set cluster a")
 
 	right := &exraft.Client{ClusterID: "a"}
 	defer right.Close()
-	if got := secClientWrite(t, right, c.servers, "set right yes"); got != "ok" {
-		t.Fatalf("Write with the right ClusterID returned %q, want ok", got)
-	}
+	require.Equal(t, "ok", clientWrite(t, right, c.Servers(), "set right yes"), "Write with the right ClusterID")
 
-	leader := awaitLeader(t, c.servers)
+	leader := testkit.AwaitLeader(t, c.Servers())
 	for _, id := range []string{"b", ""} {
 		cl := &exraft.Client{ClusterID: id}
-		err := secRefused(t, fmt.Sprintf("a Write with ClusterID %q", id), func(ctx context.Context) error {
+		err := requireRefused(t, fmt.Sprintf("a Write with ClusterID %q", id), func(ctx context.Context) error {
 			_, err := cl.Write(ctx, leader.Addr(), []byte("set wrong yes"))
 			return err
 		})
 		cl.Close()
-		if !errors.Is(err, exraft.ErrUnauthorized) {
-			t.Fatalf("Write with ClusterID %q: %v (%T), want an error matching ErrUnauthorized", id, err, err)
-		}
-		if msg := err.Error(); !strings.Contains(msg, "ClusterID") || !strings.Contains(msg, fmt.Sprintf("%q", id)) || !strings.Contains(msg, `"a"`) {
-			t.Fatalf("Write with ClusterID %q: error %q does not name both ClusterIDs", id, msg)
-		}
+		require.ErrorIsf(t, err, exraft.ErrUnauthorized, "Write with ClusterID %q: %v (%T), want an error matching ErrUnauthorized", id, err, err)
+		msg := err.Error()
+		require.Truef(t, strings.Contains(msg, "ClusterID") && strings.Contains(msg, fmt.Sprintf("%q", id)) && strings.Contains(msg, `"a"`),
+			"Write with ClusterID %q: error %q does not name both ClusterIDs", id, msg)
 	}
-	leaderLog := logs[indexOf(c.servers, leader)]
-	eventually(t, waitShort, func() bool { return leaderLog.Has("refused a connection", "ClusterID") },
+	leaderLog := logs[slices.Index(c.Servers(), leader)]
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return leaderLog.Has("refused a connection", "ClusterID") },
 		"%s to log that it refused the Client; its log:\n%s", leader.Name(), leaderLog)
 
 	// A server of cluster "b", added to cluster "a", never gets in; it
 	// refuses the leader (the acceptor's log) and the leader hears why (the
 	// dialer's log).
 	bLog := &exraft.TestLog{}
-	b := secStartJoiner(t, "raft-b", func(cfg *exraft.Config) {
+	b := startJoiner(t, "raft-b", func(cfg *exraft.Config) {
 		cfg.ClusterID = "b"
 		cfg.Logger = bLog.Logger()
 	})
-	secCannotJoin(t, c, b, "after-b")
-	eventually(t, waitShort, func() bool { return bLog.Has("refused a connection", "ClusterID") },
+	requireCannotJoin(t, c, b, "after-b")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return bLog.Has("refused a connection", "ClusterID") },
 		"%s to log that it refused cluster a; its log:\n%s", b.Name(), bLog)
-	eventually(t, waitShort, func() bool {
+	testkit.Eventually(t, testkit.WaitShort, func() bool {
 		for _, l := range logs {
 			if l.Has("a peer refused this server's connection", b.Addr(), "ClusterID", `\"a\"`, `\"b\"`) {
 				return true
@@ -528,44 +473,28 @@ func TestClusterIDMismatch(t *testing.T) {
 		return false
 	}, "a server of cluster a to log that %s refused it; leader's log:\n%s", b.Addr(), leaderLog)
 
-	if got := secClientRead(t, right, c.servers, "get wrong"); got != "" {
-		t.Fatalf("a refused Write was applied: wrong=%q", got)
-	}
-}
-
-// indexOf returns the index of s in servers, or -1.
-func indexOf(servers []*exraft.Server, s *exraft.Server) int {
-	for i, x := range servers {
-		if x == s {
-			return i
-		}
-	}
-	return -1
+	require.Empty(t, clientRead(t, right, c.Servers(), "get wrong"), "a refused Write was applied")
 }
 
 // TestSecret: with a Secret, only Clients and servers that know it get in.
 func TestSecret(t *testing.T) {
 	secret := []byte("s3cret")
 	logs := make([]*exraft.TestLog, 3)
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		logs[i] = &exraft.TestLog{}
 		cfg.Logger = logs[i].Logger()
 		cfg.Secret = secret
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set secret kept")
-	mbAllHave(t, c.servers, "secret", "kept")
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set secret kept")
+	testkit.AwaitAllHave(t, c.Servers(), "secret", "kept")
 
 	right := &exraft.Client{Secret: []byte("s3cret")}
 	defer right.Close()
-	if got := secClientWrite(t, right, c.servers, "set right yes"); got != "ok" {
-		t.Fatalf("Write with the right Secret returned %q, want ok", got)
-	}
-	if got := secClientRead(t, right, c.servers, "get right"); got != "yes" {
-		t.Fatalf("Read with the right Secret = %q, want yes", got)
-	}
+	require.Equal(t, "ok", clientWrite(t, right, c.Servers(), "set right yes"), "Write with the right Secret")
+	require.Equal(t, "yes", clientRead(t, right, c.Servers(), "get right"), "Read with the right Secret")
 
-	leader := awaitLeader(t, c.servers)
+	leader := testkit.AwaitLeader(t, c.Servers())
 	for _, tc := range []struct {
 		what   string
 		secret []byte
@@ -575,44 +504,35 @@ func TestSecret(t *testing.T) {
 		{"a longer Secret", []byte("s3cret!")},
 	} {
 		cl := &exraft.Client{Secret: tc.secret}
-		err := secRefused(t, "a Write with "+tc.what, func(ctx context.Context) error {
+		err := requireRefused(t, "a Write with "+tc.what, func(ctx context.Context) error {
 			_, err := cl.Write(ctx, leader.Addr(), []byte("set wrong yes"))
 			return err
 		})
 		cl.Close()
-		if !errors.Is(err, exraft.ErrUnauthorized) {
-			t.Fatalf("Write with %s: %v (%T), want an error matching ErrUnauthorized", tc.what, err, err)
-		}
-		if !strings.Contains(err.Error(), "Secret") {
-			t.Fatalf("Write with %s: error %q does not say the Secret is the problem", tc.what, err)
-		}
+		require.ErrorIsf(t, err, exraft.ErrUnauthorized, "Write with %s: %v (%T), want an error matching ErrUnauthorized", tc.what, err, err)
+		require.Contains(t, err.Error(), "Secret", "Write with %s: the error does not say the Secret is the problem", tc.what)
 	}
 
 	// A dialer that does not know the Secret, and sends a made-up proof, is
 	// refused by the acceptor, which has proved nothing to it.
-	follower := others(c.servers, leader)[0]
-	fi := indexOf(c.servers, follower)
-	conn, _, _ := secRawHello(t, follower.Addr(), "")
-	if _, err := conn.Write(make([]byte, secProofSize)); err != nil {
-		t.Fatalf("write a fake proof: %v", err)
-	}
-	reply, _ := secReadEnd(t, "a fake proof", conn, time.Now(), 0)
-	if len(reply) < 2 || reply[0] != 1 || int(reply[1]) != len(reply)-2 || !strings.Contains(string(reply[2:]), "Secret") {
-		t.Fatalf("answer to a fake proof: %q; want a refusal (1, length, reason naming the Secret)", reply)
-	}
-	eventually(t, waitShort, func() bool { return logs[fi].Has("refused a connection", "Secret", conn.LocalAddr().String()) },
+	follower := testkit.Others(c.Servers(), leader)[0]
+	fi := slices.Index(c.Servers(), follower)
+	conn, _, _ := rawHello(t, follower.Addr(), "")
+	_, err := conn.Write(make([]byte, proofSize))
+	require.NoError(t, err, "write a fake proof")
+	reply, _ := readUntilClosed(t, "a fake proof", conn, time.Now(), 0)
+	requireRefusal(t, "a fake proof", reply, "Secret")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return logs[fi].Has("refused a connection", "Secret", conn.LocalAddr().String()) },
 		"%s to log that it refused a fake proof; its log:\n%s", follower.Name(), logs[fi])
 
 	// A server of the same (empty) ClusterID that lacks the Secret.
 	nlog := &exraft.TestLog{}
-	nosecret := secStartJoiner(t, "raft-nosecret", func(cfg *exraft.Config) { cfg.Logger = nlog.Logger() })
-	secCannotJoin(t, c, nosecret, "after-nosecret")
-	eventually(t, waitShort, func() bool { return nlog.Has("refused a connection", "Secret") },
+	nosecret := startJoiner(t, "raft-nosecret", func(cfg *exraft.Config) { cfg.Logger = nlog.Logger() })
+	requireCannotJoin(t, c, nosecret, "after-nosecret")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return nlog.Has("refused a connection", "Secret") },
 		"%s to log the refusal; its log:\n%s", nosecret.Name(), nlog)
 
-	if got := secClientRead(t, right, c.servers, "get wrong"); got != "" {
-		t.Fatalf("a refused Write was applied: wrong=%q", got)
-	}
+	require.Empty(t, clientRead(t, right, c.Servers(), "get wrong"), "a refused Write was applied")
 }
 
 // ---------------------------------------------------------------------------
@@ -623,39 +543,31 @@ func TestSecret(t *testing.T) {
 // commits, and so do later writes.
 func TestMaxCommandSize(t *testing.T) {
 	const limit = 1000
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		cfg.MaxCommandSize = limit
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set warm up")
-	mbAllHave(t, c.servers, "warm", "up")
-	leader := awaitLeader(t, c.servers)
-	eventually(t, waitShort, func() bool {
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set warm up")
+	testkit.AwaitAllHave(t, c.Servers(), "warm", "up")
+	leader := testkit.AwaitLeader(t, c.Servers())
+	testkit.Eventually(t, testkit.WaitShort, func() bool {
 		st := leader.Status()
 		return st.AppliedIndex == st.LastIndex
-	}, "the leader to apply its whole log:%s", statuses{leader})
+	}, "the leader to apply its whole log:%s", testkit.Statuses{leader})
 
 	big := "set big " + strings.Repeat("x", limit+1-len("set big "))
-	if len(big) != limit+1 {
-		t.Fatalf("test bug: len(big) = %d", len(big))
-	}
+	require.Len(t, big, limit+1, "test bug")
 	cl := &exraft.Client{}
 	defer cl.Close()
 	before := leader.Status()
-	_, err := leader.Write(ctxFor(t, waitShort), []byte(big))
-	if !errors.Is(err, exraft.ErrTooLarge) {
-		t.Fatalf("Server.Write of %d bytes with MaxCommandSize %d: got %v, want ErrTooLarge", len(big), limit, err)
-	}
-	if !strings.Contains(err.Error(), "MaxCommandSize") {
-		t.Errorf("Server.Write of a command too large: error %q does not name MaxCommandSize", err)
-	}
-	_, err = cl.Write(ctxFor(t, waitShort), leader.Addr(), []byte(big))
-	if !errors.Is(err, exraft.ErrTooLarge) {
-		t.Fatalf("Client.Write of %d bytes with MaxCommandSize %d: got %v (%T), want ErrTooLarge", len(big), limit, err, err)
-	}
+	_, err := leader.Write(testkit.Ctx(t, testkit.WaitShort), []byte(big))
+	require.ErrorIsf(t, err, exraft.ErrTooLarge, "Server.Write of %d bytes with MaxCommandSize %d: got %v, want ErrTooLarge", len(big), limit, err)
+	assert.Contains(t, err.Error(), "MaxCommandSize", "Server.Write of a command too large: the error does not name the limit")
+	_, err = cl.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte(big))
+	require.ErrorIsf(t, err, exraft.ErrTooLarge, "Client.Write of %d bytes with MaxCommandSize %d: got %v (%T), want ErrTooLarge", len(big), limit, err, err)
 	after := leader.Status()
-	if after.Term == before.Term && after.LastIndex != before.LastIndex {
-		t.Fatalf("the leader's LastIndex went from %d to %d in term %d: a command too large was appended", before.LastIndex, after.LastIndex, after.Term)
+	if after.Term == before.Term {
+		require.Equalf(t, before.LastIndex, after.LastIndex, "the leader's LastIndex moved in term %d: a command too large was appended", after.Term)
 	}
 	if after.Term != before.Term {
 		t.Logf("the term changed (%d -> %d): LastIndex is not compared, the histories are", before.Term, after.Term)
@@ -663,15 +575,13 @@ func TestMaxCommandSize(t *testing.T) {
 
 	// Exactly the limit is accepted, and the cluster goes on committing.
 	exact := "set exact " + strings.Repeat("y", limit-len("set exact "))
-	writeAny(t, c.servers, exact)
-	writeAny(t, c.servers, "set after big")
-	mbAllHave(t, c.servers, "after", "big")
-	mbAllHave(t, c.servers, "exact", strings.Repeat("y", limit-len("set exact ")))
-	for i, kv := range c.kvs {
-		for _, cmd := range kv.history() {
-			if cmd == big {
-				t.Fatalf("%s applied the command that was too large", c.servers[i].Name())
-			}
+	testkit.WriteAny(t, c.Servers(), exact)
+	testkit.WriteAny(t, c.Servers(), "set after big")
+	testkit.AwaitAllHave(t, c.Servers(), "after", "big")
+	testkit.AwaitAllHave(t, c.Servers(), "exact", strings.Repeat("y", limit-len("set exact ")))
+	for _, s := range c.Servers() {
+		for _, cmd := range c.KV(s.Name()).History() {
+			require.Falsef(t, cmd == big, "%s applied the command that was too large", s.Name())
 		}
 	}
 
@@ -680,28 +590,24 @@ func TestMaxCommandSize(t *testing.T) {
 	small := &exraft.Client{MaxFrameSize: 4096}
 	defer small.Close()
 	huge := "set huge " + strings.Repeat("z", 8192)
-	_, err = small.Write(ctxFor(t, waitShort), leader.Addr(), []byte(huge))
-	if !errors.Is(err, exraft.ErrTooLarge) {
-		t.Fatalf("Write of %d bytes through a Client with MaxFrameSize 4096: got %v, want ErrTooLarge", len(huge), err)
-	}
-	if got := secClientWrite(t, small, c.servers, "set small ok"); got != "ok" {
-		t.Fatalf("Write through the small Client after ErrTooLarge returned %q, want ok", got)
-	}
+	_, err = small.Write(testkit.Ctx(t, testkit.WaitShort), leader.Addr(), []byte(huge))
+	require.ErrorIsf(t, err, exraft.ErrTooLarge, "Write of %d bytes through a Client with MaxFrameSize 4096: got %v, want ErrTooLarge", len(huge), err)
+	require.Equal(t, "ok", clientWrite(t, small, c.Servers(), "set small ok"), "Write through the small Client after ErrTooLarge")
 }
 
-// secTwoAndNoMore starts a one-server cluster whose limit (set by limit)
+// twoClientsAndNoMore starts a one-server cluster whose limit (set by limit)
 // admits two connections, and checks that two Clients get in; a third is
 // refused promptly (refused checks its error further); the two keep
 // working; the server logs each of logged; and once the first Client
 // closes, the third gets in. It returns the server and the three Clients.
-func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, refused func(who string, err error)) (*exraft.Server, []*exraft.Client) {
+func twoClientsAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, refused func(who string, err error)) (*exraft.Server, []*exraft.Client) {
 	t.Helper()
 	slg := &exraft.TestLog{}
-	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 1, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		limit(cfg)
 		cfg.Logger = slg.Logger()
 	}})
-	s := awaitLeader(t, c.servers)
+	s := testkit.AwaitLeader(t, c.Servers())
 	status := func(cl *exraft.Client) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -713,27 +619,24 @@ func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, 
 		t.Cleanup(func() { cl.Close() })
 	}
 	for i, cl := range cls[:2] {
-		if err := status(cl); err != nil {
-			t.Fatalf("client %d of 2: %v", i+1, err)
-		}
+		require.NoError(t, status(cl), "client %d of 2", i+1)
 	}
-	refused("a third Client", secRefused(t, "a third Client", func(ctx context.Context) error {
+	refused("a third Client", requireRefused(t, "a third Client", func(ctx context.Context) error {
 		_, err := cls[2].GetStatus(ctx, s.Addr())
 		return err
 	}))
 	for i, cl := range cls[:2] {
-		if _, err := cl.Write(ctxFor(t, waitShort), s.Addr(), []byte(fmt.Sprintf("set c%d yes", i+1))); err != nil {
-			t.Fatalf("client %d after the refusal: %v", i+1, err)
-		}
+		_, err := cl.Write(testkit.Ctx(t, testkit.WaitShort), s.Addr(), []byte(fmt.Sprintf("set c%d yes", i+1)))
+		require.NoError(t, err, "client %d after the refusal", i+1)
 	}
-	eventually(t, waitShort, func() bool { return slg.Has(logged...) },
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return slg.Has(logged...) },
 		"the server to log the refusal (%q); its log:\n%s", logged, slg)
 	cls[0].Close()
 	var last error
-	eventually(t, waitShort, func() bool {
+	testkit.Eventually(t, testkit.WaitShort, func() bool {
 		last = status(cls[2])
 		return last == nil
-	}, "a third Client to get in once the first closed (last error: %v)", lastErr{&last})
+	}, "a third Client to get in once the first closed (last error: %v)", testkit.LastErr(&last))
 	return s, cls
 }
 
@@ -742,26 +645,23 @@ func secTwoAndNoMore(t *testing.T, limit func(*exraft.Config), logged []string, 
 func TestMaxConnsPerHost(t *testing.T) {
 	refused := func(who string, err error) {
 		t.Helper()
-		if !errors.Is(err, exraft.ErrUnauthorized) || !strings.Contains(err.Error(), "MaxConnsPerHost") {
-			t.Fatalf("%s past MaxConnsPerHost: %v; want ErrUnauthorized naming MaxConnsPerHost", who, err)
-		}
+		require.ErrorIs(t, err, exraft.ErrUnauthorized, "%s past MaxConnsPerHost", who)
+		require.Contains(t, err.Error(), "MaxConnsPerHost", "%s past MaxConnsPerHost: the error does not name the limit", who)
 	}
-	s, cls := secTwoAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConnsPerHost = 2 },
+	s, cls := twoClientsAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConnsPerHost = 2 },
 		[]string{"refused a connection", "MaxConnsPerHost"}, refused)
 	// The second and third Clients hold the two places now.
-	refused("the first Client, reconnecting", secRefused(t, "the first Client, reconnecting", func(ctx context.Context) error {
+	refused("the first Client, reconnecting", requireRefused(t, "the first Client, reconnecting", func(ctx context.Context) error {
 		_, err := cls[0].GetStatus(ctx, s.Addr())
 		return err
 	}))
-	if got := dirty(s, "get c1"); got != "yes" {
-		t.Fatalf("c1=%q, want yes", got)
-	}
+	require.Equal(t, "yes", testkit.Dirty(s, "get c1"), "c1")
 }
 
 // TestMaxConns: past MaxConns connections a new one is closed at once; when
 // one closes there is room again.
 func TestMaxConns(t *testing.T) {
-	secTwoAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConns = 2 },
+	twoClientsAndNoMore(t, func(cfg *exraft.Config) { cfg.MaxConns = 2 },
 		[]string{"MaxConns reached"}, func(string, error) {})
 }
 
@@ -770,43 +670,40 @@ func TestMaxConns(t *testing.T) {
 // ClusterID) is logged once, not once a connection.
 func TestBadInputsEachLogged(t *testing.T) {
 	slg := &exraft.TestLog{}
-	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 1, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		cfg.ClusterID = "here"
 		cfg.Logger = slg.Logger()
 	}})
-	s := awaitLeader(t, c.servers)
+	s := testkit.AwaitLeader(t, c.Servers())
 	openings := []string{"GET / HTTP/1.1\r\n\r\n", "\x00\x01\x02\x03\x04\x05\x06\x07", "SSH-2.0-OpenSSH_9.6\r\n"}
 	for _, in := range openings {
 		conn, err := net.Dial("tcp", s.Addr())
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
+		require.NoError(t, err, "dial")
 		conn.Write([]byte(in))
-		conn.SetReadDeadline(time.Now().Add(waitShort))
+		conn.SetReadDeadline(time.Now().Add(testkit.WaitShort))
 		io.Copy(io.Discard, conn) // until the server closes it
 		conn.Close()
 	}
-	eventually(t, waitShort, func() bool { return strings.Count(slg.String(), "not an exraft client or peer") == len(openings) },
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return strings.Count(slg.String(), "not an exraft client or peer") == len(openings) },
 		"the server to log each of %d bad openings; its log:\n%s", len(openings), slg)
 	elsewhere := &exraft.Client{ClusterID: "elsewhere"}
 	defer elsewhere.Close()
 	for i := 0; i < 5; i++ {
-		secRefused(t, "a Client of another cluster", func(ctx context.Context) error {
+		requireRefused(t, "a Client of another cluster", func(ctx context.Context) error {
 			_, err := elsewhere.GetStatus(ctx, s.Addr())
 			return err
 		})
 	}
-	if n := strings.Count(slg.String(), `differs from this server's \"here\"`); n != 1 {
-		t.Fatalf("five refusals of the same ClusterID logged %d times, want once; the log:\n%s", n, slg)
-	}
+	require.Equalf(t, 1, strings.Count(slg.String(), `differs from this server's \"here\"`),
+		"five refusals of the same ClusterID: times logged; the log:\n%s", slg)
 }
 
 // TestBadPeersFailAtOnce: AddServer of a Peer that could never be reached
 // fails at once with an error that names the problem, in process and by
 // address, instead of waiting for the caller's deadline; nothing changes.
 func TestBadPeersFailAtOnce(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	s := awaitLeader(t, c.servers)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := testkit.AwaitLeader(t, c.Servers())
 	cl := &exraft.Client{}
 	defer cl.Close()
 	for _, p := range []exraft.Peer{
@@ -821,37 +718,28 @@ func TestBadPeersFailAtOnce(t *testing.T) {
 			{"Server.AddServer", func(ctx context.Context) error { return s.AddServer(ctx, p) }},
 			{"Client.AddServer", func(ctx context.Context) error { return cl.AddServer(ctx, s.Addr(), p) }},
 		} {
-			err := secRefused(t, fmt.Sprintf("%s(%+v)", call.how, p), call.add)
-			if !strings.Contains(err.Error(), "AddServer") {
-				t.Fatalf("%s(%+v): %v; want an error naming AddServer", call.how, p, err)
-			}
+			err := requireRefused(t, fmt.Sprintf("%s(%+v)", call.how, p), call.add)
+			require.Contains(t, err.Error(), "AddServer", "%s(%+v): want an error naming AddServer", call.how, p)
 		}
 	}
-	if m := s.Status().Members; len(m) != 1 {
-		t.Fatalf("members after bad AddServer calls: %v", m)
-	}
+	require.Len(t, s.Status().Members, 1, "members after bad AddServer calls")
 }
 
 // TestWriteKeepsNoCallerBuffer: a caller may reuse its command buffer once
 // Write returns. The leader's log must hold its own copy: a server added
 // later is caught up from that log and must apply what was written.
 func TestWriteKeepsNoCallerBuffer(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	l := awaitLeader(t, c.servers)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	l := testkit.AwaitLeader(t, c.Servers())
 	buf := []byte("set k v1")
-	if _, err := l.Write(ctxFor(t, waitShort), buf); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
+	_, err := l.Write(testkit.Ctx(t, testkit.WaitShort), buf)
+	require.NoError(t, err, "Write")
 	copy(buf, "set k XX") // the caller's buffer, reused
-	joiner := secStartJoiner(t, "late", nil)
-	if err := l.AddServer(ctxFor(t, waitLong), joiner.Peer()); err != nil {
-		t.Fatalf("AddServer: %v", err)
-	}
-	eventually(t, waitShort, func() bool { return dirty(joiner, "get k") != "" },
+	joiner := startJoiner(t, "late", nil)
+	require.NoError(t, l.AddServer(testkit.Ctx(t, testkit.WaitLong), joiner.Peer()), "AddServer")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return testkit.Dirty(joiner, "get k") != "" },
 		"the new server to apply k")
-	if got := dirty(joiner, "get k"); got != "v1" {
-		t.Fatalf("the new server has k=%q, want v1: the leader's log kept the caller's buffer", got)
-	}
+	require.Equal(t, "v1", testkit.Dirty(joiner, "get k"), "the new server's k: the leader's log kept the caller's buffer")
 }
 
 // TestHandshakeBudget: strangers who open connections and stall in the
@@ -861,16 +749,15 @@ func TestWriteKeepsNoCallerBuffer(t *testing.T) {
 // in again.
 func TestHandshakeBudget(t *testing.T) {
 	slg := &exraft.TestLog{}
-	c := startCluster(t, 1, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 1, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		cfg.MaxConns = 512 // a budget of max(64, 512/8)
 		cfg.Logger = slg.Logger()
 	}})
-	s := awaitLeader(t, c.servers)
+	s := testkit.AwaitLeader(t, c.Servers())
 	before := &exraft.Client{}
 	defer before.Close()
-	if _, err := before.GetStatus(ctxFor(t, waitShort), s.Addr()); err != nil {
-		t.Fatalf("a Client before the strangers: %v", err)
-	}
+	_, err := before.GetStatus(testkit.Ctx(t, testkit.WaitShort), s.Addr())
+	require.NoError(t, err, "a Client before the strangers")
 	var stalled []net.Conn
 	defer func() {
 		for _, conn := range stalled {
@@ -882,22 +769,17 @@ func TestHandshakeBudget(t *testing.T) {
 	refused := false
 	for i := 0; i < 200 && !refused; i++ {
 		conn, err := net.Dial("tcp", s.Addr())
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
-		}
+		require.NoError(t, err, "dial %d", i)
 		stalled = append(stalled, conn)
 		refused = slg.Has("too many handshakes")
 	}
 	if !refused {
-		eventually(t, waitShort, func() bool { return slg.Has("too many handshakes") },
+		testkit.Eventually(t, testkit.WaitShort, func() bool { return slg.Has("too many handshakes") },
 			"the server to turn away connections past its handshake budget; its log:\n%s", slg)
 	}
-	if n := len(stalled); n < 64 {
-		t.Fatalf("the server turned connections away after %d strangers; want a budget of 64", n)
-	}
-	if _, err := before.Write(ctxFor(t, waitShort), s.Addr(), []byte("set during yes")); err != nil {
-		t.Fatalf("the Client connected before the strangers: %v", err)
-	}
+	require.GreaterOrEqualf(t, len(stalled), 64, "the server turned connections away after %d strangers; want a budget of 64", len(stalled))
+	_, err = before.Write(testkit.Ctx(t, testkit.WaitShort), s.Addr(), []byte("set during yes"))
+	require.NoError(t, err, "the Client connected before the strangers")
 	for _, conn := range stalled {
 		conn.Close()
 	}
@@ -905,17 +787,17 @@ func TestHandshakeBudget(t *testing.T) {
 	after := &exraft.Client{}
 	defer after.Close()
 	var last error
-	eventually(t, waitShort, func() bool {
-		_, last = after.GetStatus(ctxFor(t, waitShort), s.Addr())
+	testkit.Eventually(t, testkit.WaitShort, func() bool {
+		_, last = after.GetStatus(testkit.Ctx(t, testkit.WaitShort), s.Addr())
 		return last == nil
-	}, "a new Client to get in once the strangers left (last error: %v)", lastErr{&last})
+	}, "a new Client to get in once the strangers left (last error: %v)", testkit.LastErr(&last))
 }
 
 // TestClientIOTimeout: a Client's IOTimeout bounds the handshake with a
 // server that accepts the connection and never answers.
 func TestClientIOTimeout(t *testing.T) {
 	const ioTimeout = 300 * time.Millisecond
-	l := listen(t)
+	l := testkit.Listen(t)
 	var mu sync.Mutex
 	var held []net.Conn
 	done := make(chan struct{})
@@ -943,42 +825,36 @@ func TestClientIOTimeout(t *testing.T) {
 
 	cl := &exraft.Client{IOTimeout: ioTimeout}
 	defer cl.Close()
-	ctx := ctxFor(t, waitLong)
+	ctx := testkit.Ctx(t, testkit.WaitLong)
 	began := time.Now()
 	_, err := cl.GetStatus(ctx, l.Addr().String())
 	took := time.Since(began)
 	t.Logf("GetStatus of a server that never answers: %v after %v", err, took.Round(time.Millisecond))
-	if err == nil {
-		t.Fatalf("GetStatus of a server that never answers succeeded")
-	}
-	if ctx.Err() != nil || took > waitShort/2 {
-		t.Fatalf("GetStatus of a server that never answers took %v; want about the Client's IOTimeout %v", took, ioTimeout)
-	}
-	if took < ioTimeout*2/3 {
-		t.Fatalf("GetStatus of a server that never answers gave up after %v, before IOTimeout %v", took, ioTimeout)
-	}
+	require.Error(t, err, "GetStatus of a server that never answers succeeded")
+	require.Falsef(t, ctx.Err() != nil || took > testkit.WaitShort/2, "GetStatus of a server that never answers took %v; want about the Client's IOTimeout %v", took, ioTimeout)
+	require.GreaterOrEqualf(t, took, ioTimeout*2/3, "GetStatus of a server that never answers gave up after %v, before IOTimeout %v", took, ioTimeout)
 }
 
 // TestClientClusterIDTooLong: the handshake carries a ClusterID's length in
 // one byte, so a Client's ClusterID above 255 bytes can never be sent; the
 // error must say so rather than blame something else.
 func TestClientClusterIDTooLong(t *testing.T) {
-	c := startCluster(t, 1, clusterOptions{})
-	s := awaitLeader(t, c.servers)
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := testkit.AwaitLeader(t, c.Servers())
 	for _, n := range []int{256, 300} {
 		cl := &exraft.Client{ClusterID: strings.Repeat("a", n)}
-		err := secRefused(t, fmt.Sprintf("a Client with a %d-byte ClusterID", n), func(ctx context.Context) error {
+		err := requireRefused(t, fmt.Sprintf("a Client with a %d-byte ClusterID", n), func(ctx context.Context) error {
 			_, err := cl.GetStatus(ctx, s.Addr())
 			return err
 		})
 		cl.Close()
-		if msg := err.Error(); !strings.Contains(msg, "ClusterID") || strings.Contains(msg, "Secret") || !strings.Contains(msg, "255") {
-			t.Errorf("a Client with a %d-byte ClusterID: %q; want an error saying a ClusterID has at most 255 bytes", n, msg)
-		}
+		msg := err.Error()
+		assert.Truef(t, strings.Contains(msg, "ClusterID") && !strings.Contains(msg, "Secret") && strings.Contains(msg, "255"),
+			"a Client with a %d-byte ClusterID: %q; want an error saying a ClusterID has at most 255 bytes", n, msg)
 	}
 }
 
-// TestSecurityConfigErrors: the new limits and ClusterID are validated, each
+// TestSecurityConfigErrors: the connection limits and ClusterID are validated, each
 // with a *ConfigError that names the field.
 func TestSecurityConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
@@ -1002,20 +878,17 @@ func TestSecurityConfigErrors(t *testing.T) {
 		{"TLS without a certificate", "TLS", func(c *exraft.Config) { c.TLS = &tls.Config{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := fastConfig("cfg")
+			cfg := testkit.FastConfig("cfg")
 			tc.mutate(&cfg)
-			s, err := exraft.StartServer(newKV(), cfg)
+			s, err := exraft.StartServer(testkit.NewKV(), cfg)
 			if err == nil {
 				_ = exraft.StopServer(s)
-				t.Fatalf("StartServer accepted %s", tc.name)
+				require.FailNowf(t, "StartServer accepted an invalid Config", "%s", tc.name)
 			}
 			var ce *exraft.ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("StartServer: %v (%T), want a *exraft.ConfigError", err, err)
-			}
-			if ce.Field != tc.field || !strings.Contains(err.Error(), tc.field) {
-				t.Fatalf("StartServer: ConfigError for field %q (%v), want field %q", ce.Field, err, tc.field)
-			}
+			require.ErrorAsf(t, err, &ce, "StartServer: %v (%T), want a *exraft.ConfigError", err, err)
+			require.Equal(t, tc.field, ce.Field, "StartServer: the field of the ConfigError (%v)", err)
+			require.Contains(t, err.Error(), tc.field, "StartServer: the error does not name the field")
 		})
 	}
 	// The limits themselves are allowed.
@@ -1030,15 +903,11 @@ func TestSecurityConfigErrors(t *testing.T) {
 		{"ClusterID of 255 bytes", func(c *exraft.Config) { c.ClusterID = strings.Repeat("c", 255) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := fastConfig("cfg")
+			cfg := testkit.FastConfig("cfg")
 			tc.mutate(&cfg)
-			s, err := exraft.StartServer(newKV(), cfg)
-			if err != nil {
-				t.Fatalf("StartServer with %s: %v", tc.name, err)
-			}
-			if err := exraft.StopServer(s); err != nil {
-				t.Fatalf("StopServer: %v", err)
-			}
+			s, err := exraft.StartServer(testkit.NewKV(), cfg)
+			require.NoError(t, err, "StartServer with %s", tc.name)
+			require.NoError(t, exraft.StopServer(s), "StopServer")
 		})
 	}
 }
@@ -1048,12 +917,12 @@ func TestSecurityConfigErrors(t *testing.T) {
 // cluster goes on committing.
 func TestMaxPendingCalls(t *testing.T) {
 	const n = 64
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		cfg.MaxPendingCalls = 4
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set warm up")
-	leader := awaitLeader(t, c.servers)
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set warm up")
+	leader := testkit.AwaitLeader(t, c.Servers())
 
 	cl := &exraft.Client{}
 	defer cl.Close()
@@ -1063,7 +932,7 @@ func TestMaxPendingCalls(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLong)
 			defer cancel()
 			addr := leader.Addr()
 			cmd := []byte(fmt.Sprintf("set p%d v%d", i, i))
@@ -1096,44 +965,32 @@ func TestMaxPendingCalls(t *testing.T) {
 	for err := range errs {
 		if err != nil {
 			failed++
-			if failed <= 5 {
-				t.Errorf("%v", err)
+			if failed <= 5 { // the first few say enough
+				assert.NoError(t, err)
 			}
 		}
 	}
-	if failed > 0 {
-		t.Fatalf("%d of %d concurrent Writes failed with MaxPendingCalls 4; want all to succeed", failed, n)
-	}
-	dump := parseDump(readAny(t, c.servers, "dump"))
+	require.Zerof(t, failed, "%d of %d concurrent Writes failed with MaxPendingCalls 4; want all to succeed", failed, n)
+	dump := testkit.ParseDump(testkit.ReadAny(t, c.Servers(), "dump"))
 	for i := range n {
-		if got := dump[fmt.Sprintf("p%d", i)]; got != fmt.Sprintf("v%d", i) {
-			t.Fatalf("p%d = %q after the flood, want v%d", i, got, i)
-		}
+		require.Equal(t, fmt.Sprintf("v%d", i), dump[fmt.Sprintf("p%d", i)], "p%d after the flood", i)
 	}
-	writeAny(t, c.servers, "set after flood")
-	mbAllHave(t, c.servers, "after", "flood")
-	if got := secClientWrite(t, cl, c.servers, "set client again"); got != "ok" {
-		t.Fatalf("the flooding Client's next Write returned %q, want ok", got)
-	}
+	testkit.WriteAny(t, c.Servers(), "set after flood")
+	testkit.AwaitAllHave(t, c.Servers(), "after", "flood")
+	require.Equal(t, "ok", clientWrite(t, cl, c.Servers(), "set client again"), "the flooding Client's next Write")
 }
 
-// secReadEnd reads conn until the server ends it, and returns what arrived
-// and how long that took since began. Our own deadline (waitShort) ending the
+// readUntilClosed reads conn until the server ends it, and returns what arrived
+// and how long that took since began. Our own deadline (testkit.WaitShort) ending the
 // read fails the test: the server kept the connection.
-func secReadEnd(t *testing.T, what string, conn net.Conn, began time.Time, ioTimeout time.Duration) ([]byte, time.Duration) {
+func readUntilClosed(t *testing.T, what string, conn net.Conn, began time.Time, ioTimeout time.Duration) ([]byte, time.Duration) {
 	t.Helper()
-	if err := conn.SetReadDeadline(time.Now().Add(waitShort)); err != nil {
-		t.Fatalf("SetReadDeadline: %v", err)
-	}
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testkit.WaitShort)), "SetReadDeadline")
 	got, err := io.ReadAll(conn)
 	took := time.Since(began)
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("%s: the server kept the connection open for %v (IOTimeout %v)", what, took, ioTimeout)
-	}
-	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("%s: reading until the server closes: %v", what, err)
-	}
+	require.Falsef(t, errors.As(err, &ne) && ne.Timeout(), "%s: the server kept the connection open for %v (IOTimeout %v)", what, took, ioTimeout)
+	require.Falsef(t, err != nil && !errors.Is(err, syscall.ECONNRESET), "%s: reading until the server closes: %v", what, err)
 	t.Logf("%s: closed by the server after %v (read %q, %v)", what, took.Round(time.Millisecond), got, err)
 	return got, took
 }
@@ -1144,66 +1001,54 @@ func secReadEnd(t *testing.T, what string, conn net.Conn, began time.Time, ioTim
 func TestIOTimeout(t *testing.T) {
 	const ioTimeout = 300 * time.Millisecond
 	logs := make([]*exraft.TestLog, 3)
-	c := startCluster(t, 3, clusterOptions{configure: func(i int, cfg *exraft.Config) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
 		logs[i] = &exraft.TestLog{}
 		cfg.Logger = logs[i].Logger()
 		cfg.IOTimeout = ioTimeout
 	}})
-	leaderVia(t, c.servers[0], c.servers)
-	writeAny(t, c.servers, "set before raw")
+	testkit.LeaderVia(t, c.Servers()[0], c.Servers())
+	testkit.WriteAny(t, c.Servers(), "set before raw")
 
 	readEnd := func(what string, conn net.Conn, began time.Time) ([]byte, time.Duration) {
 		t.Helper()
-		return secReadEnd(t, what, conn, began, ioTimeout)
+		return readUntilClosed(t, what, conn, began, ioTimeout)
 	}
 
 	// A connection that says nothing.
-	idle := c.servers[0]
+	idle := c.Servers()[0]
 	began := time.Now()
 	conn := dialRaw(t, idle.Addr(), nil)
 	got, took := readEnd("a silent connection", conn, began)
-	if len(got) != 0 {
-		t.Fatalf("the server sent %q to a connection that never said hello", got)
-	}
-	if took < ioTimeout*2/3 {
-		t.Fatalf("a silent connection was closed after %v, before IOTimeout %v", took, ioTimeout)
-	}
-	if took > waitShort/2 {
-		t.Fatalf("a silent connection was closed after %v, want about IOTimeout %v", took, ioTimeout)
-	}
-	eventually(t, waitShort, func() bool { return logs[0].Has("refused a connection", "no handshake", conn.LocalAddr().String()) },
+	require.Empty(t, got, "the server answered a connection that never said hello")
+	require.GreaterOrEqualf(t, took, ioTimeout*2/3, "a silent connection was closed after %v, before IOTimeout %v", took, ioTimeout)
+	require.LessOrEqualf(t, took, testkit.WaitShort/2, "a silent connection was closed after %v, want about IOTimeout %v", took, ioTimeout)
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return logs[0].Has("refused a connection", "no handshake", conn.LocalAddr().String()) },
 		"%s to log that the silent connection sent no handshake; its log:\n%s", idle.Name(), logs[0])
-	writeAny(t, c.servers, "set after idle")
-	mbAllHave(t, c.servers, "after", "idle")
+	testkit.WriteAny(t, c.Servers(), "set after idle")
+	testkit.AwaitAllHave(t, c.Servers(), "after", "idle")
 
 	// A connection that opens with something else than exraft.
-	target := c.servers[1]
+	target := c.Servers()[1]
 	began = time.Now()
 	garbage := dialRaw(t, target.Addr(), []byte("GET / HTTP/1.1\r\n\r\n"))
 	got, took = readEnd("a connection that sent HTTP", garbage, began)
-	if len(got) != 0 {
-		t.Fatalf("the server answered %q to HTTP", got)
-	}
-	if took > waitShort/2 {
-		t.Fatalf("a connection that sent HTTP was closed after %v, want at once", took)
-	}
-	eventually(t, waitShort, func() bool {
+	require.Empty(t, got, "the server answered HTTP")
+	require.LessOrEqualf(t, took, testkit.WaitShort/2, "a connection that sent HTTP was closed after %v, want at once", took)
+	testkit.Eventually(t, testkit.WaitShort, func() bool {
 		return logs[1].Has("refused a connection", "not an exraft client", garbage.LocalAddr().String())
 	},
 		"%s to log the refusal of the HTTP request; its log:\n%s", target.Name(), logs[1])
-	writeAny(t, c.servers, "set after garbage")
-	mbAllHave(t, c.servers, "after", "garbage")
+	testkit.WriteAny(t, c.Servers(), "set after garbage")
+	testkit.AwaitAllHave(t, c.Servers(), "after", "garbage")
 
 	// A hello of a handshake version this server does not speak is refused
 	// with the reason.
-	third := c.servers[2]
+	third := c.Servers()[2]
 	began = time.Now()
-	v9 := dialRaw(t, third.Addr(), append([]byte("EXRAFT\x09\x00"), make([]byte, secNonceSize)...))
+	v9 := dialRaw(t, third.Addr(), append([]byte("EXRAFT\x09\x00"), make([]byte, nonceSize)...))
 	got, _ = readEnd("a hello of version 9", v9, began)
-	if len(got) < 2 || got[0] != 1 || int(got[1]) != len(got)-2 || !strings.Contains(string(got[2:]), "version 9") {
-		t.Fatalf("answer to a version 9 hello: %q; want a refusal (1, length, reason naming version 9)", got)
-	}
-	eventually(t, waitShort, func() bool { return logs[2].Has("refused a connection", "version 9", v9.LocalAddr().String()) },
+	requireRefusal(t, "a version 9 hello", got, "version 9")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return logs[2].Has("refused a connection", "version 9", v9.LocalAddr().String()) },
 		"%s to log the refusal of version 9; its log:\n%s", third.Name(), logs[2])
 
 	// After a handshake: frames that stop halfway, and a length prefix above
@@ -1220,36 +1065,30 @@ func TestIOTimeout(t *testing.T) {
 		{name: "half a length prefix", server: 2, send: []byte{0, 0}, slow: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := c.servers[tc.server]
-			conn := secRawHandshake(t, s.Addr())
+			s := c.Servers()[tc.server]
+			conn := rawHandshake(t, s.Addr())
 			began := time.Now()
-			if _, err := conn.Write(tc.send); err != nil {
-				t.Fatalf("write: %v", err)
+			_, err := conn.Write(tc.send)
+			require.NoError(t, err, "write")
+			got, took := readUntilClosed(t, tc.name, conn, began, ioTimeout)
+			require.Empty(t, got, "the server answered")
+			if tc.slow {
+				require.GreaterOrEqualf(t, took, ioTimeout*2/3, "closed after %v, before IOTimeout %v", took, ioTimeout)
 			}
-			got, took := secReadEnd(t, tc.name, conn, began, ioTimeout)
-			if len(got) != 0 {
-				t.Fatalf("the server answered %q", got)
-			}
-			if tc.slow && took < ioTimeout*2/3 {
-				t.Fatalf("closed after %v, before IOTimeout %v", took, ioTimeout)
-			}
-			if took > waitShort/2 {
-				t.Fatalf("closed after %v, want about IOTimeout %v", took, ioTimeout)
-			}
-			eventually(t, waitShort, func() bool {
+			require.LessOrEqualf(t, took, testkit.WaitShort/2, "closed after %v, want about IOTimeout %v", took, ioTimeout)
+			testkit.Eventually(t, testkit.WaitShort, func() bool {
 				return logs[tc.server].Has("closed a connection after bad input", conn.LocalAddr().String())
 			},
 				"%s to log the bad input; its log:\n%s", s.Name(), logs[tc.server])
 		})
 	}
-	writeAny(t, c.servers, "set after frames")
-	mbAllHave(t, c.servers, "after", "frames")
+	testkit.WriteAny(t, c.Servers(), "set after frames")
+	testkit.AwaitAllHave(t, c.Servers(), "after", "frames")
 
 	// A real Client still gets in.
 	cl := &exraft.Client{}
 	defer cl.Close()
-	st, err := cl.GetStatus(ctxFor(t, waitShort), target.Addr())
-	if err != nil || st.Name != target.Name() {
-		t.Fatalf("GetStatus(%s) after the garbage: %+v, %v", target.Name(), st, err)
-	}
+	st, err := cl.GetStatus(testkit.Ctx(t, testkit.WaitShort), target.Addr())
+	require.NoError(t, err, "GetStatus(%s) after the garbage", target.Name())
+	require.Equal(t, target.Name(), st.Name, "GetStatus(%s) after the garbage", target.Name())
 }

@@ -355,7 +355,7 @@ func (s *Server) write(ctx context.Context, command []byte, owner commandOwner) 
 		*p = proposal{done: p.done}
 		proposalPool.Put(p)
 	}
-	return r.val, firstErr(err, r.err)
+	return r.val, s.answerErr(firstErr(err, r.err))
 }
 
 // leaderCall checks what every call that only the leader serves checks
@@ -369,7 +369,7 @@ func (s *Server) leaderCall(ctx context.Context) error {
 	}
 	if Role(s.board.role.Load()) != Leader {
 		v := s.board.get()
-		return notLeader(&v)
+		return s.answerErr(notLeader(&v))
 	}
 	return nil
 }
@@ -407,6 +407,16 @@ func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-ch
 	}
 }
 
+// answerErr is a call's error as its caller sees it: a server that stopped
+// while the call waited says so, though the call may have been failed first
+// as a server that is no longer the leader (Stop steps it down).
+func (s *Server) answerErr(err error) error {
+	if err != nil && errors.Is(err, ErrNotLeader) && s.isStopped() {
+		return ErrStopped
+	}
+	return err
+}
+
 func firstErr(a, b error) error {
 	if a != nil {
 		return a
@@ -440,7 +450,7 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
 	}
-	if err = firstErr(err, res.err); err != nil {
+	if err = s.answerErr(firstErr(err, res.err)); err != nil {
 		return nil, err
 	}
 	if err := s.fitsFrame("answer", len(res.val)); err != nil {

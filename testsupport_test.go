@@ -13,7 +13,8 @@ import (
 )
 
 // PollUntil polls cond until it holds, and reports false if timeout passes
-// first.
+// first. The black-box tests wait through internal/testkit instead, which
+// has its own: a package cannot import what a _test.go file exports.
 func PollUntil(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(5 * time.Millisecond)
