@@ -527,6 +527,97 @@ func TestSnapshotTransferCutMidwayRestarts(t *testing.T) {
 	assert.Zero(t, sm.restoreErrs.Load())
 }
 
+// snStaller is a Config.Dial whose first connection carrying a snapshot
+// goes silent after some bytes: its writes are swallowed, so that neither
+// end hears from the other again, as when a peer hangs.
+type snStaller struct {
+	after   int
+	left    atomic.Int32 // connections to stall
+	stalled atomic.Int32
+}
+
+func (st *snStaller) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &snStallConn{Conn: conn, st: st}, nil
+}
+
+type snStallConn struct {
+	net.Conn
+	st      *snStaller
+	mu      sync.Mutex
+	snap    bool
+	written int
+	silent  bool
+}
+
+func (c *snStallConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.snap && bytes.Contains(p, []byte("InstallSnapshot")) {
+		c.snap = true
+	}
+	if c.snap {
+		c.written += len(p)
+	}
+	if c.snap && !c.silent && c.written > c.st.after && c.st.left.Add(-1) >= 0 {
+		c.silent = true
+		c.st.stalled.Add(1)
+	}
+	silent := c.silent
+	c.mu.Unlock()
+	if silent {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// TestSnapshotTransferStallRestarts: a transfer whose peer goes silent
+// fails after IOTimeout on the leader, while the follower drops what it
+// buffered; the next transfer completes, and the leader kept committing
+// throughout (hashicorp/raft#212 wedged it instead).
+func TestSnapshotTransferStallRestarts(t *testing.T) {
+	staller := &snStaller{after: 20 << 10}
+	staller.left.Store(1)
+	var logs exraft.TestLog
+	conf := func(cfg *exraft.Config) {
+		cfg.MaxFrameSize = 16 << 10
+		cfg.IOTimeout = time.Second
+	}
+	c, _ := snCluster(t, 3, func(i int, cfg *exraft.Config) {
+		conf(cfg)
+		cfg.Dial = staller.dial
+		cfg.Logger = logs.Logger()
+	})
+	leader := awaitLeader(t, c.servers)
+	snWrite(t, c.servers, "k", strings.Repeat("v", 100), 1000)
+	leader = awaitLeader(t, c.servers)
+	snCompacted(t, leader)
+
+	sm := newSnapKV()
+	var dlogs exraft.TestLog
+	d := snAlone(t, "raft4", sm, func(cfg *exraft.Config) {
+		conf(cfg)
+		cfg.Logger = dlogs.Logger()
+	})
+	added := snAddAsync(t, leader, d.Peer(), 2*waitLong)
+	eventually(t, waitLong, func() bool { return staller.stalled.Load() == 1 }, "a transfer to stall")
+	mustWrite(t, leader, "set while stalled")
+	select {
+	case err := <-added:
+		require.NoError(t, err, "AddServer once a transfer completes")
+	case <-time.After(2 * waitLong):
+		t.Fatalf("AddServer did not return:%s", mbDump(leader, d))
+	}
+	all := append(append([]*exraft.Server(nil), c.servers...), d)
+	snSame(t, leader, all...)
+	assert.Equal(t, "stalled", dirty(d, "get while"))
+	assert.Positive(t, logs.Warnings("sending a snapshot failed", "no answer"), "the leader gave up on the silent transfer:\n%s", logs.Tail(20))
+	assert.True(t, dlogs.Has("dropped a snapshot transfer that stalled"), "raft4 dropped the stalled transfer:\n%s", dlogs.Tail(20))
+}
+
 // TestNoSnapshotterKeepsWholeLog: without a Snapshotter the snapshot fields
 // are ignored: nothing is compacted.
 func TestNoSnapshotterKeepsWholeLog(t *testing.T) {
