@@ -118,3 +118,36 @@ func TestReceiverBoundsTransfersAndChecksHeaders(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, r.take(b).err, `the snapshot is for "z"`)
 }
+
+func TestReceiverTakesAnEmptySnapshot(t *testing.T) {
+	r := testReceiver(t)
+	out := r.take(testChunk(t, "a", 100, 0, 0, true, ""))
+	require.NoError(t, out.err)
+	require.NotNil(t, out.done)
+	assert.Empty(t, out.done.data)
+}
+
+// FuzzReceiverTake: whatever bytes arrive as a chunk, the receiver answers
+// with an outcome and does not panic.
+func FuzzReceiverTake(f *testing.F) {
+	h := appendMessages(nil, []raft.Message{{Type: raft.MsgSnap, From: "a", To: "b", Term: 3, LastIndex: 100, LastTerm: 2}})
+	for _, c := range []snapChunk{
+		{Header: h, Size: 3, Last: true, Data: []byte("abc")},
+		{Header: h, Size: 6, Data: []byte("abc")},
+		{Header: h, Size: 1 << 40, Data: []byte("a")},
+		{Header: []byte{0x91, 0xc0}, Size: 1, Last: true, Data: []byte("a")},
+	} {
+		var enc chunkEncoder
+		b, err := enc.encode(&c)
+		require.NoError(f, err)
+		f.Add(append([]byte(nil), b...))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r := testReceiver(t)
+		out := r.take(raw)
+		if out.done != nil {
+			require.NoError(t, out.err)
+			require.Equal(t, "b", out.done.header.To)
+		}
+	})
+}
