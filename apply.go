@@ -201,7 +201,9 @@ func (s *Server) runTask(t *applyTask) {
 			if p.term == e.Term && !covered {
 				answer(p, result{val: val})
 			} else {
-				// Another leader's entry took the index: ours was lost.
+				// Another leader's entry took the index, and ours was
+				// lost; or a restored snapshot covers it, and what it
+				// returned is not known here.
 				answer(p, result{err: ErrLeadershipLost})
 			}
 		}

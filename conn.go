@@ -127,7 +127,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 	var dec msgDecoder
 	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
 		if method == methodInstallSnapshot {
-			s.chunkArrived(body) // in arrival order, as Step's batches
+			s.chunkArrived(body, conn) // in arrival order, as Step's batches
 			return
 		}
 		if method != methodStep {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -85,12 +86,25 @@ func (r *receiver) init(s *Server) {
 	context.AfterFunc(s.ctx, r.dropAll) // no buffer outlives the server
 }
 
-// chunkArrived takes in a chunk on the connection's reading goroutine.
-func (s *Server) chunkArrived(body any) {
-	if args, ok := body.(*[]byte); ok {
-		s.snaps.recv.outcomes.Store(args, s.snaps.recv.take(*args))
+// chunkArrived takes in a chunk on the connection's reading goroutine. A
+// chunk that does not decode ends the connection, as a malformed Step
+// batch does: no exraft server sends one.
+func (s *Server) chunkArrived(body any, conn net.Conn) {
+	args, ok := body.(*[]byte)
+	if !ok {
+		return
 	}
+	out := s.snaps.recv.take(*args)
+	if errors.Is(out.err, errMalformedChunk) {
+		conn.Close()
+		s.warn("chunk:"+remoteHost(conn)+out.err.Error(), "dropping a malformed snapshot chunk and the connection",
+			"remote", conn.RemoteAddr().String(), "err", out.err)
+	}
+	s.snaps.recv.outcomes.Store(args, out)
 }
+
+// errMalformedChunk is wrapped by the error of a chunk that does not decode.
+var errMalformedChunk = errors.New("exraft: InstallSnapshot: malformed")
 
 // InstallSnapshot answers a chunk with its outcome; the last chunk's,
 // once the snapshot is restored or has failed to be.
@@ -115,7 +129,7 @@ func (r *receiver) take(raw []byte) chunkOutcome {
 		err = msgpack.Unmarshal(raw, &c)
 	}
 	if err != nil {
-		return chunkOutcome{err: fmt.Errorf("exraft: InstallSnapshot: a malformed chunk: %v", err)}
+		return chunkOutcome{err: fmt.Errorf("%w chunk: %v", errMalformedChunk, err)}
 	}
 	h, err := r.s.snapshotHeader(c.Header)
 	if err != nil {
@@ -131,7 +145,7 @@ func (s *Server) snapshotHeader(b []byte) (raft.Message, error) {
 	msgs, err := dec.decode(b)
 	switch {
 	case err != nil:
-		return raft.Message{}, fmt.Errorf("exraft: InstallSnapshot: a malformed header: %v", err)
+		return raft.Message{}, fmt.Errorf("%w header: %v", errMalformedChunk, err)
 	case len(msgs) != 1 || msgs[0].Type != raft.MsgSnap || msgs[0].LastIndex == 0:
 		return raft.Message{}, errors.New("exraft: InstallSnapshot: the header is not one snapshot message")
 	case msgs[0].To != s.name:
@@ -158,19 +172,7 @@ func (r *receiver) add(c *snapChunk, h raft.Message) chunkOutcome {
 		return chunkOutcome{err: fmt.Errorf("exraft: InstallSnapshot: no transfer of the snapshot at index %d from %s is in progress here "+
 			"(it timed out, was replaced or refused); start again from offset 0", h.LastIndex, h.From)}
 	}
-	got := uint64(len(in.buf))
-	var err error
-	switch {
-	case c.Size != in.size:
-		err = fmt.Errorf("the size changed from %d to %d bytes", in.size, c.Size)
-	case c.Offset != got:
-		err = fmt.Errorf("a chunk at offset %d, after %d bytes", c.Offset, got)
-	case uint64(len(c.Data)) > in.size-got:
-		err = fmt.Errorf("a chunk of %d bytes at offset %d goes past the announced %d", len(c.Data), c.Offset, in.size)
-	case c.Last && got+uint64(len(c.Data)) != in.size:
-		err = fmt.Errorf("the last chunk ends at %d of %d bytes", got+uint64(len(c.Data)), in.size)
-	}
-	if err != nil {
+	if err := in.fits(c); err != nil {
 		r.dropLocked(h.From, in)
 		return chunkOutcome{err: fmt.Errorf("exraft: InstallSnapshot from %s: %v; the transfer is dropped, start again from offset 0", h.From, err)}
 	}
@@ -185,6 +187,22 @@ func (r *receiver) add(c *snapChunk, h raft.Message) chunkOutcome {
 		data = bytes.Clone(data) // kept as the latest snapshot: not at twice its size
 	}
 	return chunkOutcome{done: &received{header: h, data: data}}
+}
+
+// fits reports why c cannot be the next chunk of in.
+func (in *incoming) fits(c *snapChunk) error {
+	got, n := uint64(len(in.buf)), uint64(len(c.Data))
+	switch {
+	case c.Size != in.size:
+		return fmt.Errorf("the size changed from %d to %d bytes", in.size, c.Size)
+	case c.Offset != got:
+		return fmt.Errorf("a chunk at offset %d, after %d bytes", c.Offset, got)
+	case n > in.size-got:
+		return fmt.Errorf("a chunk of %d bytes at offset %d goes past the announced %d", n, c.Offset, in.size)
+	case c.Last && got+n != in.size:
+		return fmt.Errorf("the last chunk ends at %d of %d bytes", got+n, in.size)
+	}
+	return nil
 }
 
 // start begins a transfer from the sender from. The caller holds r.mu.

@@ -110,7 +110,7 @@ func TestReceiverBoundsTransfersAndChecksHeaders(t *testing.T) {
 	require.ErrorContains(t, err, "transfers are in progress already")
 
 	err = r.take([]byte{0xc1}).err
-	require.ErrorContains(t, err, "malformed chunk")
+	require.ErrorIs(t, err, errMalformedChunk)
 
 	h := raft.Message{Type: raft.MsgSnap, From: "a", To: "z", Term: 3, LastIndex: 100, LastTerm: 2}
 	var enc chunkEncoder
@@ -150,4 +150,49 @@ func FuzzReceiverTake(f *testing.F) {
 			require.Equal(t, "b", out.done.header.To)
 		}
 	})
+}
+
+// plainSM is a state machine without Snapshotter.
+type plainSM struct{}
+
+func (plainSM) Apply([]byte) []byte { return nil }
+func (plainSM) Query([]byte) []byte { return nil }
+
+// TestInstallSnapshotOverTheWire: chunks that decode get an answer each,
+// a refusal included, on a connection that stays open; a chunk that does
+// not decode closes the connection and is logged; a snapshot sent whole
+// to a server that cannot restore one is refused, saying why.
+func TestInstallSnapshotOverTheWire(t *testing.T) {
+	var logs TestLog
+	cfg := Config{Name: "b", Logger: logs.Logger(), HeartbeatInterval: 20 * time.Millisecond,
+		ElectionTimeoutMin: 100 * time.Millisecond, ElectionTimeoutMax: 200 * time.Millisecond}
+	s, err := StartServer(plainSM{}, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Stop() })
+
+	conn, err := hstDialPeer(s.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+	var r frameReader
+	r.init(conn, defaultMaxFrame)
+	call := func(seq uint64, chunk []byte) string {
+		conn.SetDeadline(time.Now().Add(hstWait))
+		defer conn.SetDeadline(time.Time{})
+		_, err := conn.Write(hstFrame(hstRequestHeader(methodInstallSnapshot, seq), appendBin(nil, chunk)))
+		require.NoError(t, err)
+		method, got, msg, err := r.readHeader(3)
+		require.NoError(t, err)
+		require.Equal(t, methodInstallSnapshot, method)
+		require.Equal(t, seq, got)
+		require.NoError(t, r.readBody(nil))
+		return msg
+	}
+	assert.Empty(t, call(1, testChunk(t, "a", 100, 6, 0, false, "abc")))
+	assert.Contains(t, call(2, testChunk(t, "a", 100, 6, 5, false, "abc")), "a chunk at offset 5, after 3 bytes")
+	assert.Contains(t, call(3, testChunk(t, "a", 100, 6, 0, true, "abcdef")), "not a Snapshotter")
+
+	_, err = conn.Write(hstFrame(hstRequestHeader(methodInstallSnapshot, 4), appendBin(nil, []byte{0x93, 0x01})))
+	require.NoError(t, err)
+	require.NoError(t, hstClosed(conn, hstWait))
+	require.True(t, PollUntil(hstWait, func() bool { return logs.Has("malformed snapshot chunk") }), "logged:\n%s", logs.Tail(10))
 }

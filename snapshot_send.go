@@ -131,46 +131,64 @@ func snapDialTimeout(cfg *Config) time.Duration {
 // It fails on the first error, or when no answer comes in time.
 func (x *snapSend) stream(client *rpc.Client) error {
 	s := x.s
-	size := min(snapChunkMax, s.cfg.MaxFrameSize/2)
-	done := make(chan *rpc.Call, snapWindow)
-	var enc chunkEncoder
+	w := window{x: x, client: client, done: make(chan *rpc.Call, snapWindow)}
 	wait := time.NewTimer(s.cfg.IOTimeout)
 	defer wait.Stop()
-	off, inflight, sentLast := 0, 0, false
 	for {
-		for inflight < snapWindow && !sentLast {
-			n := min(size, len(x.data)-off)
-			sentLast = off+n == len(x.data)
-			args, err := enc.encode(&snapChunk{Header: x.header, Size: uint64(len(x.data)), Offset: uint64(off),
-				Last: sentLast, Data: x.data[off : off+n]})
-			if err != nil {
-				return err
-			}
-			// net/rpc encodes args before Go returns: one buffer serves.
-			client.Go(methodInstallSnapshot, &args, new([]byte), done)
-			off += n
-			inflight++
+		if err := w.fill(); err != nil {
+			return err
 		}
-		if inflight == 0 {
+		if w.inflight == 0 {
 			return nil
 		}
 		patience := s.cfg.IOTimeout
-		if sentLast && inflight == 1 {
+		if w.sentLast && w.inflight == 1 {
 			patience *= restorePatience
 		}
 		wait.Reset(patience)
 		select {
-		case call := <-done:
-			inflight--
+		case call := <-w.done:
+			w.inflight--
 			if call.Error != nil {
 				return fmt.Errorf("exraft: a chunk to %s failed: %w", x.to, call.Error)
 			}
 		case <-wait.C:
-			return fmt.Errorf("exraft: no answer from %s within %v after %d of %d bytes sent", x.addr, patience, off, len(x.data))
+			return fmt.Errorf("exraft: no answer from %s within %v after %d of %d bytes sent", x.addr, patience, w.off, len(x.data))
 		case <-s.stopc:
 			return ErrStopped
 		}
 	}
+}
+
+// window is a transfer's chunks in flight.
+type window struct {
+	x        *snapSend
+	client   *rpc.Client
+	done     chan *rpc.Call
+	enc      chunkEncoder
+	off      int // of the next chunk
+	inflight int
+	sentLast bool
+}
+
+// fill sends chunks until snapWindow are in flight or the last has gone.
+func (w *window) fill() error {
+	x := w.x
+	size := min(snapChunkMax, x.s.cfg.MaxFrameSize/2)
+	for w.inflight < snapWindow && !w.sentLast {
+		n := min(size, len(x.data)-w.off)
+		w.sentLast = w.off+n == len(x.data)
+		args, err := w.enc.encode(&snapChunk{Header: x.header, Size: uint64(len(x.data)), Offset: uint64(w.off),
+			Last: w.sentLast, Data: x.data[w.off : w.off+n]})
+		if err != nil {
+			return err
+		}
+		// net/rpc encodes args before Go returns: one buffer serves.
+		w.client.Go(methodInstallSnapshot, &args, new([]byte), w.done)
+		w.off += n
+		w.inflight++
+	}
+	return nil
 }
 
 // chunkEncoder encodes chunks into one reused buffer.
