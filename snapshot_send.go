@@ -60,13 +60,14 @@ type snapSend struct {
 func (s *Server) sendSnapshot(m *raft.Message) {
 	sn := &s.snaps
 	st := sn.sends[m.To]
+	busy := st != nil && (st.active || time.Now().Before(st.retryAt))
+	if busy || sn.latest.meta.Index == 0 || m.LastIndex != sn.latest.meta.Index {
+		s.node.ReportSnapshot(m.To, raft.SnapshotFailed)
+		return
+	}
 	if st == nil {
 		st = &sendState{}
 		sn.sends[m.To] = st
-	}
-	if st.active || time.Now().Before(st.retryAt) || sn.latest.meta.Index == 0 || m.LastIndex != sn.latest.meta.Index {
-		s.node.ReportSnapshot(m.To, raft.SnapshotFailed)
-		return
 	}
 	st.active = true
 	x := &snapSend{s: s, to: m.To, addr: m.ToAddr, index: m.LastIndex,
