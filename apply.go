@@ -14,6 +14,7 @@ type applyTask struct {
 	entries []raft.Entry
 	waiters []*proposal    // ascending by index, a subset of entries
 	reads   []*readRequest // released reads, each at an index already applied
+	install *installJob    // or a snapshot to restore (snapshot_recv.go)
 	// taken counts the waiters, or reads, the applier has taken on, in
 	// order; Stop takes on all the rest at once (see applyQueue.stop).
 	// The applier takes a read on before its query runs, a waiter once
@@ -147,10 +148,19 @@ func (s *Server) applyLoop() {
 			s.runTask(&tasks[i])
 			s.apply.done(&tasks[i])
 		}
+		s.maybeSnapshot()
 	}
 }
 
 func (s *Server) runTask(t *applyTask) {
+	if t.install != nil {
+		s.runInstall(t.install)
+		return
+	}
+	if s.restoreFailed() != nil {
+		s.holdTask(t) // the state machine is not fit to apply or answer
+		return
+	}
 	if len(t.reads) > 0 {
 		// Reads are queued after the entries they must see, so applied is
 		// at or past every read's index here.
@@ -175,18 +185,25 @@ func (s *Server) runTask(t *applyTask) {
 	s.smMu.Lock()
 	for i := range t.entries {
 		e := &t.entries[i]
+		// A restored snapshot holds the entries up to skipTo: the Node may
+		// hand some of them out again.
+		covered := e.Index <= s.snaps.skipTo
 		var val []byte
-		if e.Type == raft.EntryNormal {
+		if e.Type == raft.EntryNormal && !covered {
 			val = s.sm.Apply(e.Data)
 		}
-		s.applied.Store(e.Index)
+		if !covered {
+			s.applied.Store(e.Index)
+		}
 		if w < len(t.waiters) && t.waiters[w].index == e.Index {
 			p := t.waiters[w]
 			w++
-			if p.term == e.Term {
+			if p.term == e.Term && !covered {
 				answer(p, result{val: val})
 			} else {
-				// Another leader's entry took the index: ours was lost.
+				// Another leader's entry took the index, and ours was
+				// lost; or a restored snapshot covers it, and what it
+				// returned is not known here.
 				answer(p, result{err: ErrLeadershipLost})
 			}
 		}

@@ -15,6 +15,8 @@ type view struct {
 	leader   Peer
 	commit   uint64
 	last     uint64
+	first    uint64 // the log's first index
+	snapshot uint64 // the latest snapshot's last index
 	members  []Peer // voters of the configuration in use
 	learners []Peer
 	// committedMembers are the voters of the latest committed configuration.

@@ -95,6 +95,16 @@ type Config struct {
 	// messages. Raise the election timeouts for links with round trips
 	// near 100ms.
 	IOTimeout time.Duration
+
+	// SnapshotThreshold is how many entries a server applies between two
+	// snapshots, and TrailingLogs how many entries before its latest
+	// snapshot it keeps, so that a follower that lags by fewer is caught
+	// up from the log rather than sent the whole state. Zero picks the
+	// defaults, 16384 and 4096 (see defaultSnapshotThreshold). Both are
+	// ignored unless the state machine is a Snapshotter, so that one
+	// Config can serve state machines of either kind.
+	SnapshotThreshold int
+	TrailingLogs      int
 }
 
 const (
@@ -106,6 +116,19 @@ const (
 	defaultHeartbeatInterval  = 50 * time.Millisecond
 	defaultElectionTimeoutMin = 150 * time.Millisecond
 	defaultElectionTimeoutMax = 300 * time.Millisecond
+
+	// An entry costs about 64 bytes of log beyond its command (see the
+	// README's Performance), so a log of up to threshold+trailing entries,
+	// plus the 4096-entry chunk it frees memory by, holds about 1.6 MB of
+	// bookkeeping, and 16-byte commands double that: small next to most
+	// states. A snapshot costs time in proportion to the state, so taking
+	// one every 16384 writes keeps that cost per write low even for a
+	// state of tens of megabytes. Trailing one chunk of entries catches up
+	// a follower that fell a few thousand entries behind (a restart of its
+	// connection under load) from the log, far cheaper than the state;
+	// fewer would free little, since memory goes back a chunk at a time.
+	defaultSnapshotThreshold = 16384
+	defaultTrailingLogs      = 4096
 )
 
 // ConfigError reports a Config field that cannot be used.
@@ -152,6 +175,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IOTimeout == 0 {
 		c.IOTimeout = defaultIOTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = defaultTrailingLogs
 	}
 	return c
 }
@@ -210,6 +239,12 @@ func (c Config) validate() error {
 	}
 	if c.IOTimeout < 0 {
 		return bad("IOTimeout", "must not be negative (got %v)", c.IOTimeout)
+	}
+	if c.SnapshotThreshold < 0 {
+		return bad("SnapshotThreshold", "must not be negative (got %d); 0 picks the default, %d entries", c.SnapshotThreshold, defaultSnapshotThreshold)
+	}
+	if c.TrailingLogs < 0 {
+		return bad("TrailingLogs", "must not be negative (got %d); 0 picks the default, %d entries", c.TrailingLogs, defaultTrailingLogs)
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		return bad("TLS", "has no certificate to present (set Certificates or GetCertificate)")

@@ -126,6 +126,10 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 
 	var dec msgDecoder
 	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
+		if method == methodInstallSnapshot {
+			s.chunkArrived(body, conn) // in arrival order, as Step's batches
+			return
+		}
 		if method != methodStep {
 			return
 		}
@@ -154,11 +158,11 @@ func isConnEnd(err error) bool {
 // admitCall vets a request's method before net/rpc sees it. An unknown
 // method ends the connection: no client of this version sends one. A
 // client call waits for one of MaxPendingCalls slots, which leaves the rest
-// of its connection unread meanwhile; Step, the traffic between peers, is
-// never held up.
+// of its connection unread meanwhile; Step and InstallSnapshot, the traffic
+// between peers, are never held up.
 func (s *Server) admitCall(method string) error {
 	switch method {
-	case methodStep:
+	case methodStep, methodInstallSnapshot:
 		return nil
 	case methodWrite, methodRead, methodReadDirty, methodAwaitLeader, methodAddServer,
 		methodRemoveServer, methodTriggerElection, methodStatus:
@@ -172,11 +176,13 @@ func (s *Server) admitCall(method string) error {
 
 // callDone runs once a call's response is written.
 func (s *Server) callDone(method string, body any) {
-	if method == methodStep {
+	switch method {
+	case methodStep:
 		recycleReply(body)
-		return
+	case methodInstallSnapshot:
+	default:
+		s.pendingCalls.Release(1)
 	}
-	s.pendingCalls.Release(1)
 }
 
 // warnLimiter keeps a warning that repeats (a peer redialing with the wrong

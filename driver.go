@@ -84,7 +84,9 @@ func (s *Server) run() {
 		case <-s.stopc:
 			return
 		case <-ticker.C:
-			s.node.Tick()
+			if !s.restoring() {
+				s.node.Tick()
+			}
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
@@ -154,7 +156,9 @@ type inbound struct {
 }
 
 func (s *Server) step(in inbound) {
-	s.node.Step(in.m)
+	if !s.refusedWhileRestoring(&in.m) {
+		s.node.Step(in.m)
+	}
 	if in.ack.done != nil {
 		s.acks = append(s.acks, in.ack)
 	}
@@ -314,6 +318,10 @@ func (s *Server) processHolding(r raft.ReadRound) (roundHeld bool) {
 // on this batch reply.
 func (s *Server) sendMessages(msgs []raft.Message) {
 	for i := range msgs {
+		if msgs[i].Type == raft.MsgSnap {
+			s.sendSnapshot(&msgs[i]) // streamed on a connection of its own
+			continue
+		}
 		// Messages for a peer whose Step call is waiting on this batch
 		// leave in its reply: no need to wake the sender.
 		quiet := false
@@ -389,7 +397,8 @@ func (s *Server) failLostWrites() {
 func (s *Server) publish() {
 	st := s.node.Status()
 	k := pubKey{role: roleOf(st.Role), term: st.Term, leader: st.Leader, commit: st.Commit,
-		last: st.LastIndex, cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch}
+		last: st.LastIndex, first: st.FirstIndex, snapshot: st.SnapshotIndex,
+		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch}
 	first := !s.published
 	if !first && k == s.pub {
 		return
@@ -411,6 +420,8 @@ func (s *Server) publish() {
 		leader:           Peer(k.leader),
 		commit:           k.commit,
 		last:             k.last,
+		first:            k.first,
+		snapshot:         k.snapshot,
 		members:          s.members,
 		learners:         s.learners,
 		committedMembers: s.committedMembers,
@@ -423,6 +434,7 @@ type pubKey struct {
 	term              uint64
 	leader            raft.Peer
 	commit, last      uint64
+	first, snapshot   uint64
 	cfg, committedCfg uint64 // indexes of the configurations in use and committed
 	epoch             uint64
 }

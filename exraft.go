@@ -21,6 +21,7 @@ package exraft
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // StateMachine is the value that Raft replicates. Each server has its own
@@ -40,6 +41,28 @@ type StateMachine interface {
 // nothing is appended.
 type Validator interface {
 	Validate(command []byte) error
+}
+
+// Snapshotter is an optional interface of a StateMachine. With it, a server
+// bounds its memory: every Config.SnapshotThreshold applied entries it
+// captures the state and forgets the log entries the capture covers, but
+// for Config.TrailingLogs of them. A follower that needs forgotten entries,
+// a new or restarted server included, is sent the latest capture instead and
+// restores from it. Without it, every server keeps its whole log.
+type Snapshotter interface {
+	// Snapshot captures the state as of the last Apply. exraft calls it
+	// between two Applies, so it must not dawdle: do the cheap part here
+	// (copy the state, or take an immutable view of it) and leave the
+	// encoding to the WriterTo. That runs on its own goroutine while
+	// later Applies (and a Restore) go on, so it must read nothing they
+	// change.
+	Snapshot() (io.WriterTo, error)
+	// Restore throws the whole state away and replaces it with the one
+	// that a WriterTo of Snapshot wrote, read from r. It is called
+	// between two Applies. After an error, exraft applies nothing more
+	// and answers no read from this state machine until a later Restore
+	// succeeds: it may be left half restored.
+	Restore(r io.Reader) error
 }
 
 // Closer is an optional interface of a StateMachine: Close is called once,
@@ -99,6 +122,14 @@ type Status struct {
 	CommitIndex  uint64
 	AppliedIndex uint64
 	LastIndex    uint64
+	// SnapshotIndex is the last entry that this server's latest snapshot
+	// covers, whether it took the snapshot or restored it from the
+	// leader's; 0 when it has none (always, without a Snapshotter).
+	SnapshotIndex uint64
+	// FirstIndex is the first entry the log still holds: the ones before
+	// it were dropped once a snapshot covered them. It is 1 until then,
+	// and LastIndex+1 when the log holds no entry.
+	FirstIndex uint64
 	// Members are the voters of the configuration in use.
 	Members []Peer
 	// Learners are servers the leader is catching up before they become

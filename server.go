@@ -69,6 +69,8 @@ type Server struct {
 
 	membership *semaphore.Weighted // one membership change at a time
 
+	snaps snapshots // taking, keeping, sending and restoring (snapshot.go)
+
 	ln        net.Listener
 	rpc       *rpc.Server
 	transport *transport
@@ -165,6 +167,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
 	s.node = newNode(s, cfg, hb, emin, emax, rng.IntN)
 	s.validator, _ = sm.(Validator)
+	s.initSnapshots()
 	s.transport = newTransport(s)
 	s.rpc = rpc.NewServer()
 	if err := s.rpc.RegisterName("Exraft", &rpcService{s: s}); err != nil {
@@ -271,16 +274,18 @@ func (s *Server) Status() Status {
 		role, leader = Stopped, Peer{}
 	}
 	return Status{
-		Name:         s.name,
-		Addr:         s.addr,
-		Role:         role,
-		Term:         v.term,
-		Leader:       leader,
-		CommitIndex:  v.commit,
-		AppliedIndex: s.applied.Load(),
-		LastIndex:    v.last,
-		Members:      append([]Peer(nil), v.members...),
-		Learners:     append([]Peer(nil), v.learners...),
+		Name:          s.name,
+		Addr:          s.addr,
+		Role:          role,
+		Term:          v.term,
+		Leader:        leader,
+		CommitIndex:   v.commit,
+		AppliedIndex:  s.applied.Load(),
+		LastIndex:     v.last,
+		SnapshotIndex: v.snapshot,
+		FirstIndex:    v.first,
+		Members:       append([]Peer(nil), v.members...),
+		Learners:      append([]Peer(nil), v.learners...),
 	}
 }
 
@@ -481,6 +486,11 @@ func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
 		return nil, err
 	}
 	s.smMu.Lock()
+	// Under the lock: a Restore that fails sets this before it lets go.
+	if err := s.restoreFailed(); err != nil {
+		s.smMu.Unlock()
+		return nil, err
+	}
 	answer := s.sm.Query(query)
 	s.smMu.Unlock()
 	if err := s.fitsFrame("answer", len(answer)); err != nil {
@@ -495,7 +505,11 @@ func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
 // waiting for the outcome; use AwaitLeader for that.
 func (s *Server) TriggerElection(ctx context.Context) error {
 	var err error
-	if e := s.onDriver(ctx, func() { err = s.nodeErr(s.node.TriggerElection()) }); e != nil {
+	if e := s.onDriver(ctx, func() {
+		if err = s.electionBlocked(); err == nil {
+			err = s.nodeErr(s.node.TriggerElection())
+		}
+	}); e != nil {
 		return e
 	}
 	return err
