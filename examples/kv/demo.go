@@ -14,6 +14,15 @@ import (
 // this has gone wrong, and the demo says so instead of hanging.
 const stepTimeout = 10 * time.Second
 
+// The demo's snapshot fields, far below the defaults, so that a few dozen
+// writes make the servers snapshot and drop the start of their logs, and
+// raft3, added after them, is caught up from a snapshot.
+const (
+	demoSnapshotThreshold = 20
+	demoTrailingLogs      = 5
+	demoItems             = 30
+)
+
 // step numbers the lines of the demo's story.
 var step int
 
@@ -64,9 +73,11 @@ func runDemo() error {
 	bootstrap := []exraft.Peer{peer("raft1"), peer("raft2")}
 	for _, name := range []string{"raft1", "raft2"} {
 		s, err := exraft.StartServer(newStore(), exraft.Config{
-			Name:          name,
-			Listener:      listeners[name],
-			InitialConfig: bootstrap,
+			Name:              name,
+			Listener:          listeners[name],
+			InitialConfig:     bootstrap,
+			SnapshotThreshold: demoSnapshotThreshold,
+			TrailingLogs:      demoTrailingLogs,
 		})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
@@ -80,9 +91,11 @@ func runDemo() error {
 	// until a leader adds it to the cluster.
 	say("Start raft3 alone with MinMajority 2: it waits until a leader adds it.")
 	raft3, err := exraft.StartServer(newStore(), exraft.Config{
-		Name:        "raft3",
-		Listener:    listeners["raft3"],
-		MinMajority: 2,
+		Name:              "raft3",
+		Listener:          listeners["raft3"],
+		MinMajority:       2,
+		SnapshotThreshold: demoSnapshotThreshold,
+		TrailingLogs:      demoTrailingLogs,
 	})
 	if err != nil {
 		return fmt.Errorf("start raft3: %w", err)
@@ -102,6 +115,25 @@ func runDemo() error {
 	leader := servers[leaderPeer.Name]
 	detail("the leader is %s (elected in %v)", leaderPeer, time.Since(start).Round(time.Millisecond))
 
+	// Fill the log past a snapshot before raft3 joins, so that the leader
+	// no longer holds the first entries raft3 lacks.
+	say("Write %d keys on the leader, %s.", demoItems, leader.Name())
+	ctx, cancel = stepContext()
+	for i := range demoItems {
+		if _, err := leader.Write(ctx, fmt.Appendf(nil, "set item%02d %d", i, i)); err != nil {
+			cancel()
+			return fmt.Errorf("write item%02d: %w", i, err)
+		}
+	}
+	err = awaitCompacted(ctx, leader)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s compacting its log: %w", leader.Name(), err)
+	}
+	st := leader.Status()
+	detail("SnapshotThreshold is %d in this demo: each server snapshots its store and drops the start of its log", demoSnapshotThreshold)
+	detail("the leader's snapshot covers entries 1 to %d (SnapshotIndex); its log starts at entry %d (FirstIndex)", st.SnapshotIndex, st.FirstIndex)
+
 	// Grow the cluster to three. The leader first catches raft3 up as a
 	// non-voter, then commits a configuration that makes it a voter.
 	say("AddServer(raft3) on the leader, %s.", leader.Name())
@@ -112,6 +144,9 @@ func runDemo() error {
 		return fmt.Errorf("add raft3: %w", err)
 	}
 	detail("members are now [%s]", peerNames(leader.Status().Members))
+	st = raft3.Status()
+	detail("raft3 restored the leader's snapshot, then took the rest from its log: SnapshotIndex %d, FirstIndex %d",
+		st.SnapshotIndex, st.FirstIndex)
 
 	// Writes go to the leader. Write returns once the command is committed
 	// and applied on the leader, with the state machine's answer.
@@ -263,6 +298,20 @@ func awaitNewLeader(ctx context.Context, s *exraft.Server, old string) (exraft.P
 // no call that waits for a follower, so it watches the follower's Status.
 func awaitApplied(ctx context.Context, s *exraft.Server, index uint64) error {
 	for s.Status().AppliedIndex < index {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// awaitCompacted waits until s has dropped the start of its log: a snapshot
+// is written on a goroutine of its own, after the write that crossed the
+// threshold has returned.
+func awaitCompacted(ctx context.Context, s *exraft.Server) error {
+	for s.Status().FirstIndex <= 1 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -1,9 +1,10 @@
 // Command kv is a replicated key-value store built on exraft.
 //
 // Run with no flags, it starts a three-server cluster inside this process and
-// walks through the life of a cluster step by step: bootstrap, adding a
-// server, writing through the leader, following a redirect, losing the leader
-// and electing a new one, and reading the data back:
+// walks through the life of a cluster step by step: bootstrap, snapshots,
+// adding a server (caught up from a snapshot), writing through the leader,
+// following a redirect, losing the leader and electing a new one, and reading
+// the data back:
 //
 //	go run ./examples/kv
 //

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"strings"
 )
 
@@ -17,8 +21,14 @@ import (
 //	delete <key>        command
 //	get <key>           query
 //
-// exraft calls Apply, Query and Validate from one goroutine at a time, so the
-// store needs no lock.
+// It is also an exraft.Snapshotter, so that a server does not keep every
+// command it ever applied: it snapshots the map now and then and drops the
+// log the snapshot covers, and a server that joins, or comes back blank, is
+// sent the latest snapshot instead of the whole log.
+//
+// exraft calls Apply, Query, Validate, Snapshot and Restore from one
+// goroutine at a time, so the store needs no lock; the one thing that runs
+// beside them, a snapshot's WriteTo, reads a copy of the map.
 type store struct {
 	data map[string]string
 }
@@ -68,6 +78,36 @@ func (s *store) Query(query []byte) []byte {
 		return nil
 	}
 	return []byte(value)
+}
+
+// Snapshot copies the map, which is quick, and leaves encoding it to the
+// WriterTo, which exraft runs while the next commands apply.
+func (s *store) Snapshot() (io.WriterTo, error) {
+	return storeImage(maps.Clone(s.data)), nil
+}
+
+// storeImage is the map as it was when Snapshot was called.
+type storeImage map[string]string
+
+// WriteTo encodes the map with gob rather than JSON: a value is any text a
+// user typed, and JSON would replace bytes that are not UTF-8.
+func (im storeImage) WriteTo(w io.Writer) (int64, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(map[string]string(im)); err != nil {
+		return 0, err
+	}
+	return buf.WriteTo(w)
+}
+
+// Restore replaces the whole map with the one a snapshot holds. It decodes
+// into a new map, so a snapshot that fails to decode leaves the old one.
+func (s *store) Restore(r io.Reader) error {
+	data := make(map[string]string)
+	if err := gob.NewDecoder(r).Decode(&data); err != nil {
+		return fmt.Errorf("decoding the snapshot: %w", err)
+	}
+	s.data = data
+	return nil
 }
 
 // parseCommand splits a command line into its operation, key and value.

@@ -25,6 +25,9 @@ func writeStatus(b *strings.Builder, st exraft.Status) {
 	fmt.Fprintf(b, "\n    %s@%s role=%v term=%d leader=%v commit=%d applied=%d last=%d members=%v learners=%v",
 		st.Name, st.Addr, st.Role, st.Term, st.Leader, st.CommitIndex, st.AppliedIndex, st.LastIndex,
 		st.Members, st.Learners)
+	if st.SnapshotIndex != 0 || st.FirstIndex > 1 {
+		fmt.Fprintf(b, " snapshot=%d first=%d", st.SnapshotIndex, st.FirstIndex)
+	}
 }
 
 // Describe summarizes every server, down ones included, and the links cut,

@@ -38,6 +38,12 @@ func (m *KV) Apply(command []byte) []byte {
 	defer m.enter()()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.applyLocked(command)
+}
+
+// applyLocked is Apply for a caller that holds mu and has entered already:
+// SnapKV extends its own state in the same critical section.
+func (m *KV) applyLocked(command []byte) []byte {
 	m.applied = append(m.applied, string(command))
 	parts := strings.SplitN(string(command), " ", 3)
 	if len(parts) != 3 || parts[0] != "set" {

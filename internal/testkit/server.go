@@ -44,13 +44,19 @@ func Start(t testing.TB, sm exraft.StateMachine, cfg exraft.Config) *exraft.Serv
 func StartAlone(t testing.TB, name string, configure func(*exraft.Config)) (*exraft.Server, *KV) {
 	t.Helper()
 	kv := NewKV()
+	return StartAloneWith(t, name, kv, configure), kv
+}
+
+// StartAloneWith is StartAlone with a state machine of the caller's.
+func StartAloneWith(t testing.TB, name string, sm exraft.StateMachine, configure func(*exraft.Config)) *exraft.Server {
+	t.Helper()
 	cfg := FastConfig(name)
 	cfg.Listener = Listen(t)
 	cfg.MinMajority = 2
 	if configure != nil {
 		configure(&cfg)
 	}
-	return Start(t, kv, cfg), kv
+	return Start(t, sm, cfg)
 }
 
 // StopWithin stops s and fails the test if StopServer has not returned
