@@ -268,6 +268,31 @@ func secProof(secret []byte, role, clusterID string, dialerNonce, acceptorNonce 
 // accepted the hello.
 func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte) {
 	t.Helper()
+	conn := secRawDial(t, addr)
+	nonce, theirs, err := secHello(conn, clusterID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, nonce, theirs
+}
+
+// secRawHandshake opens a plain connection to addr that has passed the
+// handshake (no Secret, ClusterID ""), ready for frames.
+func secRawHandshake(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn := secRawDial(t, addr)
+	if err := secPlainHandshake(conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		t.Fatalf("SetDeadline: %v", err)
+	}
+	return conn
+}
+
+// secRawDial dials addr, with a deadline for the handshake.
+func secRawDial(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
@@ -276,49 +301,56 @@ func secRawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte
 	if err := conn.SetDeadline(time.Now().Add(waitShort)); err != nil {
 		t.Fatalf("SetDeadline: %v", err)
 	}
-	nonce := make([]byte, secNonceSize)
+	return conn
+}
+
+// secHello sends a hello with clusterID on conn; it returns the dialer's
+// nonce and the acceptor's once the acceptor accepted the hello.
+func secHello(conn net.Conn, clusterID string) (nonce, theirs []byte, err error) {
+	nonce = make([]byte, secNonceSize)
 	if _, err := rand.Read(nonce); err != nil {
-		t.Fatalf("nonce: %v", err)
+		return nil, nil, fmt.Errorf("nonce: %w", err)
 	}
 	hello := append([]byte("EXRAFT"), 2, byte(len(clusterID)))
 	hello = append(hello, clusterID...)
 	hello = append(hello, nonce...)
 	hello = append(hello, "\r\n"...)
 	if _, err := conn.Write(hello); err != nil {
-		t.Fatalf("write hello: %v", err)
+		return nil, nil, fmt.Errorf("write hello: %w", err)
 	}
 	challenge := make([]byte, 1+secNonceSize)
 	if _, err := io.ReadFull(conn, challenge); err != nil {
-		t.Fatalf("read the acceptor's challenge: %v", err)
+		return nil, nil, fmt.Errorf("read the acceptor's challenge: %w", err)
 	}
 	if challenge[0] != 0 {
-		t.Fatalf("the acceptor refused the hello: %q", challenge)
+		return nil, nil, fmt.Errorf("the acceptor refused the hello: %q", challenge)
 	}
-	return conn, nonce, challenge[1:]
+	return nonce, challenge[1:], nil
 }
 
-// secRawHandshake opens a plain connection to addr that has passed the
-// handshake (no Secret, ClusterID ""), ready for frames.
-func secRawHandshake(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	conn, nonce, theirs := secRawHello(t, addr, "")
+// secPlainHandshake plays the dialer's side of the handshake on conn, with
+// no Secret and ClusterID "", so that frames can follow; it sets no
+// deadline. It never calls t, for tests that dial from many goroutines
+// (hostile_test.go).
+func secPlainHandshake(conn net.Conn) error {
+	nonce, theirs, err := secHello(conn, "")
+	if err != nil {
+		return err
+	}
 	if _, err := conn.Write(secProof(nil, "dialer", "", nonce, theirs)); err != nil {
-		t.Fatalf("write the dialer's proof: %v", err)
+		return fmt.Errorf("write the dialer's proof: %w", err)
 	}
 	answer := make([]byte, 1+secProofSize)
 	if _, err := io.ReadFull(conn, answer); err != nil || answer[0] != 0 {
-		t.Fatalf("the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
+		return fmt.Errorf("the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
 	}
 	if !hmac.Equal(answer[1:], secProof(nil, "acceptor", "", nonce, theirs)) {
-		t.Fatalf("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
+		return errors.New("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
 	}
 	if _, err := conn.Write([]byte{0}); err != nil {
-		t.Fatalf("write the dialer's verdict: %v", err)
+		return fmt.Errorf("write the dialer's verdict: %w", err)
 	}
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		t.Fatalf("SetDeadline: %v", err)
-	}
-	return conn
+	return nil
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/wire"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -452,8 +453,8 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 // fitsFrame fails a read's query or answer that could not travel in a
 // frame, so that a read behaves alike in process and over the wire.
 func (s *Server) fitsFrame(what string, n int) error {
-	if limit := s.cfg.MaxFrameSize - frameOverhead; n > limit {
-		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's %s of %d bytes is above the limit of %d (Config.MaxFrameSize less %d bytes of framing)", what, n, limit, frameOverhead)}
+	if limit := s.cfg.MaxFrameSize - wire.FrameOverhead; n > limit {
+		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's %s of %d bytes is above the limit of %d (Config.MaxFrameSize less %d bytes of framing)", what, n, limit, wire.FrameOverhead)}
 	}
 	return nil
 }
