@@ -8,8 +8,8 @@
 // checked to be one well-formed msgpack value whose counts fit in the bytes
 // it has (checkMsgpackValue) before msgpack's decoder sees it; and the
 // message decoder checks every length against what is left before it
-// allocates. No input makes the process panic, or allocate much more than
-// the input's own size.
+// allocates. No input makes the process panic, or allocate more than a
+// small multiple of the bytes it was sent.
 //
 // The package knows nothing of Server or Client. Its errors are its own:
 // the root package maps them to the public ones (ErrTooLarge and so on)
@@ -34,9 +34,10 @@ const FrameOverhead = 1024
 // writes nothing, so the connection goes on).
 //
 // Its text is part of the protocol: a server that cannot send a reply
-// answers with an error response whose text starts with it, and clients of
-// every version recognise that by the prefix. It also starts with the text
-// of exraft.ErrTooLarge, which the root package maps it to.
+// answers with an error response whose text starts with it, and clients
+// recognise that by the prefix, so it must not change between versions. It
+// begins with the text of exraft.ErrTooLarge, which the root package maps
+// it to.
 var ErrFrameTooLarge = errors.New("exraft: too large: frame above the size limit")
 
 // ErrMalformedFrame is wrapped by every error about the content of a frame
