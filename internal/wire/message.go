@@ -142,8 +142,8 @@ type MessageDecoder struct {
 
 // Decode returns the messages of the batch b. The slice is valid until the
 // next call, and nothing in it aliases b: the entries' Data are copied out
-// (compactData), and so are the strings. An error wraps ErrMalformedMessage
-// and says at which byte b went wrong.
+// (compactData), and so are the strings. An error says at which byte b went
+// wrong.
 func (d *MessageDecoder) Decode(b []byte) ([]raft.Message, error) {
 	d.b, d.i, d.err = b, 0, nil
 	n := 0
@@ -179,7 +179,7 @@ func (d *MessageDecoder) Decode(b []byte) ([]raft.Message, error) {
 
 func (d *MessageDecoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: at byte %d: %s", ErrMalformedMessage, d.i, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: at byte %d: %s", errMalformedMessage, d.i, fmt.Sprintf(format, args...))
 	}
 }
 

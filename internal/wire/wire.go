@@ -44,8 +44,10 @@ var ErrFrameTooLarge = errors.New("exraft: too large: frame above the size limit
 // that arrived whole: such an error never means that the connection ended.
 var ErrMalformedFrame = errors.New("exraft: malformed frame")
 
-// ErrMalformedMessage is wrapped by every error of MessageDecoder.Decode.
-var ErrMalformedMessage = errors.New("exraft: malformed protocol message")
+// errMalformedMessage is wrapped by every error of MessageDecoder.Decode.
+// Nothing outside tells it from other errors: a batch that does not decode
+// costs its connection whatever went wrong.
+var errMalformedMessage = errors.New("exraft: malformed protocol message")
 
 // errEncoding is wrapped by a failure to encode a frame, which writes
 // nothing: the connection stays in step and usable.
