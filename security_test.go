@@ -254,38 +254,68 @@ func rawHello(t *testing.T, addr, clusterID string) (net.Conn, []byte, []byte) {
 	t.Helper()
 	conn := dialRaw(t, addr, nil)
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testkit.WaitShort)), "SetDeadline")
-	nonce := make([]byte, nonceSize)
-	_, err := rand.Read(nonce)
-	require.NoError(t, err, "nonce")
+	nonce, theirs, err := sendHello(conn, clusterID)
+	require.NoError(t, err)
+	return conn, nonce, theirs
+}
+
+// sendHello sends a hello with clusterID on conn; it returns the dialer's
+// nonce and the acceptor's once the acceptor accepted the hello.
+func sendHello(conn net.Conn, clusterID string) (nonce, theirs []byte, err error) {
+	nonce = make([]byte, nonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, nil, fmt.Errorf("nonce: %w", err)
+	}
 	hello := append([]byte("EXRAFT"), 2, byte(len(clusterID)))
 	hello = append(hello, clusterID...)
 	hello = append(hello, nonce...)
 	hello = append(hello, "\r\n"...)
-	_, err = conn.Write(hello)
-	require.NoError(t, err, "write hello")
+	if _, err := conn.Write(hello); err != nil {
+		return nil, nil, fmt.Errorf("write hello: %w", err)
+	}
 	challenge := make([]byte, 1+nonceSize)
-	_, err = io.ReadFull(conn, challenge)
-	require.NoError(t, err, "read the acceptor's challenge")
-	require.Equalf(t, byte(0), challenge[0], "the acceptor refused the hello: %q", challenge)
-	return conn, nonce, challenge[1:]
+	if _, err := io.ReadFull(conn, challenge); err != nil {
+		return nil, nil, fmt.Errorf("read the acceptor's challenge: %w", err)
+	}
+	if challenge[0] != 0 {
+		return nil, nil, fmt.Errorf("the acceptor refused the hello: %q", challenge)
+	}
+	return nonce, challenge[1:], nil
 }
 
 // rawHandshake opens a plain connection to addr that has passed the
 // handshake (no Secret, ClusterID ""), ready for frames.
 func rawHandshake(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	conn, nonce, theirs := rawHello(t, addr, "")
-	_, err := conn.Write(handshakeProof(nil, "dialer", "", nonce, theirs))
-	require.NoError(t, err, "write the dialer's proof")
-	answer := make([]byte, 1+proofSize)
-	_, err = io.ReadFull(conn, answer)
-	require.Truef(t, err == nil && answer[0] == 0, "the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
-	require.True(t, hmac.Equal(answer[1:], handshakeProof(nil, "acceptor", "", nonce, theirs)),
-		"the acceptor's proof does not verify: the test's idea of the handshake is wrong")
-	_, err = conn.Write([]byte{0})
-	require.NoError(t, err, "write the dialer's verdict")
+	conn := dialRaw(t, addr, nil)
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testkit.WaitShort)), "SetDeadline")
+	require.NoError(t, plainHandshake(conn))
 	require.NoError(t, conn.SetDeadline(time.Time{}), "SetDeadline")
 	return conn
+}
+
+// plainHandshake plays the dialer's side of the handshake on conn, with no
+// Secret and ClusterID "", so that frames can follow. It never calls t, for
+// tests that dial from many goroutines (hostile_test.go).
+func plainHandshake(conn net.Conn) error {
+	nonce, theirs, err := sendHello(conn, "")
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Write(handshakeProof(nil, "dialer", "", nonce, theirs)); err != nil {
+		return fmt.Errorf("write the dialer's proof: %w", err)
+	}
+	answer := make([]byte, 1+proofSize)
+	if _, err := io.ReadFull(conn, answer); err != nil || answer[0] != 0 {
+		return fmt.Errorf("the acceptor's verdict on the dialer's proof: %q %v, want accepted", answer, err)
+	}
+	if !hmac.Equal(answer[1:], handshakeProof(nil, "acceptor", "", nonce, theirs)) {
+		return errors.New("the acceptor's proof does not verify: the test's idea of the handshake is wrong")
+	}
+	if _, err := conn.Write([]byte{0}); err != nil {
+		return fmt.Errorf("write the dialer's verdict: %w", err)
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------
