@@ -25,7 +25,7 @@ const methodInstallSnapshot = "Exraft.InstallSnapshot"
 // header, so each one names its transfer without any state on the wire.
 type snapChunk struct {
 	_msgpack struct{} `msgpack:",as_array"`
-	Header   []byte   // the MsgSnap, as Step encodes messages (wire.go)
+	Header   []byte   // the MsgSnap, as Step encodes messages (internal/wire)
 	Size     uint64   // of the whole snapshot
 	Offset   uint64   // of Data in it
 	Last     bool     // Data ends the snapshot
