@@ -10,7 +10,7 @@ import (
 
 // gatedSM's Apply and Query of "block" wait until open is closed.
 type gatedSM struct {
-	hstSM
+	counterSM
 	entered, open chan struct{}
 }
 
@@ -27,7 +27,7 @@ func (m *gatedSM) Apply(command []byte) []byte {
 		close(m.entered)
 		<-m.open
 	}
-	return m.hstSM.Apply(command)
+	return m.counterSM.Apply(command)
 }
 
 // TestStopAnswersWaitersOfTheBatchBeingApplied: Stop answers a write whose

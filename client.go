@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/exraft/exraft/internal/wire"
 )
 
 // Client makes exraft's calls against servers by address, over net/rpc. It
@@ -75,9 +75,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	codec := newClientCodec(conn, c.MaxFrameSize)
-	codec.setIOTimeout(timeout)
-	rc := rpc.NewClientWithCodec(codec)
+	rc := rpc.NewClientWithCodec(wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout}))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
@@ -112,7 +110,7 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 	if err := c.fitsFrame(method, len(req.Data)); err != nil {
 		return nil, err
 	}
-	args, err := msgpack.Marshal(req)
+	args, err := wire.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -131,14 +129,13 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 		if call.Error != nil {
 			var se rpc.ServerError
 			if errors.As(call.Error, &se) {
-				if strings.HasPrefix(string(se), errFrameTooLarge.Error()) {
-					return nil, &tooLargeError{msg: string(se)}
-				}
-				return nil, &RemoteError{Msg: string(se)}
+				return nil, serverError(string(se))
 			}
-			if errors.Is(call.Error, ErrTooLarge) {
-				// Refused before anything was written: the connection
-				// is fine.
+			if errors.Is(call.Error, wire.ErrFrameTooLarge) {
+				// A request too large was refused before anything was
+				// written: the connection is fine. (A response too large
+				// ended it; the next call finds it shut down and dials
+				// again.)
 				return nil, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
 			c.forget(addr, rc)
@@ -148,11 +145,7 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 			return nil, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
 		var rep callReply
-		err = checkMsgpackValue(raw)
-		if err == nil {
-			err = msgpack.Unmarshal(raw, &rep)
-		}
-		if err != nil {
+		if err := wire.Unmarshal(raw, &rep); err != nil {
 			return nil, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
 		}
 		return &rep, decodeErr(&rep)
@@ -167,16 +160,16 @@ func opName(method string) string { return strings.TrimPrefix(method, "Exraft.")
 func (c *Client) fitsFrame(method string, n int) error {
 	maxFrame := c.MaxFrameSize
 	if maxFrame <= 0 {
-		maxFrame = defaultMaxFrame
+		maxFrame = wire.DefaultMaxFrame
 	}
-	limit := maxFrame - frameOverhead
+	limit := maxFrame - wire.FrameOverhead
 	if n <= limit {
 		return nil
 	}
 	if method == methodWrite {
-		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a command of %d bytes is above the limit of %d (a server's Config.MaxCommandSize, 1 MiB by default, can be at most its MaxFrameSize less %d; this Client's MaxFrameSize is %d)", n, limit, frameOverhead, maxFrame)}
+		return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a command of %d bytes is above the limit of %d (a server's Config.MaxCommandSize, 1 MiB by default, can be at most its MaxFrameSize less %d; this Client's MaxFrameSize is %d)", n, limit, wire.FrameOverhead, maxFrame)}
 	}
-	return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's query of %d bytes is above the limit of %d (MaxFrameSize less %d bytes of framing)", n, limit, frameOverhead)}
+	return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's query of %d bytes is above the limit of %d (MaxFrameSize less %d bytes of framing)", n, limit, wire.FrameOverhead)}
 }
 
 // Write is Server.Write on the server at addr.

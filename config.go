@@ -3,12 +3,13 @@ package exraft
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/exraft/exraft/internal/wire"
 )
 
 // Config configures one server. Only Name is required; the zero value of
@@ -159,10 +160,10 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if c.MaxFrameSize == 0 {
-		c.MaxFrameSize = defaultMaxFrame
+		c.MaxFrameSize = wire.DefaultMaxFrame
 	}
 	if c.MaxCommandSize == 0 {
-		c.MaxCommandSize = min(defaultMaxCommandSize, c.MaxFrameSize-frameOverhead)
+		c.MaxCommandSize = min(defaultMaxCommandSize, c.MaxFrameSize-wire.FrameOverhead)
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = defaultMaxConns
@@ -225,8 +226,8 @@ func (c Config) validate() error {
 	if c.MaxCommandSize < 0 {
 		return bad("MaxCommandSize", "must not be negative (got %d)", c.MaxCommandSize)
 	}
-	if c.MaxCommandSize > c.MaxFrameSize-frameOverhead {
-		return bad("MaxCommandSize", "%d bytes cannot travel in a frame of MaxFrameSize %d (at most %d)", c.MaxCommandSize, c.MaxFrameSize, c.MaxFrameSize-frameOverhead)
+	if c.MaxCommandSize > c.MaxFrameSize-wire.FrameOverhead {
+		return bad("MaxCommandSize", "%d bytes cannot travel in a frame of MaxFrameSize %d (at most %d)", c.MaxCommandSize, c.MaxFrameSize, c.MaxFrameSize-wire.FrameOverhead)
 	}
 	if c.MaxConns < 0 {
 		return bad("MaxConns", "must not be negative (got %d)", c.MaxConns)
@@ -302,5 +303,3 @@ func (c Config) ticks() (tick time.Duration, heartbeat, electionMin, electionMax
 	}
 	return tick, heartbeat, electionMin, electionMax
 }
-
-var errNotVoter = errors.New("exraft: this server cannot campaign: it is not a voter of its configuration, or the configuration has fewer voters than MinMajority")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/exraft/exraft/internal/wire"
 )
 
 // Serving connections: who gets in (connection limits, TLS, the handshake),
@@ -124,27 +126,7 @@ func (s *Server) serveConn(raw net.Conn, host, refuse string) {
 	conn.SetDeadline(time.Time{})
 	doneHandshaking()
 
-	var dec msgDecoder
-	codec := newServerCodec(conn, s.cfg.MaxFrameSize, func(method string, body any) {
-		if method == methodInstallSnapshot {
-			s.chunkArrived(body, conn) // in arrival order, as Step's batches
-			return
-		}
-		if method != methodStep {
-			return
-		}
-		if b, ok := body.(*[]byte); ok {
-			if w, ok := s.deliver(*b, &dec, conn, true); ok {
-				s.stepWaits.Store(b, w)
-			}
-		}
-	})
-	codec.setIOTimeout(s.cfg.IOTimeout)
-	codec.admit = s.admitCall
-	codec.strict = true
-	codec.done = s.callDone
-	s.rpc.ServeCodec(codec)
-	if err := codec.readErr(); err != nil && !s.isStopped() && !isConnEnd(err) {
+	if err := s.serveCalls(conn); err != nil && !s.isStopped() && !isConnEnd(err) {
 		s.warn("input:"+host+err.Error(), "closed a connection after bad input", "remote", remote, "err", err)
 	}
 }
@@ -171,10 +153,11 @@ func (s *Server) admitCall(method string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: unknown method %q", errMalformedFrame, method)
+	return fmt.Errorf("%w: unknown method %q", wire.ErrMalformedFrame, method)
 }
 
-// callDone runs once a call's response is written.
+// callDone runs once a call's response is written: a Step reply's buffer
+// can be reused, and any other call frees its slot.
 func (s *Server) callDone(method string, body any) {
 	switch method {
 	case methodStep:

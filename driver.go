@@ -148,13 +148,8 @@ func (s *Server) drain() {
 	}
 }
 
-// inbound is a message from a peer; done, on the last message of a Step
-// call, is closed when its answers are ready to go back in the reply.
-type inbound struct {
-	m   raft.Message
-	ack stepWait
-}
-
+// step hands the Node a message from a peer. The ack of a Step call's last
+// message is closed once the batch's output is handed on (sendMessages).
 func (s *Server) step(in inbound) {
 	if !s.refusedWhileRestoring(&in.m) {
 		s.node.Step(in.m)

@@ -19,7 +19,6 @@
 package exraft
 
 import (
-	"errors"
 	"fmt"
 	"io"
 )
@@ -137,91 +136,3 @@ type Status struct {
 	// Only the leader reports them.
 	Learners []Peer
 }
-
-// ErrNotLeader is matched (errors.Is) by every error that means "ask another
-// server": *RedirectError and ErrNoLeader.
-var ErrNotLeader = errors.New("exraft: not the leader")
-
-// RedirectError is returned by calls that only the leader can serve when they
-// are made on a follower that knows the leader. It matches ErrNotLeader.
-type RedirectError struct {
-	Leader Peer
-}
-
-func (e *RedirectError) Error() string {
-	return "exraft: not the leader; the leader is " + e.Leader.Name + " at " + e.Leader.Addr
-}
-
-// Is reports that a redirect means "not the leader".
-func (e *RedirectError) Is(target error) bool { return target == ErrNotLeader }
-
-// notLeaderError is a sentinel that also matches ErrNotLeader.
-type notLeaderError struct{ msg string }
-
-func (e *notLeaderError) Error() string        { return e.msg }
-func (e *notLeaderError) Is(target error) bool { return target == ErrNotLeader }
-
-// The errors of exraft's calls. Each one survives the trip over the wire: a
-// remote call returns an error that errors.Is matches against the same value.
-var (
-	// ErrNoLeader: no leader is known right now (an election is under way, or
-	// the cluster has no quorum). It matches ErrNotLeader.
-	ErrNoLeader error = &notLeaderError{"exraft: no leader known"}
-	// ErrStopped: the server was stopped.
-	ErrStopped = errors.New("exraft: server stopped")
-	// ErrRejected: the state machine's Validate refused the command.
-	ErrRejected = errors.New("exraft: command rejected")
-	// ErrLeadershipLost: the leader lost its leadership before the entry
-	// committed. The outcome is unknown: the entry may still commit.
-	ErrLeadershipLost = errors.New("exraft: leadership lost; outcome unknown")
-	// ErrLastServer: RemoveServer of the only voter.
-	ErrLastServer = errors.New("exraft: cannot remove the last voter")
-	// ErrUnknownServer: RemoveServer of a name that is not a member.
-	ErrUnknownServer = errors.New("exraft: no such member")
-	// ErrNameTaken: AddServer of a name that a member has at another
-	// address. Nothing changed; to move a server, RemoveServer it first.
-	ErrNameTaken = errors.New("exraft: name taken by another member")
-	// ErrTooLarge: a Write's command above Config.MaxCommandSize (nothing
-	// was appended), or a call or reply that would not fit in a frame
-	// (MaxFrameSize).
-	ErrTooLarge = errors.New("exraft: too large")
-	// ErrUnauthorized: the other end of a connection refused it, or could
-	// not prove it belongs: a different ClusterID, a different Secret, or a
-	// server with too many connections from this host. The error's text says
-	// which; both ends log it.
-	ErrUnauthorized = errors.New("exraft: unauthorized")
-	// ErrNotExraft: the address answered, but not as an exraft server does
-	// (an HTTP server, say): the address or the port is wrong. The error's
-	// text shows the first bytes that came back.
-	ErrNotExraft = errors.New("exraft: not an exraft server")
-)
-
-// rejectedError carries a validator's message and matches ErrRejected.
-type rejectedError struct{ msg string }
-
-func (e *rejectedError) Error() string        { return "exraft: command rejected: " + e.msg }
-func (e *rejectedError) Is(target error) bool { return target == ErrRejected }
-func (e *rejectedError) Unwrap() error        { return ErrRejected }
-
-// nameTakenError says which member has the name, and matches ErrNameTaken.
-type nameTakenError struct{ msg string }
-
-func (e *nameTakenError) Error() string { return e.msg }
-func (e *nameTakenError) Unwrap() error { return ErrNameTaken }
-
-// tooLargeError carries the server's account of what was too large, and
-// matches ErrTooLarge.
-type tooLargeError struct{ msg string }
-
-func (e *tooLargeError) Error() string { return e.msg }
-func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
-
-// waitError is a call that its ctx ended: the text says what the call was
-// waiting on, and the error matches ctx's (errors.Is).
-type waitError struct {
-	msg string
-	err error
-}
-
-func (e *waitError) Error() string { return e.msg }
-func (e *waitError) Unwrap() error { return e.err }

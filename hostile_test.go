@@ -1,4 +1,4 @@
-package exraft
+package exraft_test
 
 // Hostile input against a live cluster: a three-server cluster on loopback
 // commits a steady stream of writes while connections feed its servers
@@ -16,14 +16,11 @@ package exraft
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -31,7 +28,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exraft/exraft"
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/wire"
 )
 
 const (
@@ -45,418 +44,18 @@ const (
 	hstReplyAddr = "127.0.0.1:9"
 	hstSeed      = 20250101
 
+	// hstMethodStep is the call that carries protocol messages between
+	// servers, and hstMessageFields how many fields a message has on the
+	// wire (internal/wire); TestHostileInput checks that a batch built
+	// with it decodes.
+	hstMethodStep    = "Exraft.Step"
+	hstMessageFields = 19
+
 	// What the servers log about bad input (conn.go, rpc.go).
 	hstRefused  = "refused a connection"
 	hstBadInput = "closed a connection after bad input"
 	hstBadBatch = "dropping a malformed message batch"
 )
-
-// ---------------------------------------------------------------------------
-// The cluster
-
-// hstSM records the commands it applies, in order.
-type hstSM struct {
-	mu      sync.Mutex
-	applied []string
-}
-
-func (m *hstSM) Apply(command []byte) []byte {
-	m.mu.Lock()
-	m.applied = append(m.applied, string(command))
-	m.mu.Unlock()
-	return nil
-}
-
-func (m *hstSM) Query([]byte) []byte { return nil }
-
-func (m *hstSM) history() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.applied...)
-}
-
-type hstCluster struct {
-	servers []*Server
-	sms     []*hstSM
-	logs    []*TestLog
-
-	written  atomic.Int64 // writes the background writer got an answer for
-	stop     chan struct{}
-	stopped  chan struct{}
-	stopOnce sync.Once
-}
-
-// hstStart starts a three-server cluster, waits for its leader and starts
-// the background writer.
-func hstStart(t *testing.T) *hstCluster {
-	t.Helper()
-	probe, err := net.Listen("tcp", "127.2.255.254:0")
-	if err != nil {
-		t.Skipf("these tests give every hostile connection a loopback address of its own, and this system has only 127.0.0.1: %v", err)
-	}
-	probe.Close()
-	const n = 3
-	c := &hstCluster{stop: make(chan struct{}), stopped: make(chan struct{})}
-	lns := make([]net.Listener, n)
-	peers := make([]Peer, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() }) // the server's, once it runs: closing twice is harmless
-		lns[i] = ln
-		peers[i] = Peer{Name: fmt.Sprintf("h%d", i), Addr: ln.Addr().String()}
-	}
-	for i := range lns {
-		sm, lg := &hstSM{}, &TestLog{}
-		s, err := StartServer(sm, Config{
-			Name:               peers[i].Name,
-			Listener:           lns[i],
-			InitialConfig:      peers,
-			HeartbeatInterval:  25 * time.Millisecond,
-			ElectionTimeoutMin: 500 * time.Millisecond,
-			ElectionTimeoutMax: time.Second,
-			IOTimeout:          hstIOTimeout,
-			Logger:             slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Stop() })
-		c.servers = append(c.servers, s)
-		c.sms = append(c.sms, sm)
-		c.logs = append(c.logs, lg)
-	}
-	if !PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
-		t.Fatalf("no stable leader within %v: %s", hstWait, c.describe())
-	}
-	go c.write()
-	t.Cleanup(c.stopWriter) // runs before the servers stop
-	c.awaitProgress(t)
-	return c
-}
-
-// write is the background writer: it keeps writing to whichever server
-// leads, one command at a time, until stopWriter.
-func (c *hstCluster) write() {
-	defer close(c.stopped)
-	for i := 0; ; i++ {
-		select {
-		case <-c.stop:
-			return
-		default:
-		}
-		var l *Server
-		for _, s := range c.servers {
-			if s.Status().Role == Leader {
-				l = s
-			}
-		}
-		if l != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := l.Write(ctx, fmt.Appendf(nil, "w%07d", i))
-			cancel()
-			if err == nil {
-				c.written.Add(1)
-				continue
-			}
-		}
-		// No leader, or it just lost its leadership: back off a little.
-		select {
-		case <-c.stop:
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func (c *hstCluster) stopWriter() {
-	c.stopOnce.Do(func() { close(c.stop) })
-	<-c.stopped
-}
-
-// stable returns the leader when every server follows it in one term.
-func (c *hstCluster) stable() (*Server, bool) {
-	var leader *Server
-	var first Status
-	for i, s := range c.servers {
-		st := s.Status()
-		if i == 0 {
-			first = st
-		}
-		if st.Leader.Name == "" || st.Leader.Name != first.Leader.Name || st.Term != first.Term {
-			return nil, false
-		}
-		if st.Role == Leader {
-			leader = s
-		}
-	}
-	return leader, leader != nil && leader.Name() == first.Leader.Name
-}
-
-func (c *hstCluster) describe() string {
-	var b strings.Builder
-	for _, s := range c.servers {
-		st := s.Status()
-		fmt.Fprintf(&b, "\n  %s: %v term %d leader %q commit %d applied %d last %d",
-			st.Name, st.Role, st.Term, st.Leader.Name, st.CommitIndex, st.AppliedIndex, st.LastIndex)
-	}
-	return b.String()
-}
-
-func (c *hstCluster) index(s *Server) int {
-	for i, x := range c.servers {
-		if x == s {
-			return i
-		}
-	}
-	panic("not a server of the cluster")
-}
-
-// awaitProgress waits until the background writer has had more writes
-// answered than now.
-func (c *hstCluster) awaitProgress(t testing.TB) {
-	t.Helper()
-	from := c.written.Load()
-	if !PollUntil(hstWait, func() bool { return c.written.Load() >= from+5 }) {
-		t.Errorf("the cluster stopped committing: %d writes answered in %v, from %d: %s",
-			c.written.Load()-from, hstWait, from, c.describe())
-	}
-}
-
-// hstState is what bad input must leave as it was.
-type hstState struct {
-	leader string
-	terms  []uint64
-}
-
-// settle waits for a stable leader and returns the state to keep.
-func (c *hstCluster) settle(t testing.TB) hstState {
-	t.Helper()
-	if !PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
-		t.Fatalf("no stable leader: %s", c.describe())
-	}
-	l, _ := c.stable()
-	st := hstState{leader: l.Name()}
-	for _, s := range c.servers {
-		st.terms = append(st.terms, s.Status().Term)
-	}
-	return st
-}
-
-// checkTerms reports a server whose term moved.
-func (c *hstCluster) checkTerms(t testing.TB, st hstState, after string) bool {
-	t.Helper()
-	ok := true
-	for i, s := range c.servers {
-		if term := s.Status().Term; term != st.terms[i] {
-			t.Errorf("after %s: %s moved from term %d to %d: %s", after, s.Name(), st.terms[i], term, c.describe())
-			ok = false
-		}
-	}
-	return ok
-}
-
-// verify checks what bad input must leave alone: no term moved, the leader
-// leads still and every server follows it, the cluster commits and every
-// server applies what it commits, and the servers' state machines agree on
-// what they applied so far.
-func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
-	t.Helper()
-	c.checkTerms(t, st, after)
-	if !PollUntil(hstWait, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
-		t.Errorf("after %s: %s no longer leads a settled cluster: %s", after, st.leader, c.describe())
-	}
-	c.awaitProgress(t)
-	// Every server, not only a quorum, keeps up: bad input must not wedge
-	// the replication to one follower either.
-	var commit uint64
-	for _, s := range c.servers {
-		if s.Name() == st.leader {
-			commit = s.Status().CommitIndex
-		}
-	}
-	if !PollUntil(hstWait, func() bool {
-		for _, s := range c.servers {
-			if s.Status().AppliedIndex < commit {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Errorf("after %s: not every server applied the leader's commit index %d: %s", after, commit, c.describe())
-	}
-	c.checkTerms(t, st, after)
-	c.checkPrefixes(t)
-}
-
-// checkPrefixes compares what the state machines applied, up to the
-// shortest history: the servers apply at their own pace, but never
-// differently.
-func (c *hstCluster) checkPrefixes(t testing.TB) {
-	t.Helper()
-	hs := make([][]string, len(c.sms))
-	n := math.MaxInt
-	for i, sm := range c.sms {
-		hs[i] = sm.history()
-		n = min(n, len(hs[i]))
-	}
-	for i := 1; i < len(hs); i++ {
-		for k := 0; k < n; k++ {
-			if hs[i][k] != hs[0][k] {
-				t.Errorf("%s applied %q as its command #%d, %s applied %q",
-					c.servers[i].Name(), hs[i][k], k+1, c.servers[0].Name(), hs[0][k])
-				break
-			}
-		}
-	}
-}
-
-// targets returns the leader and a follower.
-func (c *hstCluster) targets(st hstState) []*Server {
-	var leader, follower *Server
-	for _, s := range c.servers {
-		if s.Name() == st.leader {
-			leader = s
-		} else if follower == nil {
-			follower = s
-		}
-	}
-	return []*Server{leader, follower}
-}
-
-func (c *hstCluster) role(s *Server) string {
-	if s.Status().Role == Leader {
-		return "leader " + s.Name()
-	}
-	return "follower " + s.Name()
-}
-
-// awaitWarning waits until s has logged a warning with msg about the
-// connection conn.
-func (c *hstCluster) awaitWarning(s *Server, conn net.Conn, msg string, more ...string) error {
-	lg := c.logs[c.index(s)]
-	subs := append([]string{msg, "remote=" + conn.LocalAddr().String() + " "}, more...)
-	if PollUntil(hstWait, func() bool { return lg.Warnings(subs...) > 0 }) {
-		return nil
-	}
-	return fmt.Errorf("%s logged no warning %q about the connection from %s within %v; its log ends:\n%s",
-		s.Name(), msg, conn.LocalAddr(), hstWait, lg.Tail(15))
-}
-
-// ---------------------------------------------------------------------------
-// Connections and frames
-
-var hstAddrs atomic.Uint32
-
-// hstDial opens a TCP connection to addr from a loopback address that no
-// other connection of these tests used.
-func hstDial(addr string) (net.Conn, error) {
-	n := hstAddrs.Add(1)
-	ip := net.IPv4(127, byte(2+n/(254*254)), byte(1+(n/254)%254), byte(1+n%254))
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: hstWait}
-	return d.Dial("tcp", addr)
-}
-
-// hstDialPeer is hstDial past the handshake, ready for frames.
-func hstDialPeer(addr string) (net.Conn, error) {
-	conn, err := hstDial(addr)
-	if err != nil {
-		return nil, err
-	}
-	conn.SetDeadline(time.Now().Add(hstWait))
-	if err := (identity{}).dialHandshake(conn, addr); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	conn.SetDeadline(time.Time{})
-	return conn, nil
-}
-
-// hstClosed reads conn until the server closes it (EOF or a reset), or
-// fails once within has passed.
-func hstClosed(conn net.Conn, within time.Duration) error {
-	conn.SetReadDeadline(time.Now().Add(within))
-	buf := make([]byte, 512)
-	for {
-		_, err := conn.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("the server still holds the connection from %s open after %v", conn.LocalAddr(), within)
-		}
-		return nil
-	}
-}
-
-// hstFrame frames content: a 4-byte big-endian length, then the bytes.
-func hstFrame(content ...[]byte) []byte {
-	body := bytes.Join(content, nil)
-	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
-}
-
-// hstRequestHeader is a request's msgpack header: [ServiceMethod, Seq].
-func hstRequestHeader(method string, seq uint64) []byte {
-	return appendUint(appendStr(appendArrayLen(nil, 2), method), seq)
-}
-
-// hstStepFrame is a Step call carrying batch, the bytes of a message batch.
-func hstStepFrame(seq uint64, batch []byte) []byte {
-	return hstFrame(hstRequestHeader(methodStep, seq), appendBin(nil, batch))
-}
-
-// hstReadResponse reads one response frame: its error text and its body.
-func hstReadResponse(conn net.Conn, r *frameReader) (errText string, body []byte, err error) {
-	conn.SetReadDeadline(time.Now().Add(hstWait))
-	defer conn.SetReadDeadline(time.Time{})
-	method, _, msg, err := r.readHeader(3)
-	if err != nil {
-		return "", nil, fmt.Errorf("no response: %w", err)
-	}
-	if method != methodStep {
-		return "", nil, fmt.Errorf("a response for %q", method)
-	}
-	if msg != "" {
-		return msg, nil, r.readBody(nil)
-	}
-	if err := r.readBody(&body); err != nil {
-		return "", nil, fmt.Errorf("response body: %w", err)
-	}
-	return "", body, nil
-}
-
-// hstStep sends msgs in one Step call and returns the messages of the reply.
-func hstStep(conn net.Conn, r *frameReader, seq uint64, msgs []raft.Message) ([]raft.Message, error) {
-	conn.SetWriteDeadline(time.Now().Add(hstWait))
-	if _, err := conn.Write(hstStepFrame(seq, appendMessages(nil, msgs))); err != nil {
-		return nil, err
-	}
-	errText, body, err := hstReadResponse(conn, r)
-	if err != nil {
-		return nil, err
-	}
-	if errText != "" {
-		return nil, fmt.Errorf("the Step call failed: %s", errText)
-	}
-	if len(body) == 0 {
-		return nil, nil
-	}
-	var d msgDecoder
-	return d.decode(body)
-}
-
-// hstForged is a message from a server outside the cluster.
-func hstForged(typ raft.MessageType, term uint64, to string) raft.Message {
-	return raft.Message{Type: typ, Term: term, From: hstIntruder, FromInc: 7, FromAddr: hstReplyAddr, To: to}
-}
-
-func hstMsgString(m raft.Message) string {
-	return fmt.Sprintf("%v from %q term %d (prev %d/%d, %d entries, commit %d, match %d, last %d/%d, force %v)",
-		m.Type, m.From, m.Term, m.PrevIndex, m.PrevTerm, len(m.Entries), m.Commit, m.Match, m.LastIndex, m.LastTerm, m.Force)
-}
 
 // ---------------------------------------------------------------------------
 // Bad input
@@ -469,89 +68,7 @@ type hstAttack struct {
 	// badBatches is how many "dropping a malformed message batch" lines the
 	// attack makes its target log; those name no connection.
 	badBatches int
-	run        func(c *hstCluster, s *Server, rng *rand.Rand) error
-}
-
-// hstRaw sends data on a fresh connection, before any handshake, and
-// expects the server to close it and log msg about it.
-func hstRaw(data func(rng *rand.Rand) []byte, within time.Duration, msg string) func(*hstCluster, *Server, *rand.Rand) error {
-	return func(c *hstCluster, s *Server, rng *rand.Rand) error {
-		conn, err := hstDial(s.Addr())
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if _, err := conn.Write(data(rng)); err != nil {
-			return err
-		}
-		if err := hstClosed(conn, within); err != nil {
-			return err
-		}
-		return c.awaitWarning(s, conn, msg)
-	}
-}
-
-// hstAfterHandshake sends data on a connection past the handshake; the
-// server must close the connection within within, and log msg about it
-// unless msg is empty. With halfClose the connection's sending side is
-// closed after data.
-func hstAfterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within time.Duration, msg string, more ...string) func(*hstCluster, *Server, *rand.Rand) error {
-	return func(c *hstCluster, s *Server, rng *rand.Rand) error {
-		conn, err := hstDialPeer(s.Addr())
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if _, err := conn.Write(data(rng)); err != nil {
-			return err
-		}
-		if halfClose {
-			if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
-				return err
-			}
-		}
-		if err := hstClosed(conn, within); err != nil {
-			return err
-		}
-		if msg == "" {
-			return nil
-		}
-		return c.awaitWarning(s, conn, msg, more...)
-	}
-}
-
-// hstSendBadBatch sends a Step call whose body decodes to bytes that are not a
-// message batch; the server must drop it and close the connection.
-func hstSendBadBatch(batch []byte) func(*hstCluster, *Server, *rand.Rand) error {
-	return hstAfterHandshake(func(*rand.Rand) []byte { return hstStepFrame(1, batch) }, false, hstWait, "")
-}
-
-func hstRandom(rng *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	rng.Read(b)
-	return b
-}
-
-// hstBatchWith is a one-message batch whose field at position field (0-based,
-// in wire order) is replaced by the raw msgpack value v, and with fields
-// fields in all.
-func hstBatchWith(field int, v []byte, fields int) []byte {
-	b := appendArrayLen(appendArrayLen(nil, 1), fields)
-	for i := 0; i < fields; i++ {
-		switch {
-		case i == field:
-			b = append(b, v...)
-		case i == 2 || i == 4 || i == 5: // From, FromAddr, To
-			b = appendStr(b, hstIntruder)
-		case i == 9 || i == 10: // Force, Reject
-			b = appendBool(b, false)
-		case i == 13: // Entries
-			b = append(b, 0xc0)
-		default:
-			b = appendUint(b, 1)
-		}
-	}
-	return b
+	run        func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error
 }
 
 // The malformed message batches: each decodes as msgpack bytes, none as a
@@ -562,41 +79,40 @@ var hstBadBatches = []struct {
 }{
 	{"random bytes", func(rng *rand.Rand) []byte { return append([]byte{0xc1}, hstRandom(rng, 40)...) }},
 	{"empty", func(*rand.Rand) []byte { return []byte{} }},
-	{"a term that is a string", func(*rand.Rand) []byte { return hstBatchWith(1, appendStr(nil, "forty-two"), messageFields) }},
-	{"a name that is a number", func(*rand.Rand) []byte { return hstBatchWith(2, appendUint(nil, 42), messageFields) }},
+	{"a term that is a string", func(*rand.Rand) []byte { return hstBatchWith(1, hstMsgpack("forty-two"), hstMessageFields) }},
+	{"a name that is a number", func(*rand.Rand) []byte { return hstBatchWith(2, hstMsgpack(42), hstMessageFields) }},
 	{"a negative index", func(*rand.Rand) []byte {
-		return hstBatchWith(11, []byte{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, messageFields)
+		return hstBatchWith(11, []byte{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, hstMessageFields)
 	}},
-	{"a type above 255", func(*rand.Rand) []byte { return hstBatchWith(0, appendUint(nil, 4096), messageFields) }},
-	{"a boolean that is a map", func(*rand.Rand) []byte { return hstBatchWith(9, []byte{0x80}, messageFields) }},
-	{"18 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, messageFields-1) }},
-	{"20 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, messageFields+1) }},
+	{"a type above 255", func(*rand.Rand) []byte { return hstBatchWith(0, hstMsgpack(4096), hstMessageFields) }},
+	{"a boolean that is a map", func(*rand.Rand) []byte { return hstBatchWith(9, []byte{0x80}, hstMessageFields) }},
+	{"18 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, hstMessageFields-1) }},
+	{"20 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, hstMessageFields+1) }},
 	{"entries announcing 2^32-1 elements", func(*rand.Rand) []byte {
-		return hstBatchWith(13, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, messageFields)
+		return hstBatchWith(13, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, hstMessageFields)
 	}},
 	{"an entry of three fields", func(*rand.Rand) []byte {
-		return hstBatchWith(13, []byte{0x91, 0x93, 0x01, 0x01, 0x00}, messageFields)
+		return hstBatchWith(13, []byte{0x91, 0x93, 0x01, 0x01, 0x00}, hstMessageFields)
 	}},
 	{"a batch announcing 2^32-1 messages", func(*rand.Rand) []byte { return []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x90} }},
 	{"bytes after the batch", func(*rand.Rand) []byte {
-		return append(appendMessages(nil, []raft.Message{hstForged(raft.MsgApp, 0, hstIntruder)}), 0x00)
+		return append(wire.AppendMessages(nil, []raft.Message{hstForged(raft.MsgApp, 0, hstIntruder)}), 0x00)
 	}},
 }
 
 // hstStepEach sends each message in a Step call of its own and checks,
 // after each, that no term moved and that no vote went to the intruder.
-func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []raft.Message) error {
+func hstStepEach(c *hstCluster, s *exraft.Server, st hstState, msgs []raft.Message) error {
 	conn, err := hstDialPeer(s.Addr())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	var r frameReader
-	r.init(conn, defaultMaxFrame)
+	cc := wire.NewClientCodec(conn, wire.ClientConfig{})
 	var errs []error
 	terms := append([]uint64(nil), st.terms...)
 	for i, m := range msgs {
-		reply, err := hstStep(conn, &r, uint64(i), []raft.Message{m})
+		reply, err := hstStep(conn, cc, uint64(i), []raft.Message{m})
 		if err != nil {
 			return fmt.Errorf("%s: %w", hstMsgString(m), err)
 		}
@@ -618,10 +134,10 @@ func hstStepEach(c *hstCluster, s *Server, st hstState, msgs []raft.Message) err
 	return errors.Join(errs...)
 }
 
-// hstNonsense returns protocol messages whose fields make no sense, for s
-// in term, whose log ends at last; follower names one of the leader's
-// followers, with its incarnation.
-func hstNonsense(s *Server, term, last uint64, follower *Server) []raft.Message {
+// nonsense returns protocol messages whose fields make no sense, for s in
+// term, whose log ends at last; follower names one of the leader's
+// followers, whose incarnation they claim.
+func (c *hstCluster) nonsense(s *exraft.Server, term, last uint64, follower *exraft.Server) []raft.Message {
 	to := s.Name()
 	app := func(prev, prevTerm, commit uint64, es ...raft.Entry) raft.Message {
 		m := hstForged(raft.MsgApp, term, to)
@@ -655,7 +171,7 @@ func hstNonsense(s *Server, term, last uint64, follower *Server) []raft.Message 
 	ack.Match = last + 1_000_000
 	msgs = append(msgs, ack)
 	if follower != nil {
-		ack.From, ack.FromInc, ack.FromAddr = follower.Name(), follower.inc, follower.Addr()
+		ack.From, ack.FromInc, ack.FromAddr = follower.Name(), c.incs[c.index(follower)], follower.Addr()
 		ack.Match = math.MaxUint64
 		msgs = append(msgs, ack)
 		ack.Match = last + 1_000_000
@@ -696,7 +212,7 @@ func hstAttacks() []hstAttack {
 			return []byte("GET / HTTP/1.1\r\nHost: exraft\r\n\r\n")
 		}, hstWait, hstRefused)},
 		{name: "handshake stalled halfway", run: hstRaw(func(*rand.Rand) []byte {
-			return []byte(handshakeMagic[:4])
+			return []byte("EXRA") // of the hello's "EXRAFT"
 		}, hstIOTimeout+5*time.Second, hstRefused)},
 		{name: "garbage after the handshake", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
 			b := hstRandom(rng, 256)
@@ -717,19 +233,21 @@ func hstAttacks() []hstAttack {
 	}
 	for _, b := range hstBadBatches {
 		attacks = append(attacks, hstAttack{name: "malformed batch: " + b.name, badBatches: 1,
-			run: func(c *hstCluster, s *Server, rng *rand.Rand) error { return hstSendBadBatch(b.batch(rng))(c, s, rng) }})
+			run: func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error {
+				return hstSendBadBatch(b.batch(rng))(c, s, rng)
+			}})
 	}
 	for _, b := range hstUndecodable {
 		attacks = append(attacks, hstAttack{name: "undecodable body: " + b.name, run: hstAfterHandshake(func(*rand.Rand) []byte {
-			return hstFrame(hstRequestHeader(methodStep, 1), b.body)
+			return hstFrame(hstRequestHeader(hstMethodStep, 1), b.body)
 		}, false, hstWait, hstBadInput, "body")})
 	}
 	return attacks
 }
 
-func hstUnknownMethod(method string) func(*hstCluster, *Server, *rand.Rand) error {
+func hstUnknownMethod(method string) func(*hstCluster, *exraft.Server, *rand.Rand) error {
 	return hstAfterHandshake(func(*rand.Rand) []byte {
-		return hstFrame(hstRequestHeader(method, 1), appendBin(nil, []byte{0x90}))
+		return hstFrame(hstRequestHeader(method, 1), hstMsgpack([]byte{0x90}))
 	}, false, hstWait, hstBadInput, "unknown method")
 }
 
@@ -745,7 +263,7 @@ func (c *hstCluster) runAttack(t *testing.T, a hstAttack, rng *rand.Rand) {
 		if err := a.run(c, s, rng); err != nil {
 			t.Errorf("%s, to %s: %v", a.name, who, err)
 		}
-		if a.badBatches > 0 && !PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= before+a.badBatches }) {
+		if a.badBatches > 0 && !exraft.PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= before+a.badBatches }) {
 			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, hstBadBatch, lg.Tail(15))
 		}
 	}
@@ -756,6 +274,12 @@ func (c *hstCluster) runAttack(t *testing.T, a hstAttack, rng *rand.Rand) {
 // The test
 
 func TestHostileInput(t *testing.T) {
+	// Each malformed batch differs from a good one in one way: built with
+	// nothing replaced, it decodes.
+	var d wire.MessageDecoder
+	if _, err := d.Decode(hstBatchWith(-1, nil, hstMessageFields)); err != nil {
+		t.Fatalf("a batch built as the malformed ones are, with nothing replaced, does not decode: %v", err)
+	}
 	c := hstStart(t)
 	rng := rand.New(rand.NewSource(hstSeed))
 	attacks := map[string]hstAttack{}
@@ -813,12 +337,12 @@ func TestHostileInput(t *testing.T) {
 	t.Run("nonsense indexes", func(t *testing.T) {
 		st := c.settle(t)
 		for _, s := range c.targets(st) {
-			var follower *Server
+			var follower *exraft.Server
 			if s.Name() == st.leader {
 				follower = c.targets(st)[1]
 			}
 			status := s.Status()
-			if err := hstStepEach(c, s, st, hstNonsense(s, status.Term, status.LastIndex, follower)); err != nil {
+			if err := hstStepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, follower)); err != nil {
 				t.Errorf("to %s: %v", c.role(s), err)
 			}
 		}
@@ -871,7 +395,7 @@ func TestHostileInput(t *testing.T) {
 					switch i % (len(all) + 2) {
 					case len(all):
 						status := s.Status()
-						err = hstStepEach(c, s, st, hstNonsense(s, status.Term, status.LastIndex, nil))
+						err = hstStepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, nil))
 					case len(all) + 1:
 						name = "huge terms"
 						err = hstStepEach(c, s, st, hstHugeTerms(s.Name()))
@@ -891,7 +415,7 @@ func TestHostileInput(t *testing.T) {
 		t.Logf("%d writes answered during the attacks", c.written.Load()-from)
 		for i, lg := range c.logs {
 			want := before[i] + int(badBatches[i].Load())
-			if !PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= want }) {
+			if !exraft.PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= want }) {
 				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.Warnings(hstBadBatch)-before[i], hstBadBatch, want-before[i])
 			}
 		}
@@ -947,7 +471,7 @@ func TestHostileInput(t *testing.T) {
 		if extra := runtime.NumGoroutine() - before; extra > 50 {
 			t.Errorf("300 reply addresses started %d goroutines", extra)
 		}
-		if !PollUntil(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
+		if !exraft.PollUntil(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
 			t.Errorf("300 reply addresses left %d goroutines more than before", runtime.NumGoroutine()-before)
 		}
 		c.verify(t, st, "many reply addresses")
@@ -955,7 +479,7 @@ func TestHostileInput(t *testing.T) {
 
 	// Every server applied the same commands, and none panicked or stopped.
 	c.stopWriter()
-	if !PollUntil(hstWait, func() bool {
+	if !exraft.PollUntil(hstWait, func() bool {
 		l, ok := c.stable()
 		if !ok {
 			return false

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/exraft/exraft/internal/wire"
 )
 
 // Receiving a snapshot: chunks arrive in order on a connection the leader
@@ -25,7 +25,7 @@ const methodInstallSnapshot = "Exraft.InstallSnapshot"
 // header, so each one names its transfer without any state on the wire.
 type snapChunk struct {
 	_msgpack struct{} `msgpack:",as_array"`
-	Header   []byte   // the MsgSnap, as Step encodes messages (wire.go)
+	Header   []byte   // the MsgSnap, as Step encodes messages (internal/wire)
 	Size     uint64   // of the whole snapshot
 	Offset   uint64   // of Data in it
 	Last     bool     // Data ends the snapshot
@@ -124,11 +124,7 @@ func (svc *rpcService) InstallSnapshot(args *[]byte, reply *[]byte) error {
 // take decodes a chunk and adds it to its transfer.
 func (r *receiver) take(raw []byte) chunkOutcome {
 	var c snapChunk
-	err := checkMsgpackValue(raw)
-	if err == nil {
-		err = msgpack.Unmarshal(raw, &c)
-	}
-	if err != nil {
+	if err := wire.Unmarshal(raw, &c); err != nil {
 		return chunkOutcome{err: fmt.Errorf("%w chunk: %v", errMalformedChunk, err)}
 	}
 	h, err := r.s.snapshotHeader(c.Header)
@@ -141,8 +137,8 @@ func (r *receiver) take(raw []byte) chunkOutcome {
 // snapshotHeader decodes a chunk's header and checks that it is a MsgSnap
 // for this server.
 func (s *Server) snapshotHeader(b []byte) (raft.Message, error) {
-	var dec msgDecoder
-	msgs, err := dec.decode(b)
+	var dec wire.MessageDecoder
+	msgs, err := dec.Decode(b)
 	switch {
 	case err != nil:
 		return raft.Message{}, fmt.Errorf("%w header: %v", errMalformedChunk, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/wire"
 )
 
 // The receiver's rules for chunks, one at a time: in order, within the
@@ -29,7 +30,7 @@ func testReceiver(t *testing.T) *receiver {
 func testChunk(t *testing.T, from string, index, size, off uint64, last bool, data string) []byte {
 	h := raft.Message{Type: raft.MsgSnap, From: from, FromInc: 7, To: "b", Term: 3, LastIndex: index, LastTerm: 2}
 	var enc chunkEncoder
-	b, err := enc.encode(&snapChunk{Header: appendMessages(nil, []raft.Message{h}), Size: size, Offset: off, Last: last, Data: []byte(data)})
+	b, err := enc.encode(&snapChunk{Header: wire.AppendMessages(nil, []raft.Message{h}), Size: size, Offset: off, Last: last, Data: []byte(data)})
 	require.NoError(t, err)
 	return append([]byte(nil), b...)
 }
@@ -114,7 +115,7 @@ func TestReceiverBoundsTransfersAndChecksHeaders(t *testing.T) {
 
 	h := raft.Message{Type: raft.MsgSnap, From: "a", To: "z", Term: 3, LastIndex: 100, LastTerm: 2}
 	var enc chunkEncoder
-	b, err := enc.encode(&snapChunk{Header: appendMessages(nil, []raft.Message{h}), Size: 1, Last: true, Data: []byte("x")})
+	b, err := enc.encode(&snapChunk{Header: wire.AppendMessages(nil, []raft.Message{h}), Size: 1, Last: true, Data: []byte("x")})
 	require.NoError(t, err)
 	require.ErrorContains(t, r.take(b).err, `the snapshot is for "z"`)
 }
@@ -130,7 +131,7 @@ func TestReceiverTakesAnEmptySnapshot(t *testing.T) {
 // FuzzReceiverTake: whatever bytes arrive as a chunk, the receiver answers
 // with an outcome and does not panic.
 func FuzzReceiverTake(f *testing.F) {
-	h := appendMessages(nil, []raft.Message{{Type: raft.MsgSnap, From: "a", To: "b", Term: 3, LastIndex: 100, LastTerm: 2}})
+	h := wire.AppendMessages(nil, []raft.Message{{Type: raft.MsgSnap, From: "a", To: "b", Term: 3, LastIndex: 100, LastTerm: 2}})
 	for _, c := range []snapChunk{
 		{Header: h, Size: 3, Last: true, Data: []byte("abc")},
 		{Header: h, Size: 6, Data: []byte("abc")},
@@ -157,42 +158,3 @@ type plainSM struct{}
 
 func (plainSM) Apply([]byte) []byte { return nil }
 func (plainSM) Query([]byte) []byte { return nil }
-
-// TestInstallSnapshotOverTheWire: chunks that decode get an answer each,
-// a refusal included, on a connection that stays open; a chunk that does
-// not decode closes the connection and is logged; a snapshot sent whole
-// to a server that cannot restore one is refused, saying why.
-func TestInstallSnapshotOverTheWire(t *testing.T) {
-	var logs TestLog
-	cfg := Config{Name: "b", Logger: logs.Logger(), HeartbeatInterval: 20 * time.Millisecond,
-		ElectionTimeoutMin: 100 * time.Millisecond, ElectionTimeoutMax: 200 * time.Millisecond}
-	s, err := StartServer(plainSM{}, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Stop() })
-
-	conn, err := hstDialPeer(s.Addr())
-	require.NoError(t, err)
-	defer conn.Close()
-	var r frameReader
-	r.init(conn, defaultMaxFrame)
-	call := func(seq uint64, chunk []byte) string {
-		conn.SetDeadline(time.Now().Add(hstWait))
-		defer conn.SetDeadline(time.Time{})
-		_, err := conn.Write(hstFrame(hstRequestHeader(methodInstallSnapshot, seq), appendBin(nil, chunk)))
-		require.NoError(t, err)
-		method, got, msg, err := r.readHeader(3)
-		require.NoError(t, err)
-		require.Equal(t, methodInstallSnapshot, method)
-		require.Equal(t, seq, got)
-		require.NoError(t, r.readBody(nil))
-		return msg
-	}
-	assert.Empty(t, call(1, testChunk(t, "a", 100, 6, 0, false, "abc")))
-	assert.Contains(t, call(2, testChunk(t, "a", 100, 6, 5, false, "abc")), "a chunk at offset 5, after 3 bytes")
-	assert.Contains(t, call(3, testChunk(t, "a", 100, 6, 0, true, "abcdef")), "not a Snapshotter")
-
-	_, err = conn.Write(hstFrame(hstRequestHeader(methodInstallSnapshot, 4), appendBin(nil, []byte{0x93, 0x01})))
-	require.NoError(t, err)
-	require.NoError(t, hstClosed(conn, hstWait))
-	require.True(t, PollUntil(hstWait, func() bool { return logs.Has("malformed snapshot chunk") }), "logged:\n%s", logs.Tail(10))
-}

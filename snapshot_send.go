@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/wire"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -71,7 +72,7 @@ func (s *Server) sendSnapshot(m *raft.Message) {
 	}
 	st.active = true
 	x := &snapSend{s: s, to: m.To, addr: m.ToAddr, index: m.LastIndex,
-		header: appendMessages(nil, []raft.Message{*m}), data: sn.latest.data}
+		header: wire.AppendMessages(nil, []raft.Message{*m}), data: sn.latest.data}
 	s.log.Info("sending a snapshot", "peer", m.To, "addr", m.ToAddr, "index", m.LastIndex, "bytes", len(x.data))
 	s.wg.Add(1) // the driver holds one: Stop cannot be waiting at zero
 	go x.run()
@@ -116,8 +117,7 @@ func (x *snapSend) transfer() error {
 	// fails at once.
 	unhook := context.AfterFunc(s.ctx, func() { conn.Close() })
 	defer unhook()
-	codec := newClientCodec(conn, s.cfg.MaxFrameSize)
-	codec.setIOTimeout(s.cfg.IOTimeout)
+	codec := wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: s.cfg.MaxFrameSize, IOTimeout: s.cfg.IOTimeout})
 	client := rpc.NewClientWithCodec(codec)
 	defer client.Close()
 	return x.stream(client)

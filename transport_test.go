@@ -77,7 +77,7 @@ func (q *quietPeer) accepted() int {
 // startAlone starts a one-server cluster, which leads at once.
 func startAlone(t *testing.T, cfg Config) *Server {
 	t.Helper()
-	return startAloneWith(t, &hstSM{}, cfg)
+	return startAloneWith(t, &counterSM{}, cfg)
 }
 
 func startAloneWith(t *testing.T, sm StateMachine, cfg Config) *Server {

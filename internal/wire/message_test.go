@@ -1,4 +1,4 @@
-package exraft
+package wire
 
 import (
 	"reflect"
@@ -27,7 +27,7 @@ func wireSamples() [][]raft.Message {
 // both directions.
 func TestWireMatchesReflection(t *testing.T) {
 	for i, msgs := range wireSamples() {
-		mine := appendMessages(nil, msgs)
+		mine := AppendMessages(nil, msgs)
 		var back []raft.Message
 		if err := msgpack.Unmarshal(mine, &back); err != nil {
 			t.Fatalf("sample %d: msgpack cannot read the hand encoding: %v", i, err)
@@ -36,12 +36,12 @@ func TestWireMatchesReflection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d, d2 msgDecoder // decode's result lasts until the next call
-		got, err := d.decode(theirs)
+		var d, d2 MessageDecoder // Decode's result lasts until the next call
+		got, err := d.Decode(theirs)
 		if err != nil {
 			t.Fatalf("sample %d: cannot decode msgpack's encoding: %v", i, err)
 		}
-		got2, err := d2.decode(mine)
+		got2, err := d2.Decode(mine)
 		if err != nil {
 			t.Fatalf("sample %d: cannot decode the hand encoding: %v", i, err)
 		}
@@ -56,10 +56,10 @@ func TestWireMatchesReflection(t *testing.T) {
 }
 
 func TestWireRejectsGarbage(t *testing.T) {
-	good := appendMessages(nil, wireSamples()[2])
-	var d msgDecoder
+	good := AppendMessages(nil, wireSamples()[2])
+	var d MessageDecoder
 	for cut := 0; cut < len(good)-1; cut += 97 {
-		if _, err := d.decode(good[:cut]); err == nil {
+		if _, err := d.Decode(good[:cut]); err == nil {
 			t.Fatalf("a batch cut at %d of %d bytes decoded", cut, len(good))
 		}
 	}
@@ -70,7 +70,7 @@ func TestWireRejectsGarbage(t *testing.T) {
 		append(good, 0x00),             // trailing byte
 		{0x91, 0xde, 0x00, 0x00},       // a map where a raft.Message belongs
 	} {
-		if _, err := d.decode(bad); err == nil {
+		if _, err := d.Decode(bad); err == nil {
 			t.Fatalf("% x decoded", bad)
 		}
 	}
@@ -78,17 +78,17 @@ func TestWireRejectsGarbage(t *testing.T) {
 
 func FuzzDecodeMessages(f *testing.F) {
 	for _, msgs := range wireSamples() {
-		f.Add(appendMessages(nil, msgs))
+		f.Add(AppendMessages(nil, msgs))
 	}
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var d, d2 msgDecoder
-		msgs, err := d.decode(b)
+		var d, d2 MessageDecoder
+		msgs, err := d.Decode(b)
 		if err != nil {
 			return
 		}
 		// What decodes must encode and decode to the same messages.
-		again, err := d2.decode(appendMessages(nil, msgs))
+		again, err := d2.Decode(AppendMessages(nil, msgs))
 		if err != nil || !reflect.DeepEqual(normalize(again), normalize(msgs)) {
 			t.Fatalf("re-encoding changed %+v into %+v (%v)", msgs, again, err)
 		}

@@ -1,4 +1,4 @@
-package exraft
+package wire
 
 import (
 	"bytes"

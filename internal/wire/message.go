@@ -1,8 +1,7 @@
-package exraft
+package wire
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 
@@ -11,17 +10,21 @@ import (
 
 // Protocol messages are the hot path, so they are encoded by hand instead of
 // by msgpack's reflection. The bytes are plain msgpack, the same layout the
-// reflective encoder gives the as_array structs in message.go: an array of
-// messages, each an array of its fields in declaration order, entries as
-// arrays of Index, Term, Type, Data.
+// reflective encoder gives the as_array structs raft.Message and raft.Entry:
+// an array of messages, each an array of its fields in declaration order up
+// to HintTerm, entries as arrays of Index, Term, Type, Data. Either end can
+// read what the other writes (TestWireMatchesReflection).
 //
 // The decoder checks every length against the bytes that are left before it
 // allocates, and copies the entries' payloads of each message into one
 // buffer of their own (see compactData).
 
+// messageFields is how many fields a message has on the wire.
 const messageFields = 19
 
-func appendMessages(b []byte, msgs []raft.Message) []byte {
+// AppendMessages appends the encoding of the batch msgs to b, the body of a
+// Step call or of its reply.
+func AppendMessages(b []byte, msgs []raft.Message) []byte {
 	b = appendArrayLen(b, len(msgs))
 	for i := range msgs {
 		b = appendMessage(b, &msgs[i])
@@ -126,12 +129,10 @@ func appendBool(b []byte, v bool) []byte {
 	return append(b, 0xc2)
 }
 
-var errWire = errors.New("exraft: malformed protocol message")
-
-// msgDecoder decodes message batches. It remembers the strings it has seen
-// (server names and addresses repeat in every message), so it belongs to one
-// goroutine.
-type msgDecoder struct {
+// MessageDecoder decodes message batches. It remembers the strings it has
+// seen (server names and addresses repeat in every message), so it belongs
+// to one goroutine; one serves a connection. The zero value is ready.
+type MessageDecoder struct {
 	msgs []raft.Message
 	b    []byte
 	i    int
@@ -139,9 +140,11 @@ type msgDecoder struct {
 	strs map[string]string
 }
 
-// decode returns the messages in b, valid until the next call. The entries'
-// Data alias b, which the caller must not change afterwards.
-func (d *msgDecoder) decode(b []byte) ([]raft.Message, error) {
+// Decode returns the messages of the batch b. The slice is valid until the
+// next call, and nothing in it aliases b: the entries' Data are copied out
+// (compactData), and so are the strings. An error says at which byte b went
+// wrong.
+func (d *MessageDecoder) Decode(b []byte) ([]raft.Message, error) {
 	d.b, d.i, d.err = b, 0, nil
 	n := 0
 	if d.peekNil() {
@@ -174,13 +177,13 @@ func (d *msgDecoder) decode(b []byte) ([]raft.Message, error) {
 	return msgs, nil
 }
 
-func (d *msgDecoder) fail(format string, args ...any) {
+func (d *MessageDecoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: at byte %d: %s", errWire, d.i, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: at byte %d: %s", errMalformedMessage, d.i, fmt.Sprintf(format, args...))
 	}
 }
 
-func (d *msgDecoder) message(m *raft.Message) {
+func (d *MessageDecoder) message(m *raft.Message) {
 	if n := d.arrayLen(); n != messageFields {
 		d.fail("a message has %d fields, want %d", n, messageFields)
 		return
@@ -224,7 +227,7 @@ func (d *msgDecoder) message(m *raft.Message) {
 	m.HintTerm = d.uint()
 }
 
-func (d *msgDecoder) need(n int) bool {
+func (d *MessageDecoder) need(n int) bool {
 	if d.err != nil {
 		return false
 	}
@@ -235,11 +238,11 @@ func (d *msgDecoder) need(n int) bool {
 	return true
 }
 
-func (d *msgDecoder) peekNil() bool {
+func (d *MessageDecoder) peekNil() bool {
 	return d.err == nil && d.i < len(d.b) && d.b[d.i] == 0xc0
 }
 
-func (d *msgDecoder) tag() byte {
+func (d *MessageDecoder) tag() byte {
 	if !d.need(1) {
 		return 0
 	}
@@ -248,7 +251,7 @@ func (d *msgDecoder) tag() byte {
 	return t
 }
 
-func (d *msgDecoder) be(n int) uint64 {
+func (d *MessageDecoder) be(n int) uint64 {
 	if !d.need(n) {
 		return 0
 	}
@@ -262,7 +265,7 @@ func (d *msgDecoder) be(n int) uint64 {
 
 // arrayLen reads an array header whose length must fit in what is left
 // (every element takes at least a byte).
-func (d *msgDecoder) arrayLen() int {
+func (d *MessageDecoder) arrayLen() int {
 	t := d.tag()
 	var n uint64
 	switch {
@@ -285,7 +288,7 @@ func (d *msgDecoder) arrayLen() int {
 	return int(n)
 }
 
-func (d *msgDecoder) uint() uint64 {
+func (d *MessageDecoder) uint() uint64 {
 	t := d.tag()
 	switch {
 	case d.err != nil:
@@ -313,7 +316,7 @@ func (d *msgDecoder) uint() uint64 {
 	return 0
 }
 
-func (d *msgDecoder) small() uint8 {
+func (d *MessageDecoder) small() uint8 {
 	v := d.uint()
 	if v > math.MaxUint8 {
 		d.fail("a type of %d", v)
@@ -321,7 +324,7 @@ func (d *msgDecoder) small() uint8 {
 	return uint8(v)
 }
 
-func (d *msgDecoder) bool() bool {
+func (d *MessageDecoder) bool() bool {
 	switch t := d.tag(); {
 	case d.err != nil:
 	case t == 0xc3:
@@ -334,7 +337,7 @@ func (d *msgDecoder) bool() bool {
 }
 
 // span reads the length of a str or bin and returns its bytes.
-func (d *msgDecoder) span(str bool) ([]byte, bool) {
+func (d *MessageDecoder) span(str bool) ([]byte, bool) {
 	t := d.tag()
 	var n uint64
 	switch {
@@ -365,7 +368,7 @@ func (d *msgDecoder) span(str bool) ([]byte, bool) {
 	return p, true
 }
 
-func (d *msgDecoder) str() string {
+func (d *MessageDecoder) str() string {
 	p, _ := d.span(true)
 	if len(p) == 0 {
 		return ""
@@ -381,7 +384,7 @@ func (d *msgDecoder) str() string {
 	return s
 }
 
-func (d *msgDecoder) bin() []byte {
+func (d *MessageDecoder) bin() []byte {
 	p, ok := d.span(false)
 	if !ok {
 		return nil
