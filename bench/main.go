@@ -6,6 +6,9 @@
 //	cd bench && go run .            # each measurement in a fresh process
 //	cd bench && go run . -shared    # both systems in one process
 //
+// Flags choose other modes instead, exraft's alone, with snapshots (see
+// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s.
+//
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
 package main
@@ -71,6 +74,9 @@ func main() {
 	flag.Parse()
 	if *child != "" {
 		runChild(*child)
+		return
+	}
+	if snapshotModes() {
 		return
 	}
 	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
