@@ -1,7 +1,8 @@
 package exraft_test
 
 // The cluster, the connections and the frames of TestHostileInput
-// (hostile_test.go).
+// (hostile_test.go); TestInstallSnapshotOverTheWire speaks to a server
+// through the same connections and frames.
 
 import (
 	"bytes"
@@ -9,14 +10,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand"
 	"net"
 	"net/rpc"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,36 +25,20 @@ import (
 
 	"github.com/exraft/exraft"
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/testkit"
 	"github.com/exraft/exraft/internal/wire"
 )
 
 // ---------------------------------------------------------------------------
 // The cluster
 
-// hstSM records the commands it applies, in order.
-type hstSM struct {
-	mu      sync.Mutex
-	applied []string
-}
-
-func (m *hstSM) Apply(command []byte) []byte {
-	m.mu.Lock()
-	m.applied = append(m.applied, string(command))
-	m.mu.Unlock()
-	return nil
-}
-
-func (m *hstSM) Query([]byte) []byte { return nil }
-
-func (m *hstSM) history() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.applied...)
-}
-
-type hstCluster struct {
+// hostileCluster is a testkit.Cluster of three servers under a steady
+// stream of writes, with what the attacks need to aim at a server and to
+// judge its reaction: its log and its incarnation. Nothing restarts, so
+// the servers, logs and incarnations are fixed at the start.
+type hostileCluster struct {
+	*testkit.Cluster
 	servers []*exraft.Server
-	sms     []*hstSM
 	logs    []*exraft.TestLog
 	incs    []uint64 // the servers' incarnations, as they logged them
 
@@ -65,9 +48,9 @@ type hstCluster struct {
 	stopOnce sync.Once
 }
 
-// hstStart starts a three-server cluster, waits for its leader and starts
-// the background writer.
-func hstStart(t *testing.T) *hstCluster {
+// startHostileCluster starts a three-server cluster, waits for its leader
+// and starts the background writer.
+func startHostileCluster(t *testing.T) *hostileCluster {
 	t.Helper()
 	probe, err := net.Listen("tcp", "127.2.255.254:0")
 	if err != nil {
@@ -75,59 +58,44 @@ func hstStart(t *testing.T) *hstCluster {
 	}
 	probe.Close()
 	const n = 3
-	c := &hstCluster{stop: make(chan struct{}), stopped: make(chan struct{})}
-	lns := make([]net.Listener, n)
-	peers := make([]exraft.Peer, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() }) // the server's, once it runs: closing twice is harmless
-		lns[i] = ln
-		peers[i] = exraft.Peer{Name: fmt.Sprintf("h%d", i), Addr: ln.Addr().String()}
+	c := &hostileCluster{stop: make(chan struct{}), stopped: make(chan struct{})}
+	for range n {
+		c.logs = append(c.logs, &exraft.TestLog{})
 	}
-	for i := range lns {
-		sm, lg := &hstSM{}, &exraft.TestLog{}
-		s, err := exraft.StartServer(sm, exraft.Config{
-			Name:               peers[i].Name,
-			Listener:           lns[i],
-			InitialConfig:      peers,
-			HeartbeatInterval:  25 * time.Millisecond,
-			ElectionTimeoutMin: 500 * time.Millisecond,
-			ElectionTimeoutMax: time.Second,
-			IOTimeout:          hstIOTimeout,
-			Logger:             slog.New(slog.NewTextHandler(lg, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Stop() })
-		inc, err := hstIncarnation(lg)
+	// Elections slow enough that a loaded machine never holds one by
+	// accident: a term that moves must be the bad input's doing. A short
+	// IOTimeout makes the stalled attacks quick to judge.
+	c.Cluster = testkit.StartCluster(t, n, testkit.Options{Configure: func(i int, cfg *exraft.Config) {
+		cfg.HeartbeatInterval = 25 * time.Millisecond
+		cfg.ElectionTimeoutMin = 500 * time.Millisecond
+		cfg.ElectionTimeoutMax = time.Second
+		cfg.IOTimeout = hostileIOTimeout
+		cfg.Logger = c.logs[i].Logger()
+	}})
+	c.servers = c.Servers()
+	for i, s := range c.servers {
+		inc, err := startedIncarnation(c.logs[i])
 		if err != nil {
 			t.Fatalf("%s: %v", s.Name(), err)
 		}
-		c.servers = append(c.servers, s)
-		c.sms = append(c.sms, sm)
-		c.logs = append(c.logs, lg)
 		c.incs = append(c.incs, inc)
 	}
-	if !exraft.PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
-		t.Fatalf("no stable leader within %v: %s", hstWait, c.describe())
+	if !testkit.PollUntil(testkit.WaitLong, func() bool { _, ok := c.stable(); return ok }) {
+		t.Fatalf("no stable leader within %v:%s", testkit.WaitLong, c.Describe())
 	}
 	go c.write()
-	t.Cleanup(c.stopWriter) // runs before the servers stop
+	t.Cleanup(c.stopWriter) // registered after the cluster's: runs before the servers stop
 	c.awaitProgress(t)
 	return c
 }
 
-var hstIncarnationRE = regexp.MustCompile(`msg=started .*incarnation=(\d+)`)
+var incarnationRE = regexp.MustCompile(`msg=started .*incarnation=(\d+)`)
 
-// hstIncarnation returns the incarnation that a server logged when it
+// startedIncarnation returns the incarnation that a server logged when it
 // started: forged messages in the name of a member carry it, to be taken
 // for that member's.
-func hstIncarnation(lg *exraft.TestLog) (uint64, error) {
-	m := hstIncarnationRE.FindStringSubmatch(lg.String())
+func startedIncarnation(lg *exraft.TestLog) (uint64, error) {
+	m := incarnationRE.FindStringSubmatch(lg.String())
 	if m == nil {
 		return 0, fmt.Errorf("no incarnation in the log line about the start; the log:\n%s", lg.Tail(5))
 	}
@@ -135,8 +103,9 @@ func hstIncarnation(lg *exraft.TestLog) (uint64, error) {
 }
 
 // write is the background writer: it keeps writing to whichever server
-// leads, one command at a time, until stopWriter.
-func (c *hstCluster) write() {
+// leads, one command at a time, until stopWriter. Every command is new, so
+// that the histories compared at the end tell every write apart.
+func (c *hostileCluster) write() {
 	defer close(c.stopped)
 	for i := 0; ; i++ {
 		select {
@@ -144,15 +113,9 @@ func (c *hstCluster) write() {
 			return
 		default:
 		}
-		var l *exraft.Server
-		for _, s := range c.servers {
-			if s.Status().Role == exraft.Leader {
-				l = s
-			}
-		}
-		if l != nil {
+		if l := c.Leader(); l != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := l.Write(ctx, fmt.Appendf(nil, "w%07d", i))
+			_, err := l.Write(ctx, fmt.Appendf(nil, "set w %07d", i))
 			cancel()
 			if err == nil {
 				c.written.Add(1)
@@ -168,13 +131,15 @@ func (c *hstCluster) write() {
 	}
 }
 
-func (c *hstCluster) stopWriter() {
+func (c *hostileCluster) stopWriter() {
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.stopped
 }
 
 // stable returns the leader when every server follows it in one term.
-func (c *hstCluster) stable() (*exraft.Server, bool) {
+// Unlike testkit.AwaitSettled it does not ask the logs to be level: the
+// writer never lets them be.
+func (c *hostileCluster) stable() (*exraft.Server, bool) {
 	var leader *exraft.Server
 	var first exraft.Status
 	for i, s := range c.servers {
@@ -192,17 +157,7 @@ func (c *hstCluster) stable() (*exraft.Server, bool) {
 	return leader, leader != nil && leader.Name() == first.Leader.Name
 }
 
-func (c *hstCluster) describe() string {
-	var b strings.Builder
-	for _, s := range c.servers {
-		st := s.Status()
-		fmt.Fprintf(&b, "\n  %s: %v term %d leader %q commit %d applied %d last %d",
-			st.Name, st.Role, st.Term, st.Leader.Name, st.CommitIndex, st.AppliedIndex, st.LastIndex)
-	}
-	return b.String()
-}
-
-func (c *hstCluster) index(s *exraft.Server) int {
+func (c *hostileCluster) index(s *exraft.Server) int {
 	for i, x := range c.servers {
 		if x == s {
 			return i
@@ -213,29 +168,29 @@ func (c *hstCluster) index(s *exraft.Server) int {
 
 // awaitProgress waits until the background writer has had more writes
 // answered than now.
-func (c *hstCluster) awaitProgress(t testing.TB) {
+func (c *hostileCluster) awaitProgress(t testing.TB) {
 	t.Helper()
 	from := c.written.Load()
-	if !exraft.PollUntil(hstWait, func() bool { return c.written.Load() >= from+5 }) {
-		t.Errorf("the cluster stopped committing: %d writes answered in %v, from %d: %s",
-			c.written.Load()-from, hstWait, from, c.describe())
+	if !testkit.PollUntil(testkit.WaitLong, func() bool { return c.written.Load() >= from+5 }) {
+		t.Errorf("the cluster stopped committing: %d writes answered in %v, from %d:%s",
+			c.written.Load()-from, testkit.WaitLong, from, c.Describe())
 	}
 }
 
-// hstState is what bad input must leave as it was.
-type hstState struct {
+// settledState is what bad input must leave as it was.
+type settledState struct {
 	leader string
 	terms  []uint64
 }
 
 // settle waits for a stable leader and returns the state to keep.
-func (c *hstCluster) settle(t testing.TB) hstState {
+func (c *hostileCluster) settle(t testing.TB) settledState {
 	t.Helper()
-	if !exraft.PollUntil(hstWait, func() bool { _, ok := c.stable(); return ok }) {
-		t.Fatalf("no stable leader: %s", c.describe())
+	if !testkit.PollUntil(testkit.WaitLong, func() bool { _, ok := c.stable(); return ok }) {
+		t.Fatalf("no stable leader:%s", c.Describe())
 	}
 	l, _ := c.stable()
-	st := hstState{leader: l.Name()}
+	st := settledState{leader: l.Name()}
 	for _, s := range c.servers {
 		st.terms = append(st.terms, s.Status().Term)
 	}
@@ -243,12 +198,12 @@ func (c *hstCluster) settle(t testing.TB) hstState {
 }
 
 // checkTerms reports a server whose term moved.
-func (c *hstCluster) checkTerms(t testing.TB, st hstState, after string) bool {
+func (c *hostileCluster) checkTerms(t testing.TB, st settledState, after string) bool {
 	t.Helper()
 	ok := true
 	for i, s := range c.servers {
 		if term := s.Status().Term; term != st.terms[i] {
-			t.Errorf("after %s: %s moved from term %d to %d: %s", after, s.Name(), st.terms[i], term, c.describe())
+			t.Errorf("after %s: %s moved from term %d to %d:%s", after, s.Name(), st.terms[i], term, c.Describe())
 			ok = false
 		}
 	}
@@ -259,11 +214,11 @@ func (c *hstCluster) checkTerms(t testing.TB, st hstState, after string) bool {
 // leads still and every server follows it, the cluster commits and every
 // server applies what it commits, and the servers' state machines agree on
 // what they applied so far.
-func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
+func (c *hostileCluster) verify(t testing.TB, st settledState, after string) {
 	t.Helper()
 	c.checkTerms(t, st, after)
-	if !exraft.PollUntil(hstWait, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
-		t.Errorf("after %s: %s no longer leads a settled cluster: %s", after, st.leader, c.describe())
+	if !testkit.PollUntil(testkit.WaitLong, func() bool { l, ok := c.stable(); return ok && l.Name() == st.leader }) {
+		t.Errorf("after %s: %s no longer leads a settled cluster:%s", after, st.leader, c.Describe())
 	}
 	c.awaitProgress(t)
 	// Every server, not only a quorum, keeps up: bad input must not wedge
@@ -274,7 +229,7 @@ func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
 			commit = s.Status().CommitIndex
 		}
 	}
-	if !exraft.PollUntil(hstWait, func() bool {
+	if !testkit.PollUntil(testkit.WaitLong, func() bool {
 		for _, s := range c.servers {
 			if s.Status().AppliedIndex < commit {
 				return false
@@ -282,21 +237,24 @@ func (c *hstCluster) verify(t testing.TB, st hstState, after string) {
 		}
 		return true
 	}) {
-		t.Errorf("after %s: not every server applied the leader's commit index %d: %s", after, commit, c.describe())
+		t.Errorf("after %s: not every server applied the leader's commit index %d:%s", after, commit, c.Describe())
 	}
 	c.checkTerms(t, st, after)
 	c.checkPrefixes(t)
 }
 
+// history returns what s's state machine applied, in order.
+func (c *hostileCluster) history(s *exraft.Server) []string { return c.KV(s.Name()).History() }
+
 // checkPrefixes compares what the state machines applied, up to the
 // shortest history: the servers apply at their own pace, but never
 // differently.
-func (c *hstCluster) checkPrefixes(t testing.TB) {
+func (c *hostileCluster) checkPrefixes(t testing.TB) {
 	t.Helper()
-	hs := make([][]string, len(c.sms))
+	hs := make([][]string, len(c.servers))
 	n := math.MaxInt
-	for i, sm := range c.sms {
-		hs[i] = sm.history()
+	for i, s := range c.servers {
+		hs[i] = c.history(s)
 		n = min(n, len(hs[i]))
 	}
 	for i := 1; i < len(hs); i++ {
@@ -311,7 +269,7 @@ func (c *hstCluster) checkPrefixes(t testing.TB) {
 }
 
 // targets returns the leader and a follower.
-func (c *hstCluster) targets(st hstState) []*exraft.Server {
+func (c *hostileCluster) targets(st settledState) []*exraft.Server {
 	var leader, follower *exraft.Server
 	for _, s := range c.servers {
 		if s.Name() == st.leader {
@@ -323,7 +281,7 @@ func (c *hstCluster) targets(st hstState) []*exraft.Server {
 	return []*exraft.Server{leader, follower}
 }
 
-func (c *hstCluster) role(s *exraft.Server) string {
+func (c *hostileCluster) role(s *exraft.Server) string {
 	if s.Status().Role == exraft.Leader {
 		return "leader " + s.Name()
 	}
@@ -332,37 +290,37 @@ func (c *hstCluster) role(s *exraft.Server) string {
 
 // awaitWarning waits until s has logged a warning with msg about the
 // connection conn.
-func (c *hstCluster) awaitWarning(s *exraft.Server, conn net.Conn, msg string, more ...string) error {
+func (c *hostileCluster) awaitWarning(s *exraft.Server, conn net.Conn, msg string, more ...string) error {
 	lg := c.logs[c.index(s)]
 	subs := append([]string{msg, "remote=" + conn.LocalAddr().String() + " "}, more...)
-	if exraft.PollUntil(hstWait, func() bool { return lg.Warnings(subs...) > 0 }) {
+	if testkit.PollUntil(testkit.WaitLong, func() bool { return lg.Warnings(subs...) > 0 }) {
 		return nil
 	}
 	return fmt.Errorf("%s logged no warning %q about the connection from %s within %v; its log ends:\n%s",
-		s.Name(), msg, conn.LocalAddr(), hstWait, lg.Tail(15))
+		s.Name(), msg, conn.LocalAddr(), testkit.WaitLong, lg.Tail(15))
 }
 
 // ---------------------------------------------------------------------------
 // Connections and frames
 
-var hstAddrs atomic.Uint32
+var localAddrs atomic.Uint32
 
-// hstDial opens a TCP connection to addr from a loopback address that no
-// other connection of these tests used.
-func hstDial(addr string) (net.Conn, error) {
-	n := hstAddrs.Add(1)
+// dialFromOwnAddr opens a TCP connection to addr from a loopback address
+// that no other connection of these tests used.
+func dialFromOwnAddr(addr string) (net.Conn, error) {
+	n := localAddrs.Add(1)
 	ip := net.IPv4(127, byte(2+n/(254*254)), byte(1+(n/254)%254), byte(1+n%254))
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: hstWait}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: testkit.WaitLong}
 	return d.Dial("tcp", addr)
 }
 
-// hstDialPeer is hstDial past the handshake, ready for frames.
-func hstDialPeer(addr string) (net.Conn, error) {
-	conn, err := hstDial(addr)
+// dialPastHandshake is dialFromOwnAddr past the handshake, ready for frames.
+func dialPastHandshake(addr string) (net.Conn, error) {
+	conn, err := dialFromOwnAddr(addr)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetDeadline(time.Now().Add(hstWait))
+	conn.SetDeadline(time.Now().Add(testkit.WaitLong))
 	if err := plainHandshake(conn); err != nil {
 		conn.Close()
 		return nil, err
@@ -371,9 +329,9 @@ func hstDialPeer(addr string) (net.Conn, error) {
 	return conn, nil
 }
 
-// hstClosed reads conn until the server closes it (EOF or a reset), or
+// awaitClosed reads conn until the server closes it (EOF or a reset), or
 // fails once within has passed.
-func hstClosed(conn net.Conn, within time.Duration) error {
+func awaitClosed(conn net.Conn, within time.Duration) error {
 	conn.SetReadDeadline(time.Now().Add(within))
 	buf := make([]byte, 512)
 	for {
@@ -389,15 +347,15 @@ func hstClosed(conn net.Conn, within time.Duration) error {
 	}
 }
 
-// hstFrame frames content: a 4-byte big-endian length, then the bytes.
-func hstFrame(content ...[]byte) []byte {
+// frame frames content: a 4-byte big-endian length, then the bytes.
+func frame(content ...[]byte) []byte {
 	body := bytes.Join(content, nil)
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
 }
 
-// hstMsgpack encodes values one after another in msgpack, integers in their
+// encodeMsgpack encodes values one after another in msgpack, integers in their
 // shortest form, as exraft's encoders write them.
-func hstMsgpack(values ...any) []byte {
+func encodeMsgpack(values ...any) []byte {
 	var b bytes.Buffer
 	enc := msgpack.NewEncoder(&b)
 	enc.UseCompactInts(true)
@@ -409,26 +367,26 @@ func hstMsgpack(values ...any) []byte {
 	return b.Bytes()
 }
 
-// hstRequestHeader is a request's msgpack header: [ServiceMethod, Seq].
-func hstRequestHeader(method string, seq uint64) []byte {
-	return hstMsgpack([]any{method, seq})
+// requestHeader is a request's msgpack header: [ServiceMethod, Seq].
+func requestHeader(method string, seq uint64) []byte {
+	return encodeMsgpack([]any{method, seq})
 }
 
-// hstStepFrame is a Step call carrying batch, the bytes of a message batch.
-func hstStepFrame(seq uint64, batch []byte) []byte {
-	return hstFrame(hstRequestHeader(hstMethodStep, seq), hstMsgpack(batch))
+// stepFrame is a Step call carrying batch, the bytes of a message batch.
+func stepFrame(seq uint64, batch []byte) []byte {
+	return frame(requestHeader(methodStep, seq), encodeMsgpack(batch))
 }
 
-// hstReadResponse reads one response to a Step call: its error text and its
+// readStepResponse reads one response to a Step call: its error text and its
 // body.
-func hstReadResponse(conn net.Conn, cc *wire.ClientCodec) (errText string, body []byte, err error) {
-	conn.SetReadDeadline(time.Now().Add(hstWait))
+func readStepResponse(conn net.Conn, cc *wire.ClientCodec) (errText string, body []byte, err error) {
+	conn.SetReadDeadline(time.Now().Add(testkit.WaitLong))
 	defer conn.SetReadDeadline(time.Time{})
 	var resp rpc.Response
 	if err := cc.ReadResponseHeader(&resp); err != nil {
 		return "", nil, fmt.Errorf("no response: %w", err)
 	}
-	if resp.ServiceMethod != hstMethodStep {
+	if resp.ServiceMethod != methodStep {
 		return "", nil, fmt.Errorf("a response for %q", resp.ServiceMethod)
 	}
 	if resp.Error != "" {
@@ -440,15 +398,15 @@ func hstReadResponse(conn net.Conn, cc *wire.ClientCodec) (errText string, body 
 	return "", body, nil
 }
 
-// hstStep sends msgs in one Step call, as a peer would, and returns the
+// stepCall sends msgs in one Step call, as a peer would, and returns the
 // messages of the reply.
-func hstStep(conn net.Conn, cc *wire.ClientCodec, seq uint64, msgs []raft.Message) ([]raft.Message, error) {
-	conn.SetWriteDeadline(time.Now().Add(hstWait))
+func stepCall(conn net.Conn, cc *wire.ClientCodec, seq uint64, msgs []raft.Message) ([]raft.Message, error) {
+	conn.SetWriteDeadline(time.Now().Add(testkit.WaitLong))
 	batch := wire.AppendMessages(nil, msgs)
-	if err := cc.WriteRequest(&rpc.Request{ServiceMethod: hstMethodStep, Seq: seq}, &batch); err != nil {
+	if err := cc.WriteRequest(&rpc.Request{ServiceMethod: methodStep, Seq: seq}, &batch); err != nil {
 		return nil, err
 	}
-	errText, body, err := hstReadResponse(conn, cc)
+	errText, body, err := readStepResponse(conn, cc)
 	if err != nil {
 		return nil, err
 	}
@@ -462,12 +420,12 @@ func hstStep(conn net.Conn, cc *wire.ClientCodec, seq uint64, msgs []raft.Messag
 	return d.Decode(body)
 }
 
-// hstForged is a message from a server outside the cluster.
-func hstForged(typ raft.MessageType, term uint64, to string) raft.Message {
-	return raft.Message{Type: typ, Term: term, From: hstIntruder, FromInc: 7, FromAddr: hstReplyAddr, To: to}
+// forged is a message from a server outside the cluster.
+func forged(typ raft.MessageType, term uint64, to string) raft.Message {
+	return raft.Message{Type: typ, Term: term, From: intruder, FromInc: 7, FromAddr: replyAddr, To: to}
 }
 
-func hstMsgString(m raft.Message) string {
+func describeMsg(m raft.Message) string {
 	return fmt.Sprintf("%v from %q term %d (prev %d/%d, %d entries, commit %d, match %d, last %d/%d, force %v)",
 		m.Type, m.From, m.Term, m.PrevIndex, m.PrevTerm, len(m.Entries), m.Commit, m.Match, m.LastIndex, m.LastTerm, m.Force)
 }
@@ -475,11 +433,11 @@ func hstMsgString(m raft.Message) string {
 // ---------------------------------------------------------------------------
 // Ways of sending bad input
 
-// hstRaw sends data on a fresh connection, before any handshake, and
+// beforeHandshake sends data on a fresh connection, before any handshake, and
 // expects the server to close it and log msg about it.
-func hstRaw(data func(rng *rand.Rand) []byte, within time.Duration, msg string) func(*hstCluster, *exraft.Server, *rand.Rand) error {
-	return func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error {
-		conn, err := hstDial(s.Addr())
+func beforeHandshake(data func(rng *rand.Rand) []byte, within time.Duration, msg string) func(*hostileCluster, *exraft.Server, *rand.Rand) error {
+	return func(c *hostileCluster, s *exraft.Server, rng *rand.Rand) error {
+		conn, err := dialFromOwnAddr(s.Addr())
 		if err != nil {
 			return err
 		}
@@ -487,20 +445,20 @@ func hstRaw(data func(rng *rand.Rand) []byte, within time.Duration, msg string) 
 		if _, err := conn.Write(data(rng)); err != nil {
 			return err
 		}
-		if err := hstClosed(conn, within); err != nil {
+		if err := awaitClosed(conn, within); err != nil {
 			return err
 		}
 		return c.awaitWarning(s, conn, msg)
 	}
 }
 
-// hstAfterHandshake sends data on a connection past the handshake; the
+// afterHandshake sends data on a connection past the handshake; the
 // server must close the connection within within, and log msg about it
 // unless msg is empty. With halfClose the connection's sending side is
 // closed after data.
-func hstAfterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within time.Duration, msg string, more ...string) func(*hstCluster, *exraft.Server, *rand.Rand) error {
-	return func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error {
-		conn, err := hstDialPeer(s.Addr())
+func afterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within time.Duration, msg string, more ...string) func(*hostileCluster, *exraft.Server, *rand.Rand) error {
+	return func(c *hostileCluster, s *exraft.Server, rng *rand.Rand) error {
+		conn, err := dialPastHandshake(s.Addr())
 		if err != nil {
 			return err
 		}
@@ -513,7 +471,7 @@ func hstAfterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within 
 				return err
 			}
 		}
-		if err := hstClosed(conn, within); err != nil {
+		if err := awaitClosed(conn, within); err != nil {
 			return err
 		}
 		if msg == "" {
@@ -523,22 +481,22 @@ func hstAfterHandshake(data func(rng *rand.Rand) []byte, halfClose bool, within 
 	}
 }
 
-// hstSendBadBatch sends a Step call whose body decodes to bytes that are not a
+// sendBadBatch sends a Step call whose body decodes to bytes that are not a
 // message batch; the server must drop it and close the connection.
-func hstSendBadBatch(batch []byte) func(*hstCluster, *exraft.Server, *rand.Rand) error {
-	return hstAfterHandshake(func(*rand.Rand) []byte { return hstStepFrame(1, batch) }, false, hstWait, "")
+func sendBadBatch(batch []byte) func(*hostileCluster, *exraft.Server, *rand.Rand) error {
+	return afterHandshake(func(*rand.Rand) []byte { return stepFrame(1, batch) }, false, testkit.WaitLong, "")
 }
 
-func hstRandom(rng *rand.Rand, n int) []byte {
+func randomBytes(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	rng.Read(b)
 	return b
 }
 
-// hstBatchWith is a one-message batch whose field at position field (0-based,
+// batchWith is a one-message batch whose field at position field (0-based,
 // in wire order) is replaced by the raw msgpack value v, and with fields
 // fields in all.
-func hstBatchWith(field int, v []byte, fields int) []byte {
+func batchWith(field int, v []byte, fields int) []byte {
 	var b bytes.Buffer
 	enc := msgpack.NewEncoder(&b) // writes straight to b, between the raw values
 	enc.UseCompactInts(true)
@@ -549,7 +507,7 @@ func hstBatchWith(field int, v []byte, fields int) []byte {
 		case i == field:
 			b.Write(v)
 		case i == 2 || i == 4 || i == 5: // From, FromAddr, To
-			enc.EncodeString(hstIntruder)
+			enc.EncodeString(intruder)
 		case i == 9 || i == 10: // Force, Reject
 			enc.EncodeBool(false)
 		case i == 13: // Entries

@@ -30,80 +30,80 @@ import (
 
 	"github.com/exraft/exraft"
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/testkit"
 	"github.com/exraft/exraft/internal/wire"
 )
 
 const (
-	hstIOTimeout = 500 * time.Millisecond
-	hstWait      = 15 * time.Second // generous, for a loaded machine under -race
-	hstHugeTerm  = uint64(1) << 62
-	hstIntruder  = "intruder"
-	// hstReplyAddr is where forged messages ask to be answered: a loopback
+	hostileIOTimeout = 500 * time.Millisecond
+	hugeTerm         = uint64(1) << 62
+	intruder         = "intruder"
+	// replyAddr is where forged messages ask to be answered: a loopback
 	// port where nothing listens (tests stay on this machine). The answers
 	// ride back in the Step replies.
-	hstReplyAddr = "127.0.0.1:9"
-	hstSeed      = 20250101
+	replyAddr  = "127.0.0.1:9"
+	attackSeed = 20250101
 
-	// hstMethodStep is the call that carries protocol messages between
-	// servers, and hstMessageFields how many fields a message has on the
+	// methodStep is the call that carries protocol messages between
+	// servers, and messageFields how many fields a message has on the
 	// wire (internal/wire); TestHostileInput checks that a batch built
 	// with it decodes.
-	hstMethodStep    = "Exraft.Step"
-	hstMessageFields = 19
+	methodStep    = "Exraft.Step"
+	messageFields = 19
 
 	// What the servers log about bad input (conn.go, rpc.go).
-	hstRefused  = "refused a connection"
-	hstBadInput = "closed a connection after bad input"
-	hstBadBatch = "dropping a malformed message batch"
+	logRefused  = "refused a connection"
+	logBadInput = "closed a connection after bad input"
+	logBadBatch = "dropping a malformed message batch"
 )
 
 // ---------------------------------------------------------------------------
 // Bad input
 
-// hstAttack is one piece of bad input aimed at one server. run returns an
+// attack is one piece of bad input aimed at one server. run returns an
 // error when the server did not react as it must; it never calls t, so that
 // attacks can run in parallel.
-type hstAttack struct {
+type attack struct {
 	name string
 	// badBatches is how many "dropping a malformed message batch" lines the
 	// attack makes its target log; those name no connection.
 	badBatches int
-	run        func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error
+	run        func(c *hostileCluster, s *exraft.Server, rng *rand.Rand) error
 }
 
 // The malformed message batches: each decodes as msgpack bytes, none as a
 // batch.
-var hstBadBatches = []struct {
+var malformedBatches = []struct {
 	name  string
 	batch func(rng *rand.Rand) []byte
 }{
-	{"random bytes", func(rng *rand.Rand) []byte { return append([]byte{0xc1}, hstRandom(rng, 40)...) }},
+	{"random bytes", func(rng *rand.Rand) []byte { return append([]byte{0xc1}, randomBytes(rng, 40)...) }},
 	{"empty", func(*rand.Rand) []byte { return []byte{} }},
-	{"a term that is a string", func(*rand.Rand) []byte { return hstBatchWith(1, hstMsgpack("forty-two"), hstMessageFields) }},
-	{"a name that is a number", func(*rand.Rand) []byte { return hstBatchWith(2, hstMsgpack(42), hstMessageFields) }},
+	{"a term that is a string", func(*rand.Rand) []byte { return batchWith(1, encodeMsgpack("forty-two"), messageFields) }},
+	{"a name that is a number", func(*rand.Rand) []byte { return batchWith(2, encodeMsgpack(42), messageFields) }},
 	{"a negative index", func(*rand.Rand) []byte {
-		return hstBatchWith(11, []byte{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, hstMessageFields)
+		return batchWith(11, []byte{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, messageFields)
 	}},
-	{"a type above 255", func(*rand.Rand) []byte { return hstBatchWith(0, hstMsgpack(4096), hstMessageFields) }},
-	{"a boolean that is a map", func(*rand.Rand) []byte { return hstBatchWith(9, []byte{0x80}, hstMessageFields) }},
-	{"18 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, hstMessageFields-1) }},
-	{"20 fields", func(*rand.Rand) []byte { return hstBatchWith(-1, nil, hstMessageFields+1) }},
+	{"a type above 255", func(*rand.Rand) []byte { return batchWith(0, encodeMsgpack(4096), messageFields) }},
+	{"a boolean that is a map", func(*rand.Rand) []byte { return batchWith(9, []byte{0x80}, messageFields) }},
+	{"18 fields", func(*rand.Rand) []byte { return batchWith(-1, nil, messageFields-1) }},
+	{"20 fields", func(*rand.Rand) []byte { return batchWith(-1, nil, messageFields+1) }},
 	{"entries announcing 2^32-1 elements", func(*rand.Rand) []byte {
-		return hstBatchWith(13, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, hstMessageFields)
+		return batchWith(13, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, messageFields)
 	}},
 	{"an entry of three fields", func(*rand.Rand) []byte {
-		return hstBatchWith(13, []byte{0x91, 0x93, 0x01, 0x01, 0x00}, hstMessageFields)
+		return batchWith(13, []byte{0x91, 0x93, 0x01, 0x01, 0x00}, messageFields)
 	}},
 	{"a batch announcing 2^32-1 messages", func(*rand.Rand) []byte { return []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x90} }},
 	{"bytes after the batch", func(*rand.Rand) []byte {
-		return append(wire.AppendMessages(nil, []raft.Message{hstForged(raft.MsgApp, 0, hstIntruder)}), 0x00)
+		return append(wire.AppendMessages(nil, []raft.Message{forged(raft.MsgApp, 0, intruder)}), 0x00)
 	}},
 }
 
-// hstStepEach sends each message in a Step call of its own and checks,
+// stepEach sends each message in a Step call of its own and checks,
 // after each, that no term moved and that no vote went to the intruder.
-func hstStepEach(c *hstCluster, s *exraft.Server, st hstState, msgs []raft.Message) error {
-	conn, err := hstDialPeer(s.Addr())
+func stepEach(c *hostileCluster, s *exraft.Server, st settledState, msgs []raft.Message) error {
+	conn, err := dialPastHandshake(s.Addr())
 	if err != nil {
 		return err
 	}
@@ -112,22 +112,22 @@ func hstStepEach(c *hstCluster, s *exraft.Server, st hstState, msgs []raft.Messa
 	var errs []error
 	terms := append([]uint64(nil), st.terms...)
 	for i, m := range msgs {
-		reply, err := hstStep(conn, cc, uint64(i), []raft.Message{m})
+		reply, err := stepCall(conn, cc, uint64(i), []raft.Message{m})
 		if err != nil {
-			return fmt.Errorf("%s: %w", hstMsgString(m), err)
+			return fmt.Errorf("%s: %w", describeMsg(m), err)
 		}
 		// The reply comes once the driver has processed the message and
 		// published the view it left. Each message answers for the terms
 		// that moved since the one before.
 		for j, x := range c.servers {
 			if term := x.Status().Term; term != terms[j] {
-				errs = append(errs, fmt.Errorf("%s to %s: %s moved from term %d to %d", hstMsgString(m), s.Name(), x.Name(), terms[j], term))
+				errs = append(errs, fmt.Errorf("%s to %s: %s moved from term %d to %d", describeMsg(m), s.Name(), x.Name(), terms[j], term))
 				terms[j] = term
 			}
 		}
 		for _, a := range reply {
 			if (a.Type == raft.MsgVoteResp || a.Type == raft.MsgPreVoteResp) && !a.Reject && m.Term > st.terms[c.index(s)] {
-				errs = append(errs, fmt.Errorf("%s: %s granted the intruder a vote for term %d", hstMsgString(m), s.Name(), a.Term))
+				errs = append(errs, fmt.Errorf("%s: %s granted the intruder a vote for term %d", describeMsg(m), s.Name(), a.Term))
 			}
 		}
 	}
@@ -137,10 +137,10 @@ func hstStepEach(c *hstCluster, s *exraft.Server, st hstState, msgs []raft.Messa
 // nonsense returns protocol messages whose fields make no sense, for s in
 // term, whose log ends at last; follower names one of the leader's
 // followers, whose incarnation they claim.
-func (c *hstCluster) nonsense(s *exraft.Server, term, last uint64, follower *exraft.Server) []raft.Message {
+func (c *hostileCluster) nonsense(s *exraft.Server, term, last uint64, follower *exraft.Server) []raft.Message {
 	to := s.Name()
 	app := func(prev, prevTerm, commit uint64, es ...raft.Entry) raft.Message {
-		m := hstForged(raft.MsgApp, term, to)
+		m := forged(raft.MsgApp, term, to)
 		m.PrevIndex, m.PrevTerm, m.Commit, m.Entries = prev, prevTerm, commit, es
 		return m
 	}
@@ -160,12 +160,12 @@ func (c *hstCluster) nonsense(s *exraft.Server, term, last uint64, follower *exr
 	msgs = append(msgs, app(last+1_000_000, term, last+1_000_003,
 		e(last+1_000_001, term), e(last+1_000_002, term), e(last+1_000_003, term)))
 	// A vote request claiming a log at the end of the range, this term.
-	v := hstForged(raft.MsgVote, term, to)
+	v := forged(raft.MsgVote, term, to)
 	v.LastIndex, v.LastTerm = math.MaxUint64, term
 	msgs = append(msgs, v)
 	// Acknowledgements of entries nobody has: from the intruder, and in the
 	// name of a real follower (with its incarnation).
-	ack := hstForged(raft.MsgAppResp, term, to)
+	ack := forged(raft.MsgAppResp, term, to)
 	ack.Match, ack.LastIndex = math.MaxUint64, math.MaxUint64
 	msgs = append(msgs, ack)
 	ack.Match = last + 1_000_000
@@ -180,91 +180,91 @@ func (c *hstCluster) nonsense(s *exraft.Server, term, last uint64, follower *exr
 	return msgs
 }
 
-// hstHugeTerms returns messages of a huge term from the intruder, of every
+// hugeTerms returns messages of a huge term from the intruder, of every
 // type; none may move a term or depose the leader.
-func hstHugeTerms(to string) []raft.Message {
+func hugeTerms(to string) []raft.Message {
 	var msgs []raft.Message
 	for _, typ := range []raft.MessageType{raft.MsgApp, raft.MsgAppResp, raft.MsgVote, raft.MsgPreVote, raft.MsgVoteResp, raft.MsgPreVoteResp, raft.MsgTimeoutNow, 0, 99} {
-		msgs = append(msgs, hstForged(typ, hstHugeTerm, to))
+		msgs = append(msgs, forged(typ, hugeTerm, to))
 	}
 	forced := func(typ raft.MessageType) raft.Message {
-		m := hstForged(typ, hstHugeTerm, to)
-		m.Force, m.LastIndex, m.LastTerm = true, math.MaxUint64, hstHugeTerm
+		m := forged(typ, hugeTerm, to)
+		m.Force, m.LastIndex, m.LastTerm = true, math.MaxUint64, hugeTerm
 		return m
 	}
 	msgs = append(msgs, forced(raft.MsgVote), forced(raft.MsgPreVote), forced(raft.MsgTimeoutNow))
-	app := hstForged(raft.MsgApp, math.MaxUint64, to)
+	app := forged(raft.MsgApp, math.MaxUint64, to)
 	app.Commit = math.MaxUint64
 	msgs = append(msgs, app)
-	anon := hstForged(raft.MsgApp, hstHugeTerm, to)
+	anon := forged(raft.MsgApp, hugeTerm, to)
 	anon.From = ""
 	msgs = append(msgs, anon)
 	return msgs
 }
 
 // The attacks the parallel subtest mixes.
-func hstAttacks() []hstAttack {
-	attacks := []hstAttack{
-		{name: "garbage instead of a handshake", run: hstRaw(func(rng *rand.Rand) []byte {
-			return append([]byte{0}, hstRandom(rng, 63)...)
-		}, hstWait, hstRefused)},
-		{name: "HTTP instead of a handshake", run: hstRaw(func(*rand.Rand) []byte {
+func allAttacks() []attack {
+	attacks := []attack{
+		{name: "garbage instead of a handshake", run: beforeHandshake(func(rng *rand.Rand) []byte {
+			return append([]byte{0}, randomBytes(rng, 63)...)
+		}, testkit.WaitLong, logRefused)},
+		{name: "HTTP instead of a handshake", run: beforeHandshake(func(*rand.Rand) []byte {
 			return []byte("GET / HTTP/1.1\r\nHost: exraft\r\n\r\n")
-		}, hstWait, hstRefused)},
-		{name: "handshake stalled halfway", run: hstRaw(func(*rand.Rand) []byte {
+		}, testkit.WaitLong, logRefused)},
+		{name: "handshake stalled halfway", run: beforeHandshake(func(*rand.Rand) []byte {
 			return []byte("EXRA") // of the hello's "EXRAFT"
-		}, hstIOTimeout+5*time.Second, hstRefused)},
-		{name: "garbage after the handshake", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
-			b := hstRandom(rng, 256)
+		}, hostileIOTimeout+5*time.Second, logRefused)},
+		{name: "garbage after the handshake", run: afterHandshake(func(rng *rand.Rand) []byte {
+			b := randomBytes(rng, 256)
 			b[0] |= 0x80 // a length above MaxFrameSize: garbage is rarely a small number
 			return b
-		}, false, hstWait, hstBadInput)},
-		{name: "frame header claiming 4 GiB", run: hstAfterHandshake(func(*rand.Rand) []byte {
+		}, false, testkit.WaitLong, logBadInput)},
+		{name: "frame header claiming 4 GiB", run: afterHandshake(func(*rand.Rand) []byte {
 			return []byte{0xff, 0xff, 0xff, 0xff}
-		}, false, hstWait, hstBadInput, "4294967295 bytes announced")},
-		{name: "truncated frame, stalled", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
-			return append(binary.BigEndian.AppendUint32(nil, 100), hstRandom(rng, 10)...)
-		}, false, hstIOTimeout+5*time.Second, hstBadInput, "timeout")},
-		{name: "truncated frame, then closed", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
-			return append(binary.BigEndian.AppendUint32(nil, 100), hstRandom(rng, 10)...)
-		}, true, hstWait, hstBadInput)},
-		{name: "unknown method Exraft.Nope", run: hstUnknownMethod("Exraft.Nope")},
-		{name: "unknown method Other.Method", run: hstUnknownMethod("Other.Method")},
+		}, false, testkit.WaitLong, logBadInput, "4294967295 bytes announced")},
+		{name: "truncated frame, stalled", run: afterHandshake(func(rng *rand.Rand) []byte {
+			return append(binary.BigEndian.AppendUint32(nil, 100), randomBytes(rng, 10)...)
+		}, false, hostileIOTimeout+5*time.Second, logBadInput, "timeout")},
+		{name: "truncated frame, then closed", run: afterHandshake(func(rng *rand.Rand) []byte {
+			return append(binary.BigEndian.AppendUint32(nil, 100), randomBytes(rng, 10)...)
+		}, true, testkit.WaitLong, logBadInput)},
+		{name: "unknown method Exraft.Nope", run: unknownMethod("Exraft.Nope")},
+		{name: "unknown method Other.Method", run: unknownMethod("Other.Method")},
 	}
-	for _, b := range hstBadBatches {
-		attacks = append(attacks, hstAttack{name: "malformed batch: " + b.name, badBatches: 1,
-			run: func(c *hstCluster, s *exraft.Server, rng *rand.Rand) error {
-				return hstSendBadBatch(b.batch(rng))(c, s, rng)
+	for _, b := range malformedBatches {
+		attacks = append(attacks, attack{name: "malformed batch: " + b.name, badBatches: 1,
+			run: func(c *hostileCluster, s *exraft.Server, rng *rand.Rand) error {
+				return sendBadBatch(b.batch(rng))(c, s, rng)
 			}})
 	}
-	for _, b := range hstUndecodable {
-		attacks = append(attacks, hstAttack{name: "undecodable body: " + b.name, run: hstAfterHandshake(func(*rand.Rand) []byte {
-			return hstFrame(hstRequestHeader(hstMethodStep, 1), b.body)
-		}, false, hstWait, hstBadInput, "body")})
+	for _, b := range undecodableBodies {
+		attacks = append(attacks, attack{name: "undecodable body: " + b.name, run: afterHandshake(func(*rand.Rand) []byte {
+			return frame(requestHeader(methodStep, 1), b.body)
+		}, false, testkit.WaitLong, logBadInput, "body")})
 	}
 	return attacks
 }
 
-func hstUnknownMethod(method string) func(*hstCluster, *exraft.Server, *rand.Rand) error {
-	return hstAfterHandshake(func(*rand.Rand) []byte {
-		return hstFrame(hstRequestHeader(method, 1), hstMsgpack([]byte{0x90}))
-	}, false, hstWait, hstBadInput, "unknown method")
+func unknownMethod(method string) func(*hostileCluster, *exraft.Server, *rand.Rand) error {
+	return afterHandshake(func(*rand.Rand) []byte {
+		return frame(requestHeader(method, 1), encodeMsgpack([]byte{0x90}))
+	}, false, testkit.WaitLong, logBadInput, "unknown method")
 }
 
 // runAttack runs a, against the leader and a follower, and checks the
 // cluster afterwards.
-func (c *hstCluster) runAttack(t *testing.T, a hstAttack, rng *rand.Rand) {
+func (c *hostileCluster) runAttack(t *testing.T, a attack, rng *rand.Rand) {
 	t.Helper()
 	st := c.settle(t)
 	for _, s := range c.targets(st) {
 		lg := c.logs[c.index(s)]
-		before := lg.Warnings(hstBadBatch)
+		before := lg.Warnings(logBadBatch)
 		who := c.role(s)
 		if err := a.run(c, s, rng); err != nil {
 			t.Errorf("%s, to %s: %v", a.name, who, err)
 		}
-		if a.badBatches > 0 && !exraft.PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= before+a.badBatches }) {
-			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, hstBadBatch, lg.Tail(15))
+		if a.badBatches > 0 && !testkit.PollUntil(testkit.WaitLong, func() bool { return lg.Warnings(logBadBatch) >= before+a.badBatches }) {
+			t.Errorf("%s, to %s: no warning %q; the log ends:\n%s", a.name, who, logBadBatch, lg.Tail(15))
 		}
 	}
 	c.verify(t, st, a.name)
@@ -277,13 +277,13 @@ func TestHostileInput(t *testing.T) {
 	// Each malformed batch differs from a good one in one way: built with
 	// nothing replaced, it decodes.
 	var d wire.MessageDecoder
-	if _, err := d.Decode(hstBatchWith(-1, nil, hstMessageFields)); err != nil {
+	if _, err := d.Decode(batchWith(-1, nil, messageFields)); err != nil {
 		t.Fatalf("a batch built as the malformed ones are, with nothing replaced, does not decode: %v", err)
 	}
-	c := hstStart(t)
-	rng := rand.New(rand.NewSource(hstSeed))
-	attacks := map[string]hstAttack{}
-	for _, a := range hstAttacks() {
+	c := startHostileCluster(t)
+	rng := rand.New(rand.NewSource(attackSeed))
+	attacks := map[string]attack{}
+	for _, a := range allAttacks() {
 		attacks[a.name] = a
 	}
 	run := func(t *testing.T, names ...string) {
@@ -302,9 +302,9 @@ func TestHostileInput(t *testing.T) {
 	})
 
 	t.Run("garbage frame after the handshake is logged", func(t *testing.T) {
-		c.runAttack(t, hstAttack{name: "a frame of garbage", run: hstAfterHandshake(func(rng *rand.Rand) []byte {
-			return hstFrame(append([]byte{0xc1}, hstRandom(rng, 63)...))
-		}, false, hstWait, hstBadInput)}, rng)
+		c.runAttack(t, attack{name: "a frame of garbage", run: afterHandshake(func(rng *rand.Rand) []byte {
+			return frame(append([]byte{0xc1}, randomBytes(rng, 63)...))
+		}, false, testkit.WaitLong, logBadInput)}, rng)
 	})
 
 	t.Run("truncated frames", func(t *testing.T) {
@@ -317,10 +317,10 @@ func TestHostileInput(t *testing.T) {
 			if err := attacks["truncated frame, stalled"].run(c, s, rng); err != nil {
 				t.Errorf("to %s: %v", c.role(s), err)
 			}
-			if d := time.Since(start); d < hstIOTimeout {
-				t.Errorf("to %s: the stalled connection was closed after %v, before IOTimeout (%v)", c.role(s), d, hstIOTimeout)
+			if d := time.Since(start); d < hostileIOTimeout {
+				t.Errorf("to %s: the stalled connection was closed after %v, before IOTimeout (%v)", c.role(s), d, hostileIOTimeout)
 			} else {
-				t.Logf("to %s: the stalled connection was closed and logged after %v (IOTimeout %v)", c.role(s), d.Round(time.Millisecond), hstIOTimeout)
+				t.Logf("to %s: the stalled connection was closed and logged after %v (IOTimeout %v)", c.role(s), d.Round(time.Millisecond), hostileIOTimeout)
 			}
 		}
 		c.verify(t, st, "stalled frames")
@@ -342,7 +342,7 @@ func TestHostileInput(t *testing.T) {
 				follower = c.targets(st)[1]
 			}
 			status := s.Status()
-			if err := hstStepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, follower)); err != nil {
+			if err := stepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, follower)); err != nil {
 				t.Errorf("to %s: %v", c.role(s), err)
 			}
 		}
@@ -352,7 +352,7 @@ func TestHostileInput(t *testing.T) {
 	t.Run("huge terms from a non-member", func(t *testing.T) {
 		st := c.settle(t)
 		for _, s := range c.targets(st) {
-			if err := hstStepEach(c, s, st, hstHugeTerms(s.Name())); err != nil {
+			if err := stepEach(c, s, st, hugeTerms(s.Name())); err != nil {
 				t.Errorf("to %s: %v", c.role(s), err)
 			}
 		}
@@ -360,13 +360,13 @@ func TestHostileInput(t *testing.T) {
 	})
 
 	t.Run("malformed message batches", func(t *testing.T) {
-		for _, b := range hstBadBatches {
+		for _, b := range malformedBatches {
 			run(t, "malformed batch: "+b.name)
 		}
 	})
 
 	t.Run("undecodable Step bodies", func(t *testing.T) {
-		for _, b := range hstUndecodable {
+		for _, b := range undecodableBodies {
 			run(t, "undecodable body: "+b.name)
 		}
 	})
@@ -374,10 +374,10 @@ func TestHostileInput(t *testing.T) {
 	t.Run("parallel", func(t *testing.T) {
 		st := c.settle(t)
 		const workers, each = 20, 4
-		all := hstAttacks()
+		all := allAttacks()
 		before := make([]int, len(c.servers))
 		for i, lg := range c.logs {
-			before[i] = lg.Warnings(hstBadBatch)
+			before[i] = lg.Warnings(logBadBatch)
 		}
 		var badBatches [3]atomic.Int64
 		from := c.written.Load()
@@ -386,7 +386,7 @@ func TestHostileInput(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rng := rand.New(rand.NewSource(hstSeed + int64(g)))
+				rng := rand.New(rand.NewSource(attackSeed + int64(g)))
 				for k := 0; k < each; k++ {
 					i := g*each + k
 					s := c.servers[i%len(c.servers)]
@@ -395,10 +395,10 @@ func TestHostileInput(t *testing.T) {
 					switch i % (len(all) + 2) {
 					case len(all):
 						status := s.Status()
-						err = hstStepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, nil))
+						err = stepEach(c, s, st, c.nonsense(s, status.Term, status.LastIndex, nil))
 					case len(all) + 1:
 						name = "huge terms"
-						err = hstStepEach(c, s, st, hstHugeTerms(s.Name()))
+						err = stepEach(c, s, st, hugeTerms(s.Name()))
 					default:
 						a := all[i%(len(all)+2)]
 						name = a.name
@@ -415,8 +415,8 @@ func TestHostileInput(t *testing.T) {
 		t.Logf("%d writes answered during the attacks", c.written.Load()-from)
 		for i, lg := range c.logs {
 			want := before[i] + int(badBatches[i].Load())
-			if !exraft.PollUntil(hstWait, func() bool { return lg.Warnings(hstBadBatch) >= want }) {
-				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.Warnings(hstBadBatch)-before[i], hstBadBatch, want-before[i])
+			if !testkit.PollUntil(testkit.WaitLong, func() bool { return lg.Warnings(logBadBatch) >= want }) {
+				t.Errorf("%s logged %d warnings %q, want %d", c.servers[i].Name(), lg.Warnings(logBadBatch)-before[i], logBadBatch, want-before[i])
 			}
 		}
 		c.verify(t, st, "the parallel attacks")
@@ -427,7 +427,7 @@ func TestHostileInput(t *testing.T) {
 	t.Run("timeout-now from a non-member in the current term", func(t *testing.T) {
 		st := c.settle(t)
 		s := c.targets(st)[1]
-		if err := hstStepEach(c, s, st, []raft.Message{hstForged(raft.MsgTimeoutNow, st.terms[c.index(s)], s.Name())}); err != nil {
+		if err := stepEach(c, s, st, []raft.Message{forged(raft.MsgTimeoutNow, st.terms[c.index(s)], s.Name())}); err != nil {
 			t.Error(err)
 		}
 		c.verify(t, st, "a current-term timeout-now from a non-member")
@@ -437,16 +437,16 @@ func TestHostileInput(t *testing.T) {
 		st := c.settle(t)
 		s := c.targets(st)[1]
 		status := s.Status()
-		m := hstForged(raft.MsgApp, status.Term, s.Name())
+		m := forged(raft.MsgApp, status.Term, s.Name())
 		m.PrevIndex, m.PrevTerm, m.Commit = status.CommitIndex, status.Term, math.MaxUint64
 		for i := uint64(1); i <= 1000; i++ {
 			m.Entries = append(m.Entries, raft.Entry{Index: status.CommitIndex + i, Term: status.Term, Data: fmt.Appendf(nil, "forged %d", i)})
 		}
-		if err := hstStepEach(c, s, st, []raft.Message{m}); err != nil {
+		if err := stepEach(c, s, st, []raft.Message{m}); err != nil {
 			t.Error(err)
 		}
 		c.verify(t, st, "a current-term append from a non-member")
-		for _, cmd := range c.sms[c.index(s)].history() {
+		for _, cmd := range c.history(s) {
 			if strings.HasPrefix(cmd, "forged") {
 				t.Fatalf("%s applied %q, which nobody wrote", s.Name(), cmd)
 			}
@@ -459,11 +459,11 @@ func TestHostileInput(t *testing.T) {
 		before := runtime.NumGoroutine()
 		var msgs []raft.Message
 		for i := 0; i < 300; i++ {
-			m := hstForged(raft.MsgApp, 0, s.Name())      // stale: every server answers it
+			m := forged(raft.MsgApp, 0, s.Name())         // stale: every server answers it
 			m.FromAddr = fmt.Sprintf("127.0.0.1:%d", 1+i) // closed ports, most likely: dials fail at once
 			msgs = append(msgs, m)
 		}
-		if err := hstStepEach(c, s, st, msgs); err != nil {
+		if err := stepEach(c, s, st, msgs); err != nil {
 			t.Error(err)
 		}
 		// At once, not after the streams retire: beyond a few, answers to
@@ -471,7 +471,7 @@ func TestHostileInput(t *testing.T) {
 		if extra := runtime.NumGoroutine() - before; extra > 50 {
 			t.Errorf("300 reply addresses started %d goroutines", extra)
 		}
-		if !exraft.PollUntil(hstWait, func() bool { return runtime.NumGoroutine() < before+10 }) {
+		if !testkit.PollUntil(testkit.WaitLong, func() bool { return runtime.NumGoroutine() < before+10 }) {
 			t.Errorf("300 reply addresses left %d goroutines more than before", runtime.NumGoroutine()-before)
 		}
 		c.verify(t, st, "many reply addresses")
@@ -479,36 +479,8 @@ func TestHostileInput(t *testing.T) {
 
 	// Every server applied the same commands, and none panicked or stopped.
 	c.stopWriter()
-	if !exraft.PollUntil(hstWait, func() bool {
-		l, ok := c.stable()
-		if !ok {
-			return false
-		}
-		commit := l.Status().CommitIndex
-		for _, s := range c.servers {
-			if st := s.Status(); st.CommitIndex != commit || st.AppliedIndex != commit {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Fatalf("the servers did not all apply the same index: %s", c.describe())
-	}
-	want := c.sms[0].history()
-	for i, sm := range c.sms[1:] {
-		got := sm.history()
-		if len(got) != len(want) {
-			t.Errorf("%s applied %d commands, %s %d", c.servers[i+1].Name(), len(got), c.servers[0].Name(), len(want))
-			continue
-		}
-		for k := range got {
-			if got[k] != want[k] {
-				t.Errorf("%s applied %q as command #%d, %s %q", c.servers[i+1].Name(), got[k], k+1, c.servers[0].Name(), want[k])
-				break
-			}
-		}
-	}
-	t.Logf("%d commands applied on every server; %d writes answered", len(want), c.written.Load())
+	c.AwaitConverged(t, "after the attacks")
+	t.Logf("%d commands applied on every server; %d writes answered", len(c.history(c.servers[0])), c.written.Load())
 	for i, lg := range c.logs {
 		for _, line := range strings.Split(lg.String(), "\n") {
 			if strings.Contains(strings.ToLower(line), "panic") {
@@ -519,7 +491,7 @@ func TestHostileInput(t *testing.T) {
 }
 
 // Step bodies that do not decode as msgpack bytes.
-var hstUndecodable = []struct {
+var undecodableBodies = []struct {
 	name string
 	body []byte
 }{

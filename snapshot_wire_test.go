@@ -36,7 +36,7 @@ func TestInstallSnapshotOverTheWire(t *testing.T) {
 	cfg.Logger = logs.Logger()
 	s := testkit.Start(t, testkit.NewKV(), cfg) // no Snapshotter
 
-	conn, err := hstDialPeer(s.Addr())
+	conn, err := dialPastHandshake(s.Addr())
 	require.NoError(t, err)
 	defer conn.Close()
 	cc := wire.NewClientCodec(conn, wire.ClientConfig{})
@@ -45,9 +45,9 @@ func TestInstallSnapshotOverTheWire(t *testing.T) {
 		chunk, err := wire.Marshal(&wireChunk{Header: wire.AppendMessages(nil, []raft.Message{h}),
 			Size: size, Offset: off, Last: last, Data: []byte(data)})
 		require.NoError(t, err)
-		conn.SetDeadline(time.Now().Add(hstWait))
+		conn.SetDeadline(time.Now().Add(testkit.WaitLong))
 		defer conn.SetDeadline(time.Time{})
-		_, err = conn.Write(hstFrame(hstRequestHeader("Exraft.InstallSnapshot", seq), hstMsgpack(chunk)))
+		_, err = conn.Write(frame(requestHeader("Exraft.InstallSnapshot", seq), encodeMsgpack(chunk)))
 		require.NoError(t, err)
 		var resp rpc.Response
 		require.NoError(t, cc.ReadResponseHeader(&resp))
@@ -59,8 +59,8 @@ func TestInstallSnapshotOverTheWire(t *testing.T) {
 	assert.Contains(t, call(2, 5, 6, false, "abc"), "a chunk at offset 5, after 3 bytes")
 	assert.Contains(t, call(3, 0, 6, true, "abcdef"), "not a Snapshotter")
 
-	_, err = conn.Write(hstFrame(hstRequestHeader("Exraft.InstallSnapshot", 4), hstMsgpack([]byte{0x93, 0x01})))
+	_, err = conn.Write(frame(requestHeader("Exraft.InstallSnapshot", 4), encodeMsgpack([]byte{0x93, 0x01})))
 	require.NoError(t, err)
-	require.NoError(t, hstClosed(conn, hstWait))
-	require.True(t, exraft.PollUntil(hstWait, func() bool { return logs.Has("malformed snapshot chunk") }), "logged:\n%s", logs.Tail(10))
+	require.NoError(t, awaitClosed(conn, testkit.WaitLong))
+	require.True(t, testkit.PollUntil(testkit.WaitLong, func() bool { return logs.Has("malformed snapshot chunk") }), "logged:\n%s", logs.Tail(10))
 }
