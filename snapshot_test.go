@@ -368,45 +368,68 @@ func TestSnapshotErrorsAreRetried(t *testing.T) {
 	}
 }
 
-// snapCutter is a Config.Dial that closes the first connections carrying a
-// snapshot once they have written after bytes.
-type snapCutter struct {
+// snapshotLinks is a Config.Dial that injects one fault into the first
+// connections carrying a snapshot (recognised by the InstallSnapshot
+// method in their first frame): cut them, or make them go silent, once
+// they have written after bytes; or delay each of their writes, so that a
+// transfer takes a while.
+type snapshotLinks struct {
+	fault snapshotFault
 	after int
-	left  atomic.Int32 // cuts to make
-	cut   atomic.Int32 // cuts made
+	delay time.Duration
+	left  atomic.Int32 // connections still to fault (cut and silence)
+	hits  atomic.Int32 // connections faulted (cut and silence); writes delayed
 }
 
-func (sc *snapCutter) dial(ctx context.Context, addr string) (net.Conn, error) {
+type snapshotFault uint8
+
+const (
+	cutMidway  snapshotFault = iota // close the connection
+	goSilent                        // swallow every later write: neither end hears again
+	slowWrites                      // pause before each write
+)
+
+func (sl *snapshotLinks) dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &snapCutConn{Conn: conn, sc: sc}, nil
+	return &snapshotLink{Conn: conn, sl: sl}, nil
 }
 
-type snapCutConn struct {
+type snapshotLink struct {
 	net.Conn
-	sc      *snapCutter
+	sl      *snapshotLinks
 	mu      sync.Mutex
 	snap    bool
 	written int
+	faulted bool
 }
 
-func (c *snapCutConn) Write(p []byte) (int, error) {
+func (c *snapshotLink) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if !c.snap && bytes.Contains(p, []byte("InstallSnapshot")) {
-		c.snap = true
+	c.snap = c.snap || bytes.Contains(p, []byte("InstallSnapshot"))
+	if !c.snap {
+		c.mu.Unlock()
+		return c.Conn.Write(p)
 	}
-	if c.snap {
-		c.written += len(p)
+	c.written += len(p)
+	if c.sl.fault != slowWrites && !c.faulted && c.written > c.sl.after && c.sl.left.Add(-1) >= 0 {
+		c.faulted = true
+		c.sl.hits.Add(1)
 	}
-	cut := c.snap && c.written > c.sc.after && c.sc.left.Add(-1) >= 0
+	faulted := c.faulted
 	c.mu.Unlock()
-	if cut {
-		c.sc.cut.Add(1)
+	switch {
+	case c.sl.fault == slowWrites:
+		c.sl.hits.Add(1)
+		time.Sleep(c.sl.delay) // the slow link itself, not a wait
+	case faulted && c.sl.fault == cutMidway:
 		c.Conn.Close()
-		return 0, errors.New("snapCutter: connection cut mid-transfer")
+		return 0, errors.New("snapshotLinks: connection cut mid-transfer")
+	case faulted:
+		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
@@ -415,7 +438,7 @@ func (c *snapCutConn) Write(p []byte) (int, error) {
 // transfer fail it; the leader starts it again, from the beginning, and it
 // completes.
 func TestSnapshotTransferCutMidwayRestarts(t *testing.T) {
-	cutter := &snapCutter{after: 40 << 10}
+	cutter := &snapshotLinks{fault: cutMidway, after: 40 << 10}
 	cutter.left.Store(2)
 	small := func(cfg *exraft.Config) { cfg.MaxFrameSize = 16 << 10 } // chunks of 8 KiB
 	c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) {
@@ -433,56 +456,9 @@ func TestSnapshotTransferCutMidwayRestarts(t *testing.T) {
 	require.NoError(t, leader.AddServer(testkit.Ctx(t, 2*testkit.WaitLong), d.Peer()))
 	all := append(slices.Clone(servers), d)
 	awaitSameState(t, leader, all...)
-	assert.Equal(t, int32(2), cutter.cut.Load(), "two transfers were cut")
+	assert.Equal(t, int32(2), cutter.hits.Load(), "two transfers were cut")
 	assert.Equal(t, 1, sm.Restores(), "one transfer arrived whole, and was restored")
 	assert.Zero(t, sm.RestoreErrors())
-}
-
-// snapStaller is a Config.Dial whose first connection carrying a snapshot
-// goes silent after some bytes: its writes are swallowed, so that neither
-// end hears from the other again, as when a peer hangs.
-type snapStaller struct {
-	after   int
-	left    atomic.Int32 // connections to stall
-	stalled atomic.Int32
-}
-
-func (st *snapStaller) dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &snapStallConn{Conn: conn, st: st}, nil
-}
-
-type snapStallConn struct {
-	net.Conn
-	st      *snapStaller
-	mu      sync.Mutex
-	snap    bool
-	written int
-	silent  bool
-}
-
-func (c *snapStallConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if !c.snap && bytes.Contains(p, []byte("InstallSnapshot")) {
-		c.snap = true
-	}
-	if c.snap {
-		c.written += len(p)
-	}
-	if c.snap && !c.silent && c.written > c.st.after && c.st.left.Add(-1) >= 0 {
-		c.silent = true
-		c.st.stalled.Add(1)
-	}
-	silent := c.silent
-	c.mu.Unlock()
-	if silent {
-		return len(p), nil
-	}
-	return c.Conn.Write(p)
 }
 
 // TestSnapshotTransferStallRestarts: a transfer whose peer goes silent
@@ -490,7 +466,7 @@ func (c *snapStallConn) Write(p []byte) (int, error) {
 // buffered; the next transfer completes, and the leader kept committing
 // throughout (hashicorp/raft#212 wedged it instead).
 func TestSnapshotTransferStallRestarts(t *testing.T) {
-	staller := &snapStaller{after: 20 << 10}
+	staller := &snapshotLinks{fault: goSilent, after: 20 << 10}
 	staller.left.Store(1)
 	var logs exraft.TestLog
 	conf := func(cfg *exraft.Config) {
@@ -515,7 +491,7 @@ func TestSnapshotTransferStallRestarts(t *testing.T) {
 		cfg.Logger = dlogs.Logger()
 	})
 	added := addAsync(t, leader, d.Peer(), 2*testkit.WaitLong)
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return staller.stalled.Load() == 1 }, "a transfer to stall")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return staller.hits.Load() == 1 }, "a transfer to stall")
 	testkit.MustWrite(t, leader, "set while stalled")
 	select {
 	case err := <-added:
@@ -583,7 +559,7 @@ func TestStopDuringSnapshotTransfer(t *testing.T) {
 
 	t.Run("follower stops mid-transfer", func(t *testing.T) {
 		baseline := runtime.NumGoroutine()
-		slow := &snapSlowDial{delay: 20 * time.Millisecond}
+		slow := &snapshotLinks{fault: slowWrites, delay: 20 * time.Millisecond}
 		small := func(cfg *exraft.Config) { cfg.MaxFrameSize = 16 << 10 }
 		c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) {
 			small(cfg)
@@ -601,7 +577,7 @@ func TestStopDuringSnapshotTransfer(t *testing.T) {
 			cfg.Logger = logs.Logger()
 		})
 		added := addAsync(t, leader, d.Peer(), testkit.WaitLong)
-		testkit.Eventually(t, testkit.WaitLong, func() bool { return slow.snapWrites.Load() >= 3 }, "a transfer to begin")
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return slow.hits.Load() >= 3 }, "a transfer to begin")
 		testkit.StopWithin(t, d, testkit.WaitShort, "while receiving a snapshot", nil)
 		for _, s := range servers {
 			testkit.StopWithin(t, s, testkit.WaitShort, "after the follower stopped mid-transfer", nil)
@@ -609,37 +585,6 @@ func TestStopDuringSnapshotTransfer(t *testing.T) {
 		<-added
 		testkit.AwaitGoroutines(t, baseline, testkit.WaitShort)
 	})
-}
-
-// snapSlowDial is a Config.Dial whose connections carrying a snapshot
-// pause before each write, so that a transfer takes a while.
-type snapSlowDial struct {
-	delay      time.Duration
-	snapWrites atomic.Int32
-}
-
-func (sd *snapSlowDial) dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &snapSlowConn{Conn: conn, sd: sd}, nil
-}
-
-type snapSlowConn struct {
-	net.Conn
-	sd   *snapSlowDial
-	snap atomic.Bool
-}
-
-func (c *snapSlowConn) Write(p []byte) (int, error) {
-	if c.snap.Load() || bytes.Contains(p, []byte("InstallSnapshot")) {
-		c.snap.Store(true)
-		c.sd.snapWrites.Add(1)
-		time.Sleep(c.sd.delay) // the slow link itself, not a wait
-	}
-	return c.Conn.Write(p)
 }
 
 // TestSnapshotConfigErrors: negative snapshot fields are refused, naming
