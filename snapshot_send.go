@@ -63,7 +63,7 @@ func (s *Server) sendSnapshot(m *raft.Message) {
 	st := sn.sends[m.To]
 	busy := st != nil && (st.active || time.Now().Before(st.retryAt))
 	if busy || sn.latest.meta.Index == 0 || m.LastIndex != sn.latest.meta.Index {
-		s.node.ReportSnapshot(m.To, raft.SnapshotFailed)
+		s.node.ReportSnapshot(m.To, m.LastIndex, raft.SnapshotFailed)
 		return
 	}
 	if st == nil {
@@ -91,7 +91,7 @@ func (s *Server) snapshotSent(x *snapSend, err error, took time.Duration) {
 	if err == nil {
 		delete(s.snaps.sends, x.to)
 		s.log.Info("sent a snapshot", "peer", x.to, "index", x.index, "bytes", len(x.data), "took", took.Round(time.Millisecond))
-		s.node.ReportSnapshot(x.to, raft.SnapshotFinished)
+		s.node.ReportSnapshot(x.to, x.index, raft.SnapshotFinished)
 		return
 	}
 	if st == nil {
@@ -103,7 +103,7 @@ func (s *Server) snapshotSent(x *snapSend, err error, took time.Duration) {
 	st.retryAt = time.Now().Add(st.backoff)
 	s.log.Warn("sending a snapshot failed; the leader sends it again after a pause", "peer", x.to, "index", x.index,
 		"pause", st.backoff, "err", err)
-	s.node.ReportSnapshot(x.to, raft.SnapshotFailed)
+	s.node.ReportSnapshot(x.to, x.index, raft.SnapshotFailed)
 }
 
 // transfer dials the peer and streams the snapshot.

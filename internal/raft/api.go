@@ -125,8 +125,12 @@ func (n *Node) Compact(index, trailing uint64) (SnapshotMeta, error) {
 	return n.c.compact(index, trailing)
 }
 
-// ReportSnapshot tells the leader how sending a snapshot to name ended.
-func (n *Node) ReportSnapshot(name string, status SnapshotStatus) { n.c.reportSnapshot(name, status) }
+// ReportSnapshot tells the leader how sending the snapshot at index to name
+// ended. A report about another transfer than the one the leader waits on
+// (an earlier one, to an earlier incarnation) changes nothing.
+func (n *Node) ReportSnapshot(name string, index uint64, status SnapshotStatus) {
+	n.c.reportSnapshot(name, index, status)
+}
 
 // Join is where the admission of a server stands on the leader.
 type Join struct {

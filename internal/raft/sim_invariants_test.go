@@ -149,7 +149,7 @@ func (s *sim) snapshotLost(m Message) {
 	if from == nil || from.c == nil || from.inc != m.FromInc {
 		return
 	}
-	from.c.reportSnapshot(m.To, SnapshotFailed)
+	from.c.reportSnapshot(m.To, m.LastIndex, SnapshotFailed)
 	s.net.collect(from.name)
 }
 

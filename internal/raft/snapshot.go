@@ -92,10 +92,11 @@ const (
 	SnapshotFailed
 )
 
-// reportSnapshot takes in how the transfer to name ended.
-func (c *core) reportSnapshot(name string, status SnapshotStatus) {
+// reportSnapshot takes in how the transfer of the snapshot at index to name
+// ended.
+func (c *core) reportSnapshot(name string, index uint64, status SnapshotStatus) {
 	pr := c.prs[name]
-	if c.role != Leader || pr == nil || pr.state != stateSnapshot {
+	if c.role != Leader || pr == nil || pr.state != stateSnapshot || pr.pendingSnapshot != index {
 		return
 	}
 	if status == SnapshotFailed {

@@ -222,7 +222,9 @@ func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
 		assert.Empty(t, m.Entries, "only heartbeats go to c while the snapshot travels")
 	}
 
-	l.reportSnapshot("c", SnapshotFailed)
+	l.reportSnapshot("c", l.snap.index-1, SnapshotFailed)
+	assert.Equal(t, stateSnapshot, pr.state, "a report about another transfer changes nothing")
+	l.reportSnapshot("c", l.snap.index, SnapshotFailed)
 	assert.Equal(t, stateProbe, pr.state)
 	l.bcastAppend()
 	assert.Empty(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), "no retry before the heartbeat")
@@ -257,4 +259,165 @@ func boundMembership(names []string) membership {
 		m = m.with(member{Name: name, Addr: name, Inc: incOf[name]})
 	}
 	return m
+}
+
+// snapHeader is a MsgSnap from the leader "b" in term 2 of a snapshot
+// ending at index in term lastTerm, with the three-server configuration.
+func snapHeader(index, lastTerm uint64) Message {
+	conf := Entry{Index: 0, Type: EntryConfig, Data: encodeMembership(boundMembership(names3))}
+	return Message{Type: MsgSnap, From: "b", FromInc: incOf["b"], FromAddr: "b", To: "c", Term: 2,
+		LastIndex: index, LastTerm: lastTerm, Commit: index, Entries: []Entry{conf}}
+}
+
+// TestCoreInstallSnapshotDropsConfigurationsOfTheDroppedLog: a follower
+// whose log is dropped for a snapshot stops using the configurations that
+// log held: they are not in its log any more.
+func TestCoreInstallSnapshotDropsConfigurationsOfTheDroppedLog(t *testing.T) {
+	g := testCore(t, "c", names3)
+	followerWithLog(t, g, 2, []uint64{1, 1, 1, 1}, 1)
+	two := boundMembership(names3).without("a")
+	es := []Entry{{Index: 5, Term: 1, Type: EntryConfig, Data: encodeMembership(two)}}
+	g.log.append(es...)
+	g.appendedConfigs(es)
+	require.Len(t, g.self.Voters, 2)
+	g.step(snapHeader(3, 2))
+	assert.Equal(t, uint64(3), g.log.lastIndex())
+	assert.Len(t, g.self.Voters, 3, "the configuration of the dropped log is gone")
+}
+
+// TestCoreInstallSnapshotCompactsAroundALaterConfiguration: a snapshot that
+// ends before a configuration entry the log keeps leaves that entry in
+// force, uncommitted, so that a conflict can still take it back.
+func TestCoreInstallSnapshotCompactsAroundALaterConfiguration(t *testing.T) {
+	g := testCore(t, "c", names3)
+	followerWithLog(t, g, 2, []uint64{1, 2, 2, 2}, 1)
+	two := boundMembership(names3).without("a")
+	es := []Entry{{Index: 5, Term: 2, Type: EntryConfig, Data: encodeMembership(two)}}
+	g.log.append(es...)
+	g.appendedConfigs(es)
+	g.step(snapHeader(4, 2))
+	require.Equal(t, uint64(5), g.log.lastIndex(), "the matching suffix is kept")
+	assert.Len(t, g.self.Voters, 2, "the kept configuration is in force")
+	assert.Len(t, g.committedConfig().Voters, 3, "and not committed")
+	g.step(appendMsg("b", 3, 4, 2, 4, entries(5, 3)))
+	assert.Len(t, g.self.Voters, 3, "a conflict at 5 takes the configuration back")
+}
+
+// TestCoreInstallSnapshotFollowsItsSender: a candidate that takes a
+// snapshot from the leader of its term follows it; a follower ignores one
+// from a second leader of its term, as it ignores its appends.
+func TestCoreInstallSnapshotFollowsItsSender(t *testing.T) {
+	c := testCore(t, "c", names3)
+	require.NoError(t, c.triggerElection())
+	c.takeReady()
+	m := snapHeader(10, 1)
+	m.Term = c.term
+	c.step(m)
+	assert.Equal(t, Follower, c.role)
+	assert.Equal(t, "b", c.lead)
+	assert.Equal(t, uint64(10), c.commit)
+
+	f := testCore(t, "c", names3)
+	followerWithLog(t, f, 2, []uint64{1, 1, 2}, 1)
+	require.Equal(t, "b", f.lead)
+	forged := snapHeader(10, 2)
+	forged.From, forged.FromInc, forged.FromAddr = "a", incOf["a"], "a"
+	f.step(forged)
+	assert.Equal(t, uint64(3), f.log.lastIndex())
+	assert.Equal(t, "b", f.lead)
+}
+
+// TestCoreInstallSnapshotHandsOutWhatFollows: after a snapshot the core
+// hands out the entries after it, so that the driver can snapshot again at
+// the snapshot's index.
+func TestCoreInstallSnapshotHandsOutWhatFollows(t *testing.T) {
+	f := testCore(t, "c", names3)
+	f.step(snapHeader(20, 2))
+	assert.Equal(t, uint64(20), f.handedOut)
+	_, err := f.compact(20, 0)
+	assert.NoError(t, err)
+}
+
+// TestCoreSnapshotStateHolds: while a snapshot travels, the follower gets
+// heartbeats, and neither a rejected heartbeat nor an acknowledgement short
+// of the snapshot ends the transfer or starts a second one; a late failure
+// report about a transfer that already succeeded changes nothing either.
+func TestCoreSnapshotStateHolds(t *testing.T) {
+	n := newCluster(t, 6, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
+	n.isolate("c")
+	proposeN(n, l, 200)
+	_, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	pr := l.prs["c"]
+	pr.becomeProbe(1)
+	l.sendAppend("c", pr, evenIfEmpty)
+	l.takeReady()
+	l.bcastHeartbeat()
+	assert.Len(t, msgsOf(l.takeReady().Messages, MsgApp, "c"), 1, "a heartbeat during the transfer")
+	l.step(Message{Type: MsgAppResp, From: "c", FromInc: pr.inc, To: "a", Term: l.term, Match: 1, LastIndex: 1})
+	assert.Equal(t, stateSnapshot, pr.state, "an acknowledgement short of the snapshot")
+	assert.Empty(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"))
+	l.step(Message{Type: MsgAppResp, From: "c", FromInc: pr.inc, To: "a", Term: l.term, Reject: true, PrevIndex: 1, HintIndex: 2, LastIndex: 1})
+	assert.Equal(t, stateSnapshot, pr.state, "a rejected heartbeat")
+	assert.Empty(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"))
+
+	l.step(Message{Type: MsgAppResp, From: "c", FromInc: pr.inc, To: "a", Term: l.term, Match: l.snap.index, LastIndex: l.snap.index})
+	require.Equal(t, stateReplicate, pr.state, "the follower installed the snapshot")
+	l.reportSnapshot("c", l.snap.index, SnapshotFailed)
+	assert.Equal(t, stateReplicate, pr.state, "a late failure report")
+}
+
+// TestCoreCompactNotBelowFloor: a snapshot never goes back before the
+// log's first entry, whose term the log no longer knows.
+func TestCoreCompactNotBelowFloor(t *testing.T) {
+	n := newCluster(t, 6, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
+	proposeN(n, l, 50)
+	_, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	_, err = l.compact(l.handedOut-10, 0)
+	assert.ErrorIs(t, err, ErrNotApplied)
+}
+
+// TestCoreSnapshotAtAConfigurationCarriesIt: a snapshot ending exactly at a
+// configuration entry carries that configuration, not the one before.
+func TestCoreSnapshotAtAConfigurationCarriesIt(t *testing.T) {
+	n := newCluster(t, 7, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
+	idx, err := l.removeServer("c")
+	require.NoError(t, err)
+	n.collect("a")
+	n.deliverAll()
+	require.GreaterOrEqual(t, l.handedOut, idx)
+	_, err = l.compact(idx, 0)
+	require.NoError(t, err)
+	assert.Equal(t, idx, l.snap.config.index)
+	assert.Len(t, l.snap.config.m.Voters, 2)
+}
+
+// TestCoreCompactKeepsTheConfigurationsItMustAnswerFor: compacting drops
+// the configurations before the one in force at the snapshot, and no
+// later one: a configuration still uncommitted stays so, and a conflict
+// can still take it back.
+func TestCoreCompactKeepsTheConfigurationsItMustAnswerFor(t *testing.T) {
+	g := testCore(t, "c", names3)
+	followerWithLog(t, g, 2, []uint64{1, 1, 1, 1}, 1)
+	withoutA := boundMembership(names3).without("a")
+	onlyB := withoutA.without("c")
+	g.step(appendMsg("b", 2, 4, 1, 5, []Entry{
+		{Index: 5, Term: 2, Type: EntryConfig, Data: encodeMembership(withoutA)},
+		{Index: 6, Term: 2, Type: EntryConfig, Data: encodeMembership(onlyB)},
+	}))
+	g.takeReady()
+	require.Equal(t, uint64(5), g.commit)
+	_, err := g.compact(5, 0)
+	require.NoError(t, err)
+	assert.Len(t, g.committedConfig().Voters, 2, "the configuration at 5 is the committed one")
+	assert.Len(t, g.self.Voters, 1, "the one at 6 is in force")
+	g.step(appendMsg("b", 3, 5, 2, 5, entries(6, 3)))
+	assert.Len(t, g.self.Voters, 2, "a conflict at 6 takes it back")
 }
