@@ -275,8 +275,10 @@ func (c Config) validate() error {
 	return nil
 }
 
-// ticks converts the timing fields to the protocol's logical clock. The server
-// ticks the raft.Node every tickInterval.
+// ticks converts the timing fields to the protocol's logical clock: the
+// driver ticks the raft.Node every tick (half a heartbeat, or a tenth of the
+// minimum election timeout if shorter, at least 1 ms), and the other three
+// are counts of ticks.
 func (c Config) ticks() (tick time.Duration, heartbeat, electionMin, electionMax int) {
 	tick = c.HeartbeatInterval / 2
 	if m := c.ElectionTimeoutMin / 10; m < tick {
