@@ -60,6 +60,20 @@ func snapCluster(t *testing.T, n int, configure func(i int, cfg *exraft.Config))
 	return c, snaps
 }
 
+// compactedCluster starts a three-server snapCluster, writes n values under
+// keys k0…, and waits until the leader has compacted its log; it returns
+// the cluster, its state machines, the servers and the leader.
+func compactedCluster(t *testing.T, configure func(i int, cfg *exraft.Config), value string, n int) (*testkit.Cluster, *testkit.SnapKVs, []*exraft.Server, *exraft.Server) {
+	t.Helper()
+	c, snaps := snapCluster(t, 3, configure)
+	servers := c.Servers()
+	testkit.AwaitLeader(t, servers)
+	writeMany(t, servers, "k", value, n)
+	leader := testkit.AwaitLeader(t, servers)
+	awaitCompacted(t, leader)
+	return c, snaps, servers, leader
+}
+
 // snapOf returns the SnapKV of name's current incarnation.
 func snapOf(c *testkit.Cluster, snaps *testkit.SnapKVs, name string) *testkit.SnapKV {
 	return snaps.Of(slices.Index(c.Names(), name))
@@ -205,12 +219,7 @@ func TestSnapshotsCompactEveryServer(t *testing.T) {
 // its log is caught up from a snapshot, then from the log, and applies what
 // comes after.
 func TestSnapshotCatchesUpNewServer(t *testing.T) {
-	c, _ := snapCluster(t, 3, nil)
-	servers := c.Servers()
-	leader := testkit.AwaitLeader(t, servers)
-	writeMany(t, servers, "k", "v", 1000)
-	leader = testkit.AwaitLeader(t, servers)
-	awaitCompacted(t, leader)
+	_, _, servers, leader := compactedCluster(t, nil, "v", 1000)
 
 	sm := testkit.NewSnapKV(nil)
 	d := startSnapJoiner(t, "raft4", sm, nil)
@@ -289,12 +298,7 @@ func TestSnapshotCatchesUpFarBehindFollower(t *testing.T) {
 // succeeds the server is caught up and admitted.
 func TestSnapshotRestoreFailureKeepsServerOut(t *testing.T) {
 	var logs exraft.TestLog
-	c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) { cfg.Logger = logs.Logger() })
-	servers := c.Servers()
-	leader := testkit.AwaitLeader(t, servers)
-	writeMany(t, servers, "k", "v", 500)
-	leader = testkit.AwaitLeader(t, servers)
-	awaitCompacted(t, leader)
+	_, _, servers, leader := compactedCluster(t, func(i int, cfg *exraft.Config) { cfg.Logger = logs.Logger() }, "v", 500)
 
 	sm := testkit.NewSnapKV(nil)
 	sm.FailRestores(2)
@@ -441,15 +445,11 @@ func TestSnapshotTransferCutMidwayRestarts(t *testing.T) {
 	cutter := &snapshotLinks{fault: cutMidway, after: 40 << 10}
 	cutter.left.Store(2)
 	small := func(cfg *exraft.Config) { cfg.MaxFrameSize = 16 << 10 } // chunks of 8 KiB
-	c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) {
+	// a snapshot of ~230 KB: the map and the commands
+	_, _, servers, leader := compactedCluster(t, func(i int, cfg *exraft.Config) {
 		small(cfg)
 		cfg.Dial = cutter.dial
-	})
-	servers := c.Servers()
-	leader := testkit.AwaitLeader(t, servers)
-	writeMany(t, servers, "k", strings.Repeat("v", 100), 1000) // a snapshot of ~230 KB: the map and the commands
-	leader = testkit.AwaitLeader(t, servers)
-	awaitCompacted(t, leader)
+	}, strings.Repeat("v", 100), 1000)
 
 	sm := testkit.NewSnapKV(nil)
 	d := startSnapJoiner(t, "raft4", sm, small)
@@ -473,16 +473,11 @@ func TestSnapshotTransferStallRestarts(t *testing.T) {
 		cfg.MaxFrameSize = 16 << 10
 		cfg.IOTimeout = time.Second
 	}
-	c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) {
+	_, _, servers, leader := compactedCluster(t, func(i int, cfg *exraft.Config) {
 		conf(cfg)
 		cfg.Dial = staller.dial
 		cfg.Logger = logs.Logger()
-	})
-	servers := c.Servers()
-	leader := testkit.AwaitLeader(t, servers)
-	writeMany(t, servers, "k", strings.Repeat("v", 100), 1000)
-	leader = testkit.AwaitLeader(t, servers)
-	awaitCompacted(t, leader)
+	}, strings.Repeat("v", 100), 1000)
 
 	sm := testkit.NewSnapKV(nil)
 	var dlogs exraft.TestLog
@@ -530,12 +525,7 @@ func TestNoSnapshotterKeepsWholeLog(t *testing.T) {
 func TestStopDuringSnapshotTransfer(t *testing.T) {
 	t.Run("leader stops while the follower restores", func(t *testing.T) {
 		baseline := runtime.NumGoroutine()
-		c, _ := snapCluster(t, 3, nil)
-		servers := c.Servers()
-		leader := testkit.AwaitLeader(t, servers)
-		writeMany(t, servers, "k", "v", 500)
-		leader = testkit.AwaitLeader(t, servers)
-		awaitCompacted(t, leader)
+		_, _, servers, leader := compactedCluster(t, nil, "v", 500)
 
 		sm := testkit.NewSnapKV(nil)
 		entered, release := sm.HoldRestores()
@@ -561,15 +551,10 @@ func TestStopDuringSnapshotTransfer(t *testing.T) {
 		baseline := runtime.NumGoroutine()
 		slow := &snapshotLinks{fault: slowWrites, delay: 20 * time.Millisecond}
 		small := func(cfg *exraft.Config) { cfg.MaxFrameSize = 16 << 10 }
-		c, _ := snapCluster(t, 3, func(i int, cfg *exraft.Config) {
+		_, _, servers, leader := compactedCluster(t, func(i int, cfg *exraft.Config) {
 			small(cfg)
 			cfg.Dial = slow.dial
-		})
-		servers := c.Servers()
-		leader := testkit.AwaitLeader(t, servers)
-		writeMany(t, servers, "k", strings.Repeat("v", 100), 1000)
-		leader = testkit.AwaitLeader(t, servers)
-		awaitCompacted(t, leader)
+		}, strings.Repeat("v", 100), 1000)
 
 		var logs exraft.TestLog
 		d := startSnapJoiner(t, "raft4", testkit.NewSnapKV(nil), func(cfg *exraft.Config) {

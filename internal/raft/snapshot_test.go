@@ -198,10 +198,10 @@ func TestCoreInstallSnapshotOfTheCommittedPastOnlyAcks(t *testing.T) {
 	assert.Equal(t, uint64(4), f.commit)
 }
 
-// TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat: a failed transfer
-// sends the follower back to probing, paced by the heartbeat, and the
-// snapshot is sent again.
-func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
+// leaderSendingSnapshot returns a leader of three that compacted its log
+// while c was cut off, and has just sent c the snapshot (its Ready not
+// taken yet), with c's progress.
+func leaderSendingSnapshot(t *testing.T) (*core, *progress) {
 	n := newCluster(t, 6, names3)
 	l := n.forceLeader("a")
 	n.settle(100)
@@ -212,6 +212,14 @@ func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
 	pr := l.prs["c"]
 	pr.becomeProbe(1)
 	l.sendAppend("c", pr, evenIfEmpty)
+	return l, pr
+}
+
+// TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat: a failed transfer
+// sends the follower back to probing, paced by the heartbeat, and the
+// snapshot is sent again.
+func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
+	l, pr := leaderSendingSnapshot(t)
 	require.Len(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), 1)
 	require.Equal(t, stateSnapshot, pr.state)
 	l.propose([][]byte{[]byte("meanwhile")})
@@ -343,16 +351,7 @@ func TestCoreInstallSnapshotHandsOutWhatFollows(t *testing.T) {
 // of the snapshot ends the transfer or starts a second one; a late failure
 // report about a transfer that already succeeded changes nothing either.
 func TestCoreSnapshotStateHolds(t *testing.T) {
-	n := newCluster(t, 6, names3)
-	l := n.forceLeader("a")
-	n.settle(100)
-	n.isolate("c")
-	proposeN(n, l, 200)
-	_, err := l.compact(l.handedOut, 0)
-	require.NoError(t, err)
-	pr := l.prs["c"]
-	pr.becomeProbe(1)
-	l.sendAppend("c", pr, evenIfEmpty)
+	l, pr := leaderSendingSnapshot(t)
 	l.takeReady()
 	l.bcastHeartbeat()
 	assert.Len(t, msgsOf(l.takeReady().Messages, MsgApp, "c"), 1, "a heartbeat during the transfer")
