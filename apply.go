@@ -188,18 +188,16 @@ func (s *Server) runTask(t *applyTask) {
 		// A restored snapshot holds the entries up to skipTo: the Node may
 		// hand some of them out again.
 		covered := e.Index <= s.snaps.skipTo
-		var val []byte
-		if e.Type == raft.EntryNormal && !covered {
-			val = s.sm.Apply(e.Data)
-		}
+		var res result
 		if !covered {
+			res.val, res.err = s.applyEntry(e)
 			s.applied.Store(e.Index)
 		}
 		if w < len(t.waiters) && t.waiters[w].index == e.Index {
 			p := t.waiters[w]
 			w++
 			if p.term == e.Term && !covered {
-				answer(p, result{val: val})
+				answer(p, res)
 			} else {
 				// Another leader's entry took the index, and ours was
 				// lost; or a restored snapshot covers it, and what it

@@ -40,6 +40,10 @@ type Client struct {
 	// IOTimeout bounds the handshake of a new connection and any one
 	// write; 10s by default. The call itself is bounded by its ctx only.
 	IOTimeout time.Duration
+	// AttemptTimeout bounds a Session's wait for one server's answer: a
+	// call unanswered by then is tried on another server (safely: a
+	// Session's retry never applies a write twice); 1s by default.
+	AttemptTimeout time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*rpc.Client

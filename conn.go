@@ -147,7 +147,8 @@ func (s *Server) admitCall(method string) error {
 	case methodStep, methodInstallSnapshot:
 		return nil
 	case methodWrite, methodRead, methodReadDirty, methodAwaitLeader, methodAddServer,
-		methodRemoveServer, methodTriggerElection, methodStatus:
+		methodRemoveServer, methodTriggerElection, methodStatus,
+		methodSessionOpen, methodSessionWrite, methodSessionClose:
 		if err := s.pendingCalls.Acquire(s.ctx, 1); err != nil {
 			return ErrStopped
 		}

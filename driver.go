@@ -174,7 +174,7 @@ func (s *Server) propose(first *proposal) {
 	}
 	cmds := s.propCmds[:0]
 	for _, p := range batch {
-		cmds = append(cmds, p.data)
+		cmds = append(cmds, raft.Entry{Type: p.kind, Data: p.data})
 	}
 	defer func() {
 		clear(batch)

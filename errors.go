@@ -71,6 +71,14 @@ var (
 	// (an HTTP server, say): the address or the port is wrong. The error's
 	// text shows the first bytes that came back.
 	ErrNotExraft = errors.New("exraft: not an exraft server")
+	// ErrSessionExpired: the cluster forgot the Session (it stayed idle
+	// longer than Config.SessionTimeout, or more than Config.MaxSessions
+	// newer ones were registered) while a Write's outcome was unknown: that
+	// write may have been applied once, and will never be applied again.
+	// The Session's next Write registers it anew.
+	ErrSessionExpired = errors.New("exraft: session expired while a write's outcome was unknown; it was applied at most once")
+	// ErrSessionClosed: a call on a Session after its Close.
+	ErrSessionClosed = errors.New("exraft: session closed; start a new one with NewSession")
 )
 
 // rejectedError carries a validator's message and matches ErrRejected.
@@ -125,6 +133,7 @@ const (
 	codeOther
 	codeTooLarge
 	codeNameTaken
+	codeSessionUnknown
 )
 
 // encodeErr gives err its wire form.
@@ -151,6 +160,8 @@ func encodeErr(err error, r *callReply) {
 		r.Code = codeTooLarge
 	case errors.Is(err, ErrNameTaken):
 		r.Code = codeNameTaken
+	case errors.Is(err, errSessionUnknown):
+		r.Code = codeSessionUnknown
 	case errors.Is(err, context.DeadlineExceeded):
 		r.Code = codeDeadline
 	case errors.Is(err, context.Canceled):
@@ -187,6 +198,8 @@ func decodeErr(r *callReply) error {
 		return &tooLargeError{msg: r.Msg}
 	case codeNameTaken:
 		return &nameTakenError{msg: r.Msg}
+	case codeSessionUnknown:
+		return errSessionUnknown
 	}
 	return &RemoteError{Msg: r.Msg}
 }

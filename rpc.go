@@ -35,6 +35,11 @@ type callRequest struct {
 	Peer     Peer
 	Name     string
 	Timeout  int64 // the caller's remaining time in nanoseconds; 0: none
+	// Session calls (session_serve.go): the session, the write's sequence
+	// number, and the lowest one its client still waits on.
+	Session uint64
+	Seq     uint64
+	Lowest  uint64
 }
 
 // callReply is the reply of every call but Step.
@@ -45,6 +50,7 @@ type callReply struct {
 	Msg      string
 	Leader   Peer
 	Status   Status
+	Session  uint64 // SessionOpen's: the new session
 }
 
 // serveCalls serves the Exraft service on an admitted connection until it

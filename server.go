@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/session"
 	"github.com/exraft/exraft/internal/wire"
 	"golang.org/x/sync/semaphore"
 )
@@ -48,9 +49,9 @@ type Server struct {
 	apply   *applyQueue
 
 	// Driver-owned bookkeeping of calls waiting on the Node.
-	pending   []*proposal // by index, ascending
-	propBatch []*proposal // scratch for propose
-	propCmds  [][]byte    // scratch for propose
+	pending   []*proposal  // by index, ascending
+	propBatch []*proposal  // scratch for propose
+	propCmds  []raft.Entry // scratch for propose
 	// What the last published view was built from, to publish only changes.
 	pub       pubKey
 	published bool
@@ -70,6 +71,9 @@ type Server struct {
 	membership *semaphore.Weighted // one membership change at a time
 
 	snaps snapshots // taking, keeping, sending and restoring (snapshot.go)
+	// sessions is the replicated session table (session_apply.go); the
+	// applier's, under smMu, like the state machine.
+	sessions *session.Table
 
 	ln        net.Listener
 	rpc       *rpc.Server
@@ -97,6 +101,7 @@ type Server struct {
 }
 
 type proposal struct {
+	kind  raft.EntryType // EntryNormal, or EntrySession (session_serve.go)
 	data  []byte
 	index uint64
 	term  uint64
@@ -160,6 +165,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		identity:     identity{clusterID: cfg.ClusterID, secret: cfg.Secret},
 		connsPerHost: map[string]int{},
 		pendingCalls: semaphore.NewWeighted(int64(cfg.MaxPendingCalls)),
+		sessions:     session.NewTable(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopc = s.ctx.Done()
@@ -330,28 +336,43 @@ const (
 
 // write is Write, for a command owned as owner says.
 func (s *Server) write(ctx context.Context, command []byte, owner commandOwner) ([]byte, error) {
-	if err := s.leaderCall(ctx); err != nil {
+	if err := s.admitCommand(ctx, command); err != nil {
 		return nil, err
 	}
+	// The log keeps the command for as long as the cluster lives, and new
+	// servers are caught up from it; the caller may reuse its buffer as
+	// soon as Write returns, or even before, if ctx ends first.
+	if owner == callerOwns {
+		command = append([]byte(nil), command...)
+	}
+	return s.commit(ctx, raft.EntryNormal, command)
+}
+
+// admitCommand checks, before anything is proposed, that this server leads
+// and that command is one the log may take.
+func (s *Server) admitCommand(ctx context.Context, command []byte) error {
+	if err := s.leaderCall(ctx); err != nil {
+		return err
+	}
 	if len(command) > s.cfg.MaxCommandSize {
-		return nil, fmt.Errorf("%w: a command of %d bytes is above the limit of %d (Config.MaxCommandSize)", ErrTooLarge, len(command), s.cfg.MaxCommandSize)
+		return fmt.Errorf("%w: a command of %d bytes is above the limit of %d (Config.MaxCommandSize)", ErrTooLarge, len(command), s.cfg.MaxCommandSize)
 	}
 	if s.validator != nil {
 		s.smMu.Lock()
 		err := s.validator.Validate(command)
 		s.smMu.Unlock()
 		if err != nil {
-			return nil, &rejectedError{msg: err.Error()}
+			return &rejectedError{msg: err.Error()}
 		}
 	}
+	return nil
+}
+
+// commit proposes an entry of kind with data, which the log keeps, and
+// returns what applying it gave.
+func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) ([]byte, error) {
 	p := proposalPool.Get().(*proposal)
-	// The log keeps the command for as long as the cluster lives, and new
-	// servers are caught up from it; the caller may reuse its buffer as
-	// soon as Write returns, or even before, if ctx ends first.
-	p.data = command
-	if owner == callerOwns {
-		p.data = append([]byte(nil), command...)
-	}
+	p.kind, p.data = kind, data
 	r, err := submit(ctx, s, s.propc, p, p.done)
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go

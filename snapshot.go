@@ -145,6 +145,7 @@ func (s *Server) maybeSnapshot() {
 	sn.lastTaken = applied
 	s.smMu.Lock()
 	w, err := sn.sm.Snapshot()
+	head := s.snapshotHead()
 	s.smMu.Unlock()
 	if err == nil && w == nil {
 		err = errors.New("Snapshot returned no WriterTo and no error")
@@ -155,7 +156,7 @@ func (s *Server) maybeSnapshot() {
 	}
 	sn.writing.Store(true)
 	s.wg.Add(1) // the applier holds one: Stop cannot be waiting at zero
-	go s.writeSnapshot(applied, w)
+	go s.writeSnapshot(applied, head, w)
 }
 
 func (s *Server) snapshotFailed(index uint64, step string, err error) {
@@ -163,12 +164,13 @@ func (s *Server) snapshotFailed(index uint64, step string, err error) {
 		"index", index, "next_try_after", index+s.snaps.threshold, "err", err)
 }
 
-// writeSnapshot runs w into memory and hands the bytes to the driver.
-func (s *Server) writeSnapshot(index uint64, w io.WriterTo) {
+// writeSnapshot runs w into memory, after the envelope's head, and hands
+// the bytes to the driver.
+func (s *Server) writeSnapshot(index uint64, head []byte, w io.WriterTo) {
 	defer s.wg.Done()
 	defer s.snaps.writing.Store(false)
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
+	buf := bytes.NewBuffer(head)
+	if _, err := w.WriteTo(buf); err != nil {
 		s.snapshotFailed(index, "snapshot's WriteTo", err)
 		return
 	}
@@ -202,10 +204,14 @@ func (s *Server) runInstall(job *installJob) {
 	sn := &s.snaps
 	index := job.header.LastIndex
 	s.smMu.Lock()
-	err := sn.sm.Restore(bytes.NewReader(job.data))
+	sessions, state, err := splitSnapshot(job.data)
+	if err == nil {
+		err = sn.sm.Restore(bytes.NewReader(state))
+	}
 	if err != nil {
 		sn.failed.Store(&restoreFailure{index: index, err: err})
 	} else {
+		s.sessions = sessions
 		sn.failed.Store(nil)
 		s.applied.Store(index)
 		sn.skipTo, sn.lastTaken = index, index
@@ -224,9 +230,7 @@ func (s *Server) applyHeld() {
 			if es[i].Index <= s.snaps.skipTo {
 				continue
 			}
-			if es[i].Type == raft.EntryNormal {
-				s.sm.Apply(es[i].Data)
-			}
+			s.applyEntry(&es[i])
 			s.applied.Store(es[i].Index)
 		}
 	}

@@ -47,6 +47,7 @@ func (r Role) String() string {
 var (
 	ErrNotLeader       = errors.New("raft: not the leader")
 	ErrTransferring    = errors.New("raft: leadership is being handed over")
+	ErrProposedType    = errors.New("raft: only EntryNormal and EntrySession entries can be proposed")
 	ErrConfBusy        = errors.New("raft: a membership change is in progress")
 	ErrNotCommittedYet = errors.New("raft: the leader has not committed an entry of its term yet")
 	ErrAlreadyMember   = errors.New("raft: already a member")
@@ -95,8 +96,10 @@ func (n *Node) Step(m Message) { n.c.step(m) }
 func (n *Node) Tick() { n.c.tick() }
 
 // Propose appends commands to the leader's log and returns the index of the
-// first and the term they were appended in.
-func (n *Node) Propose(cmds [][]byte) (first, term uint64, err error) { return n.c.propose(cmds) }
+// first and the term they were appended in. Each entry's Type is
+// EntryNormal or EntrySession, and its Data the command; Propose sets Index
+// and Term in es, and the log keeps copies, so the caller may reuse es.
+func (n *Node) Propose(es []Entry) (first, term uint64, err error) { return n.c.propose(es) }
 
 // ReadIndex registers a linearizable read under the driver's id; Ready
 // releases it, with the index it must wait for, or fails it.

@@ -321,3 +321,12 @@ func (r *fuzzInput) uint64() uint64 {
 	}
 	return v
 }
+
+// normal is the entries of plain commands, to propose.
+func normal(cmds ...[]byte) []Entry {
+	es := make([]Entry, len(cmds))
+	for i, d := range cmds {
+		es[i] = Entry{Type: EntryNormal, Data: d}
+	}
+	return es
+}

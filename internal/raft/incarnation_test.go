@@ -113,7 +113,7 @@ func TestCoreIncarnationAckResetsProgress(t *testing.T) {
 		t.Fatalf("append to the new b: %s, want the whole log", dumpMsgs([]Message{m}))
 	}
 	// b/22 holds everything (x included); c does not answer.
-	x, _, _ := a.propose([][]byte{[]byte("x")})
+	x, _, _ := a.propose(normal([]byte("x")))
 	a.readIndex(5)
 	a.takeReady()
 	ack := ackMsg("b", a.term, x, a.seq)
@@ -144,7 +144,7 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 	l := n.forceLeader("a")
 	n.settle(100)
 	for i := 0; i < 5; i++ {
-		l.propose([][]byte{[]byte(fmt.Sprint(i))})
+		l.propose(normal([]byte(fmt.Sprint(i))))
 	}
 	n.collect("a")
 	n.deliverAll()
@@ -163,7 +163,7 @@ func TestCoreIncarnationAutoRejoin(t *testing.T) {
 	}
 	// c/888 counts: with b cut off, a and c commit.
 	n.cut("a", "b")
-	x, _, _ := l.propose([][]byte{[]byte("x")})
+	x, _, _ := l.propose(normal([]byte("x")))
 	n.collect("a")
 	n.deliverAll()
 	if l.commit < x {
@@ -279,7 +279,7 @@ func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
 	elect(t, c, "a")
 	net.collect("c")
 	net.deliverAll()
-	c.propose([][]byte{[]byte("X")})
+	c.propose(normal([]byte("X")))
 	c.takeReady() // X reaches nobody: c is cut off from here on
 
 	require.NoError(t, a.triggerElection())
@@ -287,7 +287,7 @@ func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
 	net.collect("a")
 	net.deliverDropping(withoutC)
 	require.Equal(t, Leader, a.role)
-	a.propose([][]byte{[]byte("V")})
+	a.propose(normal([]byte("V")))
 	net.collect("a")
 	net.deliverDropping(withoutC)
 	require.Greater(t, a.commit, uint64(1), "a commits in term %d", a.term)
@@ -298,7 +298,7 @@ func TestCoreIncarnationRejoinKeepsQuorumsOverlapping(t *testing.T) {
 	onlyCAndB := func(m Message) bool {
 		return !(m.From == "c" && m.To == "b" || m.From == "b" && m.To == "c")
 	}
-	c.propose([][]byte{[]byte("Y")})
+	c.propose(normal([]byte("Y")))
 	net.collect("c")
 	net.deliverDropping(onlyCAndB)
 	for range 5 {

@@ -9,6 +9,9 @@ const (
 	EntryNormal EntryType = iota
 	EntryNoop             // the leader's first entry of its term
 	EntryConfig           // Data is an encoded membership
+	// EntrySession is a command of the driver's own (a client session's
+	// record): the core treats it as EntryNormal.
+	EntrySession
 )
 
 // Entry is one log entry, as stored and as sent.

@@ -47,7 +47,7 @@ func TestCoreMinMajorityCommit(t *testing.T) {
 			}
 			n.isolate("c")
 			before := a.commit
-			idx, _, err := a.propose([][]byte{[]byte("x")})
+			idx, _, err := a.propose(normal([]byte("x")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func TestCoreMinMajoritySingleServer(t *testing.T) {
 				if a.role != Leader || a.term != 1 {
 					t.Fatalf("right after newCore: %v in term %d, want leader in term 1", a.role, a.term)
 				}
-				idx, _, err := a.propose([][]byte{[]byte("x")})
+				idx, _, err := a.propose(normal([]byte("x")))
 				if rd := a.takeReady(); err != nil || a.commit != idx || len(rd.Committed) != 1 || string(rd.Committed[0].Data) != "x" {
 					t.Fatalf("propose on a lone leader: err %v, commit %d (entry %d)", err, a.commit, idx)
 				}
@@ -132,7 +132,7 @@ func TestCoreAddServerCatchesUpLearnerFirst(t *testing.T) {
 		}
 	}
 	n.heal(name, "d")
-	x, _, _ := l.propose([][]byte{[]byte("x")})
+	x, _, _ := l.propose(normal([]byte("x")))
 	n.collect(name)
 	n.deliverAll()
 	n.tick(name, 4)
@@ -252,7 +252,7 @@ func TestCoreRemoveLeaderHandsOver(t *testing.T) {
 	n.cutOneWay("a", "b")
 	n.cut("a", "c")
 	n.cut("a", "d")
-	a.propose([][]byte{[]byte("y")})
+	a.propose(normal([]byte("y")))
 	idx, err := a.removeServer("a")
 	if err != nil {
 		t.Fatal(err)

@@ -429,7 +429,7 @@ func TestCoreElectsAndCommits(t *testing.T) {
 	l := n.leader()
 	require.NotNil(t, l, "no leader after 50 ticks")
 	for i := 0; i < 10; i++ {
-		_, _, err := l.propose([][]byte{[]byte(fmt.Sprint(i))})
+		_, _, err := l.propose(normal([]byte(fmt.Sprint(i))))
 		require.NoError(t, err)
 	}
 	n.deliverAll()

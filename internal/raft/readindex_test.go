@@ -137,7 +137,7 @@ func TestCoreReadIndexPartitionedLeader(t *testing.T) {
 	n := newCluster(t, 23, names3)
 	l := n.settle(100)
 	for i := 0; i < 3; i++ {
-		l.propose([][]byte{[]byte(fmt.Sprint(i))})
+		l.propose(normal([]byte(fmt.Sprint(i))))
 	}
 	n.collect(l.cfg.name)
 	n.deliverAll()
@@ -147,7 +147,7 @@ func TestCoreReadIndexPartitionedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Entries proposed after the read do not raise the index it waits for.
-	l.propose([][]byte{[]byte("later")})
+	l.propose(normal([]byte("later")))
 	n.collect(l.cfg.name)
 	n.deliverAll()
 	n.tick(l.cfg.name, l.cfg.electionMin/2)

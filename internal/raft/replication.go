@@ -1,17 +1,22 @@
 package raft
 
 // propose appends commands to the leader's log and returns the index of the
-// first and the term they were appended in.
-func (c *core) propose(cmds [][]byte) (first, term uint64, err error) {
+// first and the term they were appended in. The log keeps copies of the
+// entries, not es, whose Index and Term it sets.
+func (c *core) propose(es []Entry) (first, term uint64, err error) {
 	if c.role != Leader {
 		return 0, 0, ErrNotLeader
 	}
 	if c.transferee != "" {
 		return 0, 0, ErrTransferring
 	}
-	es := make([]Entry, len(cmds))
-	for i, d := range cmds {
-		es[i] = Entry{Type: EntryNormal, Data: d}
+	for i := range es {
+		if t := es[i].Type; t != EntryNormal && t != EntrySession {
+			return 0, 0, ErrProposedType
+		}
+	}
+	if len(es) == 0 {
+		return c.log.lastIndex() + 1, c.term, nil
 	}
 	c.appendToOwnLog(es)
 	// Sent once per takeReady, so that everything proposed between two

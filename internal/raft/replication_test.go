@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Tests of log replication (replication.go, progress.go): AppendEntries'
@@ -237,14 +239,14 @@ func TestCoreFastBackoffNet(t *testing.T) {
 	a := n.forceLeader("a")
 	n.settle(50)
 	for i := 0; i < 5; i++ {
-		a.propose([][]byte{[]byte(fmt.Sprint("base", i))})
+		a.propose(normal([]byte(fmt.Sprint("base", i))))
 	}
 	n.collect("a")
 	n.deliverAll()
 	// a, cut off, takes 50 entries that never commit.
 	n.isolate("a")
 	for i := 0; i < 50; i++ {
-		a.propose([][]byte{[]byte(fmt.Sprint("lost", i))})
+		a.propose(normal([]byte(fmt.Sprint("lost", i))))
 	}
 	n.collect("a")
 	// c leads a new term with b and commits 50 others at the same indexes;
@@ -252,7 +254,7 @@ func TestCoreFastBackoffNet(t *testing.T) {
 	// point where the logs part.
 	c := n.forceLeader("c")
 	for i := 0; i < 50; i++ {
-		c.propose([][]byte{[]byte(fmt.Sprint("kept", i))})
+		c.propose(normal([]byte(fmt.Sprint("kept", i))))
 	}
 	n.collect("c")
 	n.deliverAll()
@@ -310,7 +312,7 @@ func TestCoreResendsAfterLostAppends(t *testing.T) {
 	a := leaderOfThree(t)
 	a.step(ackMsg("c", a.term, a.log.lastIndex(), 0))
 	a.takeReady()
-	idx, _, _ := a.propose([][]byte{[]byte("x")})
+	idx, _, _ := a.propose(normal([]byte("x")))
 	a.takeReady() // the appends carrying idx are lost
 	resent := -1
 	for tick := 0; tick < 10*a.cfg.heartbeat && resent < 0; tick++ {
@@ -341,9 +343,26 @@ func TestCoreAckBeyondLogIgnored(t *testing.T) {
 	if a.prs["b"].match != match {
 		t.Fatalf("b's match is %d after a forged ack, want %d", a.prs["b"].match, match)
 	}
-	idx, _, _ := a.propose([][]byte{[]byte("x")})
+	idx, _, _ := a.propose(normal([]byte("x")))
 	a.takeReady()
 	if a.commit >= idx {
 		t.Fatalf("commit %d reached the new entry %d with no follower holding it", a.commit, idx)
 	}
+}
+
+// TestCoreProposeTakesOnlyCommands: a leader appends commands, of either
+// kind, and refuses to be handed the entries only it may write (a no-op, a
+// configuration), which would bypass the membership rules.
+func TestCoreProposeTakesOnlyCommands(t *testing.T) {
+	a := leaderOfThree(t)
+	last := a.log.lastIndex()
+	for _, typ := range []EntryType{EntryNoop, EntryConfig} {
+		_, _, err := a.propose([]Entry{{Type: typ, Data: []byte("x")}})
+		require.ErrorIs(t, err, ErrProposedType)
+	}
+	require.Equal(t, last, a.log.lastIndex(), "nothing appended")
+	first, _, err := a.propose([]Entry{{Type: EntryNormal, Data: []byte("n")}, {Type: EntrySession, Data: []byte("s")}})
+	require.NoError(t, err)
+	require.Equal(t, last+1, first)
+	require.Equal(t, EntrySession, a.log.at(first+1).Type)
 }

@@ -18,12 +18,12 @@ func (s *sim) tickAll() {
 }
 
 func (s *sim) propose(n *server, k int) {
-	cmds := make([][]byte, k)
+	cmds := make([]Entry, k)
 	names := make([]string, k)
 	for i := range cmds {
 		s.nextCmd++
 		names[i] = "w" + strconv.FormatUint(s.nextCmd, 10)
-		cmds[i] = []byte(names[i])
+		cmds[i] = Entry{Data: []byte(names[i])}
 	}
 	first, term, err := n.c.propose(cmds)
 	s.ev(event{kind: evPropose, node: n.id(), s: strings.Join(names, ","), a: first, b: term, err: err})

@@ -14,7 +14,7 @@ import (
 // proposeN has the leader of n propose k commands and delivers everything.
 func proposeN(n *network, l *core, k int) {
 	for i := range k {
-		l.propose([][]byte{[]byte(fmt.Sprint("w", i))})
+		l.propose(normal([]byte(fmt.Sprint("w", i))))
 		if i%64 == 63 {
 			n.collect(l.cfg.name)
 			n.deliverAll()
@@ -222,7 +222,7 @@ func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
 	l, pr := leaderSendingSnapshot(t)
 	require.Len(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), 1)
 	require.Equal(t, stateSnapshot, pr.state)
-	l.propose([][]byte{[]byte("meanwhile")})
+	l.propose(normal([]byte("meanwhile")))
 	l.bcastHeartbeat()
 	during := l.takeReady().Messages
 	assert.Empty(t, msgsOf(during, MsgSnap, "c"), "the snapshot in flight is not sent again")

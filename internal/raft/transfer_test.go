@@ -28,7 +28,7 @@ func TestCoreHandOverTimesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.propose([][]byte{[]byte("after")}) // b and c will lack it
+	a.propose(normal([]byte("after"))) // b and c will lack it
 	a.takeReady()
 	a.step(ackMsg("b", a.term, idx, 0))
 	a.step(ackMsg("c", a.term, idx, 0))

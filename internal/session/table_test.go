@@ -1,0 +1,160 @@
+package session
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sm counts how often each command was applied.
+type sm struct{ applied map[string]int }
+
+func (m *sm) apply(cmd []byte) []byte {
+	m.applied[string(cmd)]++
+	return fmt.Appendf(nil, "%s#%d", cmd, m.applied[string(cmd)])
+}
+
+func newSM() *sm { return &sm{applied: map[string]int{}} }
+
+const minute = 60_000
+
+func reg(at int64) *Record {
+	return &Record{Kind: Register, Time: at, Timeout: 10 * minute, MaxSessions: 100}
+}
+
+func write(at int64, id, seq, lowest uint64, cmd string) *Record {
+	return &Record{Kind: Write, Time: at, ID: id, Seq: seq, Lowest: lowest, Command: []byte(cmd)}
+}
+
+func TestDuplicateAnsweredFromTable(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	out, _ := tb.Apply(7, reg(0), m.apply)
+	require.Equal(t, Registered, out)
+	out, first := tb.Apply(8, write(1, 7, 1, 1, "x"), m.apply)
+	require.Equal(t, Applied, out)
+	out, again := tb.Apply(9, write(2, 7, 1, 1, "x"), m.apply)
+	assert.Equal(t, Duplicate, out)
+	assert.Equal(t, first, again, "a duplicate gets the first result")
+	assert.Equal(t, 1, m.applied["x"], "and is not applied again")
+}
+
+func TestLowestForgetsResultsAndRefusesLateCopies(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	tb.Apply(2, write(0, 1, 1, 1, "a"), m.apply)
+	tb.Apply(3, write(0, 1, 2, 1, "b"), m.apply)
+	// The client has a's answer: its next write says so.
+	tb.Apply(4, write(0, 1, 3, 2, "c"), m.apply)
+	out, _ := tb.Apply(5, write(0, 1, 1, 1, "a"), m.apply)
+	assert.Equal(t, Stale, out, "a late copy of an answered write must not apply")
+	assert.Equal(t, 1, m.applied["a"])
+	out, _ = tb.Apply(6, write(0, 1, 2, 2, "b"), m.apply)
+	assert.Equal(t, Duplicate, out, "b is still unanswered: its result is kept")
+	assert.Len(t, tb.byID[1].results, 2, "a's result is gone, b's and c's kept")
+}
+
+func TestExpiryByLogTime(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	tb.Apply(2, reg(5*minute), m.apply)
+	// Session 1 idle for exactly its timeout lives; a moment more expires it.
+	out, _ := tb.Apply(3, write(10*minute, 2, 1, 1, "keep 2 alive"), m.apply)
+	require.Equal(t, Applied, out)
+	require.Equal(t, 2, tb.Len())
+	tb.Apply(4, write(10*minute+1, 2, 2, 2, "again"), m.apply)
+	require.Equal(t, 1, tb.Len(), "session 1 idle for more than 10 minutes of log time")
+	out, _ = tb.Apply(5, write(10*minute+1, 1, 1, 1, "late"), m.apply)
+	assert.Equal(t, Expired, out)
+	assert.Zero(t, m.applied["late"])
+}
+
+func TestClockGoingBackDoesNotRevive(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	tb.Apply(2, &Record{Kind: Register, Time: 20 * minute, Timeout: 10 * minute, MaxSessions: 100}, m.apply)
+	// A leader whose clock is behind does not move the log's time back.
+	out, _ := tb.Apply(3, write(1, 1, 1, 1, "x"), m.apply)
+	assert.Equal(t, Expired, out)
+}
+
+func TestMaxSessionsDropsLeastRecentlyUsed(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	r := func(at int64) *Record { return &Record{Kind: Register, Time: at, Timeout: 10 * minute, MaxSessions: 2} }
+	tb.Apply(1, r(0), m.apply)
+	tb.Apply(2, r(0), m.apply)
+	tb.Apply(3, write(0, 1, 1, 1, "use 1"), m.apply) // 2 is now the least recently used
+	tb.Apply(4, r(0), m.apply)
+	out, _ := tb.Apply(5, write(0, 2, 1, 1, "x"), m.apply)
+	assert.Equal(t, Expired, out)
+	out, _ = tb.Apply(6, write(0, 1, 2, 2, "y"), m.apply)
+	assert.Equal(t, Applied, out)
+}
+
+func TestCloseForgets(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	out, _ := tb.Apply(2, &Record{Kind: Close, ID: 1}, m.apply)
+	require.Equal(t, Closed, out)
+	out, _ = tb.Apply(3, write(0, 1, 1, 1, "x"), m.apply)
+	assert.Equal(t, Expired, out)
+	assert.Zero(t, tb.Len())
+}
+
+func TestTableEncodingRoundTripsAndIsCanonical(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(3), m.apply)
+	tb.Apply(2, reg(4), m.apply)
+	for seq := uint64(1); seq <= 20; seq++ {
+		tb.Apply(2+seq, write(int64(seq), 1+seq%2, seq, 1, fmt.Sprint("c", seq)), m.apply)
+	}
+	enc := tb.Append(nil)
+	back, rest, err := DecodeTable(append(enc, "after"...))
+	require.NoError(t, err)
+	assert.Equal(t, "after", string(rest))
+	assert.Equal(t, enc, back.Append(nil))
+	// The copy behaves as the original: the same duplicates, the same expiry.
+	m2 := newSM()
+	out, val := back.Apply(30, write(21, 1, 4, 1, "c4"), m2.apply)
+	assert.Equal(t, Duplicate, out)
+	assert.Equal(t, "c4#1", string(val))
+	assert.Zero(t, m2.applied["c4"])
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	for _, r := range []Record{*reg(12), *write(5, 9, 3, 2, "cmd"), {Kind: Close, Time: 1, ID: 4}, *write(0, 1, 1, 1, "")} {
+		got, err := Decode(r.Append(nil))
+		require.NoError(t, err)
+		if len(r.Command) == 0 {
+			r.Command, got.Command = nil, nil
+		}
+		assert.Equal(t, r, got)
+	}
+	for _, bad := range [][]byte{nil, {0}, {9, 1}, {byte(Write), 0x80}, append((&Record{Kind: Close, ID: 1}).Append(nil), 1)} {
+		_, err := Decode(bad)
+		assert.ErrorIs(t, err, ErrMalformed, "%x", bad)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add((&Record{Kind: Register, Time: 1, Timeout: 2, MaxSessions: 3}).Append(nil))
+	f.Add((&Record{Kind: Write, ID: 1, Seq: 2, Lowest: 1, Command: []byte("x")}).Append(nil))
+	tb := NewTable()
+	tb.Apply(1, reg(0), newSM().apply)
+	tb.Apply(2, write(0, 1, 1, 1, "x"), newSM().apply)
+	f.Add(tb.Append(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := Decode(b); err == nil {
+			again, err := Decode(r.Append(nil))
+			require.NoError(t, err)
+			require.Equal(t, r.Kind, again.Kind)
+		}
+		if tb, _, err := DecodeTable(b); err == nil {
+			enc := tb.Append(nil)
+			back, _, err := DecodeTable(enc)
+			require.NoError(t, err)
+			require.Equal(t, enc, back.Append(nil))
+		}
+	})
+}

@@ -1,0 +1,206 @@
+package exraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// How a Session finds the leader: it calls the server it believes leads,
+// else the next of its addresses in turn; follows a redirect at once, unless
+// it names a server that just failed (followers name a dead leader until
+// they time out); and skips, for a while, a server that failed. When it
+// learns nothing new it pauses, longer each time, so that it waits out an
+// election without flooding the cluster.
+const (
+	// defaultAttemptTimeout bounds a Session's wait for one server's
+	// answer before it asks another: longer than an election with the
+	// default timeouts, so that a leader is not given up for a slow commit.
+	defaultAttemptTimeout = time.Second
+	// skipFailedFor is how long a server that failed is not called.
+	skipFailedFor = time.Second
+	minPause      = 2 * time.Millisecond
+	maxPause      = 100 * time.Millisecond
+)
+
+// call makes one call on the leader, and retries it as the cluster's
+// answers say, until one is definite or ctx ends. For a write (st set),
+// each attempt tells the cluster the lowest sequence number st still waits
+// on. uncertain reports whether an attempt may have been applied without
+// its answer arriving: then the write's outcome was unknown for a while.
+func (s *Session) call(ctx context.Context, method string, req *callRequest, st *sessionState) (rep *callReply, uncertain bool, err error) {
+	var last error
+	var pause time.Duration
+	redirects := 0
+	for {
+		if ctx.Err() != nil {
+			return nil, uncertain, s.gaveUp(ctx, method, last)
+		}
+		addr, err := s.target()
+		if err != nil {
+			return nil, uncertain, err
+		}
+		if st != nil {
+			s.mu.Lock()
+			req.Lowest = st.lowest()
+			s.mu.Unlock()
+		}
+		rep, sent, err := s.attempt(ctx, addr, method, req)
+		if err == nil {
+			s.reached(addr)
+			return rep, uncertain, nil
+		}
+		last = err
+		var redirect *RedirectError
+		switch {
+		case ctx.Err() != nil:
+			return nil, uncertain || sent, s.gaveUp(ctx, method, last)
+		case errors.As(err, &redirect):
+			redirects++
+			if s.redirected(redirect.Leader) && redirects <= len(s.addrs)+1 {
+				pause = 0
+				continue
+			}
+		case errors.Is(err, ErrNoLeader):
+			s.noLeader(addr)
+		case definite(err):
+			return nil, uncertain, err
+		default:
+			// No answer, a lost connection, or a leader that lost its
+			// leadership or stopped: the call may have gone through.
+			uncertain = uncertain || sent
+			s.failed(addr)
+		}
+		redirects = 0
+		if pause = s.pause(ctx, pause); pause < 0 {
+			return nil, uncertain, s.gaveUp(ctx, method, last)
+		}
+	}
+}
+
+// definite reports whether err is an answer that retrying cannot change.
+func definite(err error) bool {
+	var remote *RemoteError
+	return errors.Is(err, ErrRejected) || errors.Is(err, ErrTooLarge) || errors.Is(err, errSessionUnknown) ||
+		errors.Is(err, ErrSessionClosed) || errors.As(err, &remote)
+}
+
+// attempt calls addr once, within the attempt bound. sent reports whether
+// the call may have reached the server: false when the connection could not
+// be made.
+func (s *Session) attempt(ctx context.Context, addr, method string, req *callRequest) (rep *callReply, sent bool, err error) {
+	bound := s.c.AttemptTimeout
+	if bound <= 0 {
+		bound = defaultAttemptTimeout
+	}
+	actx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	if _, err := s.c.conn(actx, addr); err != nil {
+		return nil, false, err
+	}
+	rep, err = s.c.call(actx, addr, method, req)
+	return rep, true, err
+}
+
+// gaveUp is the error of a call whose ctx ended: it matches ctx's error and
+// says what the Session last heard.
+func (s *Session) gaveUp(ctx context.Context, method string, last error) error {
+	if last == nil {
+		return ctx.Err()
+	}
+	return &waitError{msg: fmt.Sprintf("exraft: session %s: %v; the last attempt: %v", opName(method), ctx.Err(), last), err: ctx.Err()}
+}
+
+// target returns the address to call next.
+func (s *Session) target() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.addrs) == 0 {
+		return "", errors.New("exraft: a Session needs the address of at least one server (NewSession(addrs...))")
+	}
+	now := time.Now()
+	if s.leader != "" && !s.skipped(s.leader, now) {
+		return s.leader, nil
+	}
+	n := len(s.addrs)
+	soonest := ""
+	for i := range n {
+		a := s.addrs[(s.next+i)%n]
+		if !s.skipped(a, now) {
+			s.next = (s.next + i + 1) % n
+			return a, nil
+		}
+		if soonest == "" || s.dead[a].Before(s.dead[soonest]) {
+			soonest = a
+		}
+	}
+	return soonest, nil // every one failed lately: the one that failed first
+}
+
+func (s *Session) skipped(addr string, now time.Time) bool {
+	until, ok := s.dead[addr]
+	return ok && now.Before(until)
+}
+
+// reached records that addr answered as the leader.
+func (s *Session) reached(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.dead, addr)
+	s.leader = addr
+}
+
+// failed records that addr did not answer.
+func (s *Session) failed(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dead[addr] = time.Now().Add(skipFailedFor)
+	if s.leader == addr {
+		s.leader = ""
+	}
+}
+
+// noLeader records that addr knows no leader.
+func (s *Session) noLeader(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leader == addr {
+		s.leader = ""
+	}
+}
+
+// redirected takes the leader a server named, learning its address, and
+// reports whether to call it now: not if it failed lately.
+func (s *Session) redirected(leader Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if leader.Addr == "" {
+		return false
+	}
+	if !slices.Contains(s.addrs, leader.Addr) {
+		s.addrs = append(s.addrs, leader.Addr)
+	}
+	if s.skipped(leader.Addr, time.Now()) {
+		s.leader = ""
+		return false
+	}
+	s.leader = leader.Addr
+	return true
+}
+
+// pause waits before the next attempt, longer than the last time up to a
+// bound, with jitter; it returns the pause, or -1 if ctx ended meanwhile.
+func (s *Session) pause(ctx context.Context, last time.Duration) time.Duration {
+	d := min(max(2*last, minPause), maxPause)
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return d
+	case <-ctx.Done():
+		return -1
+	}
+}
