@@ -371,3 +371,79 @@ func ExampleConfig_secure() {
 	// with the secret: 1
 	// without it, refused: true
 }
+
+// startCounters starts a cluster of counters, one server per name, for the
+// examples that need one; stop it with stopAll.
+func startCounters(names ...string) []*exraft.Server {
+	var lns []net.Listener
+	var peers []exraft.Peer
+	for _, name := range names {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		lns = append(lns, ln)
+		peers = append(peers, exraft.Peer{Name: name, Addr: ln.Addr().String()})
+	}
+	var servers []*exraft.Server
+	for i, name := range names {
+		s, err := exraft.StartServer(&counter{}, exraft.Config{Name: name, Listener: lns[i], InitialConfig: peers})
+		if err != nil {
+			log.Fatal(err)
+		}
+		servers = append(servers, s)
+	}
+	return servers
+}
+
+func stopAll(servers []*exraft.Server) {
+	for _, s := range servers {
+		s.Stop()
+	}
+}
+
+// A Session writes to the cluster rather than to one server: it finds the
+// leader, waits out elections, and applies each write once however often
+// it has to retry it.
+func ExampleNewSession() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers := startCounters("a", "b", "c")
+	defer stopAll(servers)
+
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+	}
+	session := exraft.NewSession(addrs...) // any of the cluster's servers
+	defer session.Close(ctx)
+
+	total, err := session.Write(ctx, []byte("1")) // Apply's result, applied once
+	if err != nil {
+		log.Fatal(err)
+	}
+	value, err := session.Read(ctx, nil) // linearizable
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("wrote %s, read %s\n", total, value)
+
+	// The leader goes; the Session finds the next one on its own.
+	leader, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.Name() == leader.Name {
+			s.Stop()
+		}
+	}
+	total, err = session.Write(ctx, []byte("1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after the leader stopped:", string(total))
+	// Output:
+	// wrote 1, read 1
+	// after the leader stopped: 2
+}

@@ -187,6 +187,24 @@ func runDemo() error {
 	}
 	detail("result: %s", result)
 
+	// A Session calls the cluster rather than one server: given addresses,
+	// it finds the leader, follows redirects and waits out elections, and
+	// a write it retries (after a lost answer, say) is applied only once.
+	var addrs []string
+	for _, name := range names {
+		addrs = append(addrs, servers[name].Addr())
+	}
+	session := exraft.NewSession(addrs...)
+	cmd = []byte("set counter 1")
+	say("Write %q through a Session on the cluster's three addresses.", cmd)
+	ctx, cancel = stepContext()
+	result, err = session.Write(ctx, cmd)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("write through the session: %w", err)
+	}
+	detail("result: %s", result)
+
 	// A write commits once a majority has it, so a follower may trail the
 	// leader for a moment. Let both followers catch up before the leader
 	// goes, so that either of them can take over.
@@ -244,13 +262,14 @@ func runDemo() error {
 		detail("get %s = %q", key, value)
 	}
 
-	// The cluster keeps working with two of its three voters.
+	// The cluster keeps working with two of its three voters. The Session
+	// still has the stopped leader's address first: it moves on by itself.
 	cmd = []byte("set survivors two-of-three")
-	say("Write %q on the new leader.", cmd)
-	result, err = leader.Write(ctx, cmd)
+	say("Write %q through the Session: it finds the new leader on its own.", cmd)
+	result, err = session.Write(ctx, cmd)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("write on the new leader: %w", err)
+		return fmt.Errorf("write through the session after the leader stopped: %w", err)
 	}
 	detail("result: %s", result)
 
@@ -262,6 +281,10 @@ func runDemo() error {
 			printStatus("    ", s.Status())
 		}
 	}
+
+	// A Session closed is forgotten by the cluster at once, rather than
+	// when it expires (Config.SessionTimeout).
+	closeSession(session)
 
 	// Stop the rest.
 	say("Stop the surviving servers.")

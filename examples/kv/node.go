@@ -181,7 +181,34 @@ func runNode(opts nodeOptions) error {
 	case opts.peers != "":
 		fmt.Println("the first election needs every server in -peers running; once a cluster has a leader, it lets a restarted server back in")
 	}
-	return repl(interrupted, server, lines)
+	// The command line writes and reads through a Session on the whole
+	// cluster: it finds the leader, and a write it retries (after a lost
+	// answer or a leader change) is applied once.
+	session := exraft.NewSession(clusterAddrs(server, opts, seeds)...)
+	defer closeSession(session)
+	return repl(interrupted, server, session, lines)
+}
+
+// clusterAddrs is every address this server knows of its cluster, its own
+// first: a Session needs one that answers, and learns the rest.
+func clusterAddrs(server *exraft.Server, opts nodeOptions, seeds []string) []string {
+	addrs := append([]string{server.Addr()}, seeds...)
+	if peers, err := parsePeers(opts.peers); err == nil && opts.peers != "" {
+		for _, p := range peers {
+			if !slices.Contains(addrs, p.Addr) {
+				addrs = append(addrs, p.Addr)
+			}
+		}
+	}
+	return addrs
+}
+
+// closeSession tells the cluster to forget the command line's session, so
+// that it does not keep it until it expires.
+func closeSession(session *exraft.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = session.Close(ctx) // a cluster without a leader forgets it on expiry
 }
 
 // seedAnswer is what a seed said when asked for its status.
@@ -417,7 +444,7 @@ func explainJoin(err error) string {
 // repl reads commands until "quit" or an interrupt. When stdin ends, the
 // server keeps serving until it is interrupted, so it can also run in the
 // background.
-func repl(interrupted context.Context, server *exraft.Server, lines <-chan string) error {
+func repl(interrupted context.Context, server *exraft.Server, session *exraft.Session, lines <-chan string) error {
 	fmt.Println(replHelp)
 	for {
 		fmt.Print("> ")
@@ -434,14 +461,14 @@ func repl(interrupted context.Context, server *exraft.Server, lines <-chan strin
 			lines = nil // a nil channel blocks: wait for the interrupt
 			continue
 		}
-		if quit := runCommand(server, strings.TrimSpace(line)); quit {
+		if quit := runCommand(server, session, strings.TrimSpace(line)); quit {
 			return nil
 		}
 	}
 }
 
 // runCommand runs one command line and reports whether it was "quit".
-func runCommand(server *exraft.Server, line string) (quit bool) {
+func runCommand(server *exraft.Server, session *exraft.Session, line string) (quit bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 
@@ -461,23 +488,21 @@ func runCommand(server *exraft.Server, line string) (quit bool) {
 		// The value is the rest of the line after the key, spaces included.
 		key := words[1]
 		_, value, _ := strings.Cut(strings.TrimSpace(line[len("set"):]), key)
-		write(ctx, server, "set "+key+" "+strings.TrimSpace(value))
+		write(ctx, session, "set "+key+" "+strings.TrimSpace(value))
 
 	case "del":
 		if len(words) != 2 {
 			fmt.Println("usage: del <key>")
 			break
 		}
-		write(ctx, server, "delete "+words[1])
+		write(ctx, session, "delete "+words[1])
 
 	case "get":
 		if len(words) != 2 {
 			fmt.Println("usage: get <key>")
 			break
 		}
-		value, err := onLeader(ctx, server.Addr(), func(ctx context.Context, addr string) ([]byte, error) {
-			return exraft.Read(ctx, addr, []byte("get "+words[1]))
-		})
+		value, err := session.Read(ctx, []byte("get "+words[1]))
 		switch {
 		case err != nil:
 			fmt.Println("error:", err)
@@ -499,47 +524,21 @@ func runCommand(server *exraft.Server, line string) (quit bool) {
 	return false
 }
 
-// write sends a command to the leader and prints the state machine's answer.
-func write(ctx context.Context, server *exraft.Server, command string) {
-	result, err := onLeader(ctx, server.Addr(), func(ctx context.Context, addr string) ([]byte, error) {
-		return exraft.Write(ctx, addr, []byte(command))
-	})
+// write applies a command on the cluster, once, and prints the state
+// machine's answer.
+func write(ctx context.Context, session *exraft.Session, command string) {
+	result, err := session.Write(ctx, []byte(command))
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		// The command may still commit: a timeout says nothing either way.
-		fmt.Println("error: timed out; the write may or may not have been applied")
-	case errors.Is(err, exraft.ErrLeadershipLost):
-		fmt.Println("error: the leader changed; the write may or may not have been applied")
+		// The Session retried until the deadline: the cluster has had no
+		// leader, or none it could reach, all that time.
+		fmt.Println("error: timed out; the write was applied once or not at all (it may still be, once):", err)
+	case errors.Is(err, exraft.ErrSessionExpired):
+		fmt.Println("error: the cluster forgot this session while the write's outcome was unknown; it was applied once or not at all")
 	case err != nil:
 		fmt.Println("error:", err)
 	default:
 		fmt.Println(string(result))
-	}
-}
-
-// onLeader makes a call that only the leader serves, starting at the server
-// at addr: a *RedirectError names the leader to retry at, and ErrNoLeader
-// means an election is under way, so it waits for the outcome. Every call
-// goes through the package-level functions, which reach any server by its
-// address, this process's own included.
-func onLeader(ctx context.Context, addr string, call func(ctx context.Context, addr string) ([]byte, error)) ([]byte, error) {
-	const maxHops = 5 // leadership may move while we chase it, but not forever
-	for hop := 0; ; hop++ {
-		result, err := call(ctx, addr)
-		if err == nil || !errors.Is(err, exraft.ErrNotLeader) || hop == maxHops {
-			return result, err
-		}
-		var redirect *exraft.RedirectError
-		if errors.As(err, &redirect) {
-			addr = redirect.Leader.Addr
-			continue
-		}
-		// ErrNoLeader: ask the same server to tell us when it knows one.
-		leader, err := exraft.AwaitLeader(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		addr = leader.Addr
 	}
 }
 
