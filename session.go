@@ -48,16 +48,38 @@ type sessionState struct {
 	id       uint64
 	seq      uint64              // the last sequence number handed out
 	inflight map[uint64]struct{} // the sequence numbers not yet answered
+	low      uint64              // the lowest of inflight, when it is not empty
 }
 
 // lowest is the lowest sequence number still waited on: the cluster may
 // forget every result below it.
 func (st *sessionState) lowest() uint64 {
-	low := st.seq + 1
-	for seq := range st.inflight {
-		low = min(low, seq)
+	if len(st.inflight) == 0 {
+		return st.seq + 1
 	}
-	return low
+	return st.low
+}
+
+// begin hands out the next sequence number.
+func (st *sessionState) begin() uint64 {
+	st.seq++
+	if len(st.inflight) == 0 {
+		st.low = st.seq
+	}
+	st.inflight[st.seq] = struct{}{}
+	return st.seq
+}
+
+// finish takes seq out of flight. Numbers are handed out in order, so the
+// lowest only moves up, past each one finished: O(1) a write, amortized.
+func (st *sessionState) finish(seq uint64) {
+	delete(st.inflight, seq)
+	for len(st.inflight) > 0 && st.low <= st.seq {
+		if _, ok := st.inflight[st.low]; ok {
+			return
+		}
+		st.low++
+	}
 }
 
 // NewSession returns a Session on the cluster that the servers at addrs
@@ -191,9 +213,7 @@ func (s *Session) registration(ctx context.Context) (*sessionState, error) {
 func (s *Session) begin(st *sessionState) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.seq++
-	st.inflight[st.seq] = struct{}{}
-	return st.seq
+	return st.begin()
 }
 
 // finish marks seq answered, or given up: from the next write on, the
@@ -201,7 +221,7 @@ func (s *Session) begin(st *sessionState) uint64 {
 func (s *Session) finish(st *sessionState, seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(st.inflight, seq)
+	st.finish(seq)
 }
 
 // forget drops a registration the cluster no longer knows.
