@@ -619,3 +619,45 @@ func TestRemovedServerDoesNotDisturb(t *testing.T) {
 	}
 	t.Logf("removed server %s: term %d (members stayed at %v), %d forced elections", x.Name(), x.Status().Term, terms, triggered)
 }
+
+// TestSilentPartitionHealsWithoutWaitingForIOTimeout: behind a network that
+// drops packets silently, the leader's connection to a cut-off follower
+// stays dead after the network heals. The leader must notice that its
+// heartbeats went unanswered and dial again, rather than wait for
+// IOTimeout (a minute here) to give the connection up.
+func TestSilentPartitionHealsWithoutWaitingForIOTimeout(t *testing.T) {
+	const ioTimeout = time.Minute
+	cn := testkit.NewNet()
+	cn.MakeSilent()
+	c := testkit.StartCluster(t, 3, testkit.Options{Net: cn, Configure: func(_ int, cfg *exraft.Config) {
+		cfg.IOTimeout = ioTimeout
+	}})
+	c.WarmUp(t)
+	a := testkit.AwaitLeader(t, c.Live())
+	f := testkit.Others(c.Live(), a)[0]
+	// f leads for a while, as any server that campaigned once did, so that
+	// it has connections of its own to the others, which the cut leaves
+	// dead too: without them, its first campaign after the heal would
+	// dial afresh and hide the leader's wait.
+	handOver(t, f)
+	handOver(t, a)
+	cn.Isolate(f.Name())
+	for i := range 20 {
+		testkit.WriteAny(t, c.Live(), fmt.Sprintf("set during-cut %d", i))
+	}
+	cn.HealAll()
+	healed := time.Now()
+	commit := a.Status().CommitIndex
+	reached := testkit.PollUntil(ioTimeout/3, func() bool { return f.Status().AppliedIndex >= commit })
+	require.True(t, reached, "%s had not caught up %v after the heal (applied %d of %d): its leader still waits on a dead connection\n%s",
+		f.Name(), time.Since(healed).Round(time.Millisecond), f.Status().AppliedIndex, commit, c.Describe())
+	t.Logf("%s caught up %v after the heal", f.Name(), time.Since(healed).Round(time.Millisecond))
+}
+
+// handOver makes s the leader by TriggerElection, and waits until it leads.
+func handOver(t *testing.T, s *exraft.Server) {
+	t.Helper()
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	require.NoError(t, s.TriggerElection(ctx))
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return s.Status().Role == exraft.Leader }, "%s leads after TriggerElection", s.Name())
+}

@@ -253,14 +253,18 @@ func (p *peerStream) run() {
 	defer p.shutdown()
 	idle := time.NewTicker(streamIdle)
 	defer idle.Stop()
+	silence := time.NewTicker(max(p.silenceBound()/4, time.Millisecond))
+	defer silence.Stop()
 	for {
 		select {
 		case <-p.t.s.stopc:
 			return
 		case call := <-p.done:
 			p.finish(call)
-		case <-idle.C:
+		case <-silence.C:
 			p.checkSilence()
+			continue
+		case <-idle.C:
 			if p.retire() {
 				return
 			}
@@ -366,11 +370,13 @@ func (p *peerStream) send(batch []raft.Message) bool {
 		if p.client == nil {
 			break
 		}
-		if p.inflight == 0 {
-			p.waitingSince = time.Now()
-		}
 		p.inflight++
 		p.client.Go(methodStep, &p.buf, new([]byte), p.done)
+		if p.inflight == 1 {
+			// From when the call is written: over a slow link, writing a
+			// large one takes a while, and its answer cannot come sooner.
+			p.waitingSince = time.Now()
+		}
 	}
 	return true
 }
@@ -387,15 +393,28 @@ func (p *peerStream) finish(call *rpc.Call) {
 }
 
 // checkSilence gives up on a connection whose peer has answered nothing for
-// IOTimeout while calls were in flight. A peer answers every Step call at
-// once; one that has gone silent this long is gone (or stopped reading),
-// and the next batch dials afresh.
+// silenceBound while calls were in flight. A peer answers every Step call
+// at once; one that has gone silent this long is gone, stopped reading, or
+// sits behind a network that drops packets, where the connection would stay
+// dead long after the network heals (TCP retransmits ever more rarely).
+// The next batch dials afresh, and a new connection works as soon as the
+// network does.
 func (p *peerStream) checkSilence() {
-	s := p.t.s
-	if p.inflight > 0 && time.Since(p.waitingSince) > s.cfg.IOTimeout {
-		s.log.Warn("a peer stopped answering; reconnecting", "peer", p.addr, "waited", time.Since(p.waitingSince).Round(time.Millisecond))
+	if p.inflight > 0 && time.Since(p.waitingSince) > p.silenceBound() {
+		p.t.s.log.Warn("a peer stopped answering; reconnecting", "peer", p.addr, "waited", time.Since(p.waitingSince).Round(time.Millisecond))
 		p.closeClient() // which fails the calls in flight
 	}
+}
+
+// silenceBound is how long a peer may leave the calls in flight unanswered
+// before the connection is given up: several election timeouts, as every
+// heartbeat round in between went unanswered (a leader sends one each
+// HeartbeatInterval, which is shorter), but at least a second, so that a
+// peer that is merely slow (a long pause of its garbage collector, a large
+// append on a slow link) keeps its connection; IOTimeout at most.
+func (p *peerStream) silenceBound() time.Duration {
+	cfg := &p.t.s.cfg
+	return min(cfg.IOTimeout, max(4*cfg.ElectionTimeoutMax, time.Second))
 }
 
 func (p *peerStream) closeClient() {

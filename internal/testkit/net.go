@@ -46,6 +46,10 @@ type Net struct {
 	delayPer1000 int
 	dropPer1000  int
 	maxDelay     time.Duration
+
+	// silent: cuts lose what crosses them instead of closing connections
+	// (see MakeSilent).
+	silent atomic.Bool
 }
 
 // NewNet returns a network with every link working.
@@ -79,6 +83,9 @@ func (n *Net) Dialer(from string) func(ctx context.Context, addr string) (net.Co
 		blocked := n.cut[link]
 		n.mu.Unlock()
 		if blocked {
+			if n.silent.Load() {
+				<-ctx.Done() // no answer, as no packet comes back
+			}
 			return nil, fmt.Errorf("dial %s -> %s: %w", link.From, link.To, errCut)
 		}
 		var d net.Dialer
@@ -105,6 +112,14 @@ func (n *Net) MakeFlaky(delayPer1000, dropPer1000 int, maxDelay time.Duration) {
 	n.mu.Unlock()
 	n.flaky.Store(true)
 }
+
+// MakeSilent makes every later cut silent, as a network that drops packets
+// rather than refusing them: a connection on a cut link stays open, what
+// is written on it vanishes and nothing more arrives, and it stays so after
+// the link heals, as one whose packets were lost beyond TCP's retries; a
+// dial over a cut link hangs until its context ends. Only new connections
+// work again after a heal, so a server must notice the silence and redial.
+func (n *Net) MakeSilent() { n.silent.Store(true) }
 
 // MakeReliable turns flakiness off; cut links stay cut.
 func (n *Net) MakeReliable() { n.flaky.Store(false) }
@@ -199,7 +214,11 @@ func (n *Net) set(cut bool, links ...Link) {
 		default:
 			n.cut[l] = true
 			for c := range n.conns {
-				if c.link == l {
+				switch {
+				case c.link != l:
+				case n.silent.Load():
+					c.holed.Store(true)
+				default:
 					toClose = append(toClose, c)
 				}
 			}
@@ -215,9 +234,10 @@ func (n *Net) set(cut bool, links ...Link) {
 // Read and Write.
 type conn struct {
 	net.Conn
-	n    *Net
-	link Link
-	once sync.Once
+	n     *Net
+	link  Link
+	once  sync.Once
+	holed atomic.Bool // cut silently: nothing crosses it any more
 }
 
 func (c *conn) isCut() bool {
@@ -227,14 +247,24 @@ func (c *conn) isCut() bool {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if c.isCut() {
-		_ = c.Close()
-		return 0, errCut
+	for {
+		if !c.holed.Load() && c.isCut() {
+			_ = c.Close()
+			return 0, errCut
+		}
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.holed.Load() {
+			return n, err
+		}
+		// Lost on the way: wait for more, which is lost too, until the
+		// connection is closed.
 	}
-	return c.Conn.Read(p)
 }
 
 func (c *conn) Write(p []byte) (int, error) {
+	if c.holed.Load() {
+		return len(p), nil // vanishes
+	}
 	if c.isCut() {
 		_ = c.Close()
 		return 0, errCut
