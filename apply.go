@@ -148,6 +148,7 @@ func (s *Server) applyLoop() {
 			s.runTask(&tasks[i])
 			s.apply.done(&tasks[i])
 		}
+		s.board.poke() // AppliedIndex moved: WaitStatus looks
 		s.maybeSnapshot()
 	}
 }

@@ -63,6 +63,50 @@ func (b *board) set(v view) {
 	b.mu.Unlock()
 }
 
+// poke wakes the waiters as set does, for a change outside the view: the
+// applied index, which Status reports beside it.
+func (b *board) poke() {
+	b.mu.Lock()
+	if b.watched {
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.watched = false
+	}
+	b.mu.Unlock()
+}
+
+// WaitStatus blocks until cond holds for this server's Status, and returns
+// that Status. It does not poll: it calls cond, on the calling goroutine,
+// once at first and again whenever the status may have changed (a role,
+// term or leader, an index, the membership), so a wait for a new leader, an
+// applied index or a member is one line:
+//
+//	st, err := s.WaitStatus(ctx, func(st exraft.Status) bool { return st.AppliedIndex >= index })
+//
+// cond may be called with statuses that differ in no field it looks at, and
+// may miss one that lasted only between two of its calls; it must not block.
+// When ctx ends first, WaitStatus returns the last Status cond refused and
+// ctx.Err(). Once the server stops, it returns the stopped Status (Role
+// Stopped) with ErrStopped, unless cond holds for that.
+func (s *Server) WaitStatus(ctx context.Context, cond func(Status) bool) (Status, error) {
+	for {
+		_, changed := s.board.watch()
+		st := s.Status()
+		if cond(st) {
+			return st, nil
+		}
+		if st.Role == Stopped {
+			return st, ErrStopped
+		}
+		select {
+		case <-changed:
+		case <-s.stopc: // once more, with the stopped Status
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
 // await blocks until cond holds for the published view, ctx ends or the
 // server stops. cond returns done and the error to return with it.
 func (s *Server) await(ctx context.Context, cond func(v *view) (bool, error)) error {

@@ -447,3 +447,47 @@ func ExampleNewSession() {
 	// wrote 1, read 1
 	// after the leader stopped: 2
 }
+
+// WaitStatus blocks until a condition on the server's Status holds: here,
+// until a follower has applied everything the leader has, and until the
+// survivors have a new leader once the old one stops.
+func ExampleServer_WaitStatus() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers := startCounters("a", "b", "c")
+	defer stopAll(servers)
+
+	leader, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var l, f *exraft.Server
+	for _, s := range servers {
+		if s.Name() == leader.Name {
+			l = s
+		} else {
+			f = s
+		}
+	}
+	if _, err := l.Write(ctx, []byte("5")); err != nil {
+		log.Fatal(err)
+	}
+	index := l.Status().AppliedIndex
+	if _, err := f.WaitStatus(ctx, func(st exraft.Status) bool { return st.AppliedIndex >= index }); err != nil {
+		log.Fatal(err)
+	}
+	total, _ := f.ReadDirty(ctx, nil)
+	fmt.Println("the follower has applied the write:", string(total))
+
+	l.Stop()
+	st, err := f.WaitStatus(ctx, func(st exraft.Status) bool {
+		return st.Leader.Name != "" && st.Leader.Name != leader.Name
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("a new leader:", st.Leader.Name != leader.Name)
+	// Output:
+	// the follower has applied the write: 5
+	// a new leader: true
+}
