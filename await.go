@@ -21,6 +21,7 @@ type view struct {
 	learners []Peer
 	// committedMembers are the voters of the latest committed configuration.
 	committedMembers []Peer
+	transferee       string // the voter this leader hands over to, while it does
 }
 
 // board holds the latest view and wakes every waiter when it changes, so

@@ -230,6 +230,13 @@ func (c *Client) TriggerElection(ctx context.Context, addr string) error {
 	return err
 }
 
+// TransferLeadership is Server.TransferLeadership on the server at addr,
+// which must be the leader.
+func (c *Client) TransferLeadership(ctx context.Context, addr, name string) error {
+	_, err := c.call(ctx, addr, methodTransferLeadership, &callRequest{Name: name})
+	return err
+}
+
 // GetStatus is Server.Status on the server at addr.
 func (c *Client) GetStatus(ctx context.Context, addr string) (Status, error) {
 	rep, err := c.call(ctx, addr, methodStatus, &callRequest{})
@@ -275,6 +282,12 @@ func RemoveServer(ctx context.Context, addr string, name string) error {
 // DefaultClient.
 func TriggerElection(ctx context.Context, addr string) error {
 	return DefaultClient.TriggerElection(ctx, addr)
+}
+
+// TransferLeadership calls Server.TransferLeadership on the server at addr
+// with DefaultClient.
+func TransferLeadership(ctx context.Context, addr, name string) error {
+	return DefaultClient.TransferLeadership(ctx, addr, name)
 }
 
 // GetStatus returns the Status of the server at addr, with DefaultClient.

@@ -148,7 +148,7 @@ func (s *Server) admitCall(method string) error {
 		return nil
 	case methodWrite, methodRead, methodReadDirty, methodAwaitLeader, methodAddServer,
 		methodRemoveServer, methodTriggerElection, methodStatus,
-		methodSessionOpen, methodSessionWrite, methodSessionClose:
+		methodSessionOpen, methodSessionWrite, methodSessionClose, methodTransferLeadership:
 		if err := s.pendingCalls.Acquire(s.ctx, 1); err != nil {
 			return ErrStopped
 		}

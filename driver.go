@@ -233,8 +233,12 @@ func (s *Server) trimReads() {
 func (s *Server) nodeErr(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrTransferring):
-		if l := s.node.Status().Leader; l.Name != "" && l.Name != s.name {
+		st := s.node.Status()
+		if l := st.Leader; l.Name != "" && l.Name != s.name {
 			return &RedirectError{Leader: Peer(l)}
+		}
+		if st.Transferee != "" {
+			return &noLeaderError{msg: "exraft: no leader for a moment: the leadership is being handed over to " + st.Transferee + "; retry shortly"}
 		}
 		return ErrNoLeader
 	case errors.Is(err, raft.ErrUnknownServer):
@@ -393,7 +397,7 @@ func (s *Server) publish() {
 	st := s.node.Status()
 	k := pubKey{role: roleOf(st.Role), term: st.Term, leader: st.Leader, commit: st.Commit,
 		last: st.LastIndex, first: st.FirstIndex, snapshot: st.SnapshotIndex,
-		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch}
+		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee}
 	first := !s.published
 	if !first && k == s.pub {
 		return
@@ -420,6 +424,7 @@ func (s *Server) publish() {
 		members:          s.members,
 		learners:         s.learners,
 		committedMembers: s.committedMembers,
+		transferee:       k.transferee,
 	})
 }
 
@@ -432,6 +437,7 @@ type pubKey struct {
 	first, snapshot   uint64
 	cfg, committedCfg uint64 // indexes of the configurations in use and committed
 	epoch             uint64
+	transferee        string
 }
 
 // failLeftovers fails the requests that the driver left behind when it

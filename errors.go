@@ -38,6 +38,14 @@ type notLeaderError struct{ msg string }
 func (e *notLeaderError) Error() string        { return e.msg }
 func (e *notLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
+// noLeaderError is ErrNoLeader with the reason there is none for a moment.
+type noLeaderError struct{ msg string }
+
+func (e *noLeaderError) Error() string { return e.msg }
+func (e *noLeaderError) Is(target error) bool {
+	return target == ErrNoLeader || target == ErrNotLeader
+}
+
 // The errors of exraft's calls. Each one survives the trip over the wire: a
 // remote call returns an error that errors.Is matches against the same value.
 var (
@@ -179,6 +187,9 @@ func decodeErr(r *callReply) error {
 	case codeRedirect:
 		return &RedirectError{Leader: r.Leader}
 	case codeNoLeader:
+		if r.Msg != "" && r.Msg != ErrNoLeader.Error() {
+			return &noLeaderError{msg: r.Msg}
+		}
 		return ErrNoLeader
 	case codeStopped:
 		return ErrStopped

@@ -491,3 +491,33 @@ func ExampleServer_WaitStatus() {
 	// the follower has applied the write: 5
 	// a new leader: true
 }
+
+// TransferLeadership moves the leadership on purpose, before the leader's
+// server is taken down for maintenance, say: it returns once the target
+// leads.
+func ExampleServer_TransferLeadership() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers := startCounters("a", "b", "c")
+	defer stopAll(servers)
+
+	leader, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var l, target *exraft.Server
+	for _, s := range servers {
+		switch {
+		case s.Name() == leader.Name:
+			l = s
+		case target == nil:
+			target = s
+		}
+	}
+	if err := l.TransferLeadership(ctx, target.Name()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("the target leads:", target.Status().Role == exraft.Leader)
+	// Output:
+	// the target leads: true
+}

@@ -178,13 +178,22 @@ type Status struct {
 	// Shared with the Node: never modified, by either side.
 	Members          []Peer
 	CommittedMembers []Peer
+	// Transferee is the voter the leader hands over to, while it does.
+	Transferee string
 }
+
+// TransferLeadership hands the leadership over to the voter name (see
+// transferLeadership); it fails with ErrNotLeader off the leader and
+// ErrUnknownServer for a name that is not a voter. Status.Transferee shows
+// the transfer until it ends: name leads, or it was abandoned after an
+// election timeout.
+func (n *Node) TransferLeadership(name string) error { return n.c.transferLeadership(name) }
 
 // Status returns the state without copying the member lists.
 func (n *Node) Status() Status {
 	c := n.c
 	st := Status{Role: c.role, Term: c.term, Commit: c.commit, LastIndex: c.log.lastIndex(), Epoch: c.epoch,
-		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.index}
+		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.index, Transferee: c.transferee}
 	if c.lead != "" {
 		st.Leader = Peer{Name: c.lead, Addr: c.leadAddr}
 	}

@@ -286,7 +286,9 @@ func (c *core) appendAccepted(m Message, pr *progress) {
 	}
 	if c.transferee == m.From && pr.match == c.log.lastIndex() {
 		c.handOver()
-		return
+		if c.role != Leader {
+			return
+		}
 	}
 	c.maybeChangeMembership()
 	c.sendAppend(m.From, pr, newEntriesOnly)

@@ -41,10 +41,11 @@ type core struct {
 	prs          map[string]*progress
 	prNames      []string // sorted keys of prs, for a deterministic order
 	pendingConf  uint64   // index of the latest configuration entry appended
-	transferee   string   // when the leader removed itself: who takes over
-	transferEl   int
-	epoch        uint64 // counts membership events, so waiters can tell
-	seq          uint64 // read round, see readIndex
+	transferee   string   // who takes over: on request, or once this leader is removed
+	transferEl   int      // ticks since the transfer began
+	handedOver   bool     // TimeoutNow went to the transferee
+	epoch        uint64   // counts membership events, so waiters can tell
+	seq          uint64   // read round, see readIndex
 	readBcast    bool
 	bcastPending bool // proposals appended since the last takeReady
 	reads        []pendingRead

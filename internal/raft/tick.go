@@ -11,7 +11,9 @@ func (c *core) tick() {
 			c.transferEl++
 			if c.transferEl >= c.cfg.electionMin {
 				c.abandonTransfer()
-				return
+				if c.role != Leader {
+					return
+				}
 			}
 		}
 		if c.electionEl >= c.cfg.electionMin {

@@ -19,8 +19,7 @@ func (c *core) startTransfer() {
 		c.becomeFollower(c.term, "", "")
 		return
 	}
-	c.transferee = best
-	c.transferEl = 0
+	c.transferee, c.transferEl, c.handedOver = best, 0, false
 	if bestMatch == c.log.lastIndex() {
 		c.handOver()
 		return
@@ -28,22 +27,61 @@ func (c *core) startTransfer() {
 	c.sendAppend(best, c.prs[best], newEntriesOnly)
 }
 
+// transferLeadership hands the leadership over to the voter name, on
+// request (thesis §3.10): the leader takes no more proposals, catches name
+// up, and tells it to campaign at once (handOver). It leads until name's
+// election deposes it; if that has not happened within an election
+// timeout, it takes proposals again (abandonTransfer). A transfer to this
+// leader ends one in progress.
+func (c *core) transferLeadership(name string) error {
+	switch {
+	case c.role != Leader:
+		return ErrNotLeader
+	case c.removed:
+		return ErrTransferring // a removed leader hands over already
+	case name == c.cfg.name:
+		c.transferee = ""
+		return nil
+	}
+	pr := c.prs[name]
+	if pr == nil || !c.self.counts(name, pr.inc) {
+		return ErrUnknownServer
+	}
+	c.transferee, c.transferEl, c.handedOver = name, 0, false
+	if pr.match == c.log.lastIndex() {
+		c.handOver()
+		return nil
+	}
+	c.sendAppend(name, pr, newEntriesOnly)
+	return nil
+}
+
 // handOver tells the transferee, which holds the whole log, to campaign at
-// once (TimeoutNow), and steps down.
+// once (TimeoutNow), once. A removed leader steps down at the same time;
+// one that hands over on request leads until the transferee's election
+// deposes it, so that a lost TimeoutNow costs writes an election timeout
+// rather than the cluster its leader.
 func (c *core) handOver() {
-	if pr := c.prs[c.transferee]; pr != nil {
+	if pr := c.prs[c.transferee]; pr != nil && !c.handedOver {
 		// Carry the commit index first so that the new leader knows it.
 		c.sendHeartbeat(c.transferee, pr)
 		c.send(Message{Type: MsgTimeoutNow, To: c.transferee, ToAddr: pr.addr, Term: c.term})
+		c.handedOver = true
 	}
-	c.becomeFollower(c.term, "", "")
+	if c.removed {
+		c.becomeFollower(c.term, "", "")
+	}
 }
 
-// abandonTransfer: the transferee did not catch up within an election
-// timeout. The leader steps down all the same: it is removed, and the others
-// elect a leader among themselves.
+// abandonTransfer: the transferee did not take over within an election
+// timeout. A removed leader steps down all the same, and the others elect
+// a leader among themselves; one that handed over on request leads on.
 func (c *core) abandonTransfer() {
-	c.becomeFollower(c.term, "", "")
+	if c.removed {
+		c.becomeFollower(c.term, "", "")
+		return
+	}
+	c.transferee = ""
 }
 
 // handleTimeoutNow is the transferee's side: campaign at once, with an

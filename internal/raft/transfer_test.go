@@ -51,3 +51,82 @@ func TestCoreHandOverTimesOut(t *testing.T) {
 		t.Fatalf("after an election timeout a is %v and sent %s; want a follower that sent no TimeoutNow", a.role, dumpMsgs(rd.Messages))
 	}
 }
+
+// TestCoreTransferCatchesUpThenHandsOverOnce: on request, the leader stops
+// taking proposals, and sends TimeoutNow only once the target holds its
+// whole log, and only once; it leads until the target's election deposes
+// it.
+func TestCoreTransferCatchesUpThenHandsOverOnce(t *testing.T) {
+	a := leaderOfThree(t)
+	a.step(ackMsg("b", a.term, a.log.lastIndex(), 0))
+	a.step(ackMsg("c", a.term, a.log.lastIndex(), 0))
+	a.propose(normal([]byte("b lacks this")))
+	a.takeReady()
+	if err := a.transferLeadership("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.propose(normal([]byte("during"))); err != ErrTransferring {
+		t.Fatalf("a proposal during the transfer: %v, want ErrTransferring", err)
+	}
+	if n := len(msgsOf(a.takeReady().Messages, MsgTimeoutNow, "")); n != 0 {
+		t.Fatalf("TimeoutNow sent to a target that lacks entries")
+	}
+	for range 2 {
+		a.step(ackMsg("b", a.term, a.log.lastIndex(), 0))
+	}
+	rd := a.takeReady()
+	if n := len(msgsOf(rd.Messages, MsgTimeoutNow, "b")); n != 1 {
+		t.Fatalf("after b caught up (twice acknowledged), %d TimeoutNow to b in %s; want exactly one", n, dumpMsgs(rd.Messages))
+	}
+	if a.role != Leader {
+		t.Fatalf("a is %v after handing over; it leads until b's election deposes it", a.role)
+	}
+	vote := voteMsg(MsgVote, "b", a.term+1, a.log.lastIndex(), a.log.lastTerm())
+	vote.Force = true
+	a.step(vote)
+	if a.role != Follower {
+		t.Fatalf("b's forced election did not depose a: %v", a.role)
+	}
+}
+
+// TestCoreTransferAbandonedLeadsOn: a target that does not take over within
+// an election timeout ends the transfer, and the leader takes proposals
+// again instead of refusing them for ever.
+func TestCoreTransferAbandonedLeadsOn(t *testing.T) {
+	a := leaderOfThree(t)
+	if err := a.transferLeadership("b"); err != nil {
+		t.Fatal(err)
+	}
+	for range a.cfg.electionMin {
+		a.tick()
+		// Both answer, at their old match, so check-quorum is satisfied;
+		// b never catches up.
+		a.step(ackMsg("b", a.term, 0, 0))
+		a.step(ackMsg("c", a.term, a.log.lastIndex(), 0))
+	}
+	if a.role != Leader || a.transferee != "" {
+		t.Fatalf("after an election timeout: %v, transferee %q; want the leader, with no transfer", a.role, a.transferee)
+	}
+	if _, _, err := a.propose(normal([]byte("after"))); err != nil {
+		t.Fatalf("a proposal after the abandoned transfer: %v", err)
+	}
+}
+
+// TestCoreTransferRefusals: only the leader transfers, only to a voter; to
+// itself is nothing to do, and ends a transfer in progress.
+func TestCoreTransferRefusals(t *testing.T) {
+	a := leaderOfThree(t)
+	if err := a.transferLeadership("x"); err != ErrUnknownServer {
+		t.Fatalf("to a stranger: %v, want ErrUnknownServer", err)
+	}
+	if err := a.transferLeadership("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.transferLeadership("a"); err != nil || a.transferee != "" {
+		t.Fatalf("to itself: %v, transferee %q; want nil and no transfer", err, a.transferee)
+	}
+	b := testCore(t, "b", names3)
+	if err := b.transferLeadership("c"); err != ErrNotLeader {
+		t.Fatalf("on a follower: %v, want ErrNotLeader", err)
+	}
+}
