@@ -32,6 +32,25 @@ type board struct {
 	v       view
 	changed chan struct{}
 	watched bool // someone holds changed: replace it on the next set
+	// peers is the leader's view of the other servers (Status.Peers),
+	// refreshed every tick apart from v, so that it wakes nobody.
+	peers []PeerStatus
+}
+
+// setPeers replaces the leader's view of the other servers; the board
+// keeps ps, which must not be modified afterwards.
+func (b *board) setPeers(ps []PeerStatus) {
+	b.mu.Lock()
+	b.peers = ps
+	b.mu.Unlock()
+}
+
+// getPeers returns the leader's view of the other servers; shared, so
+// not to be modified.
+func (b *board) getPeers() []PeerStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peers
 }
 
 func newBoard() *board { return &board{changed: make(chan struct{})} }

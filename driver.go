@@ -87,6 +87,7 @@ func (s *Server) run() {
 			if !s.restoring() {
 				s.node.Tick()
 			}
+			s.publishPeers()
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
@@ -426,6 +427,40 @@ func (s *Server) publish() {
 		committedMembers: s.committedMembers,
 		transferee:       k.transferee,
 	})
+}
+
+// publishPeers publishes the leader's view of the other servers, on every
+// tick: what changes in it (a last contact, a match index) changes too
+// often to be worth a view of its own each time.
+func (s *Server) publishPeers() {
+	ps := s.node.Progress()
+	if ps == nil {
+		if s.hadPeers {
+			s.board.setPeers(nil)
+			s.hadPeers = false
+		}
+		return
+	}
+	now := time.Now()
+	out := make([]PeerStatus, len(ps))
+	for i, p := range ps {
+		out[i] = PeerStatus{Peer: Peer(p.Peer), Voter: !p.Learner, State: replicationStateOf(p.State), Match: p.Match}
+		if p.Heard {
+			out[i].LastContact = now.Add(-time.Duration(p.SinceHeard) * s.tick)
+		}
+	}
+	s.board.setPeers(out)
+	s.hadPeers = true
+}
+
+func replicationStateOf(s raft.ProgressState) ReplicationState {
+	switch s {
+	case raft.ProgressReplicate:
+		return Replicating
+	case raft.ProgressSnapshot:
+		return SendingSnapshot
+	}
+	return Probing
 }
 
 // pubKey is what a published view is built from.

@@ -21,6 +21,7 @@ package exraft
 import (
 	"fmt"
 	"io"
+	"time"
 )
 
 // StateMachine is the value that Raft replicates. Each server has its own
@@ -135,4 +136,64 @@ type Status struct {
 	// voters (AddServer, or a member that came back as a new incarnation).
 	// Only the leader reports them.
 	Learners []Peer
+	// Peers is, on the leader only, its view of every other server, by
+	// name: a member that stopped answering shows an old LastContact. It is
+	// refreshed on every tick of the server's clock (a few milliseconds),
+	// which does not by itself wake WaitStatus.
+	Peers []PeerStatus
+	// Unreachable lists the servers this one tried to connect to and
+	// could not, and why (nothing listens there, or it refused: another
+	// ClusterID, Secret or TLS setting), until a connection succeeds: the
+	// peers a server that waits for a leader or for votes waits on.
+	Unreachable []Unreachable
+}
+
+// PeerStatus is the leader's view of one other server.
+type PeerStatus struct {
+	Peer
+	// Voter is false for a learner, a server being caught up before it
+	// votes.
+	Voter bool
+	// State is how the leader replicates to it.
+	State ReplicationState
+	// Match is the last index known to be in its log, and Lag how far that
+	// is behind the leader's last index.
+	Match, Lag uint64
+	// LastContact is when it last answered the leader; zero if it never
+	// did during this leadership.
+	LastContact time.Time
+}
+
+// ReplicationState is how a leader replicates to one server.
+type ReplicationState int
+
+const (
+	// Probing: looking for where the server's log matches the leader's,
+	// one append at a time (after a leader change, a lost message, or a
+	// restart of that server).
+	Probing ReplicationState = iota
+	// Replicating: appends stream to it.
+	Replicating
+	// SendingSnapshot: it needs entries the leader dropped, and is being
+	// sent the leader's snapshot.
+	SendingSnapshot
+)
+
+func (s ReplicationState) String() string {
+	switch s {
+	case Probing:
+		return "probing"
+	case Replicating:
+		return "replicating"
+	case SendingSnapshot:
+		return "sending snapshot"
+	}
+	return fmt.Sprintf("ReplicationState(%d)", int(s))
+}
+
+// Unreachable is a server this one could not connect to.
+type Unreachable struct {
+	Addr  string
+	Err   string    // why the last attempt failed
+	Since time.Time // the first failure since it was last reached
 }

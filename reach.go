@@ -3,7 +3,10 @@ package exraft
 import (
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 )
 
 // reach remembers, per peer address, why the last attempt to connect to it
@@ -15,10 +18,11 @@ type reach struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	failing map[string]error
+	since   map[string]time.Time // the first failure of the episode
 }
 
 func newReach(log *slog.Logger) *reach {
-	return &reach{log: log, failing: map[string]error{}}
+	return &reach{log: log, failing: map[string]error{}, since: map[string]time.Time{}}
 }
 
 // failed records that connecting to addr failed with err.
@@ -26,6 +30,9 @@ func (r *reach) failed(addr string, err error) {
 	r.mu.Lock()
 	_, known := r.failing[addr]
 	r.failing[addr] = err
+	if !known {
+		r.since[addr] = time.Now()
+	}
 	r.mu.Unlock()
 	if known {
 		return
@@ -43,6 +50,7 @@ func (r *reach) reached(addr string) {
 	r.mu.Lock()
 	_, known := r.failing[addr]
 	delete(r.failing, addr)
+	delete(r.since, addr)
 	r.mu.Unlock()
 	if known {
 		r.log.Info("reached a peer again", "peer", addr)
@@ -54,6 +62,7 @@ func (r *reach) reached(addr string) {
 func (r *reach) forget(addr string) {
 	r.mu.Lock()
 	delete(r.failing, addr)
+	delete(r.since, addr)
 	r.mu.Unlock()
 }
 
@@ -63,4 +72,19 @@ func (r *reach) lastError(addr string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.failing[addr]
+}
+
+// list returns every peer that cannot be reached, by address.
+func (r *reach) list() []Unreachable {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.failing) == 0 {
+		return nil
+	}
+	out := make([]Unreachable, 0, len(r.failing))
+	for addr, err := range r.failing {
+		out = append(out, Unreachable{Addr: addr, Err: err.Error(), Since: r.since[addr]})
+	}
+	slices.SortFunc(out, func(a, b Unreachable) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }

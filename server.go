@@ -55,6 +55,7 @@ type Server struct {
 	// What the last published view was built from, to publish only changes.
 	pub       pubKey
 	published bool
+	hadPeers  bool // the last publishPeers published some
 	// The lists of the published view, rebuilt only when they change; the
 	// view shares them, so they are never modified in place.
 	members, learners, committedMembers []Peer
@@ -292,7 +293,22 @@ func (s *Server) Status() Status {
 		FirstIndex:    v.first,
 		Members:       append([]Peer(nil), v.members...),
 		Learners:      append([]Peer(nil), v.learners...),
+		Peers:         s.peerStatus(v.last),
+		Unreachable:   s.transport.reach.list(),
 	}
+}
+
+// peerStatus is the leader's view of the other servers, with each one's lag
+// behind last; nil on any other server.
+func (s *Server) peerStatus(last uint64) []PeerStatus {
+	if s.isStopped() {
+		return nil
+	}
+	ps := append([]PeerStatus(nil), s.board.getPeers()...)
+	for i := range ps {
+		ps[i].Lag = last - min(ps[i].Match, last)
+	}
+	return ps
 }
 
 // notLeader is the error for a call that only the leader can serve.

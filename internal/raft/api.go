@@ -208,6 +208,10 @@ func (n *Node) Status() Status {
 // changed.
 func (n *Node) Learners() []Peer { return n.c.learners() }
 
+// Progress lists, on the leader, its view of every other server (sorted
+// by name); nil elsewhere. It builds the list anew.
+func (n *Node) Progress() []Progress { return n.c.progressList() }
+
 // Ready is what the inputs produced since the last call to Node.Ready.
 type Ready struct {
 	// Messages to send. The transport may start a connection for each

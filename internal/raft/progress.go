@@ -21,6 +21,8 @@ type progress struct {
 	probeSent bool
 	inflight  []uint64 // last index of each append in flight (replicate)
 	active    bool     // heard from since the last check-quorum
+	heardAt   uint64   // core.ticks when it last answered; heard: it did
+	heard     bool
 	ackSeq    uint64   // highest read round acknowledged
 	hbMatch   uint64   // match at the previous heartbeat, to spot lost appends
 	learner   bool     // not a voter: being caught up by AddServer
@@ -114,4 +116,56 @@ func (c *core) sortProgress() {
 		c.prNames = append(c.prNames, name)
 	}
 	sort.Strings(c.prNames)
+}
+
+// ProgressState is how the leader replicates to one server.
+type ProgressState uint8
+
+const (
+	// ProgressProbe: looking for where the server's log matches, one
+	// append at a time.
+	ProgressProbe ProgressState = iota
+	// ProgressReplicate: appends are pipelined.
+	ProgressReplicate
+	// ProgressSnapshot: the server is being sent a snapshot.
+	ProgressSnapshot
+)
+
+// Progress is the leader's view of one other server.
+type Progress struct {
+	Peer
+	Learner bool // being caught up, not (yet) a voter
+	Match   uint64
+	State   ProgressState
+	// Heard: the server answered this leader; SinceHeard ticks ago.
+	Heard      bool
+	SinceHeard uint64
+}
+
+// progressList is the leader's view of every other server, by name.
+func (c *core) progressList() []Progress {
+	if c.role != Leader {
+		return nil
+	}
+	out := make([]Progress, 0, len(c.prNames))
+	for _, name := range c.prNames {
+		pr := c.prs[name]
+		p := Progress{Peer: Peer{Name: name, Addr: pr.addr}, Learner: pr.learner, Match: pr.match,
+			State: pr.state.public(), Heard: pr.heard}
+		if pr.heard {
+			p.SinceHeard = c.ticks - pr.heardAt
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (s progState) public() ProgressState {
+	switch s {
+	case stateReplicate:
+		return ProgressReplicate
+	case stateSnapshot:
+		return ProgressSnapshot
+	}
+	return ProgressProbe
 }

@@ -242,6 +242,7 @@ func (c *core) handleAppendResponse(m Message) {
 		return
 	}
 	pr.active = true
+	pr.heard, pr.heardAt = true, c.ticks
 	if m.Seq > pr.ackSeq {
 		pr.ackSeq = m.Seq
 		c.releaseReads()

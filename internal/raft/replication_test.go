@@ -366,3 +366,29 @@ func TestCoreProposeTakesOnlyCommands(t *testing.T) {
 	require.Equal(t, last+1, first)
 	require.Equal(t, EntrySession, a.log.at(first+1).Type)
 }
+
+// TestCoreProgressShowsEachFollower: the leader reports, per follower, the
+// match index, how it replicates, and how many ticks ago it last answered,
+// so that a dead member can be told from a live one; a follower reports
+// nothing.
+func TestCoreProgressShowsEachFollower(t *testing.T) {
+	a := leaderOfThree(t)
+	a.step(ackMsg("b", a.term, a.log.lastIndex(), 0))
+	for range 3 {
+		a.tick()
+	}
+	ps := a.progressList()
+	require.Len(t, ps, 2)
+	b, c := ps[0], ps[1]
+	require.Equal(t, "b", b.Name)
+	require.Equal(t, a.log.lastIndex(), b.Match)
+	require.Equal(t, ProgressReplicate, b.State)
+	require.True(t, b.Heard)
+	require.Equal(t, uint64(3), b.SinceHeard)
+	require.Equal(t, "c", c.Name)
+	require.False(t, c.Heard, "c never answered")
+	require.Equal(t, ProgressProbe, c.State)
+
+	f := testCore(t, "b", names3)
+	require.Nil(t, f.progressList())
+}

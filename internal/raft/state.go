@@ -41,6 +41,7 @@ type core struct {
 	prs          map[string]*progress
 	prNames      []string // sorted keys of prs, for a deterministic order
 	pendingConf  uint64   // index of the latest configuration entry appended
+	ticks        uint64   // ticks since the start, the clock of progress.heardAt
 	transferee   string   // who takes over: on request, or once this leader is removed
 	transferEl   int      // ticks since the transfer began
 	handedOver   bool     // TimeoutNow went to the transferee

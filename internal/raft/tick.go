@@ -4,6 +4,7 @@ package raft
 // its check-quorum and its transfer's timeout; anyone else's election
 // timeout, which starts a pre-vote (thesis §9.6).
 func (c *core) tick() {
+	c.ticks++
 	c.electionEl++
 	if c.role == Leader {
 		c.heartbeatEl++

@@ -1,0 +1,86 @@
+package exraft_test
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
+)
+
+// Status on the leader shows each other server's progress, so that a dead
+// member does not look like a live one; every server shows whom it cannot
+// reach, and why.
+
+func TestStatusShowsADeadMemberOnTheLeader(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	l := testkit.AwaitLeader(t, c.Live())
+	fs := testkit.Others(c.Live(), l)
+	testkit.WriteAny(t, c.Live(), "set k v")
+	peer := func(name string) exraft.PeerStatus {
+		for _, p := range l.Status().Peers {
+			if p.Name == name {
+				return p
+			}
+		}
+		return exraft.PeerStatus{}
+	}
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		for _, f := range fs {
+			p := peer(f.Name())
+			if p.State != exraft.Replicating || p.Lag != 0 || !p.Voter || p.LastContact.IsZero() {
+				return false
+			}
+		}
+		return true
+	}, "the leader shows both followers replicating, caught up: %+v", testkit.Lazy(func() string { return fmtPeers(l.Status().Peers) }))
+
+	dead, live := fs[0], fs[1]
+	require.NoError(t, c.Stop(dead.Name()))
+	stopped := time.Now()
+	testkit.WriteAny(t, c.Live(), "set k w")
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		d, l := peer(dead.Name()), peer(live.Name())
+		return d.LastContact.Before(stopped) && d.Lag > 0 && l.Lag == 0 && l.LastContact.After(stopped)
+	}, "the stopped member's last contact stays before its stop and it lags, the live one's moves on: %s",
+		testkit.Lazy(func() string { return fmtPeers(l.Status().Peers) }))
+	for _, f := range fs {
+		assert.Empty(t, f.Status().Peers, "only the leader reports peers")
+	}
+}
+
+func fmtPeers(ps []exraft.PeerStatus) string {
+	out := ""
+	for _, p := range ps {
+		out += p.Name + ":" + p.State.String() + " lag " + strconv.FormatUint(p.Lag, 10) + " contact " + p.LastContact.Format("15:04:05.000") + "; "
+	}
+	return out
+}
+
+// TestStatusNamesAnUnreachablePeer: a server that waits for a peer it
+// cannot dial says so in its Status.
+func TestStatusNamesAnUnreachablePeer(t *testing.T) {
+	dead := testkit.DeadAddr(t)
+	s := testkit.Start(t, testkit.NewKV(), exraft.Config{Name: "a", Listener: testkit.Listen(t),
+		InitialConfig: []exraft.Peer{{Name: "a"}, {Name: "b", Addr: dead}}})
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		for _, u := range s.Status().Unreachable {
+			if u.Addr == dead && u.Err != "" && !u.Since.IsZero() {
+				return true
+			}
+		}
+		return false
+	}, "a's Status names %s as unreachable: %+v", dead, testkit.Lazy(func() string { return fmtUnreachable(s.Status().Unreachable) }))
+}
+
+func fmtUnreachable(us []exraft.Unreachable) string {
+	out := ""
+	for _, u := range us {
+		out += u.Addr + ": " + u.Err + "; "
+	}
+	return out
+}
