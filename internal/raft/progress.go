@@ -23,12 +23,12 @@ type progress struct {
 	active    bool     // heard from since the last check-quorum
 	heardAt   uint64   // core.ticks when it last answered; heard: it did
 	heard     bool
-	ackSeq    uint64   // highest read round acknowledged
-	hbMatch   uint64   // match at the previous heartbeat, to spot lost appends
-	learner   bool     // not a voter: being caught up by AddServer
-	joining   bool     // to be made a voter (or re-bound) once caught up
-	leaving   bool     // removed by an uncommitted configuration
-	stalls    int      // heartbeats in a row without progress
+	ackSeq    uint64 // highest read round acknowledged
+	hbMatch   uint64 // match at the previous heartbeat, to spot lost appends
+	learner   bool   // not a voter: being caught up by AddServer
+	joining   bool   // to be made a voter (or re-bound) once caught up
+	leaving   bool   // removed by an uncommitted configuration
+	stalls    int    // heartbeats in a row without progress
 	// verify: AddServer named this member again; the next response tells
 	// whether it is the configured incarnation (a no-op) or a new one.
 	verify bool
