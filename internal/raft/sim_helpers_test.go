@@ -37,6 +37,9 @@ type simOptions struct {
 	majorityLoss int  // 1: crashes may take down a majority, -1: never, 0: chosen by the seed
 	liveness     bool // end with a fault-free phase that must elect a leader and commit
 	verbose      bool // keep every event, not only the last traceLen
+
+	// A session rule broken on purpose (sim_sessions_test.go).
+	bug simBug
 }
 
 // serverID is one incarnation of one server.

@@ -14,8 +14,21 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"testing"
 
 	"github.com/exraft/exraft/internal/session"
+	"github.com/stretchr/testify/require"
+)
+
+// simBug breaks a rule of the session applier on purpose, for the tests
+// that show the invariant guarding it fires.
+type simBug uint8
+
+const (
+	bugNone            simBug = iota
+	bugApplyDuplicates        // a Duplicate's command is applied again
+	bugKeepTable              // an installed snapshot's table is ignored
+	bugApplyRejected          // an Expired or Stale write's command is applied
 )
 
 // idSeq names one write of one session.
@@ -217,6 +230,10 @@ func (s *sim) applySession(n *server, e *Entry) {
 	smApply := func([]byte) []byte { return s.smApply(n, e.Index, &r, &sm) }
 	before := n.table.Len()
 	out, _ := n.table.Apply(e.Index, &r, smApply)
+	if s.opts.bug == bugApplyDuplicates && out == session.Duplicate ||
+		s.opts.bug == bugApplyRejected && (out == session.Expired || out == session.Stale) {
+		smApply(r.Command)
+	}
 	n.tableEnc = n.table.Append(nil)
 	// Admission first: a rejected write applied is that rule broken, even
 	// when it was also applied before.
@@ -380,7 +397,9 @@ func (s *sim) restoreSessions(n, from *server, index uint64) {
 		s.violate("%v: the session table of %v's snapshot at %d does not decode: %v (%d bytes left)", n.id(), from.id(), index, err, len(rest))
 		return
 	}
-	n.table, n.tableEnc = t, t.Append(nil)
+	if s.opts.bug != bugKeepTable {
+		n.table, n.tableEnc = t, t.Append(nil)
+	}
 	n.seqs = maps.Clone(from.snapSeqs)
 	n.snapTable, n.snapSeqs = from.snapTable, from.snapSeqs // neither is ever changed
 	if s.global {
@@ -411,4 +430,73 @@ func sessionString(data []byte) string {
 		return fmt.Sprintf("close(s%d)@%d", r.ID, r.Time)
 	}
 	return fmt.Sprintf("s%d#%d(low %d)@%d", r.ID, r.Seq, r.Lowest, r.Time)
+}
+
+// ---- the invariants fire ------------------------------------------------------
+
+// TestSimSessionInvariantsFire breaks each rule the session invariants
+// guard in the applier, and checks that the simulator reports it by name
+// within the first seeds: its clients do retry, see sessions expire, and
+// install snapshots that carry tables.
+func TestSimSessionInvariantsFire(t *testing.T) {
+	for _, tc := range []struct {
+		bug  simBug
+		name string
+	}{
+		{bugApplyDuplicates, "session exactly-once:"},
+		{bugKeepTable, "session table agreement:"},
+		{bugApplyRejected, "session admission:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := uint64(1); seed <= 100; seed++ {
+				_, f := runSim(seed, simOptions{steps: defaultSteps, bug: tc.bug})
+				if f != nil {
+					require.Contains(t, f.err.Error(), tc.name, "seed %d", seed)
+					t.Logf("seed %d, step %d: %v", seed, f.step, f.err)
+					return
+				}
+			}
+			t.Fatalf("no seed of 100 noticed %q", tc.name)
+		})
+	}
+}
+
+// TestSessionAdmissionFromTheLog: invariant 9 judges by the log too, not
+// only by what the table answered.
+func TestSessionAdmissionFromTheLog(t *testing.T) {
+	reg := session.Record{Kind: session.Register, Timeout: 1000, MaxSessions: 4}
+	write := func(seq, lowest uint64) Entry {
+		r := session.Record{Kind: session.Write, ID: 1, Seq: seq, Lowest: lowest, Command: []byte("x")}
+		return Entry{Type: EntrySession, Data: r.Append(nil)}
+	}
+	closed := session.Record{Kind: session.Close, ID: 1}
+	for _, tc := range []struct {
+		name string
+		log  []Entry // indexes 1.., then a write of session 1 applied
+		seq  uint64
+		want string
+	}{
+		{"registered", []Entry{{Type: EntrySession, Data: reg.Append(nil)}}, 1, ""},
+		{"not a registration", []Entry{{Data: []byte("w1")}}, 1, "no session was registered"},
+		{"closed", []Entry{{Type: EntrySession, Data: reg.Append(nil)}, {Type: EntrySession, Data: closed.Append(nil)}}, 1, "closed at index 2"},
+		{"acknowledged", []Entry{{Type: EntrySession, Data: reg.Append(nil)}, write(3, 3)}, 2, "acknowledged every seq below 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(1, simOptions{initial: 3})
+			n := s.nodes["n1"]
+			for i := range tc.log {
+				tc.log[i].Index = uint64(i + 1)
+				s.learnSessions(n, &tc.log[i])
+				s.applied = append(s.applied, entryKey(&tc.log[i]))
+			}
+			r := session.Record{Kind: session.Write, ID: 1, Seq: tc.seq, Lowest: 1}
+			s.checkAdmission(n, uint64(len(tc.log)+1), &r, session.Applied, true)
+			if tc.want == "" {
+				require.NoError(t, s.err)
+				return
+			}
+			require.ErrorContains(t, s.err, "session admission:")
+			require.ErrorContains(t, s.err, tc.want)
+		})
+	}
 }
