@@ -96,13 +96,15 @@ func newSimSessions(seed uint64) *simSessions {
 	// Small limits, so that sessions expire and are dropped for newer
 	// ones often in a run of a few thousand steps (of 10 ms each).
 	ss.timeout = 1000 + rng.Int64N(9000)
-	ss.maxSessions = 2 + rng.Uint64N(4)
 	for i := range ss.skew {
 		ss.skew[i] = rng.Int64N(300)
 	}
 	for i := 1 + rng.IntN(4); i > 0; i-- {
 		ss.clients = append(ss.clients, &simClient{name: "c" + strconv.Itoa(len(ss.clients)+1)})
 	}
+	// Room for one session fewer than the clients, as many, or one more:
+	// the clients, and the orphans of lost replies, drop each other's.
+	ss.maxSessions = max(1, uint64(len(ss.clients))+rng.Uint64N(3)-1)
 	return ss
 }
 
