@@ -4,7 +4,8 @@ package raft
 // together by a network (network_test.go) that drops, duplicates, delays and
 // reorders messages and can be cut link by link, with crashes that restart a
 // server as a new incarnation, membership changes, forced elections,
-// proposals and ReadIndex reads. One seeded PCG drives everything: the
+// proposals and ReadIndex reads, and in three seeds of four clients with
+// sessions (sim_sessions_test.go). One seeded PCG drives everything: the
 // schedule picks every fault and every message to deliver with it, and the
 // network carries the choice out, so a seed replays exactly.
 //
@@ -19,6 +20,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/exraft/exraft/internal/session"
 )
 
 const (
@@ -34,6 +37,9 @@ type simOptions struct {
 	majorityLoss int  // 1: crashes may take down a majority, -1: never, 0: chosen by the seed
 	liveness     bool // end with a fault-free phase that must elect a leader and commit
 	verbose      bool // keep every event, not only the last traceLen
+
+	// A session rule broken on purpose (sim_sessions_test.go).
+	bug simBug
 }
 
 // serverID is one incarnation of one server.
@@ -69,6 +75,15 @@ type server struct {
 	hash      uint64
 	snapIndex uint64
 	snapHash  uint64
+
+	// The session table, applied beside the state machine, and the index
+	// at which the state machine applied each session write; both travel
+	// in snapshots with the state (sim_sessions_test.go).
+	table     *session.Table
+	tableEnc  []byte // the table's encoding as of applied
+	seqs      map[idSeq]uint64
+	snapTable []byte
+	snapSeqs  map[idSeq]uint64
 }
 
 func (n *server) id() serverID { return serverID{n.name, n.inc} }
@@ -125,6 +140,7 @@ const (
 	evNote
 	evSnapshot
 	evInstall
+	evClient
 )
 
 type event struct {
@@ -183,6 +199,8 @@ func (e event) String() string {
 		fmt.Fprintf(&b, "snap    %v at %d, log from %d", e.node, e.a, e.b)
 	case evInstall:
 		fmt.Fprintf(&b, "install %v restored at %d", e.node, e.a)
+	case evClient:
+		fmt.Fprintf(&b, "client  %v applied %d: %s", e.node, e.a, e.s)
 	}
 	return b.String()
 }
@@ -241,6 +259,8 @@ func entryString(e Entry) string {
 		return "conf?"
 	case EntryNormal:
 		return string(e.Data)
+	case EntrySession:
+		return sessionString(e.Data)
 	}
 	return "type" + strconv.Itoa(int(e.Type))
 }
@@ -287,6 +307,9 @@ type sim struct {
 	calm         int    // steps left without faults
 	boot         int    // servers at the start
 
+	// The clients of sessions, and what the checker knows of them.
+	ses *simSessions
+
 	// Checker state.
 	leaders    map[uint64]serverID
 	logRecs    map[indexTerm]logRecord
@@ -309,6 +332,11 @@ type simStats struct {
 	leaders, commits, finishedWrites, readsDone, crashes, restarts, adds, removes int
 	snapshots, installs                                                           int
 	maxCommit                                                                     uint64
+
+	// Session records at their first apply anywhere, by outcome, and the
+	// sessions that went meanwhile (expired or least recently used).
+	sessions        [session.Stale + 1]int
+	sessionsDropped int
 }
 
 func newSim(seed uint64, o simOptions) *sim {
@@ -344,6 +372,7 @@ func newSim(seed uint64, o simOptions) *sim {
 		}
 	}
 	s.net.admit = s.snapshotHeld
+	s.ses = newSimSessions(seed)
 	// Snapshots are drawn from a generator of their own, so that a seed
 	// without them replays as it did before they existed.
 	snaps := rand.New(rand.NewPCG(seed, 0x736e617073686f74))
@@ -387,6 +416,7 @@ func (s *sim) start(name string, initial []string, minMaj int) *server {
 	cfg.maxInflight = s.maxInflight
 	cfg.maxBatch = s.maxBatch
 	*n = server{name: name, initial: n.initial, minMaj: n.minMaj, inc: s.nextInc}
+	n.startSessions()
 	n.c = newCore(cfg)
 	n.term, n.role = n.c.term, n.c.role
 	s.net.put(name, n.c)

@@ -54,7 +54,11 @@ func (s *sim) applyEntry(n *server, e *Entry) {
 	n.handed = e.Index
 	if e.Index > n.applied {
 		n.applied = e.Index
-		n.hash = stateAfter(n.hash, entryKey(e))
+		if e.Type == EntrySession {
+			s.applySession(n, e)
+		} else {
+			n.hash = stateAfter(n.hash, entryKey(e))
+		}
 	}
 	if !s.global {
 		return
@@ -67,10 +71,14 @@ func (s *sim) applyEntry(n *server, e *Entry) {
 			s.violate("state machine safety: %v applied %d/%s at index %d, another server applied %s",
 				n.id(), e.Term, entryString(*e), e.Index, keyString(s.applied[e.Index-1]))
 		}
-		if n.applied == e.Index && n.hash != s.stateHash[e.Index-1] {
-			s.violate("state machine safety: %v's state after index %d differs from the others'", n.id(), e.Index)
+		if n.applied == e.Index {
+			s.checkTable(n, e.Index)
+			if n.hash != s.stateHash[e.Index-1] {
+				s.violate("state machine safety: %v's state after index %d differs from the others'", n.id(), e.Index)
+			}
 		}
 	case e.Index == uint64(len(s.applied))+1:
+		s.learnSessions(n, e)
 		s.applied = append(s.applied, entryKey(e))
 		s.stateHash = append(s.stateHash, n.hash)
 	default:
@@ -110,6 +118,7 @@ func (s *sim) maybeSnapshot(n *server) {
 		return
 	}
 	n.snapIndex, n.snapHash = n.applied, n.hash
+	n.snapshotSessions()
 	s.stats.snapshots++
 	s.ev(event{kind: evSnapshot, node: n.id(), a: n.applied, b: n.c.log.firstIndex()})
 }
@@ -140,6 +149,7 @@ func (s *sim) restore(n *server, m Message) {
 	if s.global && (m.LastIndex > uint64(len(s.stateHash)) || s.stateHash[m.LastIndex-1] != n.hash) {
 		s.violate("%v restored a snapshot at index %d that differs from the state the others applied there", n.id(), m.LastIndex)
 	}
+	s.restoreSessions(n, from, m.LastIndex)
 }
 
 // snapshotLost tells the sender of a lost snapshot header that the
@@ -196,7 +206,17 @@ func (s *sim) readReleased(n *server, rs ReadState) {
 //     entries committed at one index;
 //  5. per incarnation, term and commit never go back, commit <= last index,
 //     entries are handed out for applying in order without gaps or repeats;
-//  6. linearizable reads (checked when a read is released, see readReleased).
+//  6. linearizable reads (checked when a read is released, see readReleased);
+//  7. session exactly-once: no server's state machine applies the command of
+//     one (session, seq) twice, and it applies each the table answers
+//     Applied (checked as it applies one, see checkExactlyOnce);
+//  8. session table agreement: servers that applied up to the same index hold
+//     byte-identical session tables (checked as they apply an entry or
+//     restore a snapshot, see checkTable);
+//  9. session admission: a write's command is applied only when the table
+//     answers Applied, never Expired or Stale, and only for a registered,
+//     unclosed session and a seq its client still waits on (see
+//     checkAdmission).
 func (s *sim) checkInvariants() error {
 	if s.err != nil {
 		return s.err

@@ -17,19 +17,53 @@ func (s *sim) tickAll() {
 	s.net.tickEach()
 }
 
+// simProposal is one entry to propose: a plain command, or a client's
+// session record (sp).
+type simProposal struct {
+	e    Entry
+	name string
+	sp   *sessProp
+}
+
+// propose proposes k entries on the leader n: plain commands, and in seeds
+// with sessions some clients' session records.
 func (s *sim) propose(n *server, k int) {
-	cmds := make([]Entry, k)
-	names := make([]string, k)
-	for i := range cmds {
-		s.nextCmd++
-		names[i] = "w" + strconv.FormatUint(s.nextCmd, 10)
-		cmds[i] = Entry{Data: []byte(names[i])}
+	ps := make([]simProposal, k)
+	for i := range ps {
+		if len(s.ses.clients) > 0 && s.ses.rng.IntN(4) < s.ses.share {
+			var ok bool
+			if ps[i], ok = s.clientProposal(n); ok {
+				continue
+			}
+		}
+		ps[i] = s.plain()
 	}
-	first, term, err := n.c.propose(cmds)
+	s.proposeAll(n, ps)
+}
+
+func (s *sim) plain() simProposal {
+	s.nextCmd++
+	name := "w" + strconv.FormatUint(s.nextCmd, 10)
+	return simProposal{e: Entry{Data: []byte(name)}, name: name}
+}
+
+func (s *sim) proposeAll(n *server, ps []simProposal) {
+	es := make([]Entry, len(ps))
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		es[i], names[i] = p.e, p.name
+	}
+	first, term, err := n.c.propose(es)
 	s.ev(event{kind: evPropose, node: n.id(), s: strings.Join(names, ","), a: first, b: term, err: err})
-	if err == nil {
-		for i, name := range names {
-			s.props[name] = &proposal{by: n.id(), index: first + uint64(i), term: term}
+	for i, p := range ps {
+		switch idx := first + uint64(i); {
+		case err != nil && p.sp != nil:
+			p.sp.term = 0 // lost: its client sends again
+		case err != nil:
+		case p.sp == nil:
+			s.props[p.name] = &proposal{by: n.id(), index: idx, term: term}
+		default:
+			s.ses.props[indexTerm{idx, term}] = p.sp
 		}
 	}
 	s.net.collect(n.name)
@@ -428,7 +462,7 @@ func (s *sim) settle() error {
 		switch {
 		case l == nil:
 		case write == nil || (!write.finished && (write.by != l.id() || write.term != l.c.term)):
-			s.propose(l, 1)
+			s.proposeAll(l, []simProposal{s.plain()})
 			if p := s.props["w"+strconv.FormatUint(s.nextCmd, 10)]; p != nil {
 				write = p
 			}

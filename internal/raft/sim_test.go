@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exraft/exraft/internal/session"
 )
 
 const defaultSteps = 3000
@@ -47,8 +49,9 @@ func TestSim(t *testing.T) {
 	if v := os.Getenv("EXRAFT_SIM_SEED"); v != "" {
 		seed := envUint(t, "EXRAFT_SIM_SEED", 0)
 		s, f := runSim(seed, simOptions{steps: steps, liveness: true, verbose: true})
-		t.Logf("seed %d: %d servers at the start, majority loss allowed: %v, maxInflight %d, maxBatch %d\nevents:\n%s",
-			seed, s.boot, s.majorityLoss, s.maxInflight, s.maxBatch, s.trace())
+		t.Logf("seed %d: %d servers at the start, majority loss allowed: %v, maxInflight %d, maxBatch %d, "+
+			"%d session clients (timeout %d ms, at most %d sessions)\nevents:\n%s",
+			seed, s.boot, s.majorityLoss, s.maxInflight, s.maxBatch, len(s.ses.clients), s.ses.timeout, s.ses.maxSessions, s.trace())
 		t.Logf("stats: %+v\nfinal state:\n%s", s.stats, s.describe())
 		if f != nil {
 			t.Fatalf("seed %d, step %d: %v", f.seed, f.step, f.err)
@@ -98,6 +101,10 @@ func TestSim(t *testing.T) {
 				total.removes += st.removes
 				total.snapshots += st.snapshots
 				total.installs += st.installs
+				for o, k := range st.sessions {
+					total.sessions[o] += k
+				}
+				total.sessionsDropped += st.sessionsDropped
 				if f != nil {
 					failures = append(failures, f)
 					nfail.Add(1)
@@ -107,10 +114,13 @@ func TestSim(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds from %d, %d steps each, in %v: %d leaders, %d entries committed, %d writes and %d reads finished, %d crashes, %d restarts, %d adds, %d removes, %d snapshots taken, %d installed",
+	ses := total.sessions
+	t.Logf("%d seeds from %d, %d steps each, in %v: %d leaders, %d entries committed, %d writes and %d reads finished, %d crashes, %d restarts, %d adds, %d removes, %d snapshots taken, %d installed; "+
+		"session records applied: %d registered, %d writes applied, %d duplicates, %d expired, %d stale, %d closes, %d sessions dropped (expired or least recently used)",
 		runs, first, steps, time.Since(start).Round(time.Millisecond), total.leaders, total.commits,
 		total.finishedWrites, total.readsDone, total.crashes, total.restarts, total.adds, total.removes,
-		total.snapshots, total.installs)
+		total.snapshots, total.installs, ses[session.Registered], ses[session.Applied], ses[session.Duplicate],
+		ses[session.Expired], ses[session.Stale], ses[session.Closed], total.sessionsDropped)
 	if len(failures) == 0 {
 		return
 	}
