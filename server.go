@@ -536,10 +536,15 @@ func (s *Server) ReadDirty(ctx context.Context, query []byte) ([]byte, error) {
 	return answer, nil
 }
 
-// TriggerElection makes this server campaign at once, with a forced election
-// that voters grant even though they heard from a leader recently (as in a
-// leadership transfer). On the leader it does nothing. It returns without
-// waiting for the outcome; use AwaitLeader for that.
+// TriggerElection makes this server take the leadership soon. A follower
+// that hears from a leader asks it to hand over (see TransferLeadership):
+// the leader catches this server up first, so that a follower whose log
+// lags still wins, and the leader stays in charge meanwhile. Any other
+// server campaigns at once, with a forced election that voters grant even
+// though they heard from a leader recently. On the leader it does nothing.
+// It returns without waiting for the outcome; WaitStatus waits for it:
+//
+//	s.WaitStatus(ctx, func(st exraft.Status) bool { return st.Role == exraft.Leader })
 func (s *Server) TriggerElection(ctx context.Context) error {
 	var err error
 	if e := s.onDriver(ctx, func() {

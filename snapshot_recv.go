@@ -204,6 +204,8 @@ func (in *incoming) fits(c *snapChunk) error {
 // start begins a transfer from the sender from. The caller holds r.mu.
 func (r *receiver) start(from string, id transferID, size uint64) (*incoming, error) {
 	if old := r.senders[from]; old != nil {
+		r.s.log.Info("dropped an unfinished snapshot transfer for a new one from the same leader", "from", from,
+			"index", old.id.index, "received", len(old.buf), "size", old.size)
 		r.dropLocked(from, old)
 	}
 	if size > maxSnapshotBytes {

@@ -383,6 +383,9 @@ type snapshotLinks struct {
 	delay time.Duration
 	left  atomic.Int32 // connections still to fault (cut and silence)
 	hits  atomic.Int32 // connections faulted (cut and silence); writes delayed
+	// only, if set, is the one address whose connections are faulted:
+	// other followers may need a snapshot too.
+	only atomic.Pointer[string]
 }
 
 type snapshotFault uint8
@@ -398,6 +401,9 @@ func (sl *snapshotLinks) dial(ctx context.Context, addr string) (net.Conn, error
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if only := sl.only.Load(); only != nil && *only != addr {
+		return conn, nil
 	}
 	return &snapshotLink{Conn: conn, sl: sl}, nil
 }
@@ -418,10 +424,17 @@ func (c *snapshotLink) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return c.Conn.Write(p)
 	}
+	before := c.written
 	c.written += len(p)
+	// pass: what of p goes through before the fault, so that the peer
+	// gets the first after bytes even when they come in one large write.
+	pass := len(p)
 	if c.sl.fault != slowWrites && !c.faulted && c.written > c.sl.after && c.sl.left.Add(-1) >= 0 {
 		c.faulted = true
 		c.sl.hits.Add(1)
+		pass = max(c.sl.after-before, 0)
+	} else if c.faulted {
+		pass = 0
 	}
 	faulted := c.faulted
 	c.mu.Unlock()
@@ -430,9 +443,17 @@ func (c *snapshotLink) Write(p []byte) (int, error) {
 		c.sl.hits.Add(1)
 		time.Sleep(c.sl.delay) // the slow link itself, not a wait
 	case faulted && c.sl.fault == cutMidway:
+		if pass > 0 {
+			c.Conn.Write(p[:pass])
+		}
 		c.Conn.Close()
 		return 0, errors.New("snapshotLinks: connection cut mid-transfer")
 	case faulted:
+		if pass > 0 {
+			if _, err := c.Conn.Write(p[:pass]); err != nil {
+				return 0, err
+			}
+		}
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
@@ -468,6 +489,8 @@ func TestSnapshotTransferCutMidwayRestarts(t *testing.T) {
 func TestSnapshotTransferStallRestarts(t *testing.T) {
 	staller := &snapshotLinks{fault: goSilent, after: 20 << 10}
 	staller.left.Store(1)
+	nobody := ""
+	staller.only.Store(&nobody) // until raft4 is known: only its transfer stalls
 	var logs exraft.TestLog
 	conf := func(cfg *exraft.Config) {
 		cfg.MaxFrameSize = 16 << 10
@@ -485,6 +508,8 @@ func TestSnapshotTransferStallRestarts(t *testing.T) {
 		conf(cfg)
 		cfg.Logger = dlogs.Logger()
 	})
+	addr := d.Addr()
+	staller.only.Store(&addr)
 	added := addAsync(t, leader, d.Peer(), 2*testkit.WaitLong)
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return staller.hits.Load() == 1 }, "a transfer to stall")
 	testkit.MustWrite(t, leader, "set while stalled")
@@ -498,7 +523,11 @@ func TestSnapshotTransferStallRestarts(t *testing.T) {
 	awaitSameState(t, leader, all...)
 	assert.Equal(t, "stalled", testkit.Dirty(d, "get while"))
 	assert.Positive(t, logs.Warnings("sending a snapshot failed", "no answer"), "the leader gave up on the silent transfer:\n%s", logs.Tail(20))
-	assert.True(t, dlogs.Has("dropped a snapshot transfer that stalled"), "raft4 dropped the stalled transfer:\n%s", dlogs.Tail(20))
+	// raft4 drops the stalled transfer once no chunk came for IOTimeout, or,
+	// on a machine slow enough that the leader's next try comes first, when
+	// that one begins.
+	assert.True(t, dlogs.Has("dropped a snapshot transfer that stalled") || dlogs.Has("dropped an unfinished snapshot transfer"),
+		"raft4 dropped the stalled transfer, of which it had the first %d bytes:\n%s", staller.after, dlogs.Tail(20))
 }
 
 // TestNoSnapshotterKeepsWholeLog: without a Snapshotter the snapshot fields

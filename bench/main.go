@@ -7,7 +7,8 @@
 //	cd bench && go run . -shared    # both systems in one process
 //
 // Flags choose other modes instead, exraft's alone, with snapshots (see
-// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s.
+// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and the
+// failover mode (failover.go): -failover 50.
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
@@ -74,6 +75,10 @@ func main() {
 	flag.Parse()
 	if *child != "" {
 		runChild(*child)
+		return
+	}
+	if *failoverTrials > 0 {
+		failoverMode()
 		return
 	}
 	if snapshotModes() {

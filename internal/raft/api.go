@@ -105,9 +105,11 @@ func (n *Node) Propose(es []Entry) (first, term uint64, err error) { return n.c.
 // releases it, with the index it must wait for, or fails it.
 func (n *Node) ReadIndex(id uint64) error { return n.c.readIndex(id) }
 
-// TriggerElection starts a forced election at once; on the leader it does
-// nothing.
-func (n *Node) TriggerElection() error { return n.c.triggerElection() }
+// TriggerElection makes this server lead soon: a follower that hears from a
+// leader asks it to hand over, which it does once it has caught this one
+// up; any other server starts a forced election at once. On the leader it
+// does nothing.
+func (n *Node) TriggerElection() error { return n.c.askToLead() }
 
 // AddServer starts catching p up to make it a voter; see JoinState.
 func (n *Node) AddServer(p Peer) error { return n.c.addServer(p) }

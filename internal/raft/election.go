@@ -232,8 +232,8 @@ func (c *core) handleVoteResponse(m Message) {
 	}
 }
 
-// triggerElection starts a forced election at once (TriggerElection). It is
-// a no-op on the leader.
+// triggerElection starts a forced election at once. It is a no-op on the
+// leader.
 func (c *core) triggerElection() error {
 	if c.role == Leader {
 		return nil
@@ -243,4 +243,16 @@ func (c *core) triggerElection() error {
 	}
 	c.campaign(campaignForced)
 	return nil
+}
+
+// askToLead is TriggerElection: a follower that heard from its leader
+// lately asks it to hand over (thesis §3.10), as an election of its own
+// would fail if its log lagged, and depose the leader all the same; the
+// leader catches it up first. Without such a leader it campaigns at once.
+func (c *core) askToLead() error {
+	if c.role == Follower && c.lead != "" && c.electionEl < c.cfg.electionMin && c.promotable() {
+		c.send(Message{Type: MsgTransferLeader, To: c.lead, ToAddr: c.leadAddr, Term: c.term})
+		return nil
+	}
+	return c.triggerElection()
 }

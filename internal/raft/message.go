@@ -16,6 +16,9 @@ const (
 	// the configuration in effect there, and the driver streams the
 	// snapshot's bytes with it. The answer is a MsgAppResp.
 	MsgSnap
+	// MsgTransferLeader asks the leader to hand its leadership over to the
+	// sender (TriggerElection on a follower that hears from a leader).
+	MsgTransferLeader
 )
 
 func (t MessageType) String() string {
@@ -36,6 +39,8 @@ func (t MessageType) String() string {
 		return "TimeoutNow"
 	case MsgSnap:
 		return "Snap"
+	case MsgTransferLeader:
+		return "TransferLeader"
 	}
 	return "Unknown"
 }

@@ -50,8 +50,11 @@ func (c *core) step(m Message) {
 			c.handleVoteResponse(m)
 		}
 	case Leader:
-		if m.Type == MsgAppResp {
+		switch m.Type {
+		case MsgAppResp:
 			c.handleAppendResponse(m)
+		case MsgTransferLeader:
+			c.handleTransferLeader(m)
 		}
 	}
 }

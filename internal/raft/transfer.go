@@ -92,3 +92,10 @@ func (c *core) handleTimeoutNow(m Message) {
 		c.campaign(campaignForced)
 	}
 }
+
+// handleTransferLeader: a voter asks this leader to hand over to it.
+func (c *core) handleTransferLeader(m Message) {
+	if pr := c.prs[m.From]; pr != nil && c.self.counts(m.From, m.FromInc) {
+		_ = c.transferLeadership(m.From) // refused only while removed: it hands over already
+	}
+}

@@ -1,6 +1,9 @@
 package raft
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // Tests of leadership transfer (transfer.go, thesis §3.10).
 // Each test fails when its rule is taken out.
@@ -128,5 +131,55 @@ func TestCoreTransferRefusals(t *testing.T) {
 	b := testCore(t, "b", names3)
 	if err := b.transferLeadership("c"); err != ErrNotLeader {
 		t.Fatalf("on a follower: %v, want ErrNotLeader", err)
+	}
+}
+
+// TestCoreTriggerElectionOnALaggingFollowerGoesThroughTheLeader: a
+// follower that hears from its leader asks it to hand over instead of
+// campaigning, which its lagging log would lose (while deposing the leader);
+// the leader then catches it up and hands over. Without a leader it
+// campaigns at once.
+func TestCoreTriggerElectionOnALaggingFollowerGoesThroughTheLeader(t *testing.T) {
+	n := newCluster(t, 5, names3)
+	a := n.forceLeader("a")
+	n.settle(50)
+	n.isolate("b")
+	for i := range 5 {
+		a.propose(normal(fmt.Append(nil, i)))
+	}
+	n.collect("a")
+	n.deliverAll()
+	n.healAll()
+	b := n.cores["b"]
+	if b.log.lastIndex() >= a.log.lastIndex() || b.lead != "a" {
+		t.Fatalf("setup: b's last index %d, a's %d, b's leader %q; want b lagging behind a, its leader", b.log.lastIndex(), a.log.lastIndex(), b.lead)
+	}
+	if err := b.askToLead(); err != nil {
+		t.Fatal(err)
+	}
+	out := b.takeReady().Messages
+	if len(msgsOf(out, MsgTransferLeader, "a")) != 1 || len(msgsOf(out, MsgVote, "")) != 0 || b.role != Follower {
+		t.Fatalf("b sent %s and is %v; want one TransferLeader to a and no campaign", dumpMsgs(out), b.role)
+	}
+	n.send(out...)
+	n.deliverAll()
+	if a.transferee != "b" {
+		t.Fatalf("a got the request but hands over to %q", a.transferee)
+	}
+	// The appends b missed were lost, not refused: the leader's heartbeats
+	// find that out and it resends them; b catches up and is told to
+	// campaign, within the transfer's election timeout.
+	for tick := 0; tick < a.cfg.electionMin-1 && n.leader() != b; tick++ {
+		n.tick("a", 1)
+		n.deliverAll()
+	}
+	if l := n.leader(); l != b {
+		t.Fatalf("after the request, the leader is %s; want b, caught up first (a: transferee %q handedOver %v last %d term %d; b: last %d term %d role %v lead %q; b's progress %+v)", l.cfg.name,
+			a.transferee, a.handedOver, a.log.lastIndex(), a.term, b.log.lastIndex(), b.term, b.role, b.lead, *a.prs["b"])
+	}
+
+	lone := testCore(t, "c", names3)
+	if err := lone.askToLead(); err != nil || lone.role == Follower {
+		t.Fatalf("without a leader, askToLead: %v, role %v; want a campaign", err, lone.role)
 	}
 }
