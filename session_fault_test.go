@@ -217,7 +217,7 @@ const (
 	faultSessions = 3
 	faultWriters  = 3 // goroutines per Session
 	faultKeys     = 4
-	faultTime     = 8 * time.Second
+	faultTime     = 6 * time.Second
 	faultMinAcked = 100
 )
 
