@@ -65,6 +65,43 @@ func runLinearizable(t *testing.T, n int, nem nemesis) {
 // applied, so the final log and the convergence checks cover the servers
 // that were restored.
 func runLinearizableWith(t *testing.T, n int, snaps *testkit.SnapKVs, nem nemesis) {
+	runLinearizableClients(t, n, snaps, nem, plainClients)
+}
+
+// startClients starts the recording clients of a run, each on a goroutine
+// of wg that returns once stop closes, and returns what to call after
+// them.
+type startClients func(seed uint64, c *testkit.Cluster, h *testkit.History, stop <-chan struct{}, wg *sync.WaitGroup) (cleanup func())
+
+// plainClients: runClients clients of Server.Write and Server.Read, half of
+// them in process and half over the wire, each starting at a server of its
+// own.
+func plainClients(seed uint64, c *testkit.Cluster, h *testkit.History, stop <-chan struct{}, wg *sync.WaitGroup) func() {
+	var remotes []*exraft.Client
+	n := len(c.Names())
+	for i := range runClients {
+		var remote *exraft.Client
+		if i%2 == 1 { // half of the clients go over the wire
+			remote = &exraft.Client{}
+			remotes = append(remotes, remote)
+		}
+		cl := h.NewClient(i, rand.New(rand.NewPCG(seed+uint64(i)+1, uint64(i))), c.Names()[i%n], remote)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl.Run(stop)
+		}()
+	}
+	return func() {
+		for _, rc := range remotes {
+			_ = rc.Close()
+		}
+	}
+}
+
+// runLinearizableClients is runLinearizableWith with the clients that
+// clients starts.
+func runLinearizableClients(t *testing.T, n int, snaps *testkit.SnapKVs, nem nemesis, clients startClients) {
 	seed := testkit.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	opts := testkit.Options{Net: testkit.NewNet()}
@@ -85,25 +122,7 @@ func runLinearizableWith(t *testing.T, n int, snaps *testkit.SnapKVs, nem nemesi
 	h := testkit.NewHistory(c, keys, runClients)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var remotes []*exraft.Client
-	for i := range runClients {
-		var remote *exraft.Client
-		if i%2 == 1 { // half of the clients go over the wire
-			remote = &exraft.Client{}
-			remotes = append(remotes, remote)
-		}
-		cl := h.NewClient(i, rand.New(rand.NewPCG(seed+uint64(i)+1, uint64(i))), c.Names()[i%n], remote)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl.Run(stop)
-		}()
-	}
-	defer func() {
-		for _, rc := range remotes {
-			_ = rc.Close()
-		}
-	}()
+	defer clients(seed, c, h, stop, &wg)()
 	stopClients := sync.OnceFunc(func() {
 		close(stop)
 		wg.Wait()
@@ -281,17 +300,7 @@ func churnNemesis(ctx context.Context, rng *rand.Rand, c *testkit.Cluster, log *
 	names := c.Names()
 	for ctx.Err() == nil {
 		if rng.IntN(2) == 0 {
-			for range 1 + rng.IntN(3) {
-				s := c.Server(names[rng.IntN(len(names))])
-				if s.Status().Role == exraft.Leader {
-					continue
-				}
-				tctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				err := s.TriggerElection(tctx)
-				cancel()
-				log.Note("TriggerElection on %s: %v", s.Name(), err)
-				testkit.Pause(ctx, rng, 1, 60)
-			}
+			electionStorm(ctx, rng, c, log)
 		} else {
 			l := c.LeaderWithin(5 * time.Second)
 			if l == nil {
@@ -329,6 +338,23 @@ func churnNemesis(ctx context.Context, rng *rand.Rand, c *testkit.Cluster, log *
 		testkit.Pause(ctx, rng, 200, 500)
 	}
 	return nil
+}
+
+// electionStorm forces one to three elections on followers, in quick
+// succession.
+func electionStorm(ctx context.Context, rng *rand.Rand, c *testkit.Cluster, log *testkit.Schedule) {
+	names := c.Names()
+	for range 1 + rng.IntN(3) {
+		s := c.Server(names[rng.IntN(len(names))])
+		if s.Status().Role == exraft.Leader {
+			continue
+		}
+		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := s.TriggerElection(tctx)
+		cancel()
+		log.Note("TriggerElection on %s: %v", s.Name(), err)
+		testkit.Pause(ctx, rng, 1, 60)
+	}
 }
 
 // TestLinearizableSnapshots: the three runs above again, with state

@@ -25,6 +25,15 @@ const (
 	Unknown           // may or may not have taken effect
 )
 
+// A session client's operation gets a deadline drawn between these, as a
+// Session retries on its own until its deadline: the short ones end often
+// with an unknown outcome (and a retry of it may still be in flight), the
+// long ones ride out an election.
+const (
+	SessionOpMin = 50 * time.Millisecond
+	SessionOpMax = 1500 * time.Millisecond
+)
+
 // Client issues one operation at a time on a Cluster, following redirects
 // and retrying elsewhere when nothing was proposed. A recording client
 // (History.NewClient) writes values no other client writes and records
@@ -38,6 +47,13 @@ type Client struct {
 	remote *exraft.Client // nil: call the Server methods in process
 	target string
 	seq    int
+
+	// A session client (History.NewSessionClient) calls through sess.
+	// If it is the only one to use sess, its writes of unknown outcome
+	// are bounded by its next acknowledged write: unbounded lists them.
+	sess      *exraft.Session
+	exclusive bool
+	unbounded []int // indexes in History.ops
 }
 
 // NewClient returns a client of c that records nothing, and sends its
@@ -51,6 +67,23 @@ func NewClient(c *Cluster, index int, rng *rand.Rand, target string) *Client {
 func (h *History) NewClient(index int, rng *rand.Rand, target string, remote *exraft.Client) *Client {
 	cl := NewClient(h.c, index, rng, target)
 	cl.h, cl.remote = h, remote
+	return cl
+}
+
+// NewSessionClient returns a client that records into h and makes every
+// call through sess, whose writes are applied once: an acknowledged write
+// is recorded with its result, one whose outcome is unknown (its ctx
+// ended, or ErrSessionExpired) as one that may have been applied.
+//
+// exclusive says that no other client uses sess. Then a write of unknown
+// outcome is known to have been applied before the client's next
+// acknowledged write returned, or never: that write told the cluster the
+// Session had moved on, and a Session that moved on never applies an
+// earlier write (session.go). The history records it so, instead of as
+// pending until the end, and porcupine checks that bound.
+func (h *History) NewSessionClient(index int, rng *rand.Rand, sess *exraft.Session, exclusive bool) *Client {
+	cl := NewClient(h.c, index, rng, "")
+	cl.h, cl.sess, cl.exclusive = h, sess, exclusive
 	return cl
 }
 
@@ -85,6 +118,10 @@ func (cl *Client) one() {
 			op.out.Val = ""
 		}
 		h.writesOK.Add(1)
+		if cl.exclusive {
+			h.bound(cl.unbounded, op.ret)
+			cl.unbounded = nil
+		}
 	case outcome == Succeeded:
 		op.out.Val = string(res)
 		h.readsOK.Add(1)
@@ -93,8 +130,14 @@ func (cl *Client) one() {
 		op.ret = -1 // set to the end of the history once it is known
 		h.writesUnknown.Add(1)
 		// Like a crashed process, the client goes on under a new identity:
-		// its unknown operation stays pending until the end.
+		// its unknown operation stays pending until the end, or for an
+		// exclusive session client until its next acknowledged write.
 		cl.id = int(h.nextID.Add(1) - 1)
+		i := h.record(op)
+		if cl.exclusive {
+			cl.unbounded = append(cl.unbounded, i)
+		}
+		return
 	case in.Put:
 		h.writesFailed.Add(1)
 		return // certainly not applied: leave it out
@@ -123,6 +166,9 @@ func (cl *Client) call(ctx context.Context, put bool, payload []byte) ([]byte, e
 // Execute runs one operation (a Write if put, else a Read) until it
 // succeeds, fails for certain, or its outcome can no longer be known.
 func (cl *Client) Execute(put bool, payload []byte) ([]byte, Outcome) {
+	if cl.sess != nil {
+		return cl.executeSession(put, payload)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
 	defer cancel()
 	redirects := 0
@@ -158,6 +204,28 @@ func (cl *Client) Execute(put bool, payload []byte) ([]byte, Outcome) {
 		// the write may have been appended and may still commit.
 		return nil, Unknown
 	}
+}
+
+// executeSession runs one operation through the client's Session, which
+// finds the leader and retries until the operation's deadline.
+func (cl *Client) executeSession(put bool, payload []byte) ([]byte, Outcome) {
+	ctx, cancel := context.WithTimeout(context.Background(), SessionOpMin+time.Duration(cl.rng.Int64N(int64(SessionOpMax-SessionOpMin))))
+	defer cancel()
+	var res []byte
+	var err error
+	if put {
+		res, err = cl.sess.Write(ctx, payload)
+	} else {
+		res, err = cl.sess.Read(ctx, payload)
+	}
+	switch {
+	case err == nil:
+		return res, Succeeded
+	case !put, errors.Is(err, exraft.ErrRejected), errors.Is(err, exraft.ErrTooLarge), errors.Is(err, exraft.ErrSessionClosed):
+		return nil, Failed
+	}
+	// The ctx ended, or ErrSessionExpired: applied once or never.
+	return nil, Unknown
 }
 
 // retarget picks another running server at random.

@@ -30,6 +30,7 @@ type History struct {
 	ops []operation
 
 	writesOK, writesUnknown, writesFailed atomic.Int64
+	writesBounded                         atomic.Int64 // unknown, but bounded by a later write (NewSessionClient)
 	readsOK, readsFailed                  atomic.Int64
 }
 
@@ -55,10 +56,23 @@ func (h *History) Now() int64 { return int64(time.Since(h.start)) }
 // Succeeded returns how many writes and reads succeeded.
 func (h *History) Succeeded() (writes, reads int64) { return h.writesOK.Load(), h.readsOK.Load() }
 
-func (h *History) record(op operation) {
+// record adds op and returns its index.
+func (h *History) record(op operation) int {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.ops = append(h.ops, op)
-	h.mu.Unlock()
+	return len(h.ops) - 1
+}
+
+// bound sets the return time of the writes of unknown outcome at indexes:
+// if they were ever applied, it was before ret.
+func (h *History) bound(indexes []int, ret int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, i := range indexes {
+		h.ops[i].ret = ret
+		h.writesBounded.Add(1)
+	}
 }
 
 // Check verifies the final applied log against the history (no write
@@ -100,7 +114,9 @@ func (h *History) Check(t *testing.T, final []string, end int64) {
 				continue
 			case op.out.Unknown:
 				pending++
-				op.ret = end
+				if op.ret < 0 {
+					op.ret = end
+				}
 			case !applied:
 				assert.Failf(t, "an acknowledged write is lost", "write %s=%s (client %d, returned at %v) is missing from the final log",
 					op.in.Key, op.in.Val, op.client, time.Duration(op.ret))
@@ -113,8 +129,9 @@ func (h *History) Check(t *testing.T, final []string, end int64) {
 			ClientId: op.client, Input: op.in, Output: op.out, Call: op.call, Return: op.ret,
 		})
 	}
-	t.Logf("history: %d operations; writes: %d acknowledged, %d failed, %d unknown (%d applied, %d not); reads: %d, %d failed",
-		len(history), h.writesOK.Load(), h.writesFailed.Load(), h.writesUnknown.Load(), pending, dropped, h.readsOK.Load(), h.readsFailed.Load())
+	t.Logf("history: %d operations; writes: %d acknowledged, %d failed, %d unknown (%d applied, %d not; %d bounded by a later write); reads: %d, %d failed",
+		len(history), h.writesOK.Load(), h.writesFailed.Load(), h.writesUnknown.Load(), pending, dropped, h.writesBounded.Load(),
+		h.readsOK.Load(), h.readsFailed.Load())
 
 	began := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(KVModel, history, CheckTimeout)

@@ -108,3 +108,19 @@ func ParseDump(d string) map[string]string {
 	}
 	return out
 }
+
+// Replay applies history, a KV's applied commands, to a fresh KV: it
+// returns what Apply returned the first time each command was applied, and
+// how many times each was applied. A test compares the first with what a
+// client was answered, and the second with 1.
+func Replay(history []string) (first map[string]string, times map[string]int) {
+	first, times = map[string]string{}, map[string]int{}
+	kv := NewKV()
+	for _, cmd := range history {
+		res := string(kv.Apply([]byte(cmd)))
+		if times[cmd]++; times[cmd] == 1 {
+			first[cmd] = res
+		}
+	}
+	return first, times
+}
