@@ -60,7 +60,7 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 			return nil, uncertain || sent, s.gaveUp(ctx, method, last)
 		case errors.As(err, &redirect):
 			redirects++
-			if s.redirected(redirect.Leader) && redirects <= len(s.addrs)+1 {
+			if s.redirected(redirect.Leader, redirects) {
 				pause = 0
 				continue
 			}
@@ -173,8 +173,10 @@ func (s *Session) noLeader(addr string) {
 }
 
 // redirected takes the leader a server named, learning its address, and
-// reports whether to call it now: not if it failed lately.
-func (s *Session) redirected(leader Peer) bool {
+// reports whether to call it now: not if it failed lately, nor after more
+// redirects in a row than there are servers (they disagree, for the
+// moment, on who leads).
+func (s *Session) redirected(leader Peer, inARow int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if leader.Addr == "" {
@@ -188,7 +190,7 @@ func (s *Session) redirected(leader Peer) bool {
 		return false
 	}
 	s.leader = leader.Addr
-	return true
+	return inARow <= len(s.addrs)+1
 }
 
 // pause waits before the next attempt, longer than the last time up to a
