@@ -1,10 +1,10 @@
 package exraft
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/exraft/exraft/internal/raft"
@@ -17,6 +17,14 @@ import (
 // the snapshot but TrailingLogs entries. The leader streams its latest
 // snapshot to a follower that needs dropped entries (snapshot_send.go); the
 // follower's applier restores it between two Applies (snapshot_recv.go).
+//
+// Taking and restoring a large state costs processor time, which the
+// serving goroutines of a busy process need too (docs/design.md §9). So
+// the bytes are kept in pieces of snapPiece (no buffer doubling into one
+// large block: every large allocation made while the garbage collector
+// marks must first pay for itself in marking work, and stalled every
+// goroutine for up to 0.2 s in the bench), and the WriterTo and the
+// Restore yield the processor every snapYield bytes.
 //
 // Each field says which goroutine owns it.
 
@@ -56,7 +64,7 @@ type snapshots struct {
 // modified, so senders share them.
 type snapshotData struct {
 	meta raft.SnapshotMeta // Index 0: none
-	data []byte
+	data *pieces
 }
 
 // restoreFailure is the error of a server whose Restore failed.
@@ -167,21 +175,17 @@ func (s *Server) snapshotFailed(index uint64, step string, err error) {
 func (s *Server) writeSnapshot(index uint64, w io.WriterTo) {
 	defer s.wg.Done()
 	defer s.snaps.writing.Store(false)
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
+	data := new(pieces)
+	if _, err := w.WriteTo(&pacedWriter{w: data, yield: runtime.Gosched}); err != nil {
 		s.snapshotFailed(index, "snapshot's WriteTo", err)
 		return
-	}
-	data := buf.Bytes()
-	if cap(data)-len(data) > len(data)/4 {
-		data = bytes.Clone(data) // kept until the next one: not at twice its size
 	}
 	s.tryOnDriver(func() { s.snapshotTaken(index, data) })
 }
 
 // snapshotTaken tells the Node that a snapshot covers index, and keeps it
 // as the one to send, in place of the last.
-func (s *Server) snapshotTaken(index uint64, data []byte) {
+func (s *Server) snapshotTaken(index uint64, data *pieces) {
 	if index <= s.node.Status().SnapshotIndex {
 		return // a snapshot restored meanwhile covers more
 	}
@@ -191,7 +195,7 @@ func (s *Server) snapshotTaken(index uint64, data []byte) {
 		return
 	}
 	s.snaps.latest = snapshotData{meta: meta, data: data}
-	s.log.Debug("took a snapshot", "index", meta.Index, "term", meta.Term, "bytes", len(data))
+	s.log.Debug("took a snapshot", "index", meta.Index, "term", meta.Term, "bytes", data.Len())
 }
 
 // ---- restoring (the applier) ------------------------------------------------
@@ -202,7 +206,7 @@ func (s *Server) runInstall(job *installJob) {
 	sn := &s.snaps
 	index := job.header.LastIndex
 	s.smMu.Lock()
-	err := sn.sm.Restore(bytes.NewReader(job.data))
+	err := sn.sm.Restore(job.data.reader())
 	if err != nil {
 		sn.failed.Store(&restoreFailure{index: index, err: err})
 	} else {
@@ -252,4 +256,129 @@ func (s *Server) holdTask(t *applyTask) {
 			r.done <- result{err: err}
 		}
 	}
+}
+
+// ---- the bytes -------------------------------------------------------------
+
+const (
+	// snapPiece is the size of the pieces a snapshot is kept in, and so
+	// the largest allocation taking or receiving one makes.
+	snapPiece = 256 << 10
+	// snapYield is how many bytes a WriterTo writes, or a Restore reads,
+	// between two yields of the processor (runtime.Gosched): the goroutines
+	// that serve writes wait at most about that much encoding or decoding.
+	snapYield = 64 << 10
+)
+
+// pieces is a snapshot's bytes: an io.Writer while it is written, then
+// read only. Every piece but the last is full.
+type pieces struct {
+	bufs [][]byte
+	n    int
+}
+
+func (p *pieces) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		if len(p.bufs) == 0 || len(p.bufs[len(p.bufs)-1]) == snapPiece {
+			p.bufs = append(p.bufs, make([]byte, 0, snapPiece))
+		}
+		last := &p.bufs[len(p.bufs)-1]
+		k := min(len(b), snapPiece-len(*last))
+		*last = append(*last, b[:k]...)
+		b = b[k:]
+	}
+	p.n += n
+	return n, nil
+}
+
+// add appends b as a piece of its own, which p keeps: a chunk received.
+func (p *pieces) add(b []byte) {
+	if len(b) > 0 {
+		p.bufs = append(p.bufs, b)
+		p.n += len(b)
+	}
+}
+
+// Len is the number of bytes, nil's 0.
+func (p *pieces) Len() int {
+	if p == nil {
+		return 0
+	}
+	return p.n
+}
+
+// at returns the bytes from off up to the end of their piece, at most max
+// of them.
+func (p *pieces) at(off, max int) []byte {
+	for _, b := range p.bufs {
+		if off < len(b) {
+			return b[off:min(len(b), off+max)]
+		}
+		off -= len(b)
+	}
+	return nil
+}
+
+// bytes returns the bytes in one slice (tests).
+func (p *pieces) bytes() []byte {
+	out := make([]byte, 0, p.Len())
+	if p != nil {
+		for _, b := range p.bufs {
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// reader reads the bytes for a Restore, yielding every snapYield bytes.
+func (p *pieces) reader() io.Reader {
+	r := &piecesReader{yield: runtime.Gosched}
+	if p != nil {
+		r.bufs = p.bufs
+	}
+	return r
+}
+
+type piecesReader struct {
+	bufs  [][]byte
+	off   int // in bufs[0]
+	since int // bytes read since the last yield
+	yield func()
+}
+
+func (r *piecesReader) Read(b []byte) (int, error) {
+	for len(r.bufs) > 0 && r.off == len(r.bufs[0]) {
+		r.bufs, r.off = r.bufs[1:], 0
+	}
+	if len(r.bufs) == 0 {
+		return 0, io.EOF
+	}
+	if r.since >= snapYield {
+		r.since = 0
+		r.yield()
+	}
+	n := copy(b, r.bufs[0][r.off:])
+	r.off += n
+	r.since += n
+	return n, nil
+}
+
+// pacedWriter is what a WriterTo writes to: it yields the processor every
+// snapYield bytes, so that an encoder that never blocks does not keep a
+// processor for a whole scheduler time slice (10 ms or more) while the
+// goroutines that serve writes wait for one.
+type pacedWriter struct {
+	w     io.Writer
+	since int
+	yield func()
+}
+
+func (w *pacedWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	if w.since += n; w.since >= snapYield {
+		w.since = 0
+		w.yield()
+	}
+	return n, err
 }
