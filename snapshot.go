@@ -3,6 +3,7 @@ package exraft
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"runtime"
 	"sync/atomic"
@@ -23,8 +24,11 @@ import (
 // the bytes are kept in pieces of snapPiece (no buffer doubling into one
 // large block: every large allocation made while the garbage collector
 // marks must first pay for itself in marking work, and stalled every
-// goroutine for up to 0.2 s in the bench), and the WriterTo and the
-// Restore yield the processor every snapYield bytes.
+// goroutine for up to 0.2 s in the bench), the WriterTo and the Restore
+// yield the processor every snapYield bytes, and each server's snapshot
+// points are spread over ±SnapshotThreshold/4 by its name, so that the
+// servers of a cluster, which apply the same entries, do not all encode at
+// once.
 //
 // Each field says which goroutine owns it.
 
@@ -32,9 +36,12 @@ import (
 type snapshots struct {
 	sm                  Snapshotter // nil: no snapshot is ever taken or restored
 	threshold, trailing uint64
+	seed                uint64 // a hash of the server's name: spreads its snapshot points
 
 	// The applier's.
-	lastTaken uint64 // the index of the last snapshot taken, tried or restored
+	// nextAt: the next snapshot is taken once applied reaches it, a
+	// nextPoint after the last snapshot taken, tried or restored.
+	nextAt uint64
 	// skipTo: the state machine holds every entry up to it, restored from
 	// a snapshot, and the Node may hand some of them out again.
 	skipTo uint64
@@ -84,6 +91,8 @@ func (f *restoreFailure) Unwrap() error { return f.err }
 func (s *Server) initSnapshots() {
 	s.snaps.sm, _ = s.sm.(Snapshotter)
 	s.snaps.threshold = uint64(s.cfg.SnapshotThreshold)
+	s.snaps.seed = s.snapSeed()
+	s.snaps.nextAt = s.snaps.nextPoint(0)
 	s.snaps.trailing = uint64(s.cfg.TrailingLogs)
 	s.snaps.sends = map[string]*sendState{}
 	s.snaps.recv.init(s)
@@ -137,20 +146,51 @@ func (s *Server) electionBlocked() error {
 
 // ---- taking (the applier) ---------------------------------------------------
 
-// maybeSnapshot captures the state machine once SnapshotThreshold entries
-// were applied since the last snapshot, and writes it on a goroutine of its
-// own, one at a time. A failure waits for the next threshold: until then
-// the log just grows, and the server serves as before.
+// snapSeed is the hash of the server's name that spreads its snapshot
+// points: the same in every run.
+func (s *Server) snapSeed() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s.name))
+	return h.Sum64()
+}
+
+// nextPoint is where the snapshot after one at index last is due: from
+// 3/4 to 5/4 of SnapshotThreshold after it, as a hash of the server's
+// name and last picks. On average a server snapshots every threshold
+// entries; servers with other names, or one that restored the leader's
+// snapshot, at other points.
+func (sn *snapshots) nextPoint(last uint64) uint64 {
+	t := sn.threshold
+	if t < 4 {
+		return last + t
+	}
+	return last + t - t/4 + mix64(sn.seed^last)%(t/2+1)
+}
+
+// mix64 is splitmix64's finalizer: every bit of x moves every bit out.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// maybeSnapshot captures the state machine once applied reaches the next
+// snapshot point (about SnapshotThreshold entries after the last), and
+// writes it on a goroutine of its own, one at a time. A failure waits for
+// the next point: until then the log just grows, and the server serves as
+// before.
 func (s *Server) maybeSnapshot() {
 	sn := &s.snaps
 	if sn.sm == nil || sn.writing.Load() || sn.failed.Load() != nil {
 		return
 	}
 	applied := s.applied.Load()
-	if applied < sn.lastTaken+sn.threshold {
+	if applied < sn.nextAt {
 		return
 	}
-	sn.lastTaken = applied
+	sn.nextAt = sn.nextPoint(applied)
 	s.smMu.Lock()
 	w, err := sn.sm.Snapshot()
 	s.smMu.Unlock()
@@ -168,7 +208,7 @@ func (s *Server) maybeSnapshot() {
 
 func (s *Server) snapshotFailed(index uint64, step string, err error) {
 	s.log.Warn("the state machine's "+step+" failed: the log keeps its entries until the next try; fix the state machine if this repeats",
-		"index", index, "next_try_after", index+s.snaps.threshold, "err", err)
+		"index", index, "next_try_after", s.snaps.nextPoint(index), "err", err)
 }
 
 // writeSnapshot runs w into memory and hands the bytes to the driver.
@@ -212,7 +252,7 @@ func (s *Server) runInstall(job *installJob) {
 	} else {
 		sn.failed.Store(nil)
 		s.applied.Store(index)
-		sn.skipTo, sn.lastTaken = index, index
+		sn.skipTo, sn.nextAt = index, sn.nextPoint(index)
 		s.applyHeld()
 	}
 	s.smMu.Unlock()

@@ -12,7 +12,34 @@ import (
 )
 
 // How a snapshot spares the goroutines that serve writes: its bytes in
-// pieces, and yields while it is written and restored.
+// pieces, yields while it is written and restored, and snapshot points
+// spread by the server's name.
+
+func TestSnapshotPointsStayWithinAQuarterOfTheThreshold(t *testing.T) {
+	const threshold = 1000
+	points := map[string][]uint64{}
+	for _, name := range []string{"a", "b", "c", "kv0", "kv1", "kv2"} {
+		sn := &snapshots{threshold: threshold}
+		sn.seed = (&Server{name: name}).snapSeed()
+		var sum uint64
+		last := uint64(0)
+		for range 1000 {
+			next := sn.nextPoint(last)
+			require.GreaterOrEqual(t, next, last+threshold*3/4, "%s: a snapshot at %d after one at %d", name, next, last)
+			require.LessOrEqual(t, next, last+threshold*5/4, "%s: a snapshot at %d after one at %d", name, next, last)
+			assert.Equal(t, next, sn.nextPoint(last), "%s: the same point every time", name)
+			sum += next - last
+			last = next
+			points[name] = append(points[name], next)
+		}
+		assert.InDelta(t, threshold, float64(sum)/1000, threshold/20, "%s snapshots every threshold entries on average", name)
+	}
+	assert.NotEqual(t, points["kv0"][:10], points["kv1"][:10], "servers with other names snapshot at other points")
+	assert.NotEqual(t, points["kv1"][:10], points["kv2"][:10], "servers with other names snapshot at other points")
+
+	sn := &snapshots{threshold: 3, seed: 12345}
+	assert.Equal(t, uint64(13), sn.nextPoint(10), "a threshold too small to spread is kept")
+}
 
 func TestSnapshotPiecesKeepTheBytes(t *testing.T) {
 	want := make([]byte, 3*snapPiece+12345)
