@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/exraft/exraft/internal/raft"
 )
@@ -25,10 +26,10 @@ import (
 // large block: every large allocation made while the garbage collector
 // marks must first pay for itself in marking work, and stalled every
 // goroutine for up to 0.2 s in the bench), the WriterTo and the Restore
-// yield the processor every snapYield bytes, and each server's snapshot
-// points are spread over ±SnapshotThreshold/4 by its name, so that the
-// servers of a cluster, which apply the same entries, do not all encode at
-// once.
+// pause every snapYield bytes so as to work half the time (pacer), and
+// each server's snapshot points are spread over ±SnapshotThreshold/4 by
+// its name, so that the servers of a cluster, which apply the same
+// entries, do not all encode at once.
 //
 // Each field says which goroutine owns it.
 
@@ -216,7 +217,7 @@ func (s *Server) writeSnapshot(index uint64, w io.WriterTo) {
 	defer s.wg.Done()
 	defer s.snaps.writing.Store(false)
 	data := new(pieces)
-	if _, err := w.WriteTo(&pacedWriter{w: data, yield: runtime.Gosched}); err != nil {
+	if _, err := w.WriteTo(&pacedWriter{w: data, pacer: newPacer()}); err != nil {
 		s.snapshotFailed(index, "snapshot's WriteTo", err)
 		return
 	}
@@ -373,7 +374,7 @@ func (p *pieces) bytes() []byte {
 
 // reader reads the bytes for a Restore, yielding every snapYield bytes.
 func (p *pieces) reader() io.Reader {
-	r := &piecesReader{yield: runtime.Gosched}
+	r := &piecesReader{pacer: newPacer()}
 	if p != nil {
 		r.bufs = p.bufs
 	}
@@ -381,10 +382,9 @@ func (p *pieces) reader() io.Reader {
 }
 
 type piecesReader struct {
-	bufs  [][]byte
-	off   int // in bufs[0]
-	since int // bytes read since the last yield
-	yield func()
+	bufs [][]byte
+	off  int // in bufs[0]
+	pacer
 }
 
 func (r *piecesReader) Read(b []byte) (int, error) {
@@ -394,31 +394,60 @@ func (r *piecesReader) Read(b []byte) (int, error) {
 	if len(r.bufs) == 0 {
 		return 0, io.EOF
 	}
-	if r.since >= snapYield {
-		r.since = 0
-		r.yield()
-	}
 	n := copy(b, r.bufs[0][r.off:])
 	r.off += n
-	r.since += n
+	r.add(n)
 	return n, nil
 }
 
-// pacedWriter is what a WriterTo writes to: it yields the processor every
-// snapYield bytes, so that an encoder that never blocks does not keep a
-// processor for a whole scheduler time slice (10 ms or more) while the
-// goroutines that serve writes wait for one.
+// pacedWriter is what a WriterTo writes to, paced.
 type pacedWriter struct {
-	w     io.Writer
-	since int
-	yield func()
+	w io.Writer
+	pacer
 }
 
 func (w *pacedWriter) Write(b []byte) (int, error) {
 	n, err := w.w.Write(b)
-	if w.since += n; w.since >= snapYield {
-		w.since = 0
-		w.yield()
-	}
+	w.add(n)
 	return n, err
+}
+
+// snapDuty is the share of the time an encoder or a Restore works: after
+// each snapYield bytes it pauses as long as it took, so that it never
+// takes more than half a processor from the goroutines that serve writes,
+// and less when they keep it waiting for one. A snapshot takes twice as
+// long as it could on an idle machine; nothing waits for it meanwhile.
+const snapDuty = 0.5
+
+// pacer pauses a WriterTo or a Restore every snapYield bytes: an encoder
+// that never blocks would otherwise keep a processor for whole scheduler
+// time slices (10 ms or more) while the goroutines that serve writes wait
+// for one, and take as many processors as it finds, up to all of them.
+type pacer struct {
+	n     int       // bytes since the last pause
+	began time.Time // of the work since the last pause
+	// pause is called with the time since the last pause ended.
+	pause func(worked time.Duration)
+}
+
+func newPacer() pacer {
+	return pacer{began: time.Now(), pause: pauseFor}
+}
+
+// pauseFor rests for a pacer: it yields the processor at least, and
+// sleeps so that the work was snapDuty of the time.
+func pauseFor(worked time.Duration) {
+	if d := time.Duration(float64(worked) * (1 - snapDuty) / snapDuty); d >= 20*time.Microsecond {
+		time.Sleep(d)
+		return
+	}
+	runtime.Gosched()
+}
+
+func (p *pacer) add(n int) {
+	if p.n += n; p.n >= snapYield {
+		p.n = 0
+		p.pause(time.Since(p.began))
+		p.began = time.Now()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -98,13 +99,13 @@ func TestSnapshotPiecesKeepReceivedChunks(t *testing.T) {
 	assert.Equal(t, "abcdefgh", string(r))
 }
 
-func TestSnapshotWriterAndReaderYield(t *testing.T) {
+func TestSnapshotWriterAndReaderPause(t *testing.T) {
 	for _, size := range []int{100, 4 << 10, 64 << 10, 100 << 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			total := 10*snapYield + size
 			yields := 0
 			var p pieces
-			w := &pacedWriter{w: &p, yield: func() { yields++ }}
+			w := &pacedWriter{w: &p, pacer: pacer{pause: func(time.Duration) { yields++ }}}
 			chunk := bytes.Repeat([]byte{7}, size)
 			for written := 0; written < total; written += size {
 				_, err := w.Write(chunk)
@@ -118,7 +119,7 @@ func TestSnapshotWriterAndReaderYield(t *testing.T) {
 
 			yields = 0
 			r := p.reader().(*piecesReader)
-			r.yield = func() { yields++ }
+			r.pause = func(time.Duration) { yields++ }
 			buf := make([]byte, size)
 			read := 0
 			for {
@@ -134,4 +135,22 @@ func TestSnapshotWriterAndReaderYield(t *testing.T) {
 			assert.GreaterOrEqual(t, yields, n/(snapYield+size)-1, "the reader yields every %d bytes, give or take a Read", snapYield)
 		})
 	}
+}
+
+// TestSnapshotPacerWorksHalfTheTime: a pause rests as long as the work
+// before it took, so that an encoder takes half a processor at most.
+func TestSnapshotPacerWorksHalfTheTime(t *testing.T) {
+	var worked []time.Duration
+	p := pacer{began: time.Now(), pause: func(d time.Duration) { worked = append(worked, d) }}
+	time.Sleep(2 * time.Millisecond) // work
+	p.add(snapYield)
+	require.Len(t, worked, 1)
+	assert.GreaterOrEqual(t, worked[0], 2*time.Millisecond, "the pause is told how long the work took")
+
+	begin := time.Now()
+	pauseFor(5 * time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(begin), 5*time.Millisecond, "a pause as long as the work")
+	begin = time.Now()
+	pauseFor(time.Microsecond) // a yield only
+	assert.Less(t, time.Since(begin), time.Second)
 }
