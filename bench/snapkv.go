@@ -27,9 +27,10 @@ import (
 // applier while the snapshots were encoded, enough to start a garbage
 // collection during each.
 type snapKV struct {
-	shards []map[uint64][]byte
-	keys   int // keys held, the overlay's included
-	stats  *snapStats
+	shards   []map[uint64][]byte
+	perShard int // the keys a shard's map is made for
+	keys     int // keys held, the overlay's included
+	stats    *snapStats
 
 	// frozen is the view a WriterTo reads, while it may: shards must not
 	// change until frozen.done.
@@ -78,18 +79,29 @@ func kvShardCount(keys int) int {
 	return n
 }
 
+// reset empties the state, for about keys keys. Each shard's map is made
+// on its first write, sized for its share: a Restore, which reads the
+// keys shard by shard, allocates as it reads (exraft paces its reads)
+// rather than 1M keys' worth of maps before its first read.
 func (kv *snapKV) reset(keys int) {
-	n := kvShardCount(keys)
-	kv.shards = make([]map[uint64][]byte, n)
-	for i := range kv.shards {
-		kv.shards[i] = make(map[uint64][]byte, keys/n+1)
-	}
+	kv.shards = make([]map[uint64][]byte, kvShardCount(keys))
+	kv.perShard = keys/len(kv.shards) + 1
 	kv.keys = 0
 	kv.frozen, kv.over, kv.overKeys, kv.folded = nil, nil, nil, 0
 }
 
+// shard is key's map, nil if none was written to yet: read only.
 func (kv *snapKV) shard(key uint64) map[uint64][]byte {
 	return kv.shards[key%uint64(len(kv.shards))]
+}
+
+// set writes key in its shard's map, made if need be.
+func (kv *snapKV) set(key uint64, val []byte) {
+	m := &kv.shards[key%uint64(len(kv.shards))]
+	if *m == nil {
+		*m = make(map[uint64][]byte, kv.perShard)
+	}
+	(*m)[key] = val
 }
 
 // kvCommand is the 16-byte command that sets key to value.
@@ -117,7 +129,7 @@ func (kv *snapKV) Apply(cmd []byte) []byte {
 		kv.over[key] = val
 		return nil
 	}
-	kv.shard(key)[key] = val
+	kv.set(key, val)
 	if kv.over != nil {
 		delete(kv.over, key) // older than val
 		kv.fold(foldPerApply)
@@ -141,7 +153,7 @@ func (kv *snapKV) fold(n int) {
 		key := kv.overKeys[kv.folded]
 		kv.folded++
 		if v, ok := kv.over[key]; ok {
-			kv.shard(key)[key] = v
+			kv.set(key, v)
 		}
 	}
 	if kv.folded == len(kv.overKeys) {
@@ -277,7 +289,7 @@ func (kv *snapKV) Restore(r io.Reader) error {
 			return fmt.Errorf("snapKV: value %d of %d: %w", i, n, err)
 		}
 		k := binary.LittleEndian.Uint64(key[:])
-		kv.shard(k)[k] = val
+		kv.set(k, val)
 	}
 	kv.keys = int(n)
 	if _, err := br.ReadByte(); err != io.EOF {
