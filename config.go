@@ -98,7 +98,10 @@ type Config struct {
 	IOTimeout time.Duration
 
 	// SnapshotThreshold is how many entries a server applies between two
-	// snapshots, and TrailingLogs how many entries before its latest
+	// snapshots on average: each server spreads its snapshot points by up
+	// to a quarter of it either way, by a hash of its name, so that the
+	// servers of a cluster do not all take one at once (docs/design.md
+	// §9). TrailingLogs is how many entries before its latest
 	// snapshot it keeps, so that a follower that lags by fewer is caught
 	// up from the log rather than sent the whole state. Zero picks the
 	// defaults, 16384 and 4096 (see defaultSnapshotThreshold). Both are

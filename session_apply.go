@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/exraft/exraft/internal/raft"
 	"github.com/exraft/exraft/internal/session"
@@ -62,18 +63,39 @@ func (s *Server) applySession(e *raft.Entry) ([]byte, error) {
 // the table is captured with the state, between the same two Applies, and
 // restored with it.
 
-// appendSessions returns the envelope's head: the table as it is now. The
-// caller holds smMu.
+// snapshotHead returns the envelope's head: the table as it is now, after
+// its length. The caller holds smMu.
 func (s *Server) snapshotHead() []byte {
-	return s.sessions.Append(nil)
+	t := s.sessions.Append(nil)
+	return append(binary.AppendUvarint(make([]byte, 0, len(t)+binary.MaxVarintLen64), uint64(len(t))), t...)
 }
 
-// splitSnapshot reads the table off the front of a snapshot and returns it
-// with the state machine's part.
-func splitSnapshot(data []byte) (*session.Table, []byte, error) {
-	t, rest, err := session.DecodeTable(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the snapshot's session table does not decode: %w", err)
+// splitSnapshot reads the table off the front of a snapshot, and leaves r
+// at the state machine's part.
+func splitSnapshot(r io.Reader) (*session.Table, error) {
+	n, err := binary.ReadUvarint(byteReader{r})
+	if err != nil || n > maxSnapshotBytes {
+		return nil, fmt.Errorf("the snapshot does not begin with a session table (length %d): %v", n, err)
 	}
-	return t, rest, nil
+	head := make([]byte, n)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, fmt.Errorf("the snapshot's session table is cut short: %w", err)
+	}
+	t, rest, err := session.DecodeTable(head)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("%d bytes after it", len(rest))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot's session table does not decode: %w", err)
+	}
+	return t, nil
+}
+
+// byteReader reads one byte at a time from r, for binary.ReadUvarint.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var x [1]byte
+	_, err := io.ReadFull(b.r, x[:])
+	return x[0], err
 }

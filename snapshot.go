@@ -1,11 +1,13 @@
 package exraft
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/exraft/exraft/internal/raft"
 )
@@ -18,15 +20,29 @@ import (
 // snapshot to a follower that needs dropped entries (snapshot_send.go); the
 // follower's applier restores it between two Applies (snapshot_recv.go).
 //
+// Taking and restoring a large state costs processor time, which the
+// serving goroutines of a busy process need too (docs/design.md §9). So
+// the bytes are kept in pieces of snapPiece (no buffer doubling into one
+// large block: every large allocation made while the garbage collector
+// marks must first pay for itself in marking work, and stalled every
+// goroutine for up to 0.2 s in the bench), the WriterTo and the Restore
+// pause every snapYield bytes so as to work half the time (pacer), and
+// each server's snapshot points are spread over ±SnapshotThreshold/4 by
+// its name, so that the servers of a cluster, which apply the same
+// entries, do not all encode at once.
+//
 // Each field says which goroutine owns it.
 
 // snapshots is a server's snapshot state.
 type snapshots struct {
 	sm                  Snapshotter // nil: no snapshot is ever taken or restored
 	threshold, trailing uint64
+	seed                uint64 // a hash of the server's name: spreads its snapshot points
 
 	// The applier's.
-	lastTaken uint64 // the index of the last snapshot taken, tried or restored
+	// nextAt: the next snapshot is taken once applied reaches it, a
+	// nextPoint after the last snapshot taken, tried or restored.
+	nextAt uint64
 	// skipTo: the state machine holds every entry up to it, restored from
 	// a snapshot, and the Node may hand some of them out again.
 	skipTo uint64
@@ -56,7 +72,7 @@ type snapshots struct {
 // modified, so senders share them.
 type snapshotData struct {
 	meta raft.SnapshotMeta // Index 0: none
-	data []byte
+	data *pieces
 }
 
 // restoreFailure is the error of a server whose Restore failed.
@@ -76,6 +92,8 @@ func (f *restoreFailure) Unwrap() error { return f.err }
 func (s *Server) initSnapshots() {
 	s.snaps.sm, _ = s.sm.(Snapshotter)
 	s.snaps.threshold = uint64(s.cfg.SnapshotThreshold)
+	s.snaps.seed = s.snapSeed()
+	s.snaps.nextAt = s.snaps.nextPoint(0)
 	s.snaps.trailing = uint64(s.cfg.TrailingLogs)
 	s.snaps.sends = map[string]*sendState{}
 	s.snaps.recv.init(s)
@@ -129,20 +147,51 @@ func (s *Server) electionBlocked() error {
 
 // ---- taking (the applier) ---------------------------------------------------
 
-// maybeSnapshot captures the state machine once SnapshotThreshold entries
-// were applied since the last snapshot, and writes it on a goroutine of its
-// own, one at a time. A failure waits for the next threshold: until then
-// the log just grows, and the server serves as before.
+// snapSeed is the hash of the server's name that spreads its snapshot
+// points: the same in every run.
+func (s *Server) snapSeed() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s.name))
+	return h.Sum64()
+}
+
+// nextPoint is where the snapshot after one at index last is due: from
+// 3/4 to 5/4 of SnapshotThreshold after it, as a hash of the server's
+// name and last picks. On average a server snapshots every threshold
+// entries; servers with other names, or one that restored the leader's
+// snapshot, at other points.
+func (sn *snapshots) nextPoint(last uint64) uint64 {
+	t := sn.threshold
+	if t < 4 {
+		return last + t
+	}
+	return last + t - t/4 + mix64(sn.seed^last)%(t/2+1)
+}
+
+// mix64 is splitmix64's finalizer: every bit of x moves every bit out.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// maybeSnapshot captures the state machine once applied reaches the next
+// snapshot point (about SnapshotThreshold entries after the last), and
+// writes it on a goroutine of its own, one at a time. A failure waits for
+// the next point: until then the log just grows, and the server serves as
+// before.
 func (s *Server) maybeSnapshot() {
 	sn := &s.snaps
 	if sn.sm == nil || sn.writing.Load() || sn.failed.Load() != nil {
 		return
 	}
 	applied := s.applied.Load()
-	if applied < sn.lastTaken+sn.threshold {
+	if applied < sn.nextAt {
 		return
 	}
-	sn.lastTaken = applied
+	sn.nextAt = sn.nextPoint(applied)
 	s.smMu.Lock()
 	w, err := sn.sm.Snapshot()
 	head := s.snapshotHead()
@@ -161,7 +210,7 @@ func (s *Server) maybeSnapshot() {
 
 func (s *Server) snapshotFailed(index uint64, step string, err error) {
 	s.log.Warn("the state machine's "+step+" failed: the log keeps its entries until the next try; fix the state machine if this repeats",
-		"index", index, "next_try_after", index+s.snaps.threshold, "err", err)
+		"index", index, "next_try_after", s.snaps.nextPoint(index), "err", err)
 }
 
 // writeSnapshot runs w into memory, after the envelope's head, and hands
@@ -169,21 +218,18 @@ func (s *Server) snapshotFailed(index uint64, step string, err error) {
 func (s *Server) writeSnapshot(index uint64, head []byte, w io.WriterTo) {
 	defer s.wg.Done()
 	defer s.snaps.writing.Store(false)
-	buf := bytes.NewBuffer(head)
-	if _, err := w.WriteTo(buf); err != nil {
+	data := new(pieces)
+	data.Write(head)
+	if _, err := w.WriteTo(&pacedWriter{w: data, pacer: newPacer()}); err != nil {
 		s.snapshotFailed(index, "snapshot's WriteTo", err)
 		return
-	}
-	data := buf.Bytes()
-	if cap(data)-len(data) > len(data)/4 {
-		data = bytes.Clone(data) // kept until the next one: not at twice its size
 	}
 	s.tryOnDriver(func() { s.snapshotTaken(index, data) })
 }
 
 // snapshotTaken tells the Node that a snapshot covers index, and keeps it
 // as the one to send, in place of the last.
-func (s *Server) snapshotTaken(index uint64, data []byte) {
+func (s *Server) snapshotTaken(index uint64, data *pieces) {
 	if index <= s.node.Status().SnapshotIndex {
 		return // a snapshot restored meanwhile covers more
 	}
@@ -193,7 +239,7 @@ func (s *Server) snapshotTaken(index uint64, data []byte) {
 		return
 	}
 	s.snaps.latest = snapshotData{meta: meta, data: data}
-	s.log.Debug("took a snapshot", "index", meta.Index, "term", meta.Term, "bytes", len(data))
+	s.log.Debug("took a snapshot", "index", meta.Index, "term", meta.Term, "bytes", data.Len())
 }
 
 // ---- restoring (the applier) ------------------------------------------------
@@ -204,9 +250,10 @@ func (s *Server) runInstall(job *installJob) {
 	sn := &s.snaps
 	index := job.header.LastIndex
 	s.smMu.Lock()
-	sessions, state, err := splitSnapshot(job.data)
+	r := job.data.reader()
+	sessions, err := splitSnapshot(r)
 	if err == nil {
-		err = sn.sm.Restore(bytes.NewReader(state))
+		err = sn.sm.Restore(r)
 	}
 	if err != nil {
 		sn.failed.Store(&restoreFailure{index: index, err: err})
@@ -214,7 +261,7 @@ func (s *Server) runInstall(job *installJob) {
 		s.sessions = sessions
 		sn.failed.Store(nil)
 		s.applied.Store(index)
-		sn.skipTo, sn.lastTaken = index, index
+		sn.skipTo, sn.nextAt = index, sn.nextPoint(index)
 		s.applyHeld()
 	}
 	s.smMu.Unlock()
@@ -255,5 +302,158 @@ func (s *Server) holdTask(t *applyTask) {
 		if take1(t, len(t.reads)) {
 			r.done <- result{err: err}
 		}
+	}
+}
+
+// ---- the bytes -------------------------------------------------------------
+
+const (
+	// snapPiece is the size of the pieces a snapshot is kept in, and so
+	// the largest allocation taking or receiving one makes.
+	snapPiece = 256 << 10
+	// snapYield is how many bytes a WriterTo writes, or a Restore reads,
+	// between two yields of the processor (runtime.Gosched): the goroutines
+	// that serve writes wait at most about that much encoding or decoding.
+	snapYield = 64 << 10
+)
+
+// pieces is a snapshot's bytes: an io.Writer while it is written, then
+// read only. Every piece but the last is full.
+type pieces struct {
+	bufs [][]byte
+	n    int
+}
+
+func (p *pieces) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		if len(p.bufs) == 0 || len(p.bufs[len(p.bufs)-1]) == snapPiece {
+			p.bufs = append(p.bufs, make([]byte, 0, snapPiece))
+		}
+		last := &p.bufs[len(p.bufs)-1]
+		k := min(len(b), snapPiece-len(*last))
+		*last = append(*last, b[:k]...)
+		b = b[k:]
+	}
+	p.n += n
+	return n, nil
+}
+
+// add appends b as a piece of its own, which p keeps: a chunk received.
+func (p *pieces) add(b []byte) {
+	if len(b) > 0 {
+		p.bufs = append(p.bufs, b)
+		p.n += len(b)
+	}
+}
+
+// Len is the number of bytes, nil's 0.
+func (p *pieces) Len() int {
+	if p == nil {
+		return 0
+	}
+	return p.n
+}
+
+// at returns the bytes from off up to the end of their piece, at most max
+// of them.
+func (p *pieces) at(off, max int) []byte {
+	for _, b := range p.bufs {
+		if off < len(b) {
+			return b[off:min(len(b), off+max)]
+		}
+		off -= len(b)
+	}
+	return nil
+}
+
+// bytes returns the bytes in one slice (tests).
+func (p *pieces) bytes() []byte {
+	out := make([]byte, 0, p.Len())
+	if p != nil {
+		for _, b := range p.bufs {
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// reader reads the bytes for a Restore, yielding every snapYield bytes.
+func (p *pieces) reader() io.Reader {
+	r := &piecesReader{pacer: newPacer()}
+	if p != nil {
+		r.bufs = p.bufs
+	}
+	return r
+}
+
+type piecesReader struct {
+	bufs [][]byte
+	off  int // in bufs[0]
+	pacer
+}
+
+func (r *piecesReader) Read(b []byte) (int, error) {
+	for len(r.bufs) > 0 && r.off == len(r.bufs[0]) {
+		r.bufs, r.off = r.bufs[1:], 0
+	}
+	if len(r.bufs) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, r.bufs[0][r.off:])
+	r.off += n
+	r.add(n)
+	return n, nil
+}
+
+// pacedWriter is what a WriterTo writes to, paced.
+type pacedWriter struct {
+	w io.Writer
+	pacer
+}
+
+func (w *pacedWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	w.add(n)
+	return n, err
+}
+
+// snapDuty is the share of the time an encoder or a Restore works: after
+// each snapYield bytes it pauses as long as it took, so that it never
+// takes more than half a processor from the goroutines that serve writes,
+// and less when they keep it waiting for one. A snapshot takes twice as
+// long as it could on an idle machine; nothing waits for it meanwhile.
+const snapDuty = 0.5
+
+// pacer pauses a WriterTo or a Restore every snapYield bytes: an encoder
+// that never blocks would otherwise keep a processor for whole scheduler
+// time slices (10 ms or more) while the goroutines that serve writes wait
+// for one, and take as many processors as it finds, up to all of them.
+type pacer struct {
+	n     int       // bytes since the last pause
+	began time.Time // of the work since the last pause
+	// pause is called with the time since the last pause ended.
+	pause func(worked time.Duration)
+}
+
+func newPacer() pacer {
+	return pacer{began: time.Now(), pause: pauseFor}
+}
+
+// pauseFor rests for a pacer: it yields the processor at least, and
+// sleeps so that the work was snapDuty of the time.
+func pauseFor(worked time.Duration) {
+	if d := time.Duration(float64(worked) * (1 - snapDuty) / snapDuty); d >= 20*time.Microsecond {
+		time.Sleep(d)
+		return
+	}
+	runtime.Gosched()
+}
+
+func (p *pacer) add(n int) {
+	if p.n += n; p.n >= snapYield {
+		p.n = 0
+		p.pause(time.Since(p.began))
+		p.began = time.Now()
 	}
 }

@@ -1,7 +1,6 @@
 package exraft
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,10 +39,6 @@ const (
 	// maxReceiving bounds the transfers buffered at once, from all
 	// senders: one leader sends one, but a name is only a claim.
 	maxReceiving = 4
-	// recvFirstAlloc is the most a transfer reserves up front; beyond it
-	// the buffer grows as bytes come, so a size announced and never sent
-	// costs little.
-	recvFirstAlloc = 16 << 20
 )
 
 // receiver keeps the transfers in progress, at most one per sender.
@@ -61,7 +56,7 @@ type receiver struct {
 type incoming struct {
 	id    transferID
 	size  uint64
-	buf   []byte
+	data  pieces      // each chunk's bytes, kept as they came: nothing reserved or copied
 	timer *time.Timer // drops it when no chunk came for IOTimeout
 }
 
@@ -77,7 +72,7 @@ type chunkOutcome struct {
 
 type received struct {
 	header raft.Message
-	data   []byte
+	data   *pieces
 }
 
 func (r *receiver) init(s *Server) {
@@ -172,22 +167,18 @@ func (r *receiver) add(c *snapChunk, h raft.Message) chunkOutcome {
 		r.dropLocked(h.From, in)
 		return chunkOutcome{err: fmt.Errorf("exraft: InstallSnapshot from %s: %v; the transfer is dropped, start again from offset 0", h.From, err)}
 	}
-	in.buf = append(in.buf, c.Data...)
+	in.data.add(c.Data) // c was decoded into bytes of its own
 	if !c.Last {
 		in.timer.Reset(r.s.cfg.IOTimeout)
 		return chunkOutcome{}
 	}
 	r.dropLocked(h.From, in)
-	data := in.buf
-	if cap(data)-len(data) > len(data)/4 {
-		data = bytes.Clone(data) // kept as the latest snapshot: not at twice its size
-	}
-	return chunkOutcome{done: &received{header: h, data: data}}
+	return chunkOutcome{done: &received{header: h, data: &in.data}}
 }
 
 // fits reports why c cannot be the next chunk of in.
 func (in *incoming) fits(c *snapChunk) error {
-	got, n := uint64(len(in.buf)), uint64(len(c.Data))
+	got, n := uint64(in.data.Len()), uint64(len(c.Data))
 	switch {
 	case c.Size != in.size:
 		return fmt.Errorf("the size changed from %d to %d bytes", in.size, c.Size)
@@ -205,7 +196,7 @@ func (in *incoming) fits(c *snapChunk) error {
 func (r *receiver) start(from string, id transferID, size uint64) (*incoming, error) {
 	if old := r.senders[from]; old != nil {
 		r.s.log.Info("dropped an unfinished snapshot transfer for a new one from the same leader", "from", from,
-			"index", old.id.index, "received", len(old.buf), "size", old.size)
+			"index", old.id.index, "received", old.data.Len(), "size", old.size)
 		r.dropLocked(from, old)
 	}
 	if size > maxSnapshotBytes {
@@ -214,7 +205,7 @@ func (r *receiver) start(from string, id transferID, size uint64) (*incoming, er
 	if len(r.senders) >= maxReceiving {
 		return nil, fmt.Errorf("exraft: InstallSnapshot: %d transfers are in progress already; try again later", len(r.senders))
 	}
-	in := &incoming{id: id, size: size, buf: make([]byte, 0, min(size, recvFirstAlloc))}
+	in := &incoming{id: id, size: size}
 	in.timer = time.AfterFunc(r.s.cfg.IOTimeout, func() { r.expire(from, in) })
 	r.senders[from] = in
 	return in, nil
@@ -226,7 +217,7 @@ func (r *receiver) expire(from string, in *incoming) {
 	defer r.mu.Unlock()
 	if r.senders[from] == in {
 		r.s.log.Info("dropped a snapshot transfer that stalled", "from", from, "index", in.id.index,
-			"received", len(in.buf), "size", in.size, "waited", r.s.cfg.IOTimeout)
+			"received", in.data.Len(), "size", in.size, "waited", r.s.cfg.IOTimeout)
 		r.dropLocked(from, in)
 	}
 }
@@ -251,7 +242,7 @@ func (r *receiver) dropAll() {
 // installJob is a snapshot for the applier to restore.
 type installJob struct {
 	header raft.Message
-	data   []byte
+	data   *pieces
 	// floor: the applier has gone through the entries up to here before
 	// the job; a snapshot that fails to restore leaves the state machine
 	// unfit from there (see snapshots.brokenFloor).
@@ -345,12 +336,12 @@ func (s *Server) installed(job *installJob, err error) {
 	if err != nil {
 		sn.brokenFloor = job.floor
 		s.log.Error("the state machine's Restore failed: this server applies and answers nothing until the leader sends a snapshot again and it restores",
-			"index", h.LastIndex, "from", h.From, "bytes", len(job.data), "err", err)
+			"index", h.LastIndex, "from", h.From, "bytes", job.data.Len(), "err", err)
 		return
 	}
 	s.node.Step(*h)
 	if s.node.Status().SnapshotIndex == h.LastIndex {
 		sn.latest = snapshotData{meta: raft.SnapshotMeta{Index: h.LastIndex, Term: h.LastTerm}, data: job.data}
 	}
-	s.log.Info("restored a snapshot from the leader", "index", h.LastIndex, "from", h.From, "bytes", len(job.data))
+	s.log.Info("restored a snapshot from the leader", "index", h.LastIndex, "from", h.From, "bytes", job.data.Len())
 }

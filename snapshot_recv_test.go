@@ -42,7 +42,7 @@ func TestReceiverTakesChunksInOrder(t *testing.T) {
 	out := r.take(testChunk(t, "a", 100, 9, 6, true, "ghi"))
 	require.NoError(t, out.err)
 	require.NotNil(t, out.done)
-	assert.Equal(t, "abcdefghi", string(out.done.data))
+	assert.Equal(t, "abcdefghi", string(out.done.data.bytes()))
 	assert.Equal(t, uint64(100), out.done.header.LastIndex)
 	assert.Empty(t, r.senders, "a finished transfer is no longer buffered")
 }
@@ -80,14 +80,14 @@ func TestReceiverNewTransferReplacesOld(t *testing.T) {
 	require.ErrorContains(t, err, "no transfer of the snapshot at index 100")
 	out := r.take(testChunk(t, "a", 200, 6, 3, true, "uvw"))
 	require.NoError(t, out.err)
-	assert.Equal(t, "xyzuvw", string(out.done.data))
+	assert.Equal(t, "xyzuvw", string(out.done.data.bytes()))
 
 	// The same snapshot from offset 0 again starts over.
 	require.NoError(t, r.take(testChunk(t, "a", 300, 6, 0, false, "abc")).err)
 	require.NoError(t, r.take(testChunk(t, "a", 300, 6, 0, false, "123")).err)
 	out = r.take(testChunk(t, "a", 300, 6, 3, true, "456"))
 	require.NoError(t, out.err)
-	assert.Equal(t, "123456", string(out.done.data))
+	assert.Equal(t, "123456", string(out.done.data.bytes()))
 }
 
 func TestReceiverDropsStalledTransfer(t *testing.T) {
@@ -125,7 +125,7 @@ func TestReceiverTakesAnEmptySnapshot(t *testing.T) {
 	out := r.take(testChunk(t, "a", 100, 0, 0, true, ""))
 	require.NoError(t, out.err)
 	require.NotNil(t, out.done)
-	assert.Empty(t, out.done.data)
+	assert.Zero(t, out.done.data.Len())
 }
 
 // FuzzReceiverTake: whatever bytes arrive as a chunk, the receiver answers

@@ -26,8 +26,9 @@ const (
 	// holds beyond the snapshot itself. A slow link fills it and waits.
 	snapWindow = 2
 	// snapChunkMax bounds a chunk; MaxFrameSize/2 bounds it more when
-	// frames are smaller.
-	snapChunkMax = 1 << 20
+	// frames are smaller. A chunk is never more than a piece of the
+	// snapshot (snapPiece): the receiver keeps each one as a piece.
+	snapChunkMax = snapPiece
 	// A failed transfer waits before the next to the same peer: the
 	// Node asks again at every heartbeat, and a peer that cannot take a
 	// snapshot now will not a heartbeat later.
@@ -51,8 +52,8 @@ type snapSend struct {
 	to     string
 	addr   string
 	index  uint64
-	header []byte // the MsgSnap, encoded
-	data   []byte // shared with the server's latest snapshot: read only
+	header []byte  // the MsgSnap, encoded
+	data   *pieces // shared with the server's latest snapshot: read only
 }
 
 // sendSnapshot starts a transfer for a MsgSnap, on the driver. One at a
@@ -73,7 +74,7 @@ func (s *Server) sendSnapshot(m *raft.Message) {
 	st.active = true
 	x := &snapSend{s: s, to: m.To, addr: m.ToAddr, index: m.LastIndex,
 		header: wire.AppendMessages(nil, []raft.Message{*m}), data: sn.latest.data}
-	s.log.Info("sending a snapshot", "peer", m.To, "addr", m.ToAddr, "index", m.LastIndex, "bytes", len(x.data))
+	s.log.Info("sending a snapshot", "peer", m.To, "addr", m.ToAddr, "index", m.LastIndex, "bytes", x.data.Len())
 	s.wg.Add(1) // the driver holds one: Stop cannot be waiting at zero
 	go x.run()
 }
@@ -90,7 +91,7 @@ func (s *Server) snapshotSent(x *snapSend, err error, took time.Duration) {
 	st := s.snaps.sends[x.to]
 	if err == nil {
 		delete(s.snaps.sends, x.to)
-		s.log.Info("sent a snapshot", "peer", x.to, "index", x.index, "bytes", len(x.data), "took", took.Round(time.Millisecond))
+		s.log.Info("sent a snapshot", "peer", x.to, "index", x.index, "bytes", x.data.Len(), "took", took.Round(time.Millisecond))
 		s.node.ReportSnapshot(x.to, x.index, raft.SnapshotFinished)
 		return
 	}
@@ -154,7 +155,7 @@ func (x *snapSend) stream(client *rpc.Client) error {
 				return fmt.Errorf("exraft: a chunk to %s failed: %w", x.to, call.Error)
 			}
 		case <-wait.C:
-			return fmt.Errorf("exraft: no answer from %s within %v after %d of %d bytes sent", x.addr, patience, w.off, len(x.data))
+			return fmt.Errorf("exraft: no answer from %s within %v after %d of %d bytes sent", x.addr, patience, w.off, x.data.Len())
 		case <-s.stopc:
 			return ErrStopped
 		}
@@ -176,17 +177,18 @@ type window struct {
 func (w *window) fill() error {
 	x := w.x
 	size := min(snapChunkMax, x.s.cfg.MaxFrameSize/2)
+	total := x.data.Len()
 	for w.inflight < snapWindow && !w.sentLast {
-		n := min(size, len(x.data)-w.off)
-		w.sentLast = w.off+n == len(x.data)
-		args, err := w.enc.encode(&snapChunk{Header: x.header, Size: uint64(len(x.data)), Offset: uint64(w.off),
-			Last: w.sentLast, Data: x.data[w.off : w.off+n]})
+		data := x.data.at(w.off, size)
+		w.sentLast = w.off+len(data) == total
+		args, err := w.enc.encode(&snapChunk{Header: x.header, Size: uint64(total), Offset: uint64(w.off),
+			Last: w.sentLast, Data: data})
 		if err != nil {
 			return err
 		}
 		// net/rpc encodes args before Go returns: one buffer serves.
 		w.client.Go(methodInstallSnapshot, &args, new([]byte), w.done)
-		w.off += n
+		w.off += len(data)
 		w.inflight++
 	}
 	return nil

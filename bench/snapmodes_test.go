@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math"
 	"testing"
 	"time"
@@ -33,7 +34,9 @@ func TestIntervalRates(t *testing.T) {
 	}
 }
 
-func TestSnapKVSnapshotIsACopyOnWrite(t *testing.T) {
+// TestSnapKVSnapshotIsolatesItsView: writes after Snapshot do not reach
+// the view its WriterTo writes, and do reach the live state.
+func TestSnapKVSnapshotIsolatesItsView(t *testing.T) {
 	stats := new(snapStats)
 	kv := newSnapKV(1000, stats)
 	cmd := make([]byte, 0, 16)
@@ -76,6 +79,53 @@ func TestSnapKVSnapshotIsACopyOnWrite(t *testing.T) {
 	}
 	if err := newSnapKV(10, nil).Restore(bytes.NewReader([]byte{5, 1, 2})); err == nil {
 		t.Error("a truncated snapshot restored without an error")
+	}
+}
+
+// TestSnapKVFoldsTheOverlay: the keys written while a WriterTo ran go
+// back into the map, a few per Apply, once it returned, and the state is
+// the same as if no snapshot had been taken.
+func TestSnapKVFoldsTheOverlay(t *testing.T) {
+	kv, plain := newSnapKV(1000, nil), newSnapKV(1000, nil)
+	cmd := make([]byte, 0, 16)
+	apply := func(k, v uint64) {
+		kv.Apply(kvCommand(cmd, k, v))
+		plain.Apply(kvCommand(cmd, k, v))
+	}
+	for k := uint64(0); k < 1000; k++ {
+		apply(k, k)
+	}
+	w, err := kv.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Snapshot(); err == nil {
+		t.Error("a second Snapshot while the first is still being written: no error")
+	}
+	for k := uint64(0); k < 1000; k += 2 {
+		apply(k, k+1)
+	}
+	apply(2000, 1)
+	if len(kv.over) != 501 {
+		t.Errorf("%d keys in the overlay while the view is written, want 501", len(kv.over))
+	}
+	if _, err := w.WriteTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; kv.over != nil; i++ {
+		if i > 501/foldPerApply+1 {
+			t.Fatalf("the overlay still holds %d keys after %d Applies", len(kv.over), i)
+		}
+		apply(uint64(i)*7%1000, uint64(i))
+		if got, want := kv.Query([]byte("sum")), plain.Query([]byte("sum")); !bytes.Equal(got, want) {
+			t.Fatalf("after %d Applies folding: checksum %x, want %x", i, got, want)
+		}
+	}
+	if kv.keys != plain.keys || kv.keys != 1001 {
+		t.Errorf("%d keys, want %d", kv.keys, plain.keys)
+	}
+	if _, err := kv.Snapshot(); err != nil {
+		t.Errorf("a Snapshot once the last was written: %v", err)
 	}
 }
 
