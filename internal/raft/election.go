@@ -252,7 +252,30 @@ func (c *core) triggerElection() error {
 func (c *core) askToLead() error {
 	if c.role == Follower && c.lead != "" && c.electionEl < c.cfg.electionMin && c.promotable() {
 		c.send(Message{Type: MsgTransferLeader, To: c.lead, ToAddr: c.leadAddr, Term: c.term})
+		// It no longer counts on that leader: one that is gone must not
+		// be reported, and one that lives is heard again at its next
+		// heartbeat.
+		c.askedEl, c.askedOf = 1, c.lead
+		c.lead, c.leadAddr = "", ""
 		return nil
 	}
 	return c.triggerElection()
+}
+
+// awaitHandOver is a follower's tick while it waits for the leader it asked
+// to hand over: a leader that sends nothing for two heartbeat intervals is
+// taken for dead, and this server campaigns as TriggerElection asked; one
+// that lives hands over, or gives up, within its election timeout.
+func (c *core) awaitHandOver() {
+	if c.askedEl == 0 {
+		return
+	}
+	c.askedEl++
+	switch {
+	case c.role != Follower || c.askedEl > c.cfg.electionMax:
+		c.askedEl = 0
+	case c.electionEl >= 2*c.cfg.heartbeat:
+		c.askedEl = 0
+		c.triggerElection()
+	}
 }

@@ -30,7 +30,8 @@ func (c *core) tick() {
 		}
 		return
 	}
-	if c.electionEl >= c.timeout && c.promotable() {
+	c.awaitHandOver()
+	if c.role != Leader && c.electionEl >= c.timeout && c.promotable() {
 		c.campaign(campaignPreVote)
 	}
 }

@@ -85,10 +85,10 @@ func (c *core) abandonTransfer() {
 }
 
 // handleTimeoutNow is the transferee's side: campaign at once, with an
-// election the voters grant inside their lease. Only this term's leader
-// hands its leadership over.
+// election the voters grant inside their lease. Only this term's leader,
+// or the one this server asked to hand over, hands its leadership over.
 func (c *core) handleTimeoutNow(m Message) {
-	if c.role != Leader && m.From == c.lead {
+	if c.role != Leader && (m.From == c.lead || c.askedEl > 0 && m.From == c.askedOf) {
 		c.campaign(campaignForced)
 	}
 }

@@ -183,3 +183,33 @@ func TestCoreTriggerElectionOnALaggingFollowerGoesThroughTheLeader(t *testing.T)
 		t.Fatalf("without a leader, askToLead: %v, role %v; want a campaign", err, lone.role)
 	}
 }
+
+// TestCoreTriggerElectionWhenTheLeaderJustDied: a follower asks the leader
+// it heard from a moment ago, which has died; two heartbeat intervals
+// without a word from it, the follower campaigns itself, as
+// TriggerElection asked, instead of waiting out its election timeout.
+func TestCoreTriggerElectionWhenTheLeaderJustDied(t *testing.T) {
+	a := testCore(t, "a", names3) // its leader: b
+	followerWithLog(t, a, 1, []uint64{1}, 1)
+	a.takeReady()
+	if err := a.askToLead(); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgsOf(a.takeReady().Messages, MsgTransferLeader, "b")) != 1 {
+		t.Fatalf("a did not ask its leader first")
+	}
+	if a.lead != "" {
+		t.Fatalf("a still reports %s as its leader after asking it to hand over: a wait for the outcome would end at once, on a leader that may be gone", a.lead)
+	}
+	for tick := 0; tick < 2*a.cfg.heartbeat-1; tick++ {
+		a.tick()
+		if a.role != Follower {
+			t.Fatalf("a campaigned after %d ticks, before two heartbeat intervals without its leader", tick+1)
+		}
+	}
+	a.tick()
+	votes := msgsOf(a.takeReady().Messages, MsgVote, "")
+	if a.role != Candidate || len(votes) != 2 || !votes[0].Force {
+		t.Fatalf("a is %v and sent %d votes; want a forced campaign once its leader was silent for two heartbeats", a.role, len(votes))
+	}
+}
