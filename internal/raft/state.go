@@ -38,20 +38,20 @@ type core struct {
 	votes map[string]voteRecord
 
 	// Leader state.
-	prs          map[string]*progress
-	prNames      []string // sorted keys of prs, for a deterministic order
-	pendingConf  uint64   // index of the latest configuration entry appended
-	ticks        uint64   // ticks since the start, the clock of progress.heardAt
+	prs         map[string]*progress
+	prNames     []string // sorted keys of prs, for a deterministic order
+	pendingConf uint64   // index of the latest configuration entry appended
+	ticks       uint64   // ticks since the start, the clock of progress.heardAt
 	// askedEl counts the ticks since this follower asked askedOf, its
 	// leader, to hand over (askToLead); 0 when it has not, or gave up
 	// waiting.
-	askedEl int
-	askedOf string
-	transferee   string   // who takes over: on request, or once this leader is removed
-	transferEl   int      // ticks since the transfer began
-	handedOver   bool     // TimeoutNow went to the transferee
-	epoch        uint64   // counts membership events, so waiters can tell
-	seq          uint64   // read round, see readIndex
+	askedEl      int
+	askedOf      string
+	transferee   string // who takes over: on request, or once this leader is removed
+	transferEl   int    // ticks since the transfer began
+	handedOver   bool   // TimeoutNow went to the transferee
+	epoch        uint64 // counts membership events, so waiters can tell
+	seq          uint64 // read round, see readIndex
 	readBcast    bool
 	bcastPending bool // proposals appended since the last takeReady
 	reads        []pendingRead
