@@ -27,7 +27,10 @@
 //	Linearizable reads (ReadIndex)                   readindex.go    thesis §6.4; docs/design.md §5
 //	Single-server membership changes                 membership.go   thesis §4.1, §4.2.1; docs/design.md §6
 //	A removed leader hands over                      membership.go   thesis §4.2.2
-//	Leadership transfer (TimeoutNow)                 transfer.go     thesis §3.10
+//	Leadership transfer (TimeoutNow), on request     transfer.go     thesis §3.10
+//	TriggerElection asks the leader to hand over     election.go     thesis §3.10
+//	The leader's view of each follower (Progress)    progress.go     thesis §6.2
+//	Session records go through the log as commands   replication.go  thesis §6.3; docs/design.md §10
 //	Incarnations: only the bound one counts          incarnation.go  docs/design.md §2
 //	Bootstrap: every voter until incarnations bind   membership.go   docs/design.md §3
 //	Snapshots: compaction, InstallSnapshot receiver  snapshot.go     §7, Figure 13; thesis §5.1–§5.4
