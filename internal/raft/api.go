@@ -182,6 +182,13 @@ type Status struct {
 	CommittedMembers []Peer
 	// Transferee is the voter the leader hands over to, while it does.
 	Transferee string
+	Counts     Counts
+}
+
+// Counts are events since the Node started.
+type Counts struct {
+	PreVotes  uint64 // pre-vote rounds this server started (thesis §9.6)
+	Elections uint64 // elections this server started, each in a new term
 }
 
 // TransferLeadership hands the leadership over to the voter name (see
@@ -195,7 +202,7 @@ func (n *Node) TransferLeadership(name string) error { return n.c.transferLeader
 func (n *Node) Status() Status {
 	c := n.c
 	st := Status{Role: c.role, Term: c.term, Commit: c.commit, LastIndex: c.log.lastIndex(), Epoch: c.epoch,
-		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.index, Transferee: c.transferee}
+		FirstIndex: c.log.firstIndex(), SnapshotIndex: c.snap.index, Transferee: c.transferee, Counts: c.counts}
 	if c.lead != "" {
 		st.Leader = Peer{Name: c.lead, Addr: c.leadAddr}
 	}

@@ -86,7 +86,9 @@ func (c *core) campaign(t campaignType) {
 	term := c.term + 1
 	if c.preVote {
 		req = MsgPreVote
+		c.counts.PreVotes++
 	} else {
+		c.counts.Elections++
 		c.term++
 		c.votedFor, c.votedInc = c.cfg.name, c.cfg.inc
 		term = c.term

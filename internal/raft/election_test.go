@@ -312,3 +312,21 @@ func TestCoreTermNeverWraps(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreCountsCampaigns: pre-vote rounds and elections are counted apart,
+// for the driver's metrics.
+func TestCoreCountsCampaigns(t *testing.T) {
+	a := testCore(t, "a", names3)
+	for range a.cfg.electionMax + 1 {
+		a.tick()
+	}
+	if a.counts.PreVotes != 1 || a.counts.Elections != 0 {
+		t.Fatalf("after an election timeout: %+v; want one pre-vote round and no election", a.counts)
+	}
+	if err := a.triggerElection(); err != nil {
+		t.Fatal(err)
+	}
+	if a.counts.Elections != 1 {
+		t.Fatalf("after a forced election: %+v; want one election", a.counts)
+	}
+}

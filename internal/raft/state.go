@@ -42,6 +42,7 @@ type core struct {
 	prNames     []string // sorted keys of prs, for a deterministic order
 	pendingConf uint64   // index of the latest configuration entry appended
 	ticks       uint64   // ticks since the start, the clock of progress.heardAt
+	counts      Counts   // events, for the driver's metrics
 	// askedEl counts the ticks since this follower asked askedOf, its
 	// leader, to hand over (askToLead); 0 when it has not, or gave up
 	// waiting.
