@@ -42,7 +42,21 @@ type Client struct {
 	IOTimeout time.Duration
 
 	mu    sync.Mutex
-	conns map[string]*rpc.Client
+	conns map[string]*clientConn
+}
+
+// clientConn is a connection of a Client: net/rpc's client, and the codec
+// under it, which coalesces the requests of concurrent calls (Queue).
+type clientConn struct {
+	rc    *rpc.Client
+	codec *wire.ClientCodec
+}
+
+// send starts a call, in one write with whatever other calls are starting.
+func (cc *clientConn) send(method string, args, reply any, done chan *rpc.Call) *rpc.Call {
+	cc.codec.Queue()
+	defer cc.codec.Unqueue()
+	return cc.rc.Go(method, args, reply, done)
 }
 
 // DefaultClient is the Client used by the package-level functions.
@@ -53,18 +67,18 @@ var DefaultClient = &Client{}
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for addr, rc := range c.conns {
-		rc.Close()
+	for addr, cc := range c.conns {
+		cc.rc.Close()
 		delete(c.conns, addr)
 	}
 	return nil
 }
 
-func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
+func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	c.mu.Lock()
-	if rc := c.conns[addr]; rc != nil {
+	if cc := c.conns[addr]; cc != nil {
 		c.mu.Unlock()
-		return rc, nil
+		return cc, nil
 	}
 	c.mu.Unlock()
 	timeout := c.IOTimeout
@@ -75,27 +89,28 @@ func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := rpc.NewClientWithCodec(wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout}))
+	codec := wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout})
+	cc := &clientConn{rc: rpc.NewClientWithCodec(codec), codec: codec}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
-		c.conns = map[string]*rpc.Client{}
+		c.conns = map[string]*clientConn{}
 	}
 	if old := c.conns[addr]; old != nil {
-		rc.Close() // another call dialled first
+		cc.rc.Close() // another call dialled first
 		return old, nil
 	}
-	c.conns[addr] = rc
-	return rc, nil
+	c.conns[addr] = cc
+	return cc, nil
 }
 
-func (c *Client) forget(addr string, rc *rpc.Client) {
+func (c *Client) forget(addr string, cc *clientConn) {
 	c.mu.Lock()
-	if c.conns[addr] == rc {
+	if c.conns[addr] == cc {
 		delete(c.conns, addr)
 	}
 	c.mu.Unlock()
-	rc.Close()
+	cc.rc.Close()
 }
 
 // call runs method on the server at addr and decodes its reply. It returns
@@ -115,12 +130,12 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		rc, err := c.conn(ctx, addr)
+		cc, err := c.conn(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
 		var raw []byte
-		call := rc.Go(method, &args, &raw, make(chan *rpc.Call, 1))
+		call := cc.send(method, &args, &raw, make(chan *rpc.Call, 1))
 		select {
 		case <-call.Done:
 		case <-ctx.Done():
@@ -138,7 +153,7 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 				// again.)
 				return nil, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
-			c.forget(addr, rc)
+			c.forget(addr, cc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
 				continue // a cached connection the server had closed: nothing was sent
 			}
