@@ -125,10 +125,7 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 	if err := c.fitsFrame(method, len(req.Data)); err != nil {
 		return nil, err
 	}
-	args, err := wire.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
+	args := req.appendTo(nil)
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx, addr)
 		if err != nil {
@@ -160,7 +157,7 @@ func (c *Client) call(ctx context.Context, addr, method string, req *callRequest
 			return nil, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
 		var rep callReply
-		if err := wire.Unmarshal(raw, &rep); err != nil {
+		if err := rep.decode(raw); err != nil {
 			return nil, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
 		}
 		return &rep, decodeErr(&rep)

@@ -254,6 +254,9 @@ func (r *frameReader) readBody(body any) error {
 	if body == nil {
 		return nil
 	}
+	if p, ok := body.(*[]byte); ok && r.bytesBody(p, rest) {
+		return nil
+	}
 	if err := r.dec.Decode(body); err != nil {
 		return malformedFrame("body", err)
 	}
@@ -261,6 +264,25 @@ func (r *frameReader) readBody(body any) error {
 		return malformedFrame("body", fmt.Errorf("%d bytes left after the body", r.rd.Len()))
 	}
 	return nil
+}
+
+// bytesBody decodes rest, a body checked whole, into p if it is msgpack bytes
+// or nil, as the decoder would, and reports whether it was.
+func (r *frameReader) bytesBody(p *[]byte, rest []byte) bool {
+	br := NewReader(rest)
+	b := br.Bin()
+	if !br.Done() {
+		return false
+	}
+	switch {
+	case b == nil:
+		*p = nil
+	case *p == nil:
+		*p = append([]byte{}, b...) // empty bytes are not nil
+	default:
+		*p = append((*p)[:0], b...)
+	}
+	return true
 }
 
 // frameWriter writes frames. net/rpc already serializes writes on each side;
@@ -318,7 +340,7 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 		err = w.enc.EncodeString(msg)
 	}
 	if err == nil {
-		err = w.enc.Encode(body)
+		err = w.encodeBody(body)
 	}
 	if w.buf.over {
 		return fmt.Errorf("%w: %s needs more than %d bytes (MaxFrameSize)", ErrFrameTooLarge, opName(method), w.max)
@@ -331,6 +353,15 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 	w.armWrite() // a frame larger than the buffer's room is written at once
 	_, err = w.bw.Write(frame)
 	return err
+}
+
+// encodeBody encodes body; the bytes that every exraft call carries without
+// the reflection the encoder would use for them.
+func (w *frameWriter) encodeBody(body any) error {
+	if p, ok := body.(*[]byte); ok && p != nil {
+		return w.enc.EncodeBytes(*p)
+	}
+	return w.enc.Encode(body)
 }
 
 // flush writes what is buffered. The caller holds w.mu.
