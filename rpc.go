@@ -169,7 +169,7 @@ func (s *Server) serveCalls(conn net.Conn) error {
 		Done:   s.callDone,
 		Strict: true,
 	})
-	newRPCServer(&rpcService{s: s, out: codec}).ServeCodec(codec)
+	wire.Serve(newRPCServer(&rpcService{s: s, out: codec}), codec)
 	return codec.ReadErr()
 }
 

@@ -162,6 +162,28 @@ type ServerCodec struct {
 
 	queueMu sync.Mutex
 	queued  []any // the replies announced by Queue and not yet written
+
+	// readMu is held from the reading of a request's header to the end
+	// of its body, for Serve's workers, which take turns to read;
+	// afterRead (Serve's) runs as it is let go, told whether reading
+	// ended for good.
+	readMu    sync.Mutex
+	afterRead func(ended bool)
+	ended     atomic.Bool // reading has ended for good
+}
+
+// readEnded reports whether reading has ended for good.
+func (c *ServerCodec) readEnded() bool { return c.ended.Load() }
+
+// endRead lets the next reader in, once a request's header failed to read
+// or its body was read (or failed to be).
+func (c *ServerCodec) endRead() {
+	ended := c.r.err != nil
+	c.ended.Store(ended)
+	c.readMu.Unlock()
+	if c.afterRead != nil {
+		c.afterRead(ended)
+	}
 }
 
 // Queue announces that the reply body, of a request read from this codec,
@@ -195,8 +217,18 @@ func (c *ServerCodec) unqueue(body any) (more bool) {
 // keeps it to itself, so that a server can log it.
 func (c *ServerCodec) ReadErr() error { return c.r.err }
 
-// ReadRequestHeader implements rpc.ServerCodec.
+// ReadRequestHeader implements rpc.ServerCodec. net/rpc reads the body
+// next if, and only if, it returns no error.
 func (c *ServerCodec) ReadRequestHeader(req *rpc.Request) error {
+	c.readMu.Lock()
+	err := c.readRequestHeader(req)
+	if err != nil {
+		c.endRead()
+	}
+	return err
+}
+
+func (c *ServerCodec) readRequestHeader(req *rpc.Request) error {
 	method, seq, _, err := c.r.readHeader(2)
 	if err != nil {
 		// net/rpc ends the connection after any header error; keep it
@@ -219,6 +251,7 @@ func (c *ServerCodec) ReadRequestHeader(req *rpc.Request) error {
 
 // ReadRequestBody implements rpc.ServerCodec.
 func (c *ServerCodec) ReadRequestBody(body any) error {
+	defer c.endRead()
 	if err := c.r.readBody(body); err != nil {
 		if c.strict && c.r.err == nil {
 			// net/rpc answers this request with the error; the next read
