@@ -7,7 +7,9 @@
 //	cd bench && go run . -shared    # both systems in one process
 //
 // Flags choose other modes instead, exraft's alone, with snapshots (see
-// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s.
+// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and without,
+// -remote: writes through a Client by address against writes in process
+// (remote.go).
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
@@ -55,7 +57,8 @@ type system struct {
 	// committed, so that a follower still catching up does not weigh on
 	// the next measurement.
 	settle func()
-	length func() uint64 // entries in the leader's log
+	length func() uint64  // entries in the leader's log
+	leader *exraft.Server // exraft's
 }
 
 // Each measurement runs in a fresh child process of this program, so that
@@ -77,6 +80,10 @@ func main() {
 		return
 	}
 	if snapshotModes() {
+		return
+	}
+	if *remoteMode {
+		remoteModeRun()
 		return
 	}
 	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
@@ -176,6 +183,8 @@ func start(sys string) system {
 		s, err = startExraft()
 	case "hashicorp":
 		s, err = startHashicorp()
+	case "exdeadline", "exclient":
+		s, err = startRemoteSystem(sys)
 	default:
 		err = fmt.Errorf("unknown system %q", sys)
 	}
@@ -450,6 +459,7 @@ func startExraft() (system, error) {
 			}
 		},
 		length: func() uint64 { return leader.Status().LastIndex },
+		leader: leader,
 		settle: func() {
 			commit := leader.Status().CommitIndex
 			for _, s := range servers {
