@@ -163,26 +163,17 @@ type ServerCodec struct {
 	queueMu sync.Mutex
 	queued  []any // the replies announced by Queue and not yet written
 
-	// readMu is held from the reading of a request's header to the end
-	// of its body, for Serve's workers, which take turns to read;
-	// afterRead (Serve's) runs as it is let go, told whether reading
-	// ended for good.
-	readMu    sync.Mutex
+	// afterRead, Serve's, runs once a request is read, or failed to be,
+	// told whether reading ended for good: Serve's workers take turns to
+	// read.
 	afterRead func(ended bool)
-	ended     atomic.Bool // reading has ended for good
 }
 
-// readEnded reports whether reading has ended for good.
-func (c *ServerCodec) readEnded() bool { return c.ended.Load() }
-
-// endRead lets the next reader in, once a request's header failed to read
-// or its body was read (or failed to be).
+// endRead runs once a request's header failed to read, or its body was read
+// or failed to be.
 func (c *ServerCodec) endRead() {
-	ended := c.r.err != nil
-	c.ended.Store(ended)
-	c.readMu.Unlock()
 	if c.afterRead != nil {
-		c.afterRead(ended)
+		c.afterRead(c.r.err != nil)
 	}
 }
 
@@ -220,7 +211,6 @@ func (c *ServerCodec) ReadErr() error { return c.r.err }
 // ReadRequestHeader implements rpc.ServerCodec. net/rpc reads the body
 // next if, and only if, it returns no error.
 func (c *ServerCodec) ReadRequestHeader(req *rpc.Request) error {
-	c.readMu.Lock()
 	err := c.readRequestHeader(req)
 	if err != nil {
 		c.endRead()

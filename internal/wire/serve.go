@@ -12,29 +12,31 @@ import (
 // request, whose stack then grows, by copying, under any handler of some
 // depth; for a client's Write that cost more than its system calls.
 //
-// Each worker reads a request and then runs its handler, after it made sure
-// that another worker waits to read the next one: reads take turns (c's
-// reads of a request's header and body go together), and the hooks of
-// ServerConfig see the requests in arrival order as before.
+// Workers take turns to read: the one that has read a request hands the
+// turn to an idle worker, or starts one, before it runs the handler. So
+// reading never waits on a handler, and the hooks of ServerConfig see the
+// requests in arrival order as before.
 func Serve(srv *rpc.Server, c *ServerCodec) {
 	newServePool(srv, c).serve()
 }
 
-// serveIdle is how many workers may wait to read at once; those done with a
-// request beyond that end. It is as many as a busy client keeps calls in
-// flight: any fewer, and each burst of its calls starts goroutines anew.
+// serveIdle is how many workers may wait for their turn at once; those done
+// with a request beyond that end. It is as many as a busy client keeps
+// calls in flight: any fewer, and each burst of its calls starts
+// goroutines anew.
 const serveIdle = 64
 
 type servePool struct {
 	srv     *rpc.Server
 	c       *ServerCodec
 	wg      sync.WaitGroup
-	idle    atomic.Int32 // workers waiting to read, or reading
-	started atomic.Int64 // workers started, for tests
+	turn    chan struct{} // an idle worker's turn to read; closed at the end
+	idle    atomic.Int32  // workers waiting on turn
+	started atomic.Int64  // workers started, for tests
 }
 
 func newServePool(srv *rpc.Server, c *ServerCodec) *servePool {
-	p := &servePool{srv: srv, c: c}
+	p := &servePool{srv: srv, c: c, turn: make(chan struct{})}
 	c.afterRead = p.readDone
 	return p
 }
@@ -45,8 +47,8 @@ func (p *servePool) serve() {
 	p.c.Close()
 }
 
+// start starts a worker whose turn it is to read.
 func (p *servePool) start() {
-	p.idle.Add(1)
 	p.started.Add(1)
 	p.wg.Add(1)
 	go p.work()
@@ -56,19 +58,37 @@ func (p *servePool) work() {
 	defer p.wg.Done()
 	for {
 		// The error is net/rpc's, for a request it answered itself or
-		// for the end of the connection, which readEnded tells apart.
+		// for the end of the connection, after which turn is closed.
 		p.srv.ServeRequest(p.c)
-		if p.c.readEnded() || p.idle.Load() >= serveIdle {
+		if !p.awaitTurn() {
 			return
 		}
-		p.idle.Add(1)
 	}
 }
 
-// readDone runs once a worker has read a request, or failed to: the last
-// worker waiting to read starts another before it runs the handler.
+// awaitTurn waits until it is this worker's turn to read, and reports
+// whether it is; false: the worker is to end.
+func (p *servePool) awaitTurn() bool {
+	if p.idle.Add(1) > serveIdle {
+		p.idle.Add(-1)
+		return false
+	}
+	_, ok := <-p.turn
+	p.idle.Add(-1)
+	return ok
+}
+
+// readDone runs, on the worker whose turn it was, once it has read a
+// request or failed to: it hands the turn on, or ends every idle worker's
+// wait when reading has ended.
 func (p *servePool) readDone(ended bool) {
-	if p.idle.Add(-1) == 0 && !ended {
+	if ended {
+		close(p.turn) // once: no one reads after this
+		return
+	}
+	select {
+	case p.turn <- struct{}{}:
+	default:
 		p.start()
 	}
 }
