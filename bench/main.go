@@ -155,6 +155,9 @@ func runChild(name string) {
 	s := start(sys)
 	defer s.stop()
 	switch work {
+	case "remote":
+		runRemoteChild(s)
+		return
 	case "grown":
 		grow(s)
 		serveRuns(s)
@@ -183,8 +186,6 @@ func start(sys string) system {
 		s, err = startExraft()
 	case "hashicorp":
 		s, err = startHashicorp()
-	case "exdeadline", "exclient":
-		s, err = startRemoteSystem(sys)
 	default:
 		err = fmt.Errorf("unknown system %q", sys)
 	}
@@ -245,23 +246,38 @@ func percentiles(lat []time.Duration, elapsed time.Duration) result {
 }
 
 func sequential(s system, n int) result {
-	cmd := make([]byte, 16)
-	lat := make([]time.Duration, 0, n)
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		t := time.Now()
-		check(s.write(cmd))
-		lat = append(lat, time.Since(t))
-	}
+	lat := sequentialLatencies(s.write, n)
 	return percentiles(lat, time.Since(start))
 }
 
+// sequentialLatencies makes n writes one after the other and returns how
+// long each took.
+func sequentialLatencies(write func([]byte) error, n int) []time.Duration {
+	cmd := make([]byte, 16)
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		check(write(cmd))
+		lat = append(lat, time.Since(t))
+	}
+	return lat
+}
+
 func concurrent(op func([]byte) error, workers int, d time.Duration) result {
+	start := time.Now()
+	all := concurrentHist(op, workers, d)
+	elapsed := time.Since(start)
+	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
+}
+
+// concurrentHist runs op in workers goroutines for d and returns the
+// latencies of the operations.
+func concurrentHist(op func([]byte) error, workers int, d time.Duration) histogram {
 	var mu sync.Mutex
 	var all histogram
 	var failed atomic.Value
 	deadline := time.Now().Add(d)
-	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -287,11 +303,10 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 		}(w)
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if err, ok := failed.Load().(error); ok {
 		check(err)
 	}
-	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
+	return all
 }
 
 // growthFigures compares exraft's sequential p50 on a cluster whose log
