@@ -115,52 +115,52 @@ func (c *Client) forget(addr string, cc *clientConn) {
 
 // call runs method on the server at addr and decodes its reply. It returns
 // when the reply arrives or ctx ends.
-func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (*callReply, error) {
+func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (callReply, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		req.Timeout = int64(time.Until(deadline))
 		if req.Timeout <= 0 {
-			return nil, context.DeadlineExceeded
+			return callReply{}, context.DeadlineExceeded
 		}
 	}
 	if err := c.fitsFrame(method, len(req.Data)); err != nil {
-		return nil, err
+		return callReply{}, err
 	}
 	args := req.appendTo(nil)
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx, addr)
 		if err != nil {
-			return nil, err
+			return callReply{}, err
 		}
 		var raw []byte
 		call := cc.send(method, &args, &raw, make(chan *rpc.Call, 1))
 		select {
 		case <-call.Done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return callReply{}, ctx.Err()
 		}
 		if call.Error != nil {
 			var se rpc.ServerError
 			if errors.As(call.Error, &se) {
-				return nil, serverError(string(se))
+				return callReply{}, serverError(string(se))
 			}
 			if errors.Is(call.Error, wire.ErrFrameTooLarge) {
 				// A request too large was refused before anything was
 				// written: the connection is fine. (A response too large
 				// ended it; the next call finds it shut down and dials
 				// again.)
-				return nil, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
+				return callReply{}, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
 			c.forget(addr, cc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
 				continue // a cached connection the server had closed: nothing was sent
 			}
-			return nil, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
+			return callReply{}, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
 		var rep callReply
 		if err := rep.decode(raw); err != nil {
-			return nil, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
+			return callReply{}, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
 		}
-		return &rep, decodeErr(&rep)
+		return rep, decodeErr(&rep)
 	}
 }
 

@@ -75,8 +75,7 @@ func (r *callRequest) decode(b []byte) error {
 			return nil
 		}
 	}
-	*r = callRequest{}
-	return wire.Unmarshal(b, r)
+	return unmarshalInto(b, r)
 }
 
 // appendTo appends r's encoding to b.
@@ -105,8 +104,17 @@ func (r *callReply) decode(b []byte) error {
 			return nil
 		}
 	}
-	*r = callReply{}
-	return wire.Unmarshal(b, r)
+	return unmarshalInto(b, r)
+}
+
+// unmarshalInto decodes b into *r by reflection, by way of a copy on the
+// heap, so that r itself, which the fast paths fill, can stay on its
+// caller's stack.
+func unmarshalInto[T callRequest | callReply](b []byte, r *T) error {
+	v := new(T)
+	err := wire.Unmarshal(b, v)
+	*r = *v
+	return err
 }
 
 func appendPeer(b []byte, p Peer) []byte {
@@ -208,7 +216,9 @@ const replyMargin = 100 * time.Millisecond
 
 func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
 	defer svc.replying(reply)
-	var req callRequest
+	cs := callStates.Get().(*callState)
+	defer cs.release()
+	req, rep := &cs.req, &cs.rep
 	if err := req.decode(*args); err != nil {
 		return errors.New("exraft: bad request: " + err.Error())
 	}
@@ -222,12 +232,11 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 		ctx, cancel = context.WithTimeout(svc.s.ctx, timeout-min(timeout/10, replyMargin))
 	}
 	defer cancel()
-	var rep callReply
-	if err := f(ctx, &req, &rep); err != nil {
+	if err := f(ctx, req, rep); err != nil {
 		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
 			err = ErrStopped
 		}
-		encodeErr(err, &rep)
+		encodeErr(err, rep)
 	}
 	b, err := rep.appendTo(nil)
 	if err != nil {
@@ -235,6 +244,22 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 	}
 	*reply = b
 	return nil
+}
+
+// callState is a call's request and reply, recycled: passed to a handler's
+// function, they would be allocated anew for every call.
+type callState struct {
+	req callRequest
+	rep callReply
+}
+
+var callStates = sync.Pool{New: func() any { return new(callState) }}
+
+// release recycles cs once its call is answered; it lets go of what the
+// call referred to.
+func (cs *callState) release() {
+	*cs = callState{}
+	callStates.Put(cs)
 }
 
 func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {

@@ -128,7 +128,8 @@ func (c *codecConn) init(rwc io.ReadWriteCloser, maxFrame int, ioTimeout time.Du
 // anything was written leaves the stream as it was.
 func (c *codecConn) writeFailed(err error) {
 	if err != nil && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, errEncoding) {
-		c.writeErr.CompareAndSwap(nil, &err)
+		failed := err // not err itself: its address would put it on the heap at every call
+		c.writeErr.CompareAndSwap(nil, &failed)
 		c.Close()
 	}
 }
