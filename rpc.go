@@ -329,8 +329,8 @@ func (svc *rpcService) Status(args *[]byte, reply *[]byte) error {
 //     the connection's reading goroutine and so in arrival order. deliver
 //     decodes the batch and passes the messages to the driver; the last one
 //     carries a stepWait, which the hook files under the call's args.
-//  2. net/rpc runs rpcService.Step in a goroutine of its own. It finds the
-//     stepWait and waits on it.
+//  2. A worker of wire.Serve runs rpcService.Step, side by side with other
+//     calls. It finds the stepWait and waits on it.
 //  3. The driver steps the messages and, once it has handed on their output,
 //     closes the stepWait (driver.go: step, sendMessages). Messages for the
 //     caller were queued on the caller's peer stream without waking it.
@@ -358,9 +358,8 @@ type stepWait struct {
 }
 
 // deliver decodes a batch of protocol messages and hands them to the driver
-// in arrival order. net/rpc runs handlers in goroutines of their own, which
-// would reorder the messages of a pipelined stream; the codec calls this in
-// order instead.
+// in arrival order. Handlers run side by side, which would reorder the
+// messages of a pipelined stream; the codec calls this in order instead.
 //
 // With ack, the last message delivered carries a channel that the driver
 // closes once it has processed the batch; deliver returns it with the

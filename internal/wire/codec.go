@@ -42,10 +42,11 @@ type ServerConfig struct {
 	// decodes, in the order the requests arrived on the connection, with the
 	// request's ServiceMethod and the decoded body (the same pointer net/rpc
 	// passed in). It exists so that the server can hand peer messages to its
-	// protocol goroutine in arrival order: net/rpc runs each handler in a
-	// goroutine of its own, which would reorder them.
+	// protocol goroutine in arrival order: handlers run side by side (net/rpc
+	// starts a goroutine for each; Serve's workers take them in turn), which
+	// would reorder them.
 	//
-	// OnBody runs on the connection's reading goroutine: while it blocks, no
+	// OnBody runs on the goroutine reading the connection: while it blocks, no
 	// further request is read from this connection. It is not called for a
 	// body net/rpc discards (a request for an unknown method), nor for one
 	// that fails to decode.
