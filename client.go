@@ -46,7 +46,21 @@ type Client struct {
 	AttemptTimeout time.Duration
 
 	mu    sync.Mutex
-	conns map[string]*rpc.Client
+	conns map[string]*clientConn
+}
+
+// clientConn is a connection of a Client: net/rpc's client, and the codec
+// under it, which coalesces the requests of concurrent calls (Queue).
+type clientConn struct {
+	rc    *rpc.Client
+	codec *wire.ClientCodec
+}
+
+// send starts a call, in one write with whatever other calls are starting.
+func (cc *clientConn) send(method string, args, reply any, done chan *rpc.Call) *rpc.Call {
+	cc.codec.Queue()
+	defer cc.codec.Unqueue()
+	return cc.rc.Go(method, args, reply, done)
 }
 
 // DefaultClient is the Client used by the package-level functions.
@@ -57,18 +71,18 @@ var DefaultClient = &Client{}
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for addr, rc := range c.conns {
-		rc.Close()
+	for addr, cc := range c.conns {
+		cc.rc.Close()
 		delete(c.conns, addr)
 	}
 	return nil
 }
 
-func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
+func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	c.mu.Lock()
-	if rc := c.conns[addr]; rc != nil {
+	if cc := c.conns[addr]; cc != nil {
 		c.mu.Unlock()
-		return rc, nil
+		return cc, nil
 	}
 	c.mu.Unlock()
 	timeout := c.IOTimeout
@@ -79,80 +93,78 @@ func (c *Client) conn(ctx context.Context, addr string) (*rpc.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := rpc.NewClientWithCodec(wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout}))
+	codec := wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout})
+	cc := &clientConn{rc: rpc.NewClientWithCodec(codec), codec: codec}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
-		c.conns = map[string]*rpc.Client{}
+		c.conns = map[string]*clientConn{}
 	}
 	if old := c.conns[addr]; old != nil {
-		rc.Close() // another call dialled first
+		cc.rc.Close() // another call dialled first
 		return old, nil
 	}
-	c.conns[addr] = rc
-	return rc, nil
+	c.conns[addr] = cc
+	return cc, nil
 }
 
-func (c *Client) forget(addr string, rc *rpc.Client) {
+func (c *Client) forget(addr string, cc *clientConn) {
 	c.mu.Lock()
-	if c.conns[addr] == rc {
+	if c.conns[addr] == cc {
 		delete(c.conns, addr)
 	}
 	c.mu.Unlock()
-	rc.Close()
+	cc.rc.Close()
 }
 
 // call runs method on the server at addr and decodes its reply. It returns
 // when the reply arrives or ctx ends.
-func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (*callReply, error) {
+func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (callReply, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		req.Timeout = int64(time.Until(deadline))
 		if req.Timeout <= 0 {
-			return nil, context.DeadlineExceeded
+			return callReply{}, context.DeadlineExceeded
 		}
 	}
 	if err := c.fitsFrame(method, len(req.Data)); err != nil {
-		return nil, err
+		return callReply{}, err
 	}
-	args, err := wire.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
+	args := req.appendTo(nil)
 	for attempt := 0; ; attempt++ {
-		rc, err := c.conn(ctx, addr)
+		cc, err := c.conn(ctx, addr)
 		if err != nil {
-			return nil, err
+			return callReply{}, err
 		}
 		var raw []byte
-		call := rc.Go(method, &args, &raw, make(chan *rpc.Call, 1))
+		call := cc.send(method, &args, &raw, make(chan *rpc.Call, 1))
 		select {
 		case <-call.Done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return callReply{}, ctx.Err()
 		}
 		if call.Error != nil {
 			var se rpc.ServerError
 			if errors.As(call.Error, &se) {
-				return nil, serverError(string(se))
+				return callReply{}, serverError(string(se))
 			}
 			if errors.Is(call.Error, wire.ErrFrameTooLarge) {
 				// A request too large was refused before anything was
 				// written: the connection is fine. (A response too large
 				// ended it; the next call finds it shut down and dials
 				// again.)
-				return nil, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
+				return callReply{}, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
-			c.forget(addr, rc)
+			c.forget(addr, cc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
 				continue // a cached connection the server had closed: nothing was sent
 			}
-			return nil, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
+			return callReply{}, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
 		var rep callReply
-		if err := wire.Unmarshal(raw, &rep); err != nil {
-			return nil, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
+		if err := rep.decode(raw); err != nil {
+			return callReply{}, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
 		}
-		return &rep, decodeErr(&rep)
+		return rep, decodeErr(&rep)
 	}
 }
 

@@ -4,23 +4,80 @@ import (
 	"testing"
 
 	"github.com/exraft/exraft/internal/wire"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzDecodeCall feeds client requests and replies, as the RPC service and
 // the Client decode them, with arbitrary bytes: no panic, no allocation
-// beyond what the bytes hold.
+// beyond what the bytes hold, and the same result by hand as by reflection.
 func FuzzDecodeCall(f *testing.F) {
-	req, _ := wire.Marshal(&callRequest{Data: []byte("set k v"), Peer: Peer{Name: "n", Addr: "127.0.0.1:1"}, Timeout: 1e9})
-	rep, _ := wire.Marshal(&callReply{Data: []byte("ok"), Code: codeRedirect, Leader: Peer{Name: "l"}, Status: Status{Members: []Peer{{Name: "a"}}}})
-	f.Add(req)
-	f.Add(rep)
+	for _, s := range callBodySamples() {
+		req, _ := wire.Marshal(&s.req)
+		rep, _ := wire.Marshal(&s.rep)
+		f.Add(req)
+		f.Add(rep)
+	}
 	f.Add([]byte{0x96, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var q callRequest
-		_ = wire.Unmarshal(b, &q)
-		var r callReply
-		if wire.Unmarshal(b, &r) == nil {
+		var q, qr callRequest
+		err := q.decode(b)
+		errr := wire.Unmarshal(b, &qr)
+		require.Equal(t, errr == nil, err == nil, "request: by hand %v, by reflection %v", err, errr)
+		if err == nil {
+			require.Equal(t, qr, q)
+		}
+		var r, rr callReply
+		err = r.decode(b)
+		errr = wire.Unmarshal(b, &rr)
+		require.Equal(t, errr == nil, err == nil, "reply: by hand %v, by reflection %v", err, errr)
+		if err == nil {
+			require.Equal(t, rr, r)
 			_ = decodeErr(&r)
 		}
 	})
+}
+
+type callBodySample struct {
+	req callRequest
+	rep callReply
+}
+
+func callBodySamples() []callBodySample {
+	long := string(make([]byte, 300))
+	return []callBodySample{
+		{},
+		{callRequest{Data: []byte{}}, callReply{Data: []byte{}}},
+		{callRequest{Data: []byte("0123456789abcdef"), Timeout: 5e9}, callReply{Data: []byte("ok")}},
+		{callRequest{Data: []byte("set k v"), Peer: Peer{Name: "n", Addr: "127.0.0.1:1"}, Name: long, Timeout: -1},
+			callReply{Code: codeRedirect, Msg: long, Leader: Peer{Name: "l", Addr: long}}},
+		{callRequest{Data: make([]byte, 70000)}, callReply{Data: make([]byte, 300), Status: Status{Members: []Peer{{Name: "a"}}}}},
+		{callRequest{}, callReply{Status: Status{Name: "s", Role: Leader, Term: 3, Members: []Peer{}}}},
+		{callRequest{Data: []byte("cmd"), Session: 1 << 40, Seq: 7, Lowest: 3}, callReply{Data: []byte("r"), Session: 12}},
+		{callRequest{}, callReply{Status: Status{Peers: []PeerStatus{{Peer: Peer{Name: "p"}, Voter: true, Match: 4}},
+			Unreachable: []Unreachable{{Addr: "x:1", Err: "refused"}}}, Session: 1}},
+	}
+}
+
+// The bodies encoded by hand are byte for byte those of reflection, so
+// that either end can read what the other writes, and decode by hand into
+// what reflection decodes.
+func TestCallBodiesMatchReflection(t *testing.T) {
+	for i, s := range callBodySamples() {
+		want, err := wire.Marshal(&s.req)
+		require.NoError(t, err)
+		assert.Equal(t, want, s.req.appendTo(nil), "request %d", i)
+		var q callRequest
+		require.NoError(t, q.decode(want))
+		assert.Equal(t, s.req, q, "request %d", i)
+
+		want, err = wire.Marshal(&s.rep)
+		require.NoError(t, err)
+		got, err := s.rep.appendTo(nil)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "reply %d", i)
+		var r callReply
+		require.NoError(t, r.decode(want))
+		assert.Equal(t, s.rep, r, "reply %d", i)
+	}
 }

@@ -1,9 +1,12 @@
 package exraft
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"net/rpc"
+	"runtime"
 	"sync"
 	"time"
 
@@ -53,6 +56,122 @@ type callReply struct {
 	Session  uint64 // SessionOpen's: the new session
 }
 
+// The bodies are encoded and decoded by hand (wire.Reader), in the bytes
+// that reflection gives them, which the two still read when the hand-made
+// path does not (a Status, a body from another encoder).
+
+// appendTo appends r's encoding to b.
+func (r *callRequest) appendTo(b []byte) []byte {
+	b = wire.AppendArrayLen(b, 7)
+	b = wire.AppendBin(b, r.Data)
+	b = appendPeer(b, r.Peer)
+	b = wire.AppendStr(b, r.Name)
+	b = wire.AppendInt64(b, r.Timeout)
+	b = wire.AppendUint64(b, r.Session)
+	b = wire.AppendUint64(b, r.Seq)
+	return wire.AppendUint64(b, r.Lowest)
+}
+
+// decode decodes b into r, which must be zero. Data is a copy of its own.
+func (r *callRequest) decode(b []byte) error {
+	br := wire.NewReader(b)
+	if br.ArrayLen() == 7 {
+		r.Data = bytes.Clone(br.Bin())
+		r.Peer = readPeer(&br)
+		r.Name = br.Str()
+		r.Timeout = br.Int64()
+		r.Session, r.Seq, r.Lowest = br.Uint64(), br.Uint64(), br.Uint64()
+		if br.Done() {
+			return nil
+		}
+	}
+	return unmarshalInto(b, r)
+}
+
+// appendTo appends r's encoding to b.
+func (r *callReply) appendTo(b []byte) ([]byte, error) {
+	b = wire.AppendArrayLen(b, 6)
+	b = wire.AppendBin(b, r.Data)
+	b = wire.AppendUint8(b, uint8(r.Code))
+	b = wire.AppendStr(b, r.Msg)
+	b = appendPeer(b, r.Leader)
+	if isZeroStatus(&r.Status) {
+		b = append(b, zeroStatus...)
+	} else {
+		st, err := wire.Marshal(&r.Status)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, st...)
+	}
+	return wire.AppendUint64(b, r.Session), nil
+}
+
+// decode decodes b into r, which must be zero. Data may alias b.
+func (r *callReply) decode(b []byte) error {
+	br := wire.NewReader(b)
+	if br.ArrayLen() == 6 {
+		r.Data = br.Bin()
+		r.Code = errCode(br.Uint8())
+		r.Msg = br.Str()
+		r.Leader = readPeer(&br)
+		if rest := br.Rest(); br.OK() && bytes.HasPrefix(rest, zeroStatus) {
+			tail := wire.NewReader(rest[len(zeroStatus):])
+			r.Session = tail.Uint64()
+			if tail.Done() {
+				return nil
+			}
+		}
+	}
+	*r = callReply{}
+	return unmarshalInto(b, r)
+}
+
+// unmarshalInto decodes b into *r by reflection, by way of a copy on the
+// heap, so that r itself, which the fast paths fill, can stay on its
+// caller's stack.
+func unmarshalInto[T callRequest | callReply](b []byte, r *T) error {
+	v := new(T)
+	err := wire.Unmarshal(b, v)
+	*r = *v
+	return err
+}
+
+func appendPeer(b []byte, p Peer) []byte {
+	b = wire.AppendMapLen(b, 2)
+	b = wire.AppendStr(b, "Name")
+	b = wire.AppendStr(b, p.Name)
+	b = wire.AppendStr(b, "Addr")
+	return wire.AppendStr(b, p.Addr)
+}
+
+func readPeer(br *wire.Reader) Peer {
+	var p Peer
+	if br.MapLen() == 2 && br.Key("Name") {
+		p.Name = br.Str()
+		if br.Key("Addr") {
+			p.Addr = br.Str()
+		}
+	}
+	return p
+}
+
+// zeroStatus is the encoding of a Status of zero, which every reply but
+// Status's carries.
+var zeroStatus = func() []byte {
+	b, err := wire.Marshal(&Status{})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+func isZeroStatus(s *Status) bool {
+	return s.Name == "" && s.Addr == "" && s.Role == 0 && s.Term == 0 && s.Leader == (Peer{}) &&
+		s.CommitIndex == 0 && s.AppliedIndex == 0 && s.LastIndex == 0 && s.SnapshotIndex == 0 &&
+		s.FirstIndex == 0 && s.Members == nil && s.Learners == nil && s.Peers == nil && s.Unreachable == nil
+}
+
 // serveCalls serves the Exraft service on an admitted connection until it
 // ends, and returns why the codec stopped reading (wire.ServerCodec.ReadErr).
 func (s *Server) serveCalls(conn net.Conn) error {
@@ -78,20 +197,49 @@ func (s *Server) serveCalls(conn net.Conn) error {
 		Done:   s.callDone,
 		Strict: true,
 	})
-	s.rpc.ServeCodec(codec)
+	wire.Serve(newRPCServer(&rpcService{s: s, out: codec}), codec)
 	return codec.ReadErr()
 }
 
-// rpcService is registered as "Exraft".
-type rpcService struct{ s *Server }
+// rpcService is registered as "Exraft", once per connection: its handlers
+// tell their connection's codec that a reply is coming (replying), so that
+// the replies of calls that end together go out in one write.
+type rpcService struct {
+	s   *Server
+	out *wire.ServerCodec // nil in StartServer's check
+}
+
+// newRPCServer serves svc. StartServer's check that the service registers
+// is what makes the error here impossible.
+func newRPCServer(svc *rpcService) *rpc.Server {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Exraft", svc); err != nil {
+		panic(err)
+	}
+	return srv
+}
+
+// replying announces the reply of a handler about to return, then yields:
+// the handlers readied with it (the applier answers a batch of writes at
+// once) are runnable rather than running on few processors, and this lets
+// them announce theirs before it is written, to go in the same write.
+func (svc *rpcService) replying(reply *[]byte) {
+	if svc.out != nil {
+		svc.out.Queue(reply)
+		runtime.Gosched()
+	}
+}
 
 // replyMargin is the most a remote call's deadline is shortened by on the
 // server, to leave its answer time to reach the caller.
 const replyMargin = 100 * time.Millisecond
 
 func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
-	var req callRequest
-	if err := wire.Unmarshal(*args, &req); err != nil {
+	defer svc.replying(reply)
+	cs := callStates.Get().(*callState)
+	defer cs.release()
+	req, rep := &cs.req, &cs.rep
+	if err := req.decode(*args); err != nil {
 		return errors.New("exraft: bad request: " + err.Error())
 	}
 	// A call must not outlive the server: its ctx derives from the server's.
@@ -104,19 +252,34 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 		ctx, cancel = context.WithTimeout(svc.s.ctx, timeout-min(timeout/10, replyMargin))
 	}
 	defer cancel()
-	var rep callReply
-	if err := f(ctx, &req, &rep); err != nil {
+	if err := f(ctx, req, rep); err != nil {
 		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
 			err = ErrStopped
 		}
-		encodeErr(err, &rep)
+		encodeErr(err, rep)
 	}
-	b, err := wire.Marshal(&rep)
+	b, err := rep.appendTo(nil)
 	if err != nil {
 		return err
 	}
 	*reply = b
 	return nil
+}
+
+// callState is a call's request and reply, recycled: passed to a handler's
+// function, they would be allocated anew for every call.
+type callState struct {
+	req callRequest
+	rep callReply
+}
+
+var callStates = sync.Pool{New: func() any { return new(callState) }}
+
+// release recycles cs once its call is answered; it lets go of what the
+// call referred to.
+func (cs *callState) release() {
+	*cs = callState{}
+	callStates.Put(cs)
 }
 
 func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {
@@ -186,8 +349,8 @@ func (svc *rpcService) Status(args *[]byte, reply *[]byte) error {
 //     the connection's reading goroutine and so in arrival order. deliver
 //     decodes the batch and passes the messages to the driver; the last one
 //     carries a stepWait, which the hook files under the call's args.
-//  2. net/rpc runs rpcService.Step in a goroutine of its own. It finds the
-//     stepWait and waits on it.
+//  2. A worker of wire.Serve runs rpcService.Step, side by side with other
+//     calls. It finds the stepWait and waits on it.
 //  3. The driver steps the messages and, once it has handed on their output,
 //     closes the stepWait (driver.go: step, sendMessages). Messages for the
 //     caller were queued on the caller's peer stream without waking it.
@@ -215,9 +378,8 @@ type stepWait struct {
 }
 
 // deliver decodes a batch of protocol messages and hands them to the driver
-// in arrival order. net/rpc runs handlers in goroutines of their own, which
-// would reorder the messages of a pipelined stream; the codec calls this in
-// order instead.
+// in arrival order. Handlers run side by side, which would reorder the
+// messages of a pipelined stream; the codec calls this in order instead.
 //
 // With ack, the last message delivered carries a channel that the driver
 // closes once it has processed the batch; deliver returns it with the
@@ -258,6 +420,7 @@ func (s *Server) deliver(raw []byte, dec *wire.MessageDecoder, conn net.Conn, ac
 // deliver), and replies with whatever this server has queued for the caller
 // by then, typically the answers to those very messages.
 func (svc *rpcService) Step(args *[]byte, reply *[]byte) error {
+	defer svc.replying(reply)
 	v, ok := svc.s.stepWaits.LoadAndDelete(args)
 	if !ok {
 		return nil

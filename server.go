@@ -77,7 +77,6 @@ type Server struct {
 	sessions *session.Table
 
 	ln        net.Listener
-	rpc       *rpc.Server
 	transport *transport
 	identity  identity
 	connsMu   sync.Mutex
@@ -176,8 +175,9 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	s.validator, _ = sm.(Validator)
 	s.initSnapshots()
 	s.transport = newTransport(s)
-	s.rpc = rpc.NewServer()
-	if err := s.rpc.RegisterName("Exraft", &rpcService{s: s}); err != nil {
+	// Each connection registers the service anew (serveCalls); this checks
+	// once that it can.
+	if err := rpc.NewServer().RegisterName("Exraft", &rpcService{s: s}); err != nil {
 		ln.Close()
 		return nil, err
 	}

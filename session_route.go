@@ -101,8 +101,8 @@ func (s *Session) attempt(ctx context.Context, addr, method string, req *callReq
 	if _, err := s.c.conn(actx, addr); err != nil {
 		return nil, false, err
 	}
-	rep, err = s.c.call(actx, addr, method, req)
-	return rep, true, err
+	r, err := s.c.call(actx, addr, method, req)
+	return &r, true, err
 }
 
 // gaveUp is the error of a call whose ctx ended: it matches ctx's error and

@@ -7,8 +7,9 @@
 //	cd bench && go run . -shared    # both systems in one process
 //
 // Flags choose other modes instead, exraft's alone, with snapshots (see
-// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and the
-// failover mode (failover.go): -failover 50.
+// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and without,
+// -remote: writes through a Client by address against writes in process
+// (remote.go); -failover 50: leader changes (failover.go).
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
@@ -56,7 +57,8 @@ type system struct {
 	// committed, so that a follower still catching up does not weigh on
 	// the next measurement.
 	settle func()
-	length func() uint64 // entries in the leader's log
+	length func() uint64  // entries in the leader's log
+	leader *exraft.Server // exraft's
 }
 
 // Each measurement runs in a fresh child process of this program, so that
@@ -82,6 +84,10 @@ func main() {
 		return
 	}
 	if snapshotModes() {
+		return
+	}
+	if *remoteMode {
+		remoteModeRun()
 		return
 	}
 	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
@@ -153,6 +159,9 @@ func runChild(name string) {
 	s := start(sys)
 	defer s.stop()
 	switch work {
+	case "remote":
+		runRemoteChild(s)
+		return
 	case "grown":
 		grow(s)
 		serveRuns(s)
@@ -241,23 +250,38 @@ func percentiles(lat []time.Duration, elapsed time.Duration) result {
 }
 
 func sequential(s system, n int) result {
-	cmd := make([]byte, 16)
-	lat := make([]time.Duration, 0, n)
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		t := time.Now()
-		check(s.write(cmd))
-		lat = append(lat, time.Since(t))
-	}
+	lat := sequentialLatencies(s.write, n)
 	return percentiles(lat, time.Since(start))
 }
 
+// sequentialLatencies makes n writes one after the other and returns how
+// long each took.
+func sequentialLatencies(write func([]byte) error, n int) []time.Duration {
+	cmd := make([]byte, 16)
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		check(write(cmd))
+		lat = append(lat, time.Since(t))
+	}
+	return lat
+}
+
 func concurrent(op func([]byte) error, workers int, d time.Duration) result {
+	start := time.Now()
+	all := concurrentHist(op, workers, d)
+	elapsed := time.Since(start)
+	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
+}
+
+// concurrentHist runs op in workers goroutines for d and returns the
+// latencies of the operations.
+func concurrentHist(op func([]byte) error, workers int, d time.Duration) histogram {
 	var mu sync.Mutex
 	var all histogram
 	var failed atomic.Value
 	deadline := time.Now().Add(d)
-	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -283,11 +307,10 @@ func concurrent(op func([]byte) error, workers int, d time.Duration) result {
 		}(w)
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if err, ok := failed.Load().(error); ok {
 		check(err)
 	}
-	return result{n: all.n, rate: float64(all.n) / elapsed.Seconds(), p50: all.quantile(0.5), p99: all.quantile(0.99)}
+	return all
 }
 
 // growthFigures compares exraft's sequential p50 on a cluster whose log
@@ -455,6 +478,7 @@ func startExraft() (system, error) {
 			}
 		},
 		length: func() uint64 { return leader.Status().LastIndex },
+		leader: leader,
 		settle: func() {
 			commit := leader.Status().CommitIndex
 			for _, s := range servers {

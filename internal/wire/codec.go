@@ -6,8 +6,10 @@ import (
 	"io"
 	"math"
 	"net/rpc"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,11 @@ import (
 // (frame.go). A server codec serves net/rpc over a connection, a client codec
 // calls over one; both are safe for the use net/rpc makes of them (one
 // reading goroutine, writes serialized), and writes are safe on their own.
+//
+// A frame written is buffered, and sent at once unless the codec knows of
+// another one on its way: callers announce theirs with Queue, and the last
+// of a run of frames sends them all in one write. That spares a system call
+// per call when many are in flight, and costs one lock when few are.
 
 // ServerConfig configures a server codec. The zero value is a codec with the
 // default frame limit, no I/O timeout and no hooks.
@@ -35,10 +42,11 @@ type ServerConfig struct {
 	// decodes, in the order the requests arrived on the connection, with the
 	// request's ServiceMethod and the decoded body (the same pointer net/rpc
 	// passed in). It exists so that the server can hand peer messages to its
-	// protocol goroutine in arrival order: net/rpc runs each handler in a
-	// goroutine of its own, which would reorder them.
+	// protocol goroutine in arrival order: handlers run side by side (net/rpc
+	// starts a goroutine for each; Serve's workers take them in turn), which
+	// would reorder them.
 	//
-	// OnBody runs on the connection's reading goroutine: while it blocks, no
+	// OnBody runs on the goroutine reading the connection: while it blocks, no
 	// further request is read from this connection. It is not called for a
 	// body net/rpc discards (a request for an unknown method), nor for one
 	// that fails to decode.
@@ -97,6 +105,7 @@ type codecConn struct {
 	r         frameReader
 	w         frameWriter
 	closeOnce sync.Once
+	writeErr  atomic.Pointer[error] // the first write that failed
 }
 
 func (c *codecConn) init(rwc io.ReadWriteCloser, maxFrame int, ioTimeout time.Duration) {
@@ -120,8 +129,21 @@ func (c *codecConn) init(rwc io.ReadWriteCloser, maxFrame int, ioTimeout time.Du
 // anything was written leaves the stream as it was.
 func (c *codecConn) writeFailed(err error) {
 	if err != nil && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, errEncoding) {
+		failed := err // not err itself: its address would put it on the heap at every call
+		c.writeErr.CompareAndSwap(nil, &failed)
 		c.Close()
 	}
+}
+
+// readFailed is what a failed read reports: the error of a write that failed
+// before it, if one did, since closing the connection then is what ended the
+// read. The calls whose frames were buffered when a later flush failed learn
+// that way why their connection failed.
+func (c *codecConn) readFailed(err error) error {
+	if werr := c.writeErr.Load(); werr != nil && err != nil {
+		return *werr
+	}
+	return err
 }
 
 // Close closes the connection once; later calls return nil.
@@ -139,6 +161,48 @@ type ServerCodec struct {
 	done   func(method string, body any)
 	strict bool
 	method string // of the request whose body is next
+
+	queueMu sync.Mutex
+	queued  []any // the replies announced by Queue and not yet written
+
+	// afterRead, Serve's, runs once a request is read, or failed to be,
+	// told whether reading ended for good: Serve's workers take turns to
+	// read.
+	afterRead func(ended bool)
+}
+
+// endRead runs once a request's header failed to read, or its body was read
+// or failed to be.
+func (c *ServerCodec) endRead() {
+	if c.afterRead != nil {
+		c.afterRead(c.r.err != nil)
+	}
+}
+
+// Queue announces that the reply body, of a request read from this codec,
+// is about to be written (net/rpc writes it once the handler returns): a
+// response written meanwhile stays buffered, and goes with this one.
+// Every reply queued must be written, or the responses before it wait.
+func (c *ServerCodec) Queue(reply any) {
+	c.queueMu.Lock()
+	c.queued = append(c.queued, reply)
+	c.queueMu.Unlock()
+}
+
+// unqueue forgets body's announcement, if it had one, and reports whether
+// other replies are still to come.
+func (c *ServerCodec) unqueue(body any) (more bool) {
+	c.queueMu.Lock()
+	defer c.queueMu.Unlock()
+	for i, r := range c.queued {
+		if r == body {
+			last := len(c.queued) - 1
+			c.queued[i], c.queued[last] = c.queued[last], nil
+			c.queued = c.queued[:last]
+			break
+		}
+	}
+	return len(c.queued) > 0
 }
 
 // ReadErr is why the codec stopped reading requests: nil while it reads, and
@@ -146,8 +210,17 @@ type ServerCodec struct {
 // keeps it to itself, so that a server can log it.
 func (c *ServerCodec) ReadErr() error { return c.r.err }
 
-// ReadRequestHeader implements rpc.ServerCodec.
+// ReadRequestHeader implements rpc.ServerCodec. net/rpc reads the body
+// next if, and only if, it returns no error.
 func (c *ServerCodec) ReadRequestHeader(req *rpc.Request) error {
+	err := c.readRequestHeader(req)
+	if err != nil {
+		c.endRead()
+	}
+	return err
+}
+
+func (c *ServerCodec) readRequestHeader(req *rpc.Request) error {
 	method, seq, _, err := c.r.readHeader(2)
 	if err != nil {
 		// net/rpc ends the connection after any header error; keep it
@@ -170,6 +243,7 @@ func (c *ServerCodec) ReadRequestHeader(req *rpc.Request) error {
 
 // ReadRequestBody implements rpc.ServerCodec.
 func (c *ServerCodec) ReadRequestBody(body any) error {
+	defer c.endRead()
 	if err := c.r.readBody(body); err != nil {
 		if c.strict && c.r.err == nil {
 			// net/rpc answers this request with the error; the next read
@@ -195,6 +269,12 @@ func (c *ServerCodec) WriteResponse(resp *rpc.Response, body any) error {
 		msg := fmt.Sprintf("%v: the reply to %s exceeds %d bytes (the server's MaxFrameSize)", ErrFrameTooLarge, opName(resp.ServiceMethod), c.w.max)
 		err = c.w.writeFrame(resp.ServiceMethod, resp.Seq, true, msg, nil)
 	}
+	if !c.unqueue(body) {
+		// Even after a frame refused: others may be buffered.
+		if ferr := c.w.flush(); err == nil {
+			err = ferr
+		}
+	}
 	c.writeFailed(err)
 	if c.done != nil {
 		c.done(resp.ServiceMethod, body)
@@ -207,6 +287,31 @@ type ClientCodec struct {
 	codecConn
 	onBody func(method string, body any)
 	method string // of the response whose body is next
+	queued atomic.Int32
+}
+
+// Queue announces a request about to be written (rpc.Client.Go): requests
+// written meanwhile stay buffered. Every Queue must be followed by Unqueue
+// once the request is written, or failed to be.
+func (c *ClientCodec) Queue() { c.queued.Add(1) }
+
+// Unqueue ends what Queue began. The last of those queued sends what is
+// buffered; a write that fails ends the connection, and every call pending
+// on it fails with the write's error.
+func (c *ClientCodec) Unqueue() {
+	if c.queued.Add(-1) > 0 {
+		return
+	}
+	// Calls readied together (by replies that arrived together) are
+	// runnable rather than running on few processors, and none would find
+	// another queued: yielding once lets them queue theirs first. It took
+	// a Client with 64 writers from 1.1 frames per write to 6.
+	runtime.Gosched()
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if c.queued.Load() == 0 { // else the one queued since then sends it all
+		c.writeFailed(c.w.flush())
+	}
 }
 
 // WriteRequest implements rpc.ClientCodec.
@@ -214,6 +319,11 @@ func (c *ClientCodec) WriteRequest(req *rpc.Request, body any) error {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
 	err := c.w.writeFrame(req.ServiceMethod, req.Seq, false, "", body)
+	if c.queued.Load() == 0 {
+		if ferr := c.w.flush(); err == nil {
+			err = ferr
+		}
+	}
 	c.writeFailed(err)
 	return err
 }
@@ -222,7 +332,7 @@ func (c *ClientCodec) WriteRequest(req *rpc.Request, body any) error {
 func (c *ClientCodec) ReadResponseHeader(resp *rpc.Response) error {
 	method, seq, msg, err := c.r.readHeader(3)
 	if err != nil {
-		return err
+		return c.readFailed(err)
 	}
 	resp.ServiceMethod, resp.Seq, resp.Error = method, seq, msg
 	c.method = method

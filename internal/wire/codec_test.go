@@ -92,7 +92,7 @@ func codecServeTCP(t testing.TB, maxFrame int, onBody func(string, any)) string 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				srv.ServeCodec(NewServerCodec(c, ServerConfig{MaxFrame: maxFrame, OnBody: onBody}))
+				Serve(srv, NewServerCodec(c, ServerConfig{MaxFrame: maxFrame, OnBody: onBody}))
 			}()
 		}
 	}()

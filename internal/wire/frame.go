@@ -254,6 +254,9 @@ func (r *frameReader) readBody(body any) error {
 	if body == nil {
 		return nil
 	}
+	if p, ok := body.(*[]byte); ok && r.bytesBody(p, rest) {
+		return nil
+	}
 	if err := r.dec.Decode(body); err != nil {
 		return malformedFrame("body", err)
 	}
@@ -263,8 +266,31 @@ func (r *frameReader) readBody(body any) error {
 	return nil
 }
 
+// bytesBody decodes rest, a body checked whole, into p if it is msgpack bytes
+// or nil, as the decoder would, and reports whether it was.
+func (r *frameReader) bytesBody(p *[]byte, rest []byte) bool {
+	br := NewReader(rest)
+	b := br.Bin()
+	if !br.Done() {
+		return false
+	}
+	switch {
+	case b == nil:
+		*p = nil
+	case *p == nil:
+		*p = append([]byte{}, b...) // empty bytes are not nil
+	default:
+		*p = append((*p)[:0], b...)
+	}
+	return true
+}
+
 // frameWriter writes frames. net/rpc already serializes writes on each side;
 // the lock makes the codec safe on its own.
+//
+// Frames go through a buffer, which is flushed when no other frame is known
+// to be on its way (see ClientCodec.Queue, ServerCodec.Queue): under load,
+// one write carries the frames of many calls instead of one each.
 type frameWriter struct {
 	mu          sync.Mutex
 	bw          *bufio.Writer
@@ -276,8 +302,12 @@ type frameWriter struct {
 	enc         *msgpack.Encoder
 }
 
+// frameWriteBuf is the size of the buffer that coalesces frames; a frame
+// larger than what is left in it is written straight through.
+const frameWriteBuf = 16 << 10
+
 func (w *frameWriter) init(dst io.Writer, limit int) {
-	w.bw = bufio.NewWriter(dst)
+	w.bw = bufio.NewWriterSize(dst, frameWriteBuf)
 	w.max = limit
 	w.buf.limit = 4 + limit
 	w.enc = msgpack.NewEncoder(&w.buf)
@@ -286,8 +316,8 @@ func (w *frameWriter) init(dst io.Writer, limit int) {
 }
 
 // writeFrame encodes a header (with msg when response is true) and body into
-// one frame and sends it. Nothing is sent when anything fails before the write.
-// The caller holds w.mu.
+// one frame and buffers it; flush sends it. Nothing is buffered when anything
+// fails before the write. The caller holds w.mu.
 func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg string, body any) error {
 	w.buf.reset()
 	defer w.shrink()
@@ -310,7 +340,7 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 		err = w.enc.EncodeString(msg)
 	}
 	if err == nil {
-		err = w.enc.Encode(body)
+		err = w.encodeBody(body)
 	}
 	if w.buf.over {
 		return fmt.Errorf("%w: %s needs more than %d bytes (MaxFrameSize)", ErrFrameTooLarge, opName(method), w.max)
@@ -320,19 +350,40 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 	}
 	frame := w.buf.b.Bytes()
 	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
-	if w.dl != nil {
-		// Moving the deadline costs more than reading the clock, so it
-		// moves only once half the timeout has passed: a write may then
-		// stall for between half the timeout and all of it.
-		if now := time.Now(); now.After(w.deadlineSet.Add(w.timeout / 2)) {
-			w.dl.SetWriteDeadline(now.Add(w.timeout))
-			w.deadlineSet = now
-		}
+	w.armWrite() // a frame larger than the buffer's room is written at once
+	_, err = w.bw.Write(frame)
+	return err
+}
+
+// encodeBody encodes body; the bytes that every exraft call carries without
+// the reflection the encoder would use for them.
+func (w *frameWriter) encodeBody(body any) error {
+	if p, ok := body.(*[]byte); ok && p != nil {
+		return w.enc.EncodeBytes(*p)
 	}
-	if _, err := w.bw.Write(frame); err != nil {
-		return err
+	return w.enc.Encode(body)
+}
+
+// flush writes what is buffered. The caller holds w.mu.
+func (w *frameWriter) flush() error {
+	if w.bw.Buffered() == 0 {
+		return nil
 	}
+	w.armWrite()
 	return w.bw.Flush()
+}
+
+// armWrite moves the write deadline forward before a write. Moving it costs
+// more than reading the clock, so it moves only once half the timeout has
+// passed: a write may then stall for between half the timeout and all of it.
+func (w *frameWriter) armWrite() {
+	if w.dl == nil {
+		return
+	}
+	if now := time.Now(); now.After(w.deadlineSet.Add(w.timeout / 2)) {
+		w.dl.SetWriteDeadline(now.Add(w.timeout))
+		w.deadlineSet = now
+	}
 }
 
 func (w *frameWriter) shrink() {

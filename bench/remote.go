@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/exraft/exraft"
+)
+
+var remoteMode = flag.Bool("remote", false, "run the remote mode instead of the comparison: writes through an exraft.Client by address against Server.Write in process, each with a deadline")
+
+// The remote mode measures what a client in another process pays over a
+// caller in the leader's: the same writes, each with a deadline of
+// callTimeout as users call, in process and through one exraft.Client by
+// address over loopback TCP. Each round is a fresh process with one
+// cluster, in which the two take turns in short slices (remoteSlices of
+// each workload), so that both see the same machine: a shared one has
+// spells of other work that would fall on one side of a ratio taken from
+// runs seconds apart. Each ratio printed is the median of the rounds'.
+const remoteSlices = 5
+
+func remoteModeRun() {
+	fmt.Printf("exraft remote writes: one exraft.Client by address (loopback TCP) against Server.Write in process; 3 servers in one process, 16-byte commands, a %v deadline on every call, GOMAXPROCS=%d\n", callTimeout, runtime.GOMAXPROCS(0))
+	fmt.Printf("each figure: the median of %d rounds, each a fresh process in which in-process and remote writes take turns in %d slices of each workload\n\n", *rounds, remoteSlices)
+	var got [4][]result
+	var parRatios, p50Ratios []float64
+	for r := 0; r < *rounds; r++ {
+		rs := measureRemote()
+		for i := range rs {
+			got[i] = append(got[i], rs[i])
+		}
+		p50Ratios = append(p50Ratios, float64(rs[1].p50)/float64(rs[0].p50))
+		parRatios = append(parRatios, rs[3].rate/rs[2].rate)
+	}
+	fmt.Printf("%-40s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
+	for i, label := range []string{"in-process sequential write", "remote sequential write",
+		fmt.Sprintf("in-process write, %d writers", *writers), fmt.Sprintf("remote write, %d writers on one Client", *writers)} {
+		m := median(got[i])
+		fmt.Printf("%-40s %12.0f %10v %10v\n", label, m.rate, m.p50, m.p99)
+	}
+	fmt.Println()
+	fmt.Printf("write throughput, %d writers: remote/in-process = %.2fx (target >= 0.5; rounds %s)\n", *writers, medianOf(parRatios), ratios(parRatios))
+	fmt.Printf("sequential write p50:        remote/in-process = %.2fx (target <= 2; rounds %s)\n", medianOf(p50Ratios), ratios(p50Ratios))
+}
+
+// measureRemote runs one round in a child process (runRemoteChild) and
+// reads its four results: sequential in process, sequential remote, then
+// concurrent in process and remote.
+func measureRemote() [4]result {
+	out, err := exec.Command(os.Args[0], childArgs("exraft/remote")...).Output()
+	if err != nil {
+		check(fmt.Errorf("exraft/remote: %v", err))
+	}
+	var rs [4]result
+	in := strings.NewReader(string(out))
+	for i := range rs {
+		if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
+			check(fmt.Errorf("exraft/remote: cannot read %q: %v", out, err))
+		}
+	}
+	return rs
+}
+
+// runRemoteChild measures one round of the remote mode on s, the cluster,
+// and prints it.
+func runRemoteChild(s system) {
+	c, addr := &exraft.Client{}, s.leader.Addr()
+	defer c.Close()
+	ways := [2]func([]byte) error{
+		withDeadline(func(ctx context.Context, cmd []byte) error {
+			_, err := s.leader.Write(ctx, cmd)
+			return err
+		}),
+		withDeadline(func(ctx context.Context, cmd []byte) error {
+			_, err := c.Write(ctx, addr, cmd)
+			return err
+		}),
+	}
+	for _, w := range ways {
+		warmUp(system{write: w})
+	}
+	var seq [2][]time.Duration
+	var par [2]histogram
+	var parTime [2]time.Duration
+	for i := 0; i < remoteSlices; i++ {
+		for k, w := range ways {
+			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/remoteSlices)...)
+		}
+	}
+	for i := 0; i < remoteSlices; i++ {
+		for k, w := range ways {
+			start := time.Now()
+			h := concurrentHist(w, *writers, *duration/remoteSlices)
+			parTime[k] += time.Since(start)
+			par[k].add(&h)
+		}
+	}
+	for k := range ways {
+		var busy time.Duration
+		for _, d := range seq[k] {
+			busy += d
+		}
+		r := percentiles(seq[k], busy) // the rate while writing
+		fmt.Println(r.n, r.rate, int64(r.p50), int64(r.p99))
+	}
+	for k := range ways {
+		fmt.Println(par[k].n, float64(par[k].n)/parTime[k].Seconds(), int64(par[k].quantile(0.5)), int64(par[k].quantile(0.99)))
+	}
+}
+
+func withDeadline(op func(ctx context.Context, cmd []byte) error) func([]byte) error {
+	return func(cmd []byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		return op(ctx, cmd)
+	}
+}
+
+func medianOf(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ratios(v []float64) string {
+	var s string
+	for i, x := range v {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%.2f", x)
+	}
+	return s
+}
