@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/exraft/exraft/internal/raft"
 )
@@ -145,9 +146,14 @@ func (s *Server) applyLoop() {
 		}
 		tasks := s.apply.take()
 		for i := range tasks {
+			start := time.Now()
 			s.runTask(&tasks[i])
+			if len(tasks[i].entries) > 0 {
+				s.meters.applyTime.observe(time.Since(start))
+			}
 			s.apply.done(&tasks[i])
 		}
+		s.meters.sessions.Store(int64(s.sessions.Len()))
 		s.board.poke() // AppliedIndex moved: WaitStatus looks
 		s.maybeSnapshot()
 	}

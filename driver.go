@@ -396,6 +396,7 @@ func (s *Server) failLostWrites() {
 // the view back from the board.
 func (s *Server) publish() {
 	st := s.node.Status()
+	s.meters.noteView(st.Leader.Name, [2]uint64{st.Counts.PreVotes, st.Counts.Elections})
 	k := pubKey{role: roleOf(st.Role), term: st.Term, leader: st.Leader, commit: st.Commit,
 		last: st.LastIndex, first: st.FirstIndex, snapshot: st.SnapshotIndex,
 		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee}

@@ -71,7 +71,8 @@ type Server struct {
 
 	membership *semaphore.Weighted // one membership change at a time
 
-	snaps snapshots // taking, keeping, sending and restoring (snapshot.go)
+	snaps  snapshots // taking, keeping, sending and restoring (snapshot.go)
+	meters meters    // what Metrics reports (metrics.go)
 	// sessions is the replicated session table (session_apply.go); the
 	// applier's, under smMu, like the state machine.
 	sessions *session.Table
@@ -386,7 +387,9 @@ func (s *Server) admitCommand(ctx context.Context, command []byte) error {
 
 // commit proposes an entry of kind with data, which the log keeps, and
 // returns what applying it gave.
-func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) ([]byte, error) {
+func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) (val []byte, err error) {
+	start := time.Now()
+	defer func() { countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err) }()
 	p := proposalPool.Get().(*proposal)
 	p.kind, p.data = kind, data
 	r, err := submit(ctx, s, s.propc, p, p.done)
@@ -485,9 +488,11 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	if err := s.fitsFrame("query", len(query)); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	r := readPool.Get().(*readRequest)
 	r.query = query
 	res, err := submit(ctx, s, s.readc, r, r.done)
+	defer func() { countCall(&s.meters.reads, &s.meters.readErrors, &s.meters.readTime, start, err) }()
 	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)

@@ -239,6 +239,7 @@ func (s *Server) snapshotTaken(index uint64, data *pieces) {
 		return
 	}
 	s.snaps.latest = snapshotData{meta: meta, data: data}
+	s.meters.snapsTaken.Add(1)
 	s.log.Debug("took a snapshot", "index", meta.Index, "term", meta.Term, "bytes", data.Len())
 }
 
@@ -259,6 +260,7 @@ func (s *Server) runInstall(job *installJob) {
 		sn.failed.Store(&restoreFailure{index: index, err: err})
 	} else {
 		s.sessions = sessions
+		s.meters.snapsRestored.Add(1)
 		sn.failed.Store(nil)
 		s.applied.Store(index)
 		sn.skipTo, sn.nextAt = index, sn.nextPoint(index)

@@ -54,6 +54,7 @@ type snapSend struct {
 	index  uint64
 	header []byte  // the MsgSnap, encoded
 	data   *pieces // shared with the server's latest snapshot: read only
+	meter  *peerMeter
 }
 
 // sendSnapshot starts a transfer for a MsgSnap, on the driver. One at a
@@ -73,7 +74,7 @@ func (s *Server) sendSnapshot(m *raft.Message) {
 	}
 	st.active = true
 	x := &snapSend{s: s, to: m.To, addr: m.ToAddr, index: m.LastIndex,
-		header: wire.AppendMessages(nil, []raft.Message{*m}), data: sn.latest.data}
+		header: wire.AppendMessages(nil, []raft.Message{*m}), data: sn.latest.data, meter: s.meters.peer(m.ToAddr)}
 	s.log.Info("sending a snapshot", "peer", m.To, "addr", m.ToAddr, "index", m.LastIndex, "bytes", x.data.Len())
 	s.wg.Add(1) // the driver holds one: Stop cannot be waiting at zero
 	go x.run()
@@ -91,6 +92,8 @@ func (s *Server) snapshotSent(x *snapSend, err error, took time.Duration) {
 	st := s.snaps.sends[x.to]
 	if err == nil {
 		delete(s.snaps.sends, x.to)
+		s.meters.snapsSent.Add(1)
+		x.meter.snapshots.Add(1)
 		s.log.Info("sent a snapshot", "peer", x.to, "index", x.index, "bytes", x.data.Len(), "took", took.Round(time.Millisecond))
 		s.node.ReportSnapshot(x.to, x.index, raft.SnapshotFinished)
 		return
@@ -188,6 +191,7 @@ func (w *window) fill() error {
 		}
 		// net/rpc encodes args before Go returns: one buffer serves.
 		w.client.Go(methodInstallSnapshot, &args, new([]byte), w.done)
+		x.meter.snapshotOut.Add(uint64(len(args)))
 		w.off += len(data)
 		w.inflight++
 	}

@@ -76,7 +76,7 @@ func (t *transport) send(m raft.Message, quiet bool) {
 			t.mu.Unlock()
 			return // dropped: Raft resends what matters
 		}
-		p = &peerStream{t: t, addr: m.ToAddr, stranger: stranger, signal: make(chan struct{}, 1)}
+		p = &peerStream{t: t, addr: m.ToAddr, stranger: stranger, signal: make(chan struct{}, 1), meter: t.s.meters.peer(m.ToAddr)}
 		if stranger {
 			t.strangers++
 		}
@@ -143,8 +143,9 @@ func (t *transport) close() {
 
 // peerStream sends what is queued for one peer address.
 type peerStream struct {
-	t    *transport
-	addr string
+	t     *transport
+	addr  string
+	meter *peerMeter // what was sent to addr, for Metrics
 	// stranger: addr was outside the configuration when the stream began
 	// (see maxStrangerStreams).
 	stranger bool
@@ -372,6 +373,8 @@ func (p *peerStream) send(batch []raft.Message) bool {
 		}
 		p.inflight++
 		p.client.Go(methodStep, &p.buf, new([]byte), p.done)
+		p.meter.messages.Add(uint64(len(chunk)))
+		p.meter.bytes.Add(uint64(len(p.buf)))
 		if p.inflight == 1 {
 			// From when the call is written: over a slow link, writing a
 			// large one takes a while, and its answer cannot come sooner.
