@@ -95,3 +95,20 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// SampleFamilies returns one Sample of every name Samples may list, with
+// its labels' names, whatever the cluster looks like now: what a collector
+// describes up front (the per-peer names appear only on a leader, or once
+// something was sent).
+func SampleFamilies() []Sample {
+	m := Metrics{Peers: []PeerTraffic{{}}, Status: Status{Peers: []PeerStatus{{}}}}
+	var out []Sample
+	seen := map[string]bool{}
+	for _, s := range m.Samples() {
+		if !seen[s.Name] {
+			seen[s.Name] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

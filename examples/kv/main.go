@@ -52,6 +52,7 @@ func main() {
 		"cluster of the server there, never start one")
 	flag.StringVar(&opts.cluster, "cluster", "", "the cluster's `ID`: servers and clients of another ID are refused.\nSet KV_SECRET in the environment to require a shared secret as well")
 	flag.BoolVar(&opts.verbose, "v", false, "log protocol events to stderr")
+	flag.StringVar(&opts.metrics, "metrics", "", "serve this server's metrics for Prometheus at http://`host:port`/metrics")
 	flag.Usage = usage
 	flag.Parse()
 

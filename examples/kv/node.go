@@ -53,6 +53,7 @@ type nodeOptions struct {
 	join    string // host:port,... of seeds: servers of the cluster to join
 	cluster string // ClusterID
 	verbose bool
+	metrics string // address to serve /metrics on; "" for none
 }
 
 // runNode runs one server of a cluster in this process, with a command line
@@ -165,6 +166,14 @@ func runNode(opts nodeOptions) error {
 	}
 	defer server.Stop()
 	fmt.Printf("%s serves at %s\n", server.Name(), server.Addr())
+	if opts.metrics != "" {
+		m, err := serveMetrics(opts.metrics, server)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		fmt.Printf("metrics at http://%s/metrics\n", opts.metrics)
+	}
 
 	lines := readLines()
 
