@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"strconv"
@@ -520,4 +521,144 @@ func ExampleServer_TransferLeadership() {
 	fmt.Println("the target leads:", target.Status().Role == exraft.Leader)
 	// Output:
 	// the target leads: true
+}
+
+// A server that joins a running cluster starts with MinMajority 2 and no
+// InitialConfig, so that it can never lead a cluster of its own; the
+// leader's AddServer catches it up, makes it a voter, and returns.
+func ExampleServer_AddServer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leader, err := exraft.StartServer(&counter{}, exraft.Config{Name: "first"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer leader.Stop()
+	if _, err := leader.AwaitLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := leader.Write(ctx, []byte("3")); err != nil {
+		log.Fatal(err)
+	}
+
+	joiner, err := exraft.StartServer(&counter{}, exraft.Config{Name: "second", MinMajority: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer joiner.Stop()
+	if err := leader.AddServer(ctx, joiner.Peer()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("voters:", len(leader.Status().Members))
+	total, _ := joiner.ReadDirty(ctx, nil)
+	fmt.Println("the new server's copy:", string(total))
+	// Output:
+	// voters: 2
+	// the new server's copy: 3
+}
+
+// RemoveServer takes a member out of the configuration; the removed server
+// goes on running, outside the cluster, until it is stopped.
+func ExampleServer_RemoveServer() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers := startCounters("a", "b", "c")
+	defer stopAll(servers)
+	leader, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var l, other *exraft.Server
+	for _, s := range servers {
+		switch {
+		case s.Name() == leader.Name:
+			l = s
+		case other == nil:
+			other = s
+		}
+	}
+	if err := l.RemoveServer(ctx, other.Name()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("voters:", len(l.Status().Members))
+	err = l.RemoveServer(ctx, other.Name())
+	fmt.Println("again:", errors.Is(err, exraft.ErrUnknownServer))
+	// Output:
+	// voters: 2
+	// again: true
+}
+
+// A Client calls servers by address, from any program: here it writes to
+// the leader it asks a server about, and reads that server's Status.
+func ExampleClient() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	servers := startCounters("a", "b", "c")
+	defer stopAll(servers)
+
+	client := &exraft.Client{} // a zero Client works; set TLS, ClusterID, Secret as the servers need
+	defer client.Close()
+	leader, err := client.AwaitLeader(ctx, servers[0].Addr())
+	if err != nil {
+		log.Fatal(err)
+	}
+	total, err := client.Write(ctx, leader.Addr, []byte("2"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := client.GetStatus(ctx, leader.Addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("total:", string(total), "leader's role:", st.Role)
+	// Output:
+	// total: 2 leader's role: leader
+}
+
+// snapCounter is a counter that can snapshot itself: its state is one
+// number, so Snapshot copies it and the WriterTo writes the copy.
+type snapCounter struct{ counter }
+
+func (c *snapCounter) Snapshot() (io.WriterTo, error) {
+	return strings.NewReader(strconv.Itoa(c.n)), nil // a copy: later Applies do not touch it
+}
+
+func (c *snapCounter) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	c.n, err = strconv.Atoi(string(b))
+	return err
+}
+
+// A state machine that implements Snapshotter keeps the log short: every
+// SnapshotThreshold entries the server snapshots it and drops the log
+// before it but TrailingLogs entries.
+func ExampleSnapshotter() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := exraft.StartServer(&snapCounter{}, exraft.Config{Name: "solo", SnapshotThreshold: 10, TrailingLogs: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Stop()
+	if _, err := s.AwaitLeader(ctx); err != nil {
+		log.Fatal(err)
+	}
+	for range 30 {
+		if _, err := s.Write(ctx, []byte("1")); err != nil {
+			log.Fatal(err)
+		}
+	}
+	st, err := s.WaitStatus(ctx, func(st exraft.Status) bool { return st.SnapshotIndex >= 20 })
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("the log no longer starts at 1:", st.FirstIndex > 1)
+	total, _ := s.Read(ctx, nil)
+	fmt.Println("total:", string(total))
+	// Output:
+	// the log no longer starts at 1: true
+	// total: 30
 }
