@@ -397,6 +397,24 @@ func startCounters(names ...string) []*exraft.Server {
 	return servers
 }
 
+// leaderAndFollower waits for servers to elect a leader, and returns it
+// with one of the others.
+func leaderAndFollower(ctx context.Context, servers []*exraft.Server) (leader, follower *exraft.Server) {
+	p, err := servers[0].AwaitLeader(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range servers {
+		switch {
+		case s.Name() == p.Name:
+			leader = s
+		case follower == nil:
+			follower = s
+		}
+	}
+	return leader, follower
+}
+
 func stopAll(servers []*exraft.Server) {
 	for _, s := range servers {
 		s.Stop()
@@ -430,15 +448,8 @@ func ExampleNewSession() {
 	fmt.Printf("wrote %s, read %s\n", total, value)
 
 	// The leader goes; the Session finds the next one on its own.
-	leader, err := servers[0].AwaitLeader(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, s := range servers {
-		if s.Name() == leader.Name {
-			s.Stop()
-		}
-	}
+	leader, _ := leaderAndFollower(ctx, servers)
+	leader.Stop()
 	total, err = session.Write(ctx, []byte("1"))
 	if err != nil {
 		log.Fatal(err)
@@ -458,18 +469,7 @@ func ExampleServer_WaitStatus() {
 	servers := startCounters("a", "b", "c")
 	defer stopAll(servers)
 
-	leader, err := servers[0].AwaitLeader(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	var l, f *exraft.Server
-	for _, s := range servers {
-		if s.Name() == leader.Name {
-			l = s
-		} else {
-			f = s
-		}
-	}
+	l, f := leaderAndFollower(ctx, servers)
 	if _, err := l.Write(ctx, []byte("5")); err != nil {
 		log.Fatal(err)
 	}
@@ -482,12 +482,12 @@ func ExampleServer_WaitStatus() {
 
 	l.Stop()
 	st, err := f.WaitStatus(ctx, func(st exraft.Status) bool {
-		return st.Leader.Name != "" && st.Leader.Name != leader.Name
+		return st.Leader.Name != "" && st.Leader.Name != l.Name()
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("a new leader:", st.Leader.Name != leader.Name)
+	fmt.Println("a new leader:", st.Leader.Name != l.Name())
 	// Output:
 	// the follower has applied the write: 5
 	// a new leader: true
@@ -502,19 +502,7 @@ func ExampleServer_TransferLeadership() {
 	servers := startCounters("a", "b", "c")
 	defer stopAll(servers)
 
-	leader, err := servers[0].AwaitLeader(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	var l, target *exraft.Server
-	for _, s := range servers {
-		switch {
-		case s.Name() == leader.Name:
-			l = s
-		case target == nil:
-			target = s
-		}
-	}
+	l, target := leaderAndFollower(ctx, servers)
 	if err := l.TransferLeadership(ctx, target.Name()); err != nil {
 		log.Fatal(err)
 	}
@@ -564,24 +552,12 @@ func ExampleServer_RemoveServer() {
 	defer cancel()
 	servers := startCounters("a", "b", "c")
 	defer stopAll(servers)
-	leader, err := servers[0].AwaitLeader(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	var l, other *exraft.Server
-	for _, s := range servers {
-		switch {
-		case s.Name() == leader.Name:
-			l = s
-		case other == nil:
-			other = s
-		}
-	}
+	l, other := leaderAndFollower(ctx, servers)
 	if err := l.RemoveServer(ctx, other.Name()); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("voters:", len(l.Status().Members))
-	err = l.RemoveServer(ctx, other.Name())
+	err := l.RemoveServer(ctx, other.Name())
 	fmt.Println("again:", errors.Is(err, exraft.ErrUnknownServer))
 	// Output:
 	// voters: 2
@@ -651,7 +627,7 @@ func ExampleSnapshotter() {
 			log.Fatal(err)
 		}
 	}
-	st, err := s.WaitStatus(ctx, func(st exraft.Status) bool { return st.SnapshotIndex >= 20 })
+	st, err := s.WaitStatus(ctx, func(st exraft.Status) bool { return st.SnapshotIndex > 0 })
 	if err != nil {
 		log.Fatal(err)
 	}
