@@ -118,9 +118,13 @@ func (s *Server) restoring() bool {
 
 // refusedWhileRestoring reports whether the driver keeps m from the Node.
 // A forced election would make this server lead. After a failed Restore,
-// appends carrying entries are dropped too: the leader then cannot catch
-// this server up from its log, and so sends it a snapshot once its log no
-// longer reaches back (a new leader, say, whose log still did).
+// appends reach the Node without their entries: the state machine cannot
+// apply them, so the log must not take them, but the Node still answers,
+// and its answer makes the leader send a snapshot once its log no longer
+// reaches back to where this log ends: at once for a server restarted
+// blank, and from a new leader too, which knows nothing of the failed
+// transfer. Dropped instead, the appends would go unanswered, and a new
+// leader would probe for ever.
 func (s *Server) refusedWhileRestoring(m *raft.Message) bool {
 	if !s.restoring() {
 		return false
@@ -128,8 +132,8 @@ func (s *Server) refusedWhileRestoring(m *raft.Message) bool {
 	switch {
 	case m.Type == raft.MsgTimeoutNow:
 		return true
-	case m.Type == raft.MsgApp && len(m.Entries) > 0:
-		return s.snaps.failed.Load() != nil
+	case m.Type == raft.MsgApp && len(m.Entries) > 0 && s.snaps.failed.Load() != nil:
+		m.Entries = nil
 	}
 	return false
 }

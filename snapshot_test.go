@@ -292,6 +292,34 @@ func TestSnapshotCatchesUpFarBehindFollower(t *testing.T) {
 	awaitSameState(t, leader, servers...)
 }
 
+// TestSnapshotRestoreFailureThenLeaderChange: a member restarted blank
+// fails to restore the snapshot of the leader that sends it; the leadership
+// then moves. The new leader, which knows nothing of the failed transfer,
+// sends its own snapshot, and the member restores it and catches up: the
+// failure is held by the member, not by one leader's bookkeeping.
+func TestSnapshotRestoreFailureThenLeaderChange(t *testing.T) {
+	var logs exraft.TestLog
+	c, snaps, servers, leader := compactedCluster(t, func(i int, cfg *exraft.Config) { cfg.Logger = logs.Logger() }, "v", 500)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.Tail(60))
+		}
+	})
+	others := testkit.Others(servers, leader)
+	f, next := others[0], others[1]
+	i := slices.Index(c.Names(), f.Name())
+	snaps.FailRestoresOfNext(i, 1)
+	require.NoError(t, c.Restart(f.Name()))
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return snaps.Of(i).RestoreErrors() == 1 }, "the restarted %s's first Restore to fail", f.Name())
+
+	require.NoError(t, leader.TransferLeadership(testkit.Ctx(t, testkit.WaitLong), next.Name()))
+	testkit.MustWrite(t, next, "set after change")
+	live := c.Live()
+	awaitSameState(t, next, live...)
+	assert.GreaterOrEqual(t, snaps.Of(i).Restores(), 1, "%s restored a snapshot after the failure", f.Name())
+	assert.Equal(t, "change", testkit.Dirty(c.Server(f.Name()), "get after"))
+}
+
 // TestSnapshotRestoreFailureKeepsServerOut: a server whose Restore fails is
 // not admitted and applies nothing, and answers no read, while the others
 // go on committing; the leader sends the snapshot again, and once Restore

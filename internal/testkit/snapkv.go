@@ -326,6 +326,21 @@ type SnapKVs struct {
 	mu      sync.Mutex
 	current map[int]*SnapKV
 	all     []*SnapKV
+	// failRestores: the next state machine built for server i fails its
+	// first n Restores (FailRestoresOfNext).
+	failRestores map[int]int
+}
+
+// FailRestoresOfNext makes the state machine built at server i's next
+// start fail its first n Restores, from its very first, which a restarted
+// server may call before the test could reach it.
+func (f *SnapKVs) FailRestoresOfNext(i, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failRestores == nil {
+		f.failRestores = map[int]int{}
+	}
+	f.failRestores[i] = n
 }
 
 // NewSnapKVs returns a SnapKVs that built nothing yet.
@@ -336,6 +351,10 @@ func (f *SnapKVs) NewSM(i int, kv *KV) exraft.StateMachine {
 	m := NewSnapKV(kv)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if n := f.failRestores[i]; n > 0 {
+		m.FailRestores(n)
+		delete(f.failRestores, i)
+	}
 	f.current[i] = m
 	f.all = append(f.all, m)
 	return m
