@@ -433,14 +433,22 @@ func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-ch
 			return result{}, ErrStopped
 		}
 	}
-	if ctx.Done() == nil && !s.isStopped() {
-		// Only the result to wait for, and it will come: Stop had not
-		// begun once req was in ch, and Stop answers every request that
-		// reached ch, except one whose Apply or Query is in progress,
-		// without waiting for that (see failLeftovers). A plain receive
-		// spares every caller the select's locking of stopc, which all
-		// of them share.
-		return <-done, nil
+	if !s.isStopped() {
+		// The result will come: Stop had not begun once req was in ch,
+		// and Stop answers every request that reached ch, except one
+		// whose Apply or Query is in progress, without waiting for that
+		// (see failLeftovers). So stopc, which every caller shares and a
+		// select would lock, need not be watched: a plain receive, or a
+		// select with the caller's own ctx alone.
+		if ctx.Done() == nil {
+			return <-done, nil
+		}
+		select {
+		case r := <-done:
+			return r, nil
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		}
 	}
 	select {
 	case r := <-done:
