@@ -111,3 +111,22 @@ func (p *proc) kill() {
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
 }
+
+// dumpGoroutines makes the Go runtime of the process print every
+// goroutine's stack into its log and exit (SIGQUIT): what a server that
+// stopped answering was doing.
+func (p *proc) dumpGoroutines(limit time.Duration) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.killing = true
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a frozen process cannot dump
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(limit):
+	}
+}

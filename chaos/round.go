@@ -93,6 +93,9 @@ func runRound(spec roundSpec) (*roundReport, error) {
 	r.writesOK, r.writesUnk, r.readsOK = h.counts.writesOK.Load(), h.counts.writesUnknown.Load(), h.counts.readsOK.Load()
 	r.failedOps = h.counts.writesFailed.Load() + h.counts.readsFailed.Load()
 	r.elapsed = time.Since(began)
+	if len(r.problems) > 0 {
+		r.dumpSilent(c, spec)
+	}
 	stopCluster()
 	r.keepOrClean(spec)
 	return r, nil
@@ -164,6 +167,17 @@ func (r *roundReport) check(c *cluster, spec roundSpec, h *history, end int64) {
 		r.problems = append(r.problems, "history is not linearizable: see "+r.verdict.visualization)
 	case porcupine.Unknown:
 		spec.logf("porcupine could not decide within %v: no violation found, none ruled out", checkTimeout)
+	}
+}
+
+// dumpSilent has every server that does not answer a status call print
+// its goroutines into its log, for the report.
+func (r *roundReport) dumpSilent(c *cluster, spec roundSpec) {
+	for i, st := range c.statuses(context.Background()) {
+		if st == nil {
+			spec.logf("%s does not answer (%v): its goroutines go to its log", c.names[i], c.lastStatusErr(i))
+			c.procs[i].dumpGoroutines(5 * time.Second)
+		}
 	}
 }
 
