@@ -47,6 +47,18 @@ func netnsUsable() (bool, string) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return false, "no ip command"
 	}
+	// Root in a container may still lack the right to make namespaces or
+	// links: try both once, rather than fail the round half-built.
+	probe := fmt.Sprintf("%s%d-probe", nsPrefix, os.Getpid())
+	if err := ipCmd("netns", "add", probe); err != nil {
+		return false, "cannot make a network namespace: " + err.Error()
+	}
+	defer ipCmd("netns", "del", probe)
+	link := fmt.Sprintf("%s%dp", linkPrefix, os.Getpid())
+	if err := ipCmd("link", "add", link, "type", "bridge"); err != nil {
+		return false, "cannot make a bridge: " + err.Error()
+	}
+	ipCmd("link", "del", link)
 	return true, ""
 }
 
