@@ -2,6 +2,8 @@ package exraft
 
 import (
 	"context"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +87,52 @@ func TestRemoteCallDeadlineEndsWithServer(t *testing.T) {
 	require.NoError(t, s.Stop())
 	<-sl.Done()
 	require.ErrorIs(t, sl.Err(), context.Canceled)
+}
+
+// muteConn is a client's connection whose requests are lost once mute is
+// set: no reply comes.
+type muteConn struct {
+	net.Conn
+	mute *atomic.Bool
+}
+
+func (c *muteConn) Write(p []byte) (int, error) {
+	if c.mute.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// A Session's attempt is bounded by a slot of clientDeadlines: a call whose
+// reply does not come ends when the slot does, long before its ctx.
+func TestCallWithinEndsWithItsSlot(t *testing.T) {
+	s, err := StartServer(plainSM{}, Config{Name: "a", Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	defer s.Stop()
+	var mute atomic.Bool
+	c := &Client{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &muteConn{Conn: conn, mute: &mute}, nil
+	}}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = c.Write(ctx, s.Addr(), []byte("x")) // dials, and waits for the leader
+	require.NoError(t, err)
+
+	mute.Store(true)
+	const bound = 150 * time.Millisecond
+	start := time.Now()
+	within := clientDeadlines.slot(bound)
+	require.NotNil(t, within)
+	_, sent, err := c.callWithin(ctx, within, s.Addr(), methodWrite, &callRequest{Data: []byte("y")})
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.True(t, sent, "the request was sent")
+	assert.GreaterOrEqual(t, elapsed, bound-slotWidth)
+	assert.Less(t, elapsed, 10*bound, "the call outlived its slot")
+	require.NoError(t, ctx.Err())
 }
