@@ -311,8 +311,8 @@ type frameWriter struct {
 	enc         *msgpack.Encoder
 }
 
-// frameWriteBuf is the size of the buffer that coalesces frames; a frame
-// larger than what is left in it is written straight through.
+// frameWriteBuf is the size of the buffers that coalesce frames: once one
+// holds as much, it is written at once.
 const frameWriteBuf = 16 << 10
 
 func (w *frameWriter) init(dst io.Writer, limit int) {
