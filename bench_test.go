@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -185,18 +188,55 @@ func benchSequential(b *testing.B, op func(context.Context, []byte) error) {
 // processCPU is the processor time this process has used. Per operation,
 // it is a figure that other work on a shared machine disturbs less than
 // the time each one takes.
-func processCPU() time.Duration {
+func processCPU() usage {
+	var u usage
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	u.reads, u.writes = processIO()
+	return u
+}
+
+// usage is what a benchmark reports per operation: processor time, and
+// the read and write system calls (Linux's /proc/self/io), which tell how
+// well frames travel together.
+type usage struct {
+	cpu           time.Duration
+	reads, writes int64
+}
+
+// processIO returns the read and write system calls this process has made,
+// or -1 where /proc/self/io is not to be had.
+func processIO() (reads, writes int64) {
+	reads, writes = -1, -1
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil:
+		case k == "syscr":
+			reads = n
+		case k == "syscw":
+			writes = n
+		}
+	}
+	return
 }
 
 // reportCPU reports the processor time per operation since since, the
-// servers' and the callers' together.
-func reportCPU(b *testing.B, since time.Duration) {
-	b.ReportMetric(float64(processCPU()-since)/float64(b.N), "cpu-ns/op")
+// servers' and the callers' together, and the system calls.
+func reportCPU(b *testing.B, since usage) {
+	now := processCPU()
+	b.ReportMetric(float64(now.cpu-since.cpu)/float64(b.N), "cpu-ns/op")
+	if since.writes >= 0 && now.writes >= 0 {
+		b.ReportMetric(float64(now.reads-since.reads)/float64(b.N), "reads/op")
+		b.ReportMetric(float64(now.writes-since.writes)/float64(b.N), "writes/op")
+	}
 }
 
 func benchParallel(b *testing.B, op func(context.Context, []byte) error) {

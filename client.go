@@ -78,13 +78,20 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
+// conn returns the connection to addr, dialling it if there is none, within
+// ctx and, if it is not nil, within.
+func (c *Client) conn(ctx context.Context, within *deadlineSlot, addr string) (*clientConn, error) {
 	c.mu.Lock()
 	if cc := c.conns[addr]; cc != nil {
 		c.mu.Unlock()
 		return cc, nil
 	}
 	c.mu.Unlock()
+	if within != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, within.at)
+		defer cancel()
+	}
 	timeout := c.IOTimeout
 	if timeout <= 0 {
 		timeout = defaultIOTimeout
@@ -120,53 +127,88 @@ func (c *Client) forget(addr string, cc *clientConn) {
 // call runs method on the server at addr and decodes its reply. It returns
 // when the reply arrives or ctx ends.
 func (c *Client) call(ctx context.Context, addr, method string, req *callRequest) (callReply, error) {
-	if deadline, ok := ctx.Deadline(); ok {
+	rep, _, err := c.callWithin(ctx, nil, addr, method, req)
+	return rep, err
+}
+
+// clientDeadlines bounds a Session's attempts (Session.attempt) without a
+// context.WithTimeout each.
+var clientDeadlines deadlineWheel
+
+// callWithin is call, bounded also by within if it is not nil: the call
+// then ends with context.DeadlineExceeded when within does, if ctx has not
+// ended first. sent reports whether the call may have reached the server:
+// false when it was not made (no connection, no time left).
+func (c *Client) callWithin(ctx context.Context, within *deadlineSlot, addr, method string, req *callRequest) (rep callReply, sent bool, err error) {
+	deadline, ok := ctx.Deadline()
+	var expired <-chan struct{} // within's end, if it comes before ctx's
+	if within != nil && (!ok || within.at.Before(deadline)) {
+		deadline, ok, expired = within.at, true, within.done
+	}
+	if ok {
 		req.Timeout = int64(time.Until(deadline))
 		if req.Timeout <= 0 {
-			return callReply{}, context.DeadlineExceeded
+			return callReply{}, false, context.DeadlineExceeded
 		}
 	}
 	if err := c.fitsFrame(method, len(req.Data)); err != nil {
-		return callReply{}, err
+		return callReply{}, false, err
 	}
-	args := req.appendTo(nil)
+	cs := clientCalls.Get().(*clientCall)
+	cs.args = req.appendTo(cs.args[:0])
 	for attempt := 0; ; attempt++ {
-		cc, err := c.conn(ctx, addr)
+		cc, err := c.conn(ctx, within, addr)
 		if err != nil {
-			return callReply{}, err
+			return callReply{}, false, err
 		}
 		var raw []byte
-		call := cc.send(method, &args, &raw, make(chan *rpc.Call, 1))
+		call := cc.send(method, &cs.args, &raw, cs.done)
 		select {
 		case <-call.Done:
+			clientCalls.Put(cs) // its request is written, and done empty again
 		case <-ctx.Done():
-			return callReply{}, ctx.Err()
+			return callReply{}, true, ctx.Err()
+		case <-expired:
+			return callReply{}, true, context.DeadlineExceeded
 		}
 		if call.Error != nil {
 			var se rpc.ServerError
 			if errors.As(call.Error, &se) {
-				return callReply{}, serverError(string(se))
+				return callReply{}, true, serverError(string(se))
 			}
 			if errors.Is(call.Error, wire.ErrFrameTooLarge) {
 				// A request too large was refused before anything was
 				// written: the connection is fine. (A response too large
 				// ended it; the next call finds it shut down and dials
 				// again.)
-				return callReply{}, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
+				return callReply{}, true, &tooLargeError{msg: fmt.Sprintf("%v (%s on %s)", call.Error, opName(method), addr)}
 			}
 			c.forget(addr, cc)
 			if errors.Is(call.Error, rpc.ErrShutdown) && attempt == 0 {
-				continue // a cached connection the server had closed: nothing was sent
+				// A cached connection the server had closed: nothing was
+				// sent. The request, in cs, is sent again.
+				cs = clientCalls.Get().(*clientCall)
+				cs.args = req.appendTo(cs.args[:0])
+				continue
 			}
-			return callReply{}, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
+			return callReply{}, true, fmt.Errorf("exraft: %s on %s: the connection failed: %w", opName(method), addr, call.Error)
 		}
-		var rep callReply
 		if err := rep.decode(raw); err != nil {
-			return callReply{}, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
+			return callReply{}, true, fmt.Errorf("exraft: bad reply from %s: %w", addr, err)
 		}
-		return rep, decodeErr(&rep)
+		return rep, true, decodeErr(&rep)
 	}
 }
+
+// clientCall is what a call needs and can hand on to the next once it is
+// answered: its encoded request and the channel net/rpc signals on. A call
+// whose ctx ended first leaves them to net/rpc, which may yet send on done.
+type clientCall struct {
+	args []byte
+	done chan *rpc.Call
+}
+
+var clientCalls = sync.Pool{New: func() any { return &clientCall{done: make(chan *rpc.Call, 1)} }}
 
 // opName is a method's name as users know it: "Write" for "Exraft.Write".
 func opName(method string) string { return strings.TrimPrefix(method, "Exraft.") }

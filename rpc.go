@@ -245,13 +245,20 @@ func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Co
 	// A call must not outlive the server: its ctx derives from the server's.
 	// It ends a little before the caller's, so that the caller receives
 	// the server's account of what it waited on rather than its own bare
-	// deadline.
-	ctx, cancel := svc.s.ctx, context.CancelFunc(func() {})
+	// deadline. Its deadline is a shared slot (deadline.go), which the
+	// server's Stop ends too, unless it is short.
+	var ctx context.Context = svc.s.ctx
 	if req.Timeout > 0 {
 		timeout := time.Duration(req.Timeout)
-		ctx, cancel = context.WithTimeout(svc.s.ctx, timeout-min(timeout/10, replyMargin))
+		timeout -= min(timeout/10, replyMargin)
+		if sl := svc.s.deadlines.slot(timeout); sl != nil {
+			ctx = sl
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(svc.s.ctx, timeout)
+			defer cancel()
+		}
 	}
-	defer cancel()
 	if err := f(ctx, req, rep); err != nil {
 		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
 			err = ErrStopped

@@ -95,6 +95,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	stopc  <-chan struct{}
+	// deadlines bounds remote calls (rpcService.handle); it stops with ctx.
+	deadlines deadlineWheel
 	// driverDone is closed when the driver goroutine has returned.
 	driverDone chan struct{}
 	stopErr    error
@@ -170,6 +172,7 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stopc = s.ctx.Done()
+	context.AfterFunc(s.ctx, s.deadlines.stop)
 	s.driverDone = make(chan struct{})
 	rng := rand.New(rand.NewPCG(s.inc, uint64(time.Now().UnixNano())))
 	s.node = newNode(s, cfg, hb, emin, emax, rng.IntN)

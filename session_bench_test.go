@@ -34,6 +34,7 @@ func BenchmarkSessionWriteSequential(b *testing.B) {
 	cmd := make([]byte, 16)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU()
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := sess.Write(ctx, cmd)
@@ -42,6 +43,7 @@ func BenchmarkSessionWriteSequential(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkSessionWriteParallel runs 64 goroutines on one Session.
@@ -53,6 +55,7 @@ func BenchmarkSessionWriteParallel(b *testing.B) {
 	var failed atomic.Value
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := processCPU()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -71,6 +74,7 @@ func BenchmarkSessionWriteParallel(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	reportCPU(b, cpu)
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}

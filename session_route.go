@@ -31,17 +31,17 @@ const (
 // each attempt tells the cluster the lowest sequence number st still waits
 // on. uncertain reports whether an attempt may have been applied without
 // its answer arriving: then the write's outcome was unknown for a while.
-func (s *Session) call(ctx context.Context, method string, req *callRequest, st *sessionState) (rep *callReply, uncertain bool, err error) {
+func (s *Session) call(ctx context.Context, method string, req *callRequest, st *sessionState) (rep callReply, uncertain bool, err error) {
 	var last error
 	var pause time.Duration
 	redirects := 0
 	for {
 		if ctx.Err() != nil {
-			return nil, uncertain, s.gaveUp(ctx, method, last)
+			return callReply{}, uncertain, s.gaveUp(ctx, method, last)
 		}
 		addr, err := s.target()
 		if err != nil {
-			return nil, uncertain, err
+			return callReply{}, uncertain, err
 		}
 		if st != nil {
 			s.mu.Lock()
@@ -57,7 +57,7 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 		var redirect *RedirectError
 		switch {
 		case ctx.Err() != nil:
-			return nil, uncertain || sent, s.gaveUp(ctx, method, last)
+			return callReply{}, uncertain || sent, s.gaveUp(ctx, method, last)
 		case errors.As(err, &redirect):
 			redirects++
 			if s.redirected(redirect.Leader, redirects) {
@@ -67,7 +67,7 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 		case errors.Is(err, ErrNoLeader):
 			s.noLeader(addr)
 		case definite(err):
-			return nil, uncertain, err
+			return callReply{}, uncertain, err
 		default:
 			// No answer, a lost connection, or a leader that lost its
 			// leadership or stopped: the call may have gone through.
@@ -76,7 +76,7 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 		}
 		redirects = 0
 		if pause = s.pause(ctx, pause); pause < 0 {
-			return nil, uncertain, s.gaveUp(ctx, method, last)
+			return callReply{}, uncertain, s.gaveUp(ctx, method, last)
 		}
 	}
 }
@@ -91,18 +91,23 @@ func definite(err error) bool {
 // attempt calls addr once, within the attempt bound. sent reports whether
 // the call may have reached the server: false when the connection could not
 // be made.
-func (s *Session) attempt(ctx context.Context, addr, method string, req *callRequest) (rep *callReply, sent bool, err error) {
+//
+// The bound is a slot of clientDeadlines, which many attempts share, rather
+// than a context.WithTimeout of its own; none when ctx ends first anyway.
+func (s *Session) attempt(ctx context.Context, addr, method string, req *callRequest) (rep callReply, sent bool, err error) {
 	bound := s.c.AttemptTimeout
 	if bound <= 0 {
 		bound = defaultAttemptTimeout
 	}
-	actx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-	if _, err := s.c.conn(actx, addr); err != nil {
-		return nil, false, err
+	var within *deadlineSlot
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > bound {
+		if within = clientDeadlines.slot(bound); within == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, bound) // too short a bound for a slot
+			defer cancel()
+		}
 	}
-	r, err := s.c.call(actx, addr, method, req)
-	return &r, true, err
+	return s.c.callWithin(ctx, within, addr, method, req)
 }
 
 // gaveUp is the error of a call whose ctx ended: it matches ctx's error and

@@ -8,8 +8,9 @@
 //
 // Flags choose other modes instead, exraft's alone, with snapshots (see
 // kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and without,
-// -remote: writes through a Client by address against writes in process
-// (remote.go); -failover 50: leader changes (failover.go).
+// -remote: writes through a Client by address, and through a Session,
+// against writes in process (remote.go); -failover 50: leader changes
+// (failover.go).
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.

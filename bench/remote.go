@@ -14,58 +14,71 @@ import (
 	"github.com/exraft/exraft"
 )
 
-var remoteMode = flag.Bool("remote", false, "run the remote mode instead of the comparison: writes through an exraft.Client by address against Server.Write in process, each with a deadline")
+var remoteMode = flag.Bool("remote", false, "run the remote mode instead of the comparison: writes through an exraft.Client by address, and through an exraft.Session, against Server.Write in process, each with a deadline")
 
 // The remote mode measures what a client in another process pays over a
 // caller in the leader's: the same writes, each with a deadline of
-// callTimeout as users call, in process and through one exraft.Client by
-// address over loopback TCP. Each round is a fresh process with one
-// cluster, in which the two take turns in short slices (remoteSlices of
-// each workload), so that both see the same machine: a shared one has
-// spells of other work that would fall on one side of a ratio taken from
-// runs seconds apart. Each ratio printed is the median of the rounds'.
+// callTimeout as users call, in process, through one exraft.Client by
+// address, and through one exraft.Session on that Client (exactly once, so
+// one more entry in the session table per write), over loopback TCP. Each
+// round is a fresh process with one cluster, in which the three take turns
+// in short slices (remoteSlices of each workload), so that all see the same
+// machine: a shared one has spells of other work that would fall on one
+// side of a ratio taken from runs seconds apart. Each ratio printed is the
+// median of the rounds'.
 const remoteSlices = 5
 
+// The ways of writing the remote mode compares, in the order a round
+// measures and prints them.
+var remoteWays = [...]string{"in-process", "Client", "Session"}
+
 func remoteModeRun() {
-	fmt.Printf("exraft remote writes: one exraft.Client by address (loopback TCP) against Server.Write in process; 3 servers in one process, 16-byte commands, a %v deadline on every call, GOMAXPROCS=%d\n", callTimeout, runtime.GOMAXPROCS(0))
-	fmt.Printf("each figure: the median of %d rounds, each a fresh process in which in-process and remote writes take turns in %d slices of each workload\n\n", *rounds, remoteSlices)
-	var got [4][]result
-	var parRatios, p50Ratios []float64
+	fmt.Printf("exraft remote writes: one exraft.Client by address and one exraft.Session on it (loopback TCP) against Server.Write in process; 3 servers in one process, 16-byte commands, a %v deadline on every call, GOMAXPROCS=%d\n", callTimeout, runtime.GOMAXPROCS(0))
+	fmt.Printf("each figure: the median of %d rounds, each a fresh process in which the three ways take turns in %d slices of each workload\n\n", *rounds, remoteSlices)
+	const n = len(remoteWays)
+	var seq, par [n][]result
+	var p50Ratios, parRatios [n][]float64
 	for r := 0; r < *rounds; r++ {
-		rs := measureRemote()
-		for i := range rs {
-			got[i] = append(got[i], rs[i])
+		s, p := measureRemote()
+		for k := range n {
+			seq[k] = append(seq[k], s[k])
+			par[k] = append(par[k], p[k])
+			p50Ratios[k] = append(p50Ratios[k], float64(s[k].p50)/float64(s[0].p50))
+			parRatios[k] = append(parRatios[k], p[k].rate/p[0].rate)
 		}
-		p50Ratios = append(p50Ratios, float64(rs[1].p50)/float64(rs[0].p50))
-		parRatios = append(parRatios, rs[3].rate/rs[2].rate)
 	}
 	fmt.Printf("%-40s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
-	for i, label := range []string{"in-process sequential write", "remote sequential write",
-		fmt.Sprintf("in-process write, %d writers", *writers), fmt.Sprintf("remote write, %d writers on one Client", *writers)} {
-		m := median(got[i])
-		fmt.Printf("%-40s %12.0f %10v %10v\n", label, m.rate, m.p50, m.p99)
+	for k, way := range remoteWays {
+		m := median(seq[k])
+		fmt.Printf("%-40s %12.0f %10v %10v\n", way+" sequential write", m.rate, m.p50, m.p99)
+	}
+	for k, way := range remoteWays {
+		m := median(par[k])
+		fmt.Printf("%-40s %12.0f %10v %10v\n", fmt.Sprintf("%s write, %d writers", way, *writers), m.rate, m.p50, m.p99)
 	}
 	fmt.Println()
-	fmt.Printf("write throughput, %d writers: remote/in-process = %.2fx (target >= 0.5; rounds %s)\n", *writers, medianOf(parRatios), ratios(parRatios))
-	fmt.Printf("sequential write p50:        remote/in-process = %.2fx (target <= 2; rounds %s)\n", medianOf(p50Ratios), ratios(p50Ratios))
+	for k := 1; k < n; k++ {
+		fmt.Printf("%-8s write throughput, %d writers: remote/in-process = %.2fx (target >= 0.5; rounds %s)\n", remoteWays[k], *writers, medianOf(parRatios[k]), ratios(parRatios[k]))
+		fmt.Printf("%-8s sequential write p50:        remote/in-process = %.2fx (target <= 2; rounds %s)\n", remoteWays[k], medianOf(p50Ratios[k]), ratios(p50Ratios[k]))
+	}
 }
 
 // measureRemote runs one round in a child process (runRemoteChild) and
-// reads its four results: sequential in process, sequential remote, then
-// concurrent in process and remote.
-func measureRemote() [4]result {
+// reads its results, in remoteWays' order: sequential, then concurrent.
+func measureRemote() (seq, par [len(remoteWays)]result) {
 	out, err := exec.Command(os.Args[0], childArgs("exraft/remote")...).Output()
 	if err != nil {
 		check(fmt.Errorf("exraft/remote: %v", err))
 	}
-	var rs [4]result
 	in := strings.NewReader(string(out))
-	for i := range rs {
-		if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
-			check(fmt.Errorf("exraft/remote: cannot read %q: %v", out, err))
+	for _, rs := range []*[len(remoteWays)]result{&seq, &par} {
+		for i := range rs {
+			if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
+				check(fmt.Errorf("exraft/remote: cannot read %q: %v", out, err))
+			}
 		}
 	}
-	return rs
+	return seq, par
 }
 
 // runRemoteChild measures one round of the remote mode on s, the cluster,
@@ -73,7 +86,12 @@ func measureRemote() [4]result {
 func runRemoteChild(s system) {
 	c, addr := &exraft.Client{}, s.leader.Addr()
 	defer c.Close()
-	ways := [2]func([]byte) error{
+	var addrs []string
+	for _, p := range s.leader.Status().Members {
+		addrs = append(addrs, p.Addr)
+	}
+	sess := c.NewSession(addrs...)
+	ways := [len(remoteWays)]func([]byte) error{
 		withDeadline(func(ctx context.Context, cmd []byte) error {
 			_, err := s.leader.Write(ctx, cmd)
 			return err
@@ -82,13 +100,17 @@ func runRemoteChild(s system) {
 			_, err := c.Write(ctx, addr, cmd)
 			return err
 		}),
+		withDeadline(func(ctx context.Context, cmd []byte) error {
+			_, err := sess.Write(ctx, cmd)
+			return err
+		}),
 	}
 	for _, w := range ways {
 		warmUp(system{write: w})
 	}
-	var seq [2][]time.Duration
-	var par [2]histogram
-	var parTime [2]time.Duration
+	var seq [len(ways)][]time.Duration
+	var par [len(ways)]histogram
+	var parTime [len(ways)]time.Duration
 	for i := 0; i < remoteSlices; i++ {
 		for k, w := range ways {
 			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/remoteSlices)...)

@@ -116,7 +116,18 @@ func (e *entry) ack(lowest uint64) {
 	if lowest <= e.lowest {
 		return
 	}
+	// None is below the old lowest: those from it up to the new one go,
+	// each looked up once, rather than a walk over all the results per
+	// write (with many writes in flight, the applier's largest cost), unless
+	// the jump is longer than the map.
+	from := e.lowest
 	e.lowest = lowest
+	if lowest-from <= uint64(len(e.results)) {
+		for seq := from; seq < lowest; seq++ {
+			delete(e.results, seq)
+		}
+		return
+	}
 	for seq := range e.results {
 		if seq < lowest {
 			delete(e.results, seq)

@@ -55,6 +55,33 @@ func TestLowestForgetsResultsAndRefusesLateCopies(t *testing.T) {
 	assert.Len(t, tb.byID[1].results, 2, "a's result is gone, b's and c's kept")
 }
 
+// Many writes in flight: the lowest moves up by one or by many, past
+// results kept and results already gone, and only those below it go.
+func TestLowestForgetsInStepsAndJumps(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	idx := uint64(2)
+	apply := func(seq, lowest uint64) Outcome {
+		idx++
+		out, _ := tb.Apply(idx, write(0, 1, seq, lowest, fmt.Sprint(seq)), m.apply)
+		return out
+	}
+	for seq := uint64(1); seq <= 100; seq++ {
+		require.Equal(t, Applied, apply(seq, 1))
+	}
+	require.Equal(t, Applied, apply(101, 2)) // one step
+	require.Len(t, tb.byID[1].results, 100)
+	require.Equal(t, Applied, apply(102, 40)) // a step of 38, within the map
+	require.Len(t, tb.byID[1].results, 63)
+	require.Equal(t, Stale, apply(39, 40))
+	require.Equal(t, Duplicate, apply(40, 40))
+	require.Equal(t, Applied, apply(1000, 500)) // past every result: a jump longer than the map
+	e := tb.byID[1]
+	require.Len(t, e.results, 1)
+	require.Contains(t, e.results, uint64(1000))
+	require.Equal(t, uint64(500), e.lowest)
+}
+
 func TestExpiryByLogTime(t *testing.T) {
 	tb, m := NewTable(), newSM()
 	tb.Apply(1, reg(0), m.apply)

@@ -291,9 +291,18 @@ func (r *frameReader) bytesBody(p *[]byte, rest []byte) bool {
 // Frames go through a buffer, which is flushed when no other frame is known
 // to be on its way (see ClientCodec.Queue, ServerCodec.Queue): under load,
 // one write carries the frames of many calls instead of one each.
+//
+// The system call is made without w.mu: the flush that finds no write under
+// way takes the buffer, and writes on until it finds it empty, while others
+// append frames to a second one; a flush that finds a write under way leaves
+// its frames to it. Callers that held w.mu through the write queued behind
+// it, on both sides of a connection, at every flush.
 type frameWriter struct {
 	mu          sync.Mutex
-	bw          *bufio.Writer
+	dst         io.Writer
+	pending     []byte // frames buffered, to be written in order
+	spare       []byte // the other buffer, while writing is true
+	writing     bool   // a flush is writing, without w.mu
 	max         int
 	dl          deadliner // with timeout, bounds each write
 	timeout     time.Duration
@@ -302,12 +311,14 @@ type frameWriter struct {
 	enc         *msgpack.Encoder
 }
 
-// frameWriteBuf is the size of the buffer that coalesces frames; a frame
-// larger than what is left in it is written straight through.
+// frameWriteBuf is the size of the buffers that coalesce frames: once one
+// holds as much, it is written at once.
 const frameWriteBuf = 16 << 10
 
 func (w *frameWriter) init(dst io.Writer, limit int) {
-	w.bw = bufio.NewWriterSize(dst, frameWriteBuf)
+	w.dst = dst
+	w.pending = make([]byte, 0, frameWriteBuf)
+	w.spare = make([]byte, 0, frameWriteBuf)
 	w.max = limit
 	w.buf.limit = 4 + limit
 	w.enc = msgpack.NewEncoder(&w.buf)
@@ -350,9 +361,11 @@ func (w *frameWriter) writeFrame(method string, seq uint64, response bool, msg s
 	}
 	frame := w.buf.b.Bytes()
 	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
-	w.armWrite() // a frame larger than the buffer's room is written at once
-	_, err = w.bw.Write(frame)
-	return err
+	w.pending = append(w.pending, frame...)
+	if len(w.pending) >= frameWriteBuf {
+		return w.flush() // a full buffer goes at once
+	}
+	return nil
 }
 
 // encodeBody encodes body; the bytes that every exraft call carries without
@@ -364,13 +377,30 @@ func (w *frameWriter) encodeBody(body any) error {
 	return w.enc.Encode(body)
 }
 
-// flush writes what is buffered. The caller holds w.mu.
+// flush writes what is buffered, or leaves it to the flush that is writing.
+// The caller holds w.mu, which flush lets go of while it writes.
 func (w *frameWriter) flush() error {
-	if w.bw.Buffered() == 0 {
+	if w.writing || len(w.pending) == 0 {
 		return nil
 	}
-	w.armWrite()
-	return w.bw.Flush()
+	w.writing = true
+	defer func() { w.writing = false }()
+	for len(w.pending) > 0 {
+		out := w.pending
+		w.pending = w.spare[:0]
+		w.armWrite()
+		w.mu.Unlock()
+		_, err := w.dst.Write(out)
+		w.mu.Lock()
+		if cap(out) > frameKeepCap {
+			out = make([]byte, 0, frameWriteBuf)
+		}
+		w.spare = out[:0]
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // armWrite moves the write deadline forward before a write. Moving it costs

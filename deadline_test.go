@@ -1,0 +1,138 @@
+package exraft
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDeadlineWheelSharesSlots(t *testing.T) {
+	var w deadlineWheel
+	seen := map[*deadlineSlot]bool{}
+	const calls = 1000
+	for range calls {
+		sl := w.slot(time.Second)
+		require.NotNil(t, sl)
+		seen[sl] = true
+	}
+	// 1000 calls take well under a slot's width each: they share a few.
+	assert.Less(t, len(seen), calls/10, "slots for %d calls", calls)
+	w.mu.Lock()
+	assert.Len(t, w.slots, len(seen), "slots waiting to end")
+	w.mu.Unlock()
+}
+
+func TestDeadlineWheelEndsAtDeadline(t *testing.T) {
+	var w deadlineWheel
+	const timeout = 150 * time.Millisecond
+	start := time.Now()
+	sl := w.slot(timeout)
+	require.NotNil(t, sl)
+	require.NoError(t, sl.Err())
+	dl, ok := sl.Deadline()
+	require.True(t, ok)
+	assert.False(t, dl.Before(start.Add(timeout-slotWidth)), "deadline %v after the start", dl.Sub(start))
+	assert.False(t, dl.After(time.Now().Add(timeout)), "deadline %v after the start", dl.Sub(start))
+
+	<-sl.Done()
+	assert.False(t, time.Now().Before(dl), "ended %v before its deadline", dl.Sub(time.Now()))
+	require.ErrorIs(t, sl.Err(), context.DeadlineExceeded)
+	w.mu.Lock()
+	assert.Empty(t, w.slots, "an ended slot is forgotten")
+	w.mu.Unlock()
+
+	// A context derived from a slot ends with it.
+	child, cancel := context.WithCancel(w.slot(timeout))
+	defer cancel()
+	<-child.Done()
+	require.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+}
+
+func TestDeadlineWheelShortTimeouts(t *testing.T) {
+	var w deadlineWheel
+	assert.Nil(t, w.slot(minWheelTimeout-time.Nanosecond), "a timeout the slot's width would cut by more than 2%%")
+	assert.Nil(t, w.slot(0))
+	assert.NotNil(t, w.slot(minWheelTimeout))
+}
+
+func TestDeadlineWheelStop(t *testing.T) {
+	var w deadlineWheel
+	a, b := w.slot(time.Hour), w.slot(2*time.Hour)
+	require.NotNil(t, a)
+	require.NotNil(t, b)
+	w.stop()
+	for _, sl := range []*deadlineSlot{a, b} {
+		select {
+		case <-sl.Done():
+		default:
+			t.Fatal("a slot outlived its wheel")
+		}
+		require.ErrorIs(t, sl.Err(), context.Canceled)
+	}
+	assert.Nil(t, w.slot(time.Hour), "a stopped wheel hands out no slots")
+}
+
+// A remote call's deadline is a slot of its server's wheel, which ends, with
+// the call, when the server stops.
+func TestRemoteCallDeadlineEndsWithServer(t *testing.T) {
+	s, err := StartServer(plainSM{}, Config{Name: "a", Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	sl := s.deadlines.slot(time.Hour)
+	require.NotNil(t, sl)
+	require.NoError(t, s.Stop())
+	<-sl.Done()
+	require.ErrorIs(t, sl.Err(), context.Canceled)
+}
+
+// muteConn is a client's connection whose requests are lost once mute is
+// set: no reply comes.
+type muteConn struct {
+	net.Conn
+	mute *atomic.Bool
+}
+
+func (c *muteConn) Write(p []byte) (int, error) {
+	if c.mute.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// A Session's attempt is bounded by a slot of clientDeadlines: a call whose
+// reply does not come ends when the slot does, long before its ctx.
+func TestCallWithinEndsWithItsSlot(t *testing.T) {
+	s, err := StartServer(plainSM{}, Config{Name: "a", Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	defer s.Stop()
+	var mute atomic.Bool
+	c := &Client{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &muteConn{Conn: conn, mute: &mute}, nil
+	}}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = c.Write(ctx, s.Addr(), []byte("x")) // dials, and waits for the leader
+	require.NoError(t, err)
+
+	mute.Store(true)
+	const bound = 150 * time.Millisecond
+	start := time.Now()
+	within := clientDeadlines.slot(bound)
+	require.NotNil(t, within)
+	_, sent, err := c.callWithin(ctx, within, s.Addr(), methodWrite, &callRequest{Data: []byte("y")})
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.True(t, sent, "the request was sent")
+	assert.GreaterOrEqual(t, elapsed, bound-slotWidth)
+	assert.Less(t, elapsed, 10*bound, "the call outlived its slot")
+	require.NoError(t, ctx.Err())
+}
