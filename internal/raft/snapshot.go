@@ -1,5 +1,7 @@
 package raft
 
+import "math"
+
 // Snapshots and log compaction (§7 of the paper, Figure 13; thesis §5).
 //
 // The state machine's snapshot is taken by the driver, off this core: it
@@ -34,9 +36,26 @@ func (c *core) compact(index, trailing uint64) (SnapshotMeta, error) {
 	term, _ := c.log.term(index)
 	c.snap = snapshotMeta{index: index, term: term, config: c.configAt(index)}
 	if index > trailing {
-		c.compactLog(index - trailing)
+		c.compactLog(min(index-trailing, c.sendingFloor()))
 	}
 	return SnapshotMeta{Index: index, Term: term}, nil
+}
+
+// sendingFloor is how far the leader may compact while it sends snapshots:
+// not past the lowest of them. A follower restored from one takes the log
+// after it; compacted meanwhile, it would need another snapshot, and under
+// enough writes, another after that, for ever.
+func (c *core) sendingFloor() uint64 {
+	floor := uint64(math.MaxUint64)
+	if c.role != Leader {
+		return floor
+	}
+	for _, pr := range c.prs {
+		if pr.state == stateSnapshot {
+			floor = min(floor, pr.pendingSnapshot)
+		}
+	}
+	return floor
 }
 
 // compactLog forgets the entries up to i, and the configurations that

@@ -420,3 +420,42 @@ func TestCoreCompactKeepsTheConfigurationsItMustAnswerFor(t *testing.T) {
 	g.step(appendMsg("b", 3, 5, 2, 5, entries(6, 3)))
 	assert.Len(t, g.self.Voters, 2, "a conflict at 6 takes it back")
 }
+
+// TestCoreCompactKeepsTheLogAfterASnapshotBeingSent: while a follower is
+// sent a snapshot, the leader's compactions stop at it, so that the
+// follower, once restored, continues from the log; compacted past it
+// meanwhile, it would need another snapshot, and under enough writes
+// never catch up.
+func TestCoreCompactKeepsTheLogAfterASnapshotBeingSent(t *testing.T) {
+	n := newCluster(t, 4, names3)
+	l := n.forceLeader("a")
+	n.settle(100)
+	n.isolate("c")
+	proposeN(n, l, 100)
+	first, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
+	n.healAll()
+	// The snapshot is still travelling: its header does not arrive.
+	n.admit = func(m Message) bool { return m.Type != MsgSnap || m.To != "c" }
+	for i := 0; i < 50 && l.prs["c"].state != stateSnapshot; i++ {
+		n.tickAll(1)
+	}
+	require.Equal(t, stateSnapshot, l.prs["c"].state, "setup: c is being sent the snapshot")
+
+	proposeN(n, l, 100) // writes go on while it travels
+	_, err = l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	assert.Equal(t, first.Index, l.log.floor, "the log after the snapshot being sent is kept")
+
+	// The transfer fails; the next one arrives, and c goes on from the log.
+	n.admit = nil
+	l.reportSnapshot("c", first.Index, SnapshotFailed)
+	for i := 0; i < 50 && l.prs["c"].state != stateReplicate; i++ {
+		n.tickAll(1)
+	}
+	require.Equal(t, stateReplicate, l.prs["c"].state, "c restored a snapshot and replicates")
+	_, err = l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	assert.Greater(t, l.log.floor, first.Index, "once no transfer is under way, compaction goes on")
+}
