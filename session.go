@@ -104,7 +104,7 @@ func (s *Session) Write(ctx context.Context, command []byte) ([]byte, error) {
 	if err := s.c.fitsFrame(methodWrite, len(command)); err != nil {
 		return nil, err
 	}
-	for {
+	for renewed := 0; ; renewed++ {
 		st, err := s.registration(ctx)
 		if err != nil {
 			return nil, err
@@ -114,8 +114,11 @@ func (s *Session) Write(ctx context.Context, command []byte) ([]byte, error) {
 		rep, uncertain, err := s.call(ctx, methodSessionWrite, req, st)
 		s.finish(st, seq)
 		if errors.Is(err, errSessionUnknown) {
-			if uncertain {
+			switch {
+			case uncertain:
 				return nil, ErrSessionExpired
+			case renewed == 2:
+				return nil, errSessionChurn
 			}
 			s.forget(st) // not applied: register anew and write again
 			continue
@@ -126,6 +129,11 @@ func (s *Session) Write(ctx context.Context, command []byte) ([]byte, error) {
 		return rep.Data, nil
 	}
 }
+
+// errSessionChurn: sessions registered anew are forgotten before their
+// first write, again and again. Nothing was applied.
+var errSessionChurn = errors.New("exraft: the cluster forgot this session again before its first write, after registering it anew twice: " +
+	"the servers' Config.SessionTimeout is shorter than a write takes, or Config.MaxSessions is too low for the sessions registering; nothing was applied")
 
 // Read answers query from the cluster's state machine with linearizable
 // consistency, on the leader it finds. Its errors are Write's; a read has

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -138,8 +139,11 @@ func TestSessionFollowsTheLeaderAcrossAStop(t *testing.T) {
 // of its writes has an unknown outcome; the retry must not apply it again,
 // and says so with ErrSessionExpired.
 func TestSessionExpiredWhileUncertain(t *testing.T) {
+	// Long enough for a write to follow its registration on a loaded
+	// machine, far shorter than the second a Session waits before trying
+	// a server whose reply it lost again.
 	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *exraft.Config) {
-		cfg.SessionTimeout = time.Millisecond
+		cfg.SessionTimeout = 200 * time.Millisecond
 	}})
 	c.LeaderWithin(testkit.WaitLong)
 	var loss testkit.ReplyLoss
@@ -163,8 +167,9 @@ func TestSessionExpiredWhileUncertain(t *testing.T) {
 // timeout is forgotten; its next write registers a new one without the
 // caller seeing anything.
 func TestSessionReregistersAfterExpiry(t *testing.T) {
+	const timeout = 200 * time.Millisecond
 	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *exraft.Config) {
-		cfg.SessionTimeout = time.Millisecond
+		cfg.SessionTimeout = timeout
 	}})
 	c.LeaderWithin(testkit.WaitLong)
 	sess := (&exraft.Client{}).NewSession(addrsOf(c)...)
@@ -172,7 +177,7 @@ func TestSessionReregistersAfterExpiry(t *testing.T) {
 	_, err := sess.Write(ctx, []byte("set a 1"))
 	require.NoError(t, err)
 	idle := time.Now()
-	testkit.Eventually(t, testkit.WaitShort, func() bool { return time.Since(idle) > 10*time.Millisecond }, "the session idles past its timeout")
+	testkit.Eventually(t, testkit.WaitShort, func() bool { return time.Since(idle) > 2*timeout }, "the session idles past its timeout")
 	val, err := sess.Write(ctx, []byte("set a 2"))
 	require.NoError(t, err)
 	assert.Equal(t, "1", string(val))
@@ -211,4 +216,35 @@ func TestSessionWithoutAnAnswerSaysWhatItWaitsOn(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, context.DeadlineExceeded))
 	assert.Contains(t, err.Error(), "NewSession(addrs...)")
+}
+
+// TestSessionTimeoutShorterThanAWriteSaysSo: with a SessionTimeout shorter
+// than a registration and a write take, every session is forgotten before
+// its first write; the Session says so after a few tries, instead of
+// registering anew until its ctx ends.
+func TestSessionTimeoutShorterThanAWriteSaysSo(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *exraft.Config) {
+		cfg.SessionTimeout = time.Millisecond
+	}})
+	require.NotNil(t, c.LeaderWithin(testkit.WaitLong))
+	// A client 5ms away: its first write reaches the leader more than 1ms
+	// after its registration did.
+	slow := func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		return &slowConn{Conn: conn}, err
+	}
+	sess := (&exraft.Client{Dial: slow}).NewSession(addrsOf(c)...)
+	_, err := sess.Write(testkit.Ctx(t, testkit.WaitLong), []byte("set a 1"))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "SessionTimeout")
+	assert.Empty(t, appliedTimes(c, "set a 1"))
+}
+
+// slowConn delays every write by 5ms: injected latency.
+type slowConn struct{ net.Conn }
+
+func (c *slowConn) Write(p []byte) (int, error) {
+	time.Sleep(5 * time.Millisecond)
+	return c.Conn.Write(p)
 }
