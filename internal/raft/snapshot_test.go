@@ -97,22 +97,29 @@ func TestCoreCompactNeedsAppliedIndex(t *testing.T) {
 	assert.Equal(t, meta.Index-49, st.FirstIndex)
 }
 
+// blankFollowerBehindCompaction is a cluster whose leader a wrote k
+// entries while c was cut off, and compacted its log past all of them; c
+// then restarted blank and is reached again, and needs a snapshot.
+func blankFollowerBehindCompaction(t *testing.T, k int) (n *network, l *core, meta SnapshotMeta) {
+	t.Helper()
+	n = newCluster(t, 4, names3)
+	l = n.forceLeader("a")
+	n.settle(100)
+	n.isolate("c")
+	proposeN(n, l, k)
+	meta, err := l.compact(l.handedOut, 0)
+	require.NoError(t, err)
+	n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
+	n.healAll()
+	return n, l, meta
+}
+
 // TestCoreSnapshotCatchesUpABlankFollower: a follower that needs entries
 // the leader compacted is sent the snapshot, and no appends while it
 // travels; once it has installed it, replication goes on from there and
 // the follower's log and commit match the leader's.
 func TestCoreSnapshotCatchesUpABlankFollower(t *testing.T) {
-	n := newCluster(t, 4, names3)
-	l := n.forceLeader("a")
-	n.settle(100)
-	n.isolate("c")
-	proposeN(n, l, 500)
-	meta, err := l.compact(l.handedOut, 0)
-	require.NoError(t, err)
-
-	// c restarts blank and is reached again.
-	n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
-	n.healAll()
+	n, l, meta := blankFollowerBehindCompaction(t, 500)
 	var snaps, appsDuring int
 	watch := func(m Message) bool {
 		if m.To != "c" {
@@ -427,15 +434,7 @@ func TestCoreCompactKeepsTheConfigurationsItMustAnswerFor(t *testing.T) {
 // meanwhile, it would need another snapshot, and under enough writes
 // never catch up.
 func TestCoreCompactKeepsTheLogAfterASnapshotBeingSent(t *testing.T) {
-	n := newCluster(t, 4, names3)
-	l := n.forceLeader("a")
-	n.settle(100)
-	n.isolate("c")
-	proposeN(n, l, 100)
-	first, err := l.compact(l.handedOut, 0)
-	require.NoError(t, err)
-	n.start("c", testCoreConfig("c", []string{"a", "b", "c"}, 999, n.rng))
-	n.healAll()
+	n, l, first := blankFollowerBehindCompaction(t, 100)
 	// The snapshot is still travelling: its header does not arrive.
 	n.admit = func(m Message) bool { return m.Type != MsgSnap || m.To != "c" }
 	for i := 0; i < 50 && l.prs["c"].state != stateSnapshot; i++ {
@@ -444,7 +443,7 @@ func TestCoreCompactKeepsTheLogAfterASnapshotBeingSent(t *testing.T) {
 	require.Equal(t, stateSnapshot, l.prs["c"].state, "setup: c is being sent the snapshot")
 
 	proposeN(n, l, 100) // writes go on while it travels
-	_, err = l.compact(l.handedOut, 0)
+	_, err := l.compact(l.handedOut, 0)
 	require.NoError(t, err)
 	assert.Equal(t, first.Index, l.log.floor, "the log after the snapshot being sent is kept")
 
