@@ -213,3 +213,38 @@ func TestCoreTriggerElectionWhenTheLeaderJustDied(t *testing.T) {
 		t.Fatalf("a is %v and sent %d votes; want a forced campaign once its leader was silent for two heartbeats", a.role, len(votes))
 	}
 }
+
+// TestCoreTransferRequestOnlyFromAVoter: only a voter of the leader's
+// configuration, as the incarnation it binds, may ask it to hand over: a
+// stranger's request, or one from a restarted b whose log is blank, changes
+// nothing.
+func TestCoreTransferRequestOnlyFromAVoter(t *testing.T) {
+	a := leaderOfThree(t)
+	a.step(msgFrom(MsgTransferLeader, "x", a.term))
+	restarted := msgFrom(MsgTransferLeader, "b", a.term)
+	restarted.FromInc++
+	a.step(restarted)
+	if a.transferee != "" {
+		t.Fatalf("a request from a stranger or another incarnation started a transfer to %q", a.transferee)
+	}
+	a.step(msgFrom(MsgTransferLeader, "b", a.term))
+	if a.transferee != "b" {
+		t.Fatalf("b's request: transferee %q, want b", a.transferee)
+	}
+}
+
+// TestCoreTimeoutNowFromTheLeaderAsked: a follower that asked its leader to
+// hand over no longer reports it as leader; the TimeoutNow that leader
+// sends must still make it campaign.
+func TestCoreTimeoutNowFromTheLeaderAsked(t *testing.T) {
+	a := testCore(t, "a", names3) // its leader: b
+	followerWithLog(t, a, 1, []uint64{1}, 1)
+	if err := a.askToLead(); err != nil {
+		t.Fatal(err)
+	}
+	a.takeReady()
+	a.step(msgFrom(MsgTimeoutNow, "b", a.term))
+	if a.role != Candidate {
+		t.Fatalf("a is %v after the asked leader's TimeoutNow; want a campaign", a.role)
+	}
+}
