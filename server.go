@@ -390,9 +390,8 @@ func (s *Server) admitCommand(ctx context.Context, command []byte) error {
 
 // commit proposes an entry of kind with data, which the log keeps, and
 // returns what applying it gave.
-func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) (val []byte, err error) {
+func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) ([]byte, error) {
 	start := time.Now()
-	defer func() { countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err) }()
 	p := proposalPool.Get().(*proposal)
 	p.kind, p.data = kind, data
 	r, err := submit(ctx, s, s.propc, p, p.done)
@@ -403,7 +402,9 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) (
 		*p = proposal{done: p.done}
 		proposalPool.Put(p)
 	}
-	return r.val, s.answerErr(firstErr(err, r.err))
+	err = s.answerErr(firstErr(err, r.err))
+	countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err)
+	return r.val, err
 }
 
 // leaderCall checks what every call that only the leader serves checks
@@ -503,15 +504,16 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	r := readPool.Get().(*readRequest)
 	r.query = query
 	res, err := submit(ctx, s, s.readc, r, r.done)
-	defer func() { countCall(&s.meters.reads, &s.meters.readErrors, &s.meters.readTime, start, err) }()
 	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
 	}
-	if err = s.answerErr(firstErr(err, res.err)); err != nil {
-		return nil, err
+	err = s.answerErr(firstErr(err, res.err))
+	if err == nil {
+		err = s.fitsFrame("answer", len(res.val))
 	}
-	if err := s.fitsFrame("answer", len(res.val)); err != nil {
+	countCall(&s.meters.reads, &s.meters.readErrors, &s.meters.readTime, start, err)
+	if err != nil {
 		return nil, err
 	}
 	return res.val, nil

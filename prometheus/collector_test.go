@@ -70,10 +70,8 @@ func TestScrape(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// The leader's view of its peers is refreshed on its clock's ticks.
-	for deadline := time.Now().Add(20 * time.Second); len(servers[0].Status().Peers) < 2; {
-		require.True(t, time.Now().Before(deadline), "the leader reports no peers")
-		time.Sleep(5 * time.Millisecond) // the tick this waits for is the server's own
-	}
+	require.Eventually(t, func() bool { return len(servers[0].Status().Peers) == 2 }, 20*time.Second, time.Millisecond,
+		"the leader reports its two peers")
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.PanicOnError}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
