@@ -24,24 +24,6 @@ import (
 // context with a deadline on every call, 16-byte commands, 3 servers in
 // one process on loopback TCP.
 
-// snapshotModes runs the modes that flags ask for, in turn, and reports
-// whether there was any.
-func snapshotModes() bool {
-	modes := 0
-	for _, m := range []struct {
-		on  bool
-		run func()
-	}{{*soakFor > 0, soakMode}, {*addWrites > 0, addServerMode}, {*snapP99For > 0, snapP99Mode}} {
-		if m.on {
-			if modes++; modes > 1 {
-				fmt.Println()
-			}
-			m.run()
-		}
-	}
-	return modes > 0
-}
-
 // callTimeout is the deadline of every Write and AddServer the modes make.
 const callTimeout = 5 * time.Second
 

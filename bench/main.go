@@ -1,16 +1,34 @@
-// Command bench runs exraft and hashicorp/raft side by side on the same
-// workload (3 servers in one process, loopback TCP, 16-byte commands) and
-// prints throughput, latency percentiles and their ratios, then exraft's
-// latency as its log grows and its heap per retained entry.
+// Command bench measures exraft the way its users call it, every call
+// with a context that has a deadline (and hashicorp/raft with the same
+// timeout), and prints each figure with its target and, at the end, all of
+// them in one table:
 //
-//	cd bench && go run .            # each measurement in a fresh process
-//	cd bench && go run . -shared    # both systems in one process
+//	cd bench && go run .              # every section below, about 8 minutes
+//	cd bench && go run . -json >f     # the same, the figures as JSON on stdout
+//	cd bench && go run . -only compare,growth
 //
-// Flags choose other modes instead, exraft's alone, with snapshots (see
-// kvcluster.go): -soak 2m, -addserver 5000000, -snapp99 20s; and without,
-// -remote: writes through a Client by address, and through a Session,
-// against writes in process (remote.go); -failover 50: leader changes
-// (failover.go).
+// The sections, in the order a run takes them:
+//
+//	compare   exraft against hashicorp/raft v1.8.0, 3 servers in one
+//	          process, loopback TCP, 16-byte commands: sequential writes,
+//	          64 writers, 64 readers; and what a deadline costs exraft
+//	          against a context without one (ctxcost.go)
+//	growth    the sequential p50 after 1,000,000 more entries, and the heap
+//	          each retained entry costs
+//	failover  leader changes in a 5-server cluster (failover.go)
+//	heal      how soon a leader reaches a follower after a silent
+//	          partition heals (heal.go)
+//	remote    writes through a Client by address and a Session (remote.go)
+//	soak      writes against a key-value state machine with snapshots
+//	          (soak.go)
+//	addserver, snapp99: further snapshot figures, not in the default run
+//	          (addserver.go, snapp99.go)
+//
+// Every measurement of compare and growth runs in a fresh child process of
+// this program, and the systems and ways it compares take turns, so that
+// neither pays for the other's heap and both see the same machine. Naming
+// a section's own flag (-remote, -failover 50, -soak 2m, -addserver N,
+// -snapp99 20s) without -only runs that section alone.
 //
 // It is a separate module so that the library does not depend on
 // hashicorp/raft.
@@ -43,12 +61,14 @@ var (
 	seqOps   = flag.Int("seq", 5000, "sequential writes per measurement")
 	duration = flag.Duration("d", 3*time.Second, "length of each concurrent run")
 	writers  = flag.Int("writers", 64, "concurrent writers (and readers)")
-	growTo   = flag.Int("grow", 1_000_000, "log length for the log-growth figure (0 skips it)")
+	growTo   = flag.Int("grow", 1_000_000, "entries the growth section adds to the log")
 	rounds   = flag.Int("rounds", 3, "runs of each measurement; figures are medians")
+	only     = flag.String("only", "", "run only these sections, comma-separated (default: "+strings.Join(defaultSections, ",")+")")
 )
 
 // system is one cluster under test: write sends one command through the
-// leader and waits for it to commit and apply.
+// leader and waits for it to commit and apply, as users call it, with a
+// deadline of callTimeout.
 type system struct {
 	name  string
 	write func(cmd []byte) error
@@ -62,17 +82,32 @@ type system struct {
 	leader *exraft.Server // exraft's
 }
 
-// Each measurement runs in a fresh child process of this program, so that
-// neither system pays for the other's heap or leftover goroutines; the
-// rounds interleave the two systems so that both see the same machine.
 var (
 	child      = flag.String("child", "", "internal: run one measurement (system/workload) and print it")
 	cpuProfile = flag.String("cpuprofile", "", "with -child: write a CPU profile of the measurement to this file")
-	shared     = flag.Bool("shared", false, "run both systems in this one process instead (each then shares the other's heap and garbage collector)")
+	shared     = flag.Bool("shared", false, "compare: run both systems in this one process instead (each then shares the other's heap and garbage collector)")
 )
 
 // sharedSystems are the clusters of a -shared run, started once.
 var sharedSystems = map[string]system{}
+
+// sections are what a run can measure, in the order it measures them.
+var sections = []struct {
+	name string
+	run  func()
+	flag string // the flag that, named alone, asks for this section
+}{
+	{"compare", compareSection, ""},
+	{"growth", growthFigures, ""},
+	{"failover", failoverMode, "failover"},
+	{"heal", healMode, "heal"},
+	{"remote", remoteModeRun, "remote"},
+	{"soak", soakMode, "soak"},
+	{"addserver", addServerMode, "addserver"},
+	{"snapp99", snapP99Mode, "snapp99"},
+}
+
+var defaultSections = []string{"compare", "growth", "failover", "heal", "remote", "soak"}
 
 func main() {
 	flag.Parse()
@@ -80,18 +115,66 @@ func main() {
 		runChild(*child)
 		return
 	}
-	if *failoverTrials > 0 {
-		failoverMode()
-		return
+	stdout := os.Stdout
+	if *jsonOut {
+		os.Stdout = os.Stderr
 	}
-	if snapshotModes() {
-		return
+	want := chosenSections()
+	fmt.Printf("exraft bench, %s, GOMAXPROCS=%d, every call with a %v deadline\n", time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), callTimeout)
+	for _, sec := range sections {
+		if want[sec.name] {
+			fmt.Printf("\n== %s ==\n", sec.name)
+			sec.run()
+		}
 	}
-	if *remoteMode {
-		remoteModeRun()
-		return
+	printSummary(stdout)
+}
+
+// chosenSections is -only's list; without it, the sections whose own flags
+// were named; without those, the default ones.
+func chosenSections() map[string]bool {
+	want := map[string]bool{}
+	known := map[string]bool{}
+	for _, sec := range sections {
+		known[sec.name] = true
 	}
-	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
+	if *only != "" {
+		for _, name := range strings.Split(*only, ",") {
+			if !known[name] {
+				check(fmt.Errorf("-only: no section %q (there are %s)", name, sectionNames()))
+			}
+			want[name] = true
+		}
+		return want
+	}
+	flag.Visit(func(f *flag.Flag) {
+		for _, sec := range sections {
+			if sec.flag == f.Name {
+				want[sec.name] = true
+			}
+		}
+	})
+	if len(want) == 0 {
+		for _, name := range defaultSections {
+			want[name] = true
+		}
+	}
+	return want
+}
+
+func sectionNames() string {
+	var names []string
+	for _, sec := range sections {
+		names = append(names, sec.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// compareSection measures exraft against hashicorp/raft, each measurement
+// in a fresh process, the rounds taking the systems in turn, and then what
+// a deadline costs exraft.
+func compareSection() {
+	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, a %v deadline on every call of both\n", callTimeout)
 	where := "each measurement in a fresh process"
 	if *shared {
 		where = "both systems in this one process"
@@ -99,10 +182,15 @@ func main() {
 	fmt.Printf("each figure: the median of %d rounds, %s, rounds interleaved\n\n", *rounds, where)
 	names := []string{"exraft/seq", "hashicorp/seq", "exraft/par", "hashicorp/par", "exraft/read"}
 	got := map[string][]result{}
+	var writeRatios, p50Ratios, readRatios []float64
 	for r := 0; r < *rounds; r++ {
 		for _, name := range names {
 			got[name] = append(got[name], measure(name))
 		}
+		last := func(name string) result { return got[name][r] }
+		writeRatios = append(writeRatios, last("exraft/par").rate/last("hashicorp/par").rate)
+		p50Ratios = append(p50Ratios, float64(last("exraft/seq").p50)/float64(last("hashicorp/seq").p50))
+		readRatios = append(readRatios, last("exraft/read").rate/last("exraft/par").rate)
 	}
 	es, hs, ep, hp, er := median(got["exraft/seq"]), median(got["hashicorp/seq"]), median(got["exraft/par"]), median(got["hashicorp/par"]), median(got["exraft/read"])
 	fmt.Printf("%-34s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
@@ -115,16 +203,24 @@ func main() {
 	row(fmt.Sprintf("hashicorp write, %d writers", *writers), hp)
 	row(fmt.Sprintf("exraft linearizable read, %d", *writers), er)
 	fmt.Println()
-	fmt.Printf("write throughput, %d writers: exraft/hashicorp = %.2fx (target >= 3)\n", *writers, ep.rate/hp.rate)
-	fmt.Printf("sequential write p50:        exraft/hashicorp = %.2fx (target <= 0.8)\n", float64(es.p50)/float64(hs.p50))
-	fmt.Printf("read vs write throughput:    exraft read/write = %.2fx (target >= 2)\n", er.rate/ep.rate)
+	ratio := func(name string, v []float64, target *bound) {
+		m := medianOf(v)
+		fmt.Printf("%-52s %.2fx (target %v; rounds %s)\n", name+":", m, target, ratios(v))
+		record("compare", name, m, "x", target, v...)
+	}
+	ratio(fmt.Sprintf("write throughput, %d writers, exraft/hashicorp", *writers), writeRatios, atLeast(4))
+	ratio("sequential write p50, exraft/hashicorp", p50Ratios, atMost(0.7))
+	ratio(fmt.Sprintf("exraft reads/writes, %d each", *writers), readRatios, atLeast(2.5))
+	record("compare", fmt.Sprintf("exraft writes/s, %d writers", *writers), ep.rate, "ops/s", nil)
+	record("compare", fmt.Sprintf("hashicorp writes/s, %d writers", *writers), hp.rate, "ops/s", nil)
+	record("compare", fmt.Sprintf("exraft reads/s, %d readers", *writers), er.rate, "ops/s", nil)
+	recordDuration("compare", "exraft sequential write p50", es.p50, "µs", nil)
+	recordDuration("compare", "hashicorp sequential write p50", hs.p50, "µs", nil)
 	for _, s := range sharedSystems {
 		s.stop()
 	}
-	if *growTo > 0 {
-		fmt.Println()
-		growthFigures()
-	}
+	fmt.Println()
+	deadlineCost()
 }
 
 func childArgs(name string) []string {
@@ -162,6 +258,9 @@ func runChild(name string) {
 	switch work {
 	case "remote":
 		runRemoteChild(s)
+		return
+	case "ctx":
+		runCtxChild(s)
 		return
 	case "grown":
 		grow(s)
@@ -333,9 +432,20 @@ func growthFigures() {
 	fresh.quit()
 	grown.quit()
 	fp, gp := median(f).p50, median(g).p50
+	var runRatios []float64
+	for i := range f {
+		runRatios = append(runRatios, float64(g[i].p50)/float64(f[i].p50))
+	}
 	fmt.Printf("log growth: sequential p50 %v from %d entries, %v from %d (ratio %.2f, target <= 1.2; medians of %d runs of 2,000 writes each, in turns)\n",
 		fp, fresh.first, gp, grown.first, float64(gp)/float64(fp), runs)
 	fmt.Println(grown.memory)
+	record("growth", fmt.Sprintf("sequential p50 at %d entries / at %d", grown.first, fresh.first), float64(gp)/float64(fp), "x", atMost(1.2), runRatios...)
+	recordDuration("growth", "sequential p50, fresh", fp, "µs", nil)
+	recordDuration("growth", "sequential p50, grown", gp, "µs", nil)
+	var perEntry float64
+	_, err := fmt.Sscanf(grown.memory, "memory: %g", &perEntry)
+	check(err)
+	record("growth", "heap per retained entry per server, 16-byte command", perEntry, "bytes", atMost(80))
 }
 
 // grow writes growTo entries with concurrent writers and prints the heap
@@ -468,11 +578,16 @@ func startExraft() (system, error) {
 			leader = s
 		}
 	}
-	bg := context.Background()
 	return system{
-		name:  "exraft",
-		write: func(cmd []byte) error { _, err := leader.Write(bg, cmd); return err },
-		read:  func(q []byte) error { _, err := leader.Read(bg, q); return err },
+		name: "exraft",
+		write: withDeadline(func(ctx context.Context, cmd []byte) error {
+			_, err := leader.Write(ctx, cmd)
+			return err
+		}),
+		read: withDeadline(func(ctx context.Context, q []byte) error {
+			_, err := leader.Read(ctx, q)
+			return err
+		}),
 		stop: func() {
 			for _, s := range servers {
 				s.Stop()
@@ -545,7 +660,7 @@ func startHashicorp() (system, error) {
 	}
 	return system{
 		name:  "hashicorp/raft",
-		write: func(cmd []byte) error { return leader.Apply(cmd, 10*time.Second).Error() },
+		write: func(cmd []byte) error { return leader.Apply(cmd, callTimeout).Error() },
 		stop: func() {
 			for _, r := range nodes {
 				r.Shutdown().Error()

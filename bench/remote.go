@@ -14,7 +14,7 @@ import (
 	"github.com/exraft/exraft"
 )
 
-var remoteMode = flag.Bool("remote", false, "run the remote mode instead of the comparison: writes through an exraft.Client by address, and through an exraft.Session, against Server.Write in process, each with a deadline")
+var remoteMode = flag.Bool("remote", false, "run the remote section alone (see -only): writes through an exraft.Client by address, and through an exraft.Session, against Server.Write in process, each with a deadline")
 
 // The remote mode measures what a client in another process pays over a
 // caller in the leader's: the same writes, each with a deadline of
@@ -60,6 +60,8 @@ func remoteModeRun() {
 	for k := 1; k < n; k++ {
 		fmt.Printf("%-8s write throughput, %d writers: remote/in-process = %.2fx (target >= 0.5; rounds %s)\n", remoteWays[k], *writers, medianOf(parRatios[k]), ratios(parRatios[k]))
 		fmt.Printf("%-8s sequential write p50:        remote/in-process = %.2fx (target <= 2; rounds %s)\n", remoteWays[k], medianOf(p50Ratios[k]), ratios(p50Ratios[k]))
+		record("remote", fmt.Sprintf("%s writes, %d writers, remote/in-process", remoteWays[k], *writers), medianOf(parRatios[k]), "x", atLeast(0.5), parRatios[k]...)
+		record("remote", remoteWays[k]+" sequential write p50, remote/in-process", medianOf(p50Ratios[k]), "x", atMost(2), p50Ratios[k]...)
 	}
 }
 
@@ -151,13 +153,15 @@ func medianOf(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func ratios(v []float64) string {
+func ratios(v []float64) string { return ratiosOf(v, "%.2f") }
+
+func ratiosOf(v []float64, format string) string {
 	var s string
 	for i, x := range v {
 		if i > 0 {
 			s += " "
 		}
-		s += fmt.Sprintf("%.2f", x)
+		s += fmt.Sprintf(format, x)
 	}
 	return s
 }

@@ -10,8 +10,8 @@ import (
 )
 
 var (
-	soakFor      = flag.Duration("soak", 0, "run the soak mode for this long (2m in the README) instead of the comparison: writers against a key-value state machine with snapshots")
-	soakPlainFor = flag.Duration("soakplain", 20*time.Second, "with -soak: then the same load without a Snapshotter for this long, to contrast its heap growth (0 skips it; the heap grows fast)")
+	soakFor      = flag.Duration("soak", time.Minute, "soak section: writers against a key-value state machine with snapshots for this long (2m in the README)")
+	soakPlainFor = flag.Duration("soakplain", 0, "soak section: then the same load without a Snapshotter for this long (20s in the README), to contrast its heap growth (the heap grows fast)")
 	kvKeys       = flag.Int("keys", 100_000, "keys that the writes of -soak and -addserver spread over")
 )
 
@@ -123,6 +123,9 @@ func soakMode() {
 		fmt.Printf("  %s (%s): SnapshotIndex %d, FirstIndex %d, LastIndex %d: %d entries retained\n",
 			s.Name, s.Role, s.SnapshotIndex, s.FirstIndex, s.LastIndex, s.LastIndex-s.FirstIndex+1)
 	}
+	record("soak", "writes/s, last quarter / first", r.ratio, "x", atLeast(0.8), r.quarters...)
+	record("soak", "heap in use after a forced GC at the end", mib(r.heapAfter), "MiB", atMost(256))
+	record("soak", "writes failed", float64(r.failed), "", atMost(0))
 	growth := (float64(r.liveAfter) - float64(r.liveBefore)) / r.d.Seconds()
 	fmt.Printf("  heap growth: %.2f MiB/s (allocated heap after forced GCs, end minus start, over the run)\n", growth/(1<<20))
 	if *soakPlainFor <= 0 {
