@@ -6,6 +6,7 @@ require (
 	github.com/exraft/exraft v0.0.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/raft v1.8.0
+	github.com/stretchr/testify v1.12.1
 )
 
 require (
