@@ -5,7 +5,11 @@ package exraft
 
 import (
 	"context"
+	"net"
 	"net/rpc"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,5 +67,50 @@ func TestRefusedCallLeavesTheConnectionAnswering(t *testing.T) {
 				t.Errorf("Status after a refused call: error %q, status %+v", resp.Error, rep.Status)
 			}
 		}
+	}
+}
+
+// emfileListener fails its first accepts as a process out of file
+// descriptors does.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32 // accepts still to fail
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutlivesRunningOutOfDescriptors: accepts that fail for want of
+// file descriptors pass once connections close; the server pauses and
+// accepts again, rather than serving no new connection for the rest of its
+// life.
+func TestAcceptOutlivesRunningOutOfDescriptors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &emfileListener{Listener: ln}
+	fl.fails.Store(5)
+	var lg TestLog
+	s, err := StartServer(&counterSM{}, Config{Name: "alone", Listener: fl, Logger: lg.Logger(),
+		InitialConfig: []Peer{{Name: "alone", Addr: ln.Addr().String()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+
+	c := &Client{}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.GetStatus(ctx, s.Addr()); err != nil {
+		t.Fatalf("no call answered after accepts failed with EMFILE: %v\nlog:\n%s", err, lg.Tail(5))
+	}
+	if !lg.Has("accept failed") {
+		t.Errorf("the failed accepts were not logged:\n%s", lg.Tail(5))
 	}
 }
