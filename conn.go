@@ -21,8 +21,12 @@ import (
 // once; MaxConns/8 when that is more.
 const maxHandshakes = 64
 
+// acceptRetryMax bounds the pause between two accepts that failed in a row.
+const acceptRetryMax = time.Second
+
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
+	var pause time.Duration // after the last failed accept
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
@@ -33,9 +37,27 @@ func (s *Server) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			s.log.Error("accept failed; no longer accepting connections", "err", err)
-			return
+			if errors.Is(err, net.ErrClosed) {
+				s.log.Error("the listener was closed; no longer accepting connections", "err", err)
+				return
+			}
+			// Out of file descriptors (EMFILE, ENFILE), of buffers, or a
+			// connection that failed before it was taken: these pass, as
+			// connections close. Giving up would leave a server that
+			// follows and votes but answers no call of a client or a
+			// peer's new connection for the rest of its life.
+			pause = min(max(2*pause, 5*time.Millisecond), acceptRetryMax)
+			s.warn("accept", "accept failed; trying again", "err", err, "pause", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-s.stopc:
+				t.Stop()
+				return
+			}
+			continue
 		}
+		pause = 0
 		host := remoteHost(conn)
 		s.connsMu.Lock()
 		if s.isStopped() {

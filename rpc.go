@@ -235,7 +235,18 @@ func (svc *rpcService) replying(reply *[]byte) {
 const replyMargin = 100 * time.Millisecond
 
 func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
-	defer svc.replying(reply)
+	if err := svc.serve(args, reply, f); err != nil {
+		// Not announced: net/rpc answers a call that failed with a body of
+		// its own, so reply would never be written, and every response
+		// after it on the connection would wait behind it for good.
+		return err
+	}
+	svc.replying(reply)
+	return nil
+}
+
+// serve runs a call for handle, which announces its reply once it is set.
+func (svc *rpcService) serve(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
 	cs := callStates.Get().(*callState)
 	defer cs.release()
 	req, rep := &cs.req, &cs.rep

@@ -182,7 +182,9 @@ func (c *ServerCodec) endRead() {
 // Queue announces that the reply body, of a request read from this codec,
 // is about to be written (net/rpc writes it once the handler returns): a
 // response written meanwhile stays buffered, and goes with this one.
-// Every reply queued must be written, or the responses before it wait.
+// Every reply queued must be written, or the responses before it wait: a
+// handler that returns an error must not queue, as net/rpc then writes a
+// body of its own in place of the reply.
 func (c *ServerCodec) Queue(reply any) {
 	c.queueMu.Lock()
 	c.queued = append(c.queued, reply)
