@@ -468,11 +468,16 @@ func startExraft() (system, error) {
 			leader = s
 		}
 	}
-	bg := context.Background()
 	return system{
-		name:  "exraft",
-		write: func(cmd []byte) error { _, err := leader.Write(bg, cmd); return err },
-		read:  func(q []byte) error { _, err := leader.Read(bg, q); return err },
+		name: "exraft",
+		write: withDeadline(func(ctx context.Context, cmd []byte) error {
+			_, err := leader.Write(ctx, cmd)
+			return err
+		}),
+		read: withDeadline(func(ctx context.Context, q []byte) error {
+			_, err := leader.Read(ctx, q)
+			return err
+		}),
 		stop: func() {
 			for _, s := range servers {
 				s.Stop()
