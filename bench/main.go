@@ -69,6 +69,7 @@ var (
 	child      = flag.String("child", "", "internal: run one measurement (system/workload) and print it")
 	cpuProfile = flag.String("cpuprofile", "", "with -child: write a CPU profile of the measurement to this file")
 	shared     = flag.Bool("shared", false, "run both systems in this one process instead (each then shares the other's heap and garbage collector)")
+	growthOnly = flag.Bool("growthonly", false, "print only exraft's log-growth and memory figures, without the comparison")
 )
 
 // sharedSystems are the clusters of a -shared run, started once.
@@ -89,6 +90,10 @@ func main() {
 	}
 	if *remoteMode {
 		remoteModeRun()
+		return
+	}
+	if *growthOnly {
+		growthFigures()
 		return
 	}
 	fmt.Printf("exraft vs hashicorp/raft v1.8.0: 3 servers in one process, loopback TCP, 16-byte commands, GOMAXPROCS=%d\n", runtime.GOMAXPROCS(0))
