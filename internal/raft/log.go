@@ -46,8 +46,7 @@ type Entry struct {
 // of the blocks, capped so that appending to one cannot reach the bytes
 // after it. They are shared with messages on their way to peers and with the
 // applier, so the log never writes over a payload byte it has stored: blocks
-// are only ever filled past their length, and truncation seals the chunk's
-// open block rather than refill it.
+// are only ever filled past their length, which truncation leaves as it is.
 type raftLog struct {
 	chunks    []chunk
 	base      uint64 // the chunk number of chunks[0]
@@ -192,8 +191,8 @@ func (l *raftLog) truncateAfter(i uint64) {
 }
 
 // truncate keeps the chunk's first n entries. The payloads of the dropped
-// ones may have been handed out, so the open block is sealed: the next small
-// payload starts a new block rather than overwrite them. The blocks only the
+// ones may have been handed out, so the blocks keep their length, and the
+// next payloads go after them rather than over them. The blocks only the
 // dropped entries used are let go.
 func (c *chunk) truncate(n int) {
 	c.recs = c.recs[:n]
@@ -205,7 +204,9 @@ func (c *chunk) truncate(n int) {
 	}
 	clear(c.blocks[used:])
 	c.blocks = c.blocks[:used]
-	c.open = -1
+	if c.open >= used {
+		c.open = -1
+	}
 }
 
 // compact forgets the entries up to i, which the log must hold (floor <= i

@@ -263,6 +263,14 @@ func TestLogKeepsPayloadsHandedOut(t *testing.T) {
 			t.Fatalf("entry %d reads %q..., want %q", e.Index, e.Data[:1], wantNow[i])
 		}
 	}
+	// A truncation that drops the block small payloads were going to.
+	l.truncateAfter(0)
+	add(4, 'd', logBigPayload+1, 10)
+	l.truncateAfter(1)
+	add(4, 'e', 10)
+	if e := l.at(2); string(e.Data) != "eeeeeeeeee" {
+		t.Fatalf("entry 2 reads %q after a truncation dropped its block", e.Data)
+	}
 }
 
 // TestLogCopiesPayloads: the log keeps its own copy of a payload, so the
