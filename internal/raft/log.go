@@ -33,8 +33,8 @@ type Entry struct {
 // retained entry, with a Data slice to a payload of its own, would give the
 // garbage collector millions of objects to mark and pointers to follow in
 // every cycle, a cost that grows with the log and is paid in the writes'
-// latency; pointer-free arrays are not even scanned. It also halves the heap
-// a small entry costs.
+// latency; pointer-free arrays are not even scanned. It also costs a
+// 16-byte command 40 heap bytes rather than 65.
 //
 // Entries up to floor are gone: covered by a snapshot (snapshot.go). The log
 // still knows floor's term, which the entry after it is matched against
