@@ -14,7 +14,8 @@ const (
 	EntrySession
 )
 
-// Entry is one log entry, as stored and as sent.
+// Entry is one log entry, as sent and as handed out to apply; the log
+// stores it differently (entryRec).
 type Entry struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Index    uint64
