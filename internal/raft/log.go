@@ -35,7 +35,7 @@ type Entry struct {
 // garbage collector millions of objects to mark and pointers to follow in
 // every cycle, a cost that grows with the log and is paid in the writes'
 // latency; pointer-free arrays are not even scanned. It also costs a
-// 16-byte command 40 heap bytes rather than 65.
+// 16-byte command 33 heap bytes rather than 65.
 //
 // Entries up to floor are gone: covered by a snapshot (snapshot.go). The log
 // still knows floor's term, which the entry after it is matched against
@@ -62,6 +62,9 @@ const logChunk = 4096
 // chunk number.
 type chunk struct {
 	recs []entryRec
+	// types are the entries' types, apart from recs so that a record
+	// takes 16 bytes rather than 24.
+	types []EntryType
 	// blocks hold the payloads. Small ones are packed into the open block,
 	// of logBlock bytes, until the next does not fit; a large one gets a
 	// block of its own, of its exact size, so that no block wastes more
@@ -73,10 +76,9 @@ type chunk struct {
 // entryRec is an entry of a chunk, its index implied by its position.
 type entryRec struct {
 	term  uint64
-	start uint32 // where its payload starts in its block; 0 in a block of its own
 	n     uint32 // payload length
-	block uint16 // index in the chunk's blocks, when n > 0
-	typ   EntryType
+	start uint16 // where its payload starts in its block; 0 in a block of its own
+	block uint16 // index in the chunk's blocks, when n > 0 (a chunk has at most one block per entry)
 }
 
 const (
@@ -85,6 +87,13 @@ const (
 	// below it wastes at most an eighth of an open block it does not fit
 	// in.
 	logBigPayload = logBlock / 8
+)
+
+// A payload's start in an open block must fit entryRec.start, and a
+// chunk's block numbers entryRec.block.
+const (
+	_ = uint16(logBlock - 1)
+	_ = uint16(logChunk - 1)
 )
 
 func (l *raftLog) lastIndex() uint64 { return l.last }
@@ -124,17 +133,18 @@ func (l *raftLog) at(i uint64) Entry {
 
 func (c *chunk) entry(i uint64, k int) Entry {
 	r := &c.recs[k]
-	e := Entry{Index: i, Term: r.term, Type: r.typ}
+	e := Entry{Index: i, Term: r.term, Type: c.types[k]}
 	if r.n > 0 {
-		end := r.start + r.n
-		e.Data = c.blocks[r.block][r.start:end:end]
+		start := uint32(r.start)
+		end := start + r.n
+		e.Data = c.blocks[r.block][start:end:end]
 	}
 	return e
 }
 
 // add stores e after the chunk's last entry, copying its payload.
 func (c *chunk) add(e *Entry) {
-	r := entryRec{term: e.Term, typ: e.Type}
+	r := entryRec{term: e.Term}
 	if n := len(e.Data); n > 0 {
 		if uint64(n) > 1<<32-1 {
 			panic(fmt.Sprintf("raft: an entry's payload of %d bytes", n))
@@ -149,14 +159,17 @@ func (c *chunk) add(e *Entry) {
 				c.open = len(c.blocks) - 1
 			}
 			b := c.blocks[c.open]
-			r.block, r.start = uint16(c.open), uint32(len(b))
+			r.block, r.start = uint16(c.open), uint16(len(b))
 			c.blocks[c.open] = append(b, e.Data...)
 		}
 	}
 	c.recs = append(c.recs, r)
+	c.types = append(c.types, e.Type)
 }
 
-func newChunk() chunk { return chunk{recs: make([]entryRec, 0, logChunk), open: -1} }
+func newChunk() chunk {
+	return chunk{recs: make([]entryRec, 0, logChunk), types: make([]EntryType, 0, logChunk), open: -1}
+}
 
 // append adds entries that continue the log; their indexes must follow on.
 // The log keeps copies of their payloads, not the entries' own.
@@ -196,7 +209,7 @@ func (l *raftLog) truncateAfter(i uint64) {
 // next payloads go after them rather than over them. The blocks only the
 // dropped entries used are let go.
 func (c *chunk) truncate(n int) {
-	c.recs = c.recs[:n]
+	c.recs, c.types = c.recs[:n], c.types[:n]
 	used := 0
 	for k := range c.recs {
 		if c.recs[k].n > 0 {
@@ -236,7 +249,7 @@ func (l *raftLog) restart(index, term uint64) {
 		// The chunk of index+1 begins with records for the entries the
 		// snapshot covers, which are never read.
 		c := newChunk()
-		c.recs = c.recs[:off]
+		c.recs, c.types = c.recs[:off], c.types[:off]
 		l.chunks = append(l.chunks, c)
 	}
 	l.last, l.floor, l.floorTerm = index, index, term
