@@ -54,6 +54,12 @@ type raftLog struct {
 	last      uint64
 	floor     uint64
 	floorTerm uint64
+	// lastOut is slice's last result, entries from lastOutLo on. The
+	// leader asks for the same entries for each follower and then for the
+	// applier, and as nobody modifies them one array serves all, instead
+	// of an allocation each. Only appends leave it as it is.
+	lastOut   []Entry
+	lastOutLo uint64
 }
 
 const logChunk = 4096
@@ -202,6 +208,7 @@ func (l *raftLog) truncateAfter(i uint64) {
 	clear(l.chunks[keep:])
 	l.chunks = l.chunks[:keep]
 	l.last = i
+	l.lastOut = nil
 }
 
 // truncate keeps the chunk's first n entries. The payloads of the dropped
@@ -231,6 +238,7 @@ func (l *raftLog) compact(i uint64) {
 	}
 	l.floorTerm, _ = l.term(i)
 	l.floor = i
+	l.lastOut = nil
 	drop := int(i/logChunk - l.base) // chunks whose last index is at most i
 	if drop > 0 {
 		clear(l.chunks[:drop])
@@ -253,12 +261,14 @@ func (l *raftLog) restart(index, term uint64) {
 		l.chunks = append(l.chunks, c)
 	}
 	l.last, l.floor, l.floorTerm = index, index, term
+	l.lastOut = nil
 }
 
 // slice returns the entries lo..hi inclusive, at most maxBytes of payload
 // (but always at least one entry when lo <= hi); lo must be past floor.
-// The result is the caller's, with no room to append into; its payloads are
-// views of the log and must not be modified.
+// The result may be shared with earlier and later callers, and has no room
+// to append into; it must not be modified, nor its payloads, which are
+// views of the log.
 func (l *raftLog) slice(lo, hi uint64, maxBytes int) []Entry {
 	lo = max(lo, l.floor+1)
 	if hi > l.last {
@@ -276,11 +286,16 @@ func (l *raftLog) slice(lo, hi uint64, maxBytes int) []Entry {
 			break
 		}
 	}
+	if from := l.lastOutLo; lo >= from && end <= from+uint64(len(l.lastOut)) {
+		a, b := lo-from, end-from
+		return l.lastOut[a:b:b]
+	}
 	out := make([]Entry, end-lo)
 	for i := lo; i < end; i++ {
 		c, k := l.locate(i)
 		out[i-lo] = c.entry(i, k)
 	}
+	l.lastOut, l.lastOutLo = out, lo
 	return out
 }
 
