@@ -43,9 +43,9 @@ type Entry struct {
 // every log shares. Below floor, the chunks that are wholly below it are
 // dropped; an entry of a kept chunk below floor is never read.
 //
-// The Entries that slice hands out are built on each call, their Data views
-// of the blocks, capped so that appending to one cannot reach the bytes
-// after it. They are shared with messages on their way to peers and with the
+// The Entries that slice hands out are built from the records, their Data
+// views of the blocks, capped so that appending to one cannot reach the
+// bytes after it. They are shared with messages on their way to peers and with the
 // applier, so the log never writes over a payload byte it has stored: blocks
 // are only ever filled past their length, which truncation leaves as it is.
 type raftLog struct {
