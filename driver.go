@@ -399,7 +399,8 @@ func (s *Server) publish() {
 	s.meters.noteView(st.Leader.Name, [2]uint64{st.Counts.PreVotes, st.Counts.Elections})
 	k := pubKey{role: roleOf(st.Role), term: st.Term, leader: st.Leader, commit: st.Commit,
 		last: st.LastIndex, first: st.FirstIndex, snapshot: st.SnapshotIndex,
-		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee}
+		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee,
+		termCommitted: st.TermCommitted, unanimous: st.Unanimous}
 	first := !s.published
 	if !first && k == s.pub {
 		return
@@ -427,6 +428,8 @@ func (s *Server) publish() {
 		learners:         s.learners,
 		committedMembers: s.committedMembers,
 		transferee:       k.transferee,
+		termCommitted:    k.termCommitted,
+		unanimous:        k.unanimous,
 	})
 }
 
@@ -474,6 +477,8 @@ type pubKey struct {
 	cfg, committedCfg uint64 // indexes of the configurations in use and committed
 	epoch             uint64
 	transferee        string
+	termCommitted     bool
+	unanimous         bool
 }
 
 // failLeftovers fails the requests that the driver left behind when it

@@ -185,6 +185,15 @@ type Status struct {
 	// Transferee is the voter the leader hands over to, while it does.
 	Transferee string
 	Counts     Counts
+	// TermCommitted: an entry of the current term is committed. A leader
+	// then knows everything committed before it (§8), and its first
+	// configuration, which binds the voters' incarnations, is held by a
+	// majority, so that its death no longer leaves a cluster that needs
+	// every voter of InitialConfig to elect the next (see Unanimous).
+	TermCommitted bool
+	// Unanimous: the configuration in use names a voter without its
+	// incarnation, as InitialConfig does, so an election needs every voter.
+	Unanimous bool
 }
 
 // Counts are events since the Node started.
@@ -208,6 +217,10 @@ func (n *Node) Status() Status {
 	if c.lead != "" {
 		st.Leader = Peer{Name: c.lead, Addr: c.leadAddr}
 	}
+	if t, ok := c.log.term(c.commit); ok && t == c.term && c.term > 0 {
+		st.TermCommitted = true
+	}
+	st.Unanimous = c.self.unanimous()
 	in, committed := c.configs[len(c.configs)-1], c.committedRecord()
 	st.ConfigIndex, st.Members = in.index, in.peers
 	st.CommittedConfigIndex, st.CommittedMembers = committed.index, committed.peers
