@@ -415,6 +415,12 @@ func (s *Server) publish() {
 		// The Node builds this list anew, so only when it may differ.
 		s.learners = peersOf(s.node.Learners())
 	}
+	if first || k.role != s.pub.role || k.cfg != s.pub.cfg {
+		// Status.Peers would otherwise wait for the next tick: a leader
+		// just elected would report no peers to the waiter its election
+		// wakes.
+		s.publishPeers()
+	}
 	s.pub, s.published = k, true
 	s.board.set(view{
 		role:             k.role,
