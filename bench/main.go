@@ -468,11 +468,10 @@ func startExraft() (system, error) {
 			leader = s
 		}
 	}
-	bg := context.Background()
 	return system{
 		name:  "exraft",
-		write: func(cmd []byte) error { _, err := leader.Write(bg, cmd); return err },
-		read:  func(q []byte) error { _, err := leader.Read(bg, q); return err },
+		write: withDeadline(func(ctx context.Context, cmd []byte) error { _, err := leader.Write(ctx, cmd); return err }),
+		read:  withDeadline(func(ctx context.Context, q []byte) error { _, err := leader.Read(ctx, q); return err }),
 		stop: func() {
 			for _, s := range servers {
 				s.Stop()
@@ -545,7 +544,7 @@ func startHashicorp() (system, error) {
 	}
 	return system{
 		name:  "hashicorp/raft",
-		write: func(cmd []byte) error { return leader.Apply(cmd, 10*time.Second).Error() },
+		write: func(cmd []byte) error { return leader.Apply(cmd, callTimeout).Error() },
 		stop: func() {
 			for _, r := range nodes {
 				r.Shutdown().Error()
