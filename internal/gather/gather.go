@@ -10,8 +10,17 @@
 // reads, a frame of many replies); on few processors those are runnable
 // rather than running, and none would find the others' work queued unless
 // they got to run first. A batch of one means the goroutine is alone, and
-// a yield would only delay it: a lone caller, or a peer that gets one
-// heartbeat at a time, pays nothing.
+// a yield would only delay it: a lone caller pays nothing.
+//
+// The driver's batches follow it (driver.go). Three other yields keep
+// triggers of their own. The peer stream's, before a batch when no call is
+// in flight (transport.go), is for one goroutine, the driver, queueing the
+// several messages of one Ready: a batch of one there does not mean the
+// driver is done, and under this rule 64 writers took 13 to 29% more CPU
+// per write and 40 to 50% longer at the median. The yield before a
+// connection's write of replies (rpc.go) gained nothing measurable under
+// it, and the one before a write of requests (internal/wire's Unqueue)
+// was not tried: both stay as they are.
 package gather
 
 import (
