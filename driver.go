@@ -90,7 +90,7 @@ func (s *Server) run() {
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
-			s.proposals.Yield()
+			s.commits.Yield()
 			s.propose(p)
 		case r := <-s.readc:
 			s.rounds.Yield()
@@ -187,7 +187,6 @@ func (s *Server) propose(first *proposal) {
 		p.index, p.term = idx+uint64(i), term
 		s.pending = append(s.pending, p)
 	}
-	s.proposed += len(batch)
 }
 
 func (s *Server) read(r *readRequest) {
@@ -285,10 +284,6 @@ func (s *Server) process() {
 // processHolding is one Ready handed on, with the read round held back or
 // not as r says.
 func (s *Server) processHolding(r raft.ReadRound) (roundHeld bool) {
-	if s.proposed > 0 {
-		s.proposals.HandedOn(s.proposed)
-		s.proposed = 0
-	}
 	rd := s.node.Ready(r)
 	// Publish first: a peer that hears this server is leader may call it at
 	// once, and must find it answering as the leader.
@@ -351,6 +346,7 @@ func (s *Server) applyCommitted(entries []raft.Entry) {
 	if n > 0 {
 		waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
 		s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+		s.commits.HandedOn(n)
 	}
 	s.apply.push(applyTask{entries: entries, waiters: waiters})
 }

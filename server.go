@@ -65,10 +65,10 @@ type Server struct {
 	// they came, so this is a queue, and the answered ones leave its front.
 	reads     []*readRequest
 	readsFrom uint64
-	// The driver's batches (see gather): the writes proposed between two
-	// Readys, and the reads a round released. proposed counts the former.
-	proposals, rounds gather.Point
-	proposed          int
+	// The driver's batches (see gather): the writes a commit answered, and
+	// the reads a round released. Each is the batch whose callers come back
+	// together to make the next one.
+	commits, rounds gather.Point
 
 	membership *semaphore.Weighted // one membership change at a time
 
