@@ -79,17 +79,16 @@ func benchCluster(b *testing.B, n int) []*Server {
 	return servers
 }
 
+// Each benchmark below has a twin with "Deadline" in its name whose calls
+// carry a fresh 5 s deadline, as users call, so that what a deadline costs
+// is the difference between the two.
+
 func BenchmarkWriteSequential(b *testing.B) {
 	l := benchCluster(b, 3)[0]
-	ctx := context.Background()
-	cmd := make([]byte, 16)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := l.Write(ctx, cmd); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchSequential(b, func(ctx context.Context, cmd []byte) error {
+		_, err := l.Write(ctx, cmd)
+		return err
+	})
 }
 
 // BenchmarkWriteParallel runs 64 concurrent writers.
@@ -97,6 +96,14 @@ func BenchmarkWriteParallel(b *testing.B) {
 	l := benchCluster(b, 3)[0]
 	benchParallel(b, func(ctx context.Context, cmd []byte) error {
 		_, err := l.Write(ctx, cmd)
+		return err
+	})
+}
+
+func BenchmarkReadSequential(b *testing.B) {
+	l := benchCluster(b, 3)[0]
+	benchSequential(b, func(ctx context.Context, q []byte) error {
+		_, err := l.Read(ctx, q)
 		return err
 	})
 }
@@ -145,6 +152,26 @@ func BenchmarkWriteDeadlineParallel(b *testing.B) {
 	}))
 }
 
+func BenchmarkReadDeadlineSequential(b *testing.B) {
+	l := benchCluster(b, 3)[0]
+	benchSequential(b, withDeadline(func(ctx context.Context, q []byte) error {
+		_, err := l.Read(ctx, q)
+		return err
+	}))
+}
+
+// BenchmarkReadDeadlineParallel runs 64 concurrent linearizable readers.
+func BenchmarkReadDeadlineParallel(b *testing.B) {
+	l := benchCluster(b, 3)[0]
+	benchParallel(b, withDeadline(func(ctx context.Context, q []byte) error {
+		_, err := l.Read(ctx, q)
+		return err
+	}))
+}
+
+// The Client's and the Session's benchmarks are named for the deadline
+// their calls carry, as users call; their NoDeadline twins call without.
+
 func BenchmarkClientWriteSequential(b *testing.B) {
 	addr := benchCluster(b, 3)[0].Addr()
 	c := &Client{}
@@ -164,6 +191,27 @@ func BenchmarkClientWrite(b *testing.B) {
 		_, err := c.Write(ctx, addr, cmd)
 		return err
 	}))
+}
+
+func BenchmarkClientWriteNoDeadlineSequential(b *testing.B) {
+	addr := benchCluster(b, 3)[0].Addr()
+	c := &Client{}
+	b.Cleanup(func() { c.Close() })
+	benchSequential(b, func(ctx context.Context, cmd []byte) error {
+		_, err := c.Write(ctx, addr, cmd)
+		return err
+	})
+}
+
+// BenchmarkClientWriteNoDeadline runs 64 concurrent writers on one Client.
+func BenchmarkClientWriteNoDeadline(b *testing.B) {
+	addr := benchCluster(b, 3)[0].Addr()
+	c := &Client{}
+	b.Cleanup(func() { c.Close() })
+	benchParallel(b, func(ctx context.Context, cmd []byte) error {
+		_, err := c.Write(ctx, addr, cmd)
+		return err
+	})
 }
 
 // benchSequential runs op b.N times in turn, after one call that is not

@@ -3,7 +3,6 @@ package exraft
 import (
 	"context"
 	"errors"
-	"runtime"
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
@@ -91,16 +90,10 @@ func (s *Server) run() {
 		case in := <-s.recvc:
 			s.step(in)
 		case p := <-s.propc:
-			if len(s.pending) > 0 {
-				// Other writes are in flight, so writers are many: let
-				// the others propose too, so that they share this batch.
-				runtime.Gosched()
-			}
+			s.commits.Yield()
 			s.propose(p)
 		case r := <-s.readc:
-			if s.lastReads > 1 {
-				runtime.Gosched() // the same for readers and read rounds
-			}
+			s.rounds.Yield()
 			s.read(r)
 		case c := <-s.ctrlc:
 			c.f()
@@ -277,11 +270,12 @@ func peersOf(ps []raft.Peer) []Peer {
 
 // process hands on what the Node produced: messages to the transport,
 // committed entries and released reads to the applier, and the new view to
-// waiters. When the Node holds back a read round (see raft.HoldRound), it
-// yields once, takes in what arrived meanwhile, and hands on again.
+// waiters. When the Node holds back a read round (see raft.HoldRound), the
+// readers just released may join it, by the rule of package gather; then
+// it takes in what arrived meanwhile, and hands on again.
 func (s *Server) process() {
 	if s.processHolding(raft.HoldRound) {
-		runtime.Gosched()
+		s.rounds.Yield()
 		s.drain()
 		s.processHolding(raft.StartRound)
 	}
@@ -352,6 +346,7 @@ func (s *Server) applyCommitted(entries []raft.Entry) {
 	if n > 0 {
 		waiters = append(s.apply.spareWaiters(), s.pending[:n]...)
 		s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+		s.commits.HandedOn(n)
 	}
 	s.apply.push(applyTask{entries: entries, waiters: waiters})
 }
@@ -368,7 +363,7 @@ func (s *Server) serveReads(released []raft.ReadState) {
 	}
 	if len(reads) > 0 {
 		s.apply.push(applyTask{reads: reads})
-		s.lastReads = len(reads)
+		s.rounds.HandedOn(len(reads))
 	}
 }
 

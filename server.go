@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/exraft/exraft/internal/gather"
 	"github.com/exraft/exraft/internal/raft"
 	"github.com/exraft/exraft/internal/session"
 	"github.com/exraft/exraft/internal/wire"
@@ -64,10 +65,10 @@ type Server struct {
 	// they came, so this is a queue, and the answered ones leave its front.
 	reads     []*readRequest
 	readsFrom uint64
-	// How many reads the last read round released: above one, readers are
-	// many, and the driver yields before taking in a read so that more of
-	// them join the next round.
-	lastReads int
+	// The driver's batches (see gather): the writes a commit answered, and
+	// the reads a round released. Each is the batch whose callers come back
+	// together to make the next one.
+	commits, rounds gather.Point
 
 	membership *semaphore.Weighted // one membership change at a time
 

@@ -43,3 +43,20 @@ func BenchmarkSessionWriteParallel(b *testing.B) {
 		return err
 	}))
 }
+
+func BenchmarkSessionWriteNoDeadlineSequential(b *testing.B) {
+	sess := benchSession(b)
+	benchSequential(b, func(ctx context.Context, cmd []byte) error {
+		_, err := sess.Write(ctx, cmd)
+		return err
+	})
+}
+
+// BenchmarkSessionWriteNoDeadlineParallel runs 64 goroutines on one Session.
+func BenchmarkSessionWriteNoDeadlineParallel(b *testing.B) {
+	sess := benchSession(b)
+	benchParallel(b, func(ctx context.Context, cmd []byte) error {
+		_, err := sess.Write(ctx, cmd)
+		return err
+	})
+}
