@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +15,10 @@ import (
 	"github.com/exraft/exraft"
 )
 
-var remoteMode = flag.Bool("remote", false, "run the remote section alone (see -only): writes through an exraft.Client by address, and through an exraft.Session, against Server.Write in process, each with a deadline")
+var (
+	remoteMode = flag.Bool("remote", false, "run the remote section alone (see -only): writes through an exraft.Client by address, and through an exraft.Session, against Server.Write in process, each with a deadline")
+	profileWay = flag.String("profileway", "Client", "with -child exraft/remote and -cpuprofile: the way whose concurrent writes are profiled, in a run of their own after the measurement")
+)
 
 // The remote mode measures what a client in another process pays over a
 // caller in the leader's: the same writes, each with a deadline of
@@ -37,24 +41,25 @@ func remoteModeRun() {
 	fmt.Printf("each figure: the median of %d rounds, each a fresh process in which the three ways take turns in %d slices of each workload\n\n", *rounds, remoteSlices)
 	const n = len(remoteWays)
 	var seq, par [n][]result
-	var p50Ratios, parRatios [n][]float64
+	var p50Ratios, parRatios, cpu [n][]float64
 	for r := 0; r < *rounds; r++ {
-		s, p := measureRemote()
+		s, p, c := measureRemote()
 		for k := range n {
 			seq[k] = append(seq[k], s[k])
 			par[k] = append(par[k], p[k])
+			cpu[k] = append(cpu[k], c[k])
 			p50Ratios[k] = append(p50Ratios[k], float64(s[k].p50)/float64(s[0].p50))
 			parRatios[k] = append(parRatios[k], p[k].rate/p[0].rate)
 		}
 	}
-	fmt.Printf("%-40s %12s %10s %10s\n", "workload", "ops/s", "p50", "p99")
+	fmt.Printf("%-40s %12s %10s %10s %12s\n", "workload", "ops/s", "p50", "p99", "CPU/op")
 	for k, way := range remoteWays {
 		m := median(seq[k])
 		fmt.Printf("%-40s %12.0f %10v %10v\n", way+" sequential write", m.rate, m.p50, m.p99)
 	}
 	for k, way := range remoteWays {
 		m := median(par[k])
-		fmt.Printf("%-40s %12.0f %10v %10v\n", fmt.Sprintf("%s write, %d writers", way, *writers), m.rate, m.p50, m.p99)
+		fmt.Printf("%-40s %12.0f %10v %10v %12v\n", fmt.Sprintf("%s write, %d writers", way, *writers), m.rate, m.p50, m.p99, time.Duration(medianOf(cpu[k])))
 	}
 	fmt.Println()
 	for k := 1; k < n; k++ {
@@ -66,8 +71,9 @@ func remoteModeRun() {
 }
 
 // measureRemote runs one round in a child process (runRemoteChild) and
-// reads its results, in remoteWays' order: sequential, then concurrent.
-func measureRemote() (seq, par [len(remoteWays)]result) {
+// reads its results, in remoteWays' order: sequential, then concurrent,
+// with the CPU time of the whole process per concurrent write.
+func measureRemote() (seq, par [len(remoteWays)]result, cpu [len(remoteWays)]float64) {
 	out, err := exec.Command(os.Args[0], childArgs("exraft/remote")...).Output()
 	if err != nil {
 		check(fmt.Errorf("exraft/remote: %v", err))
@@ -78,9 +84,14 @@ func measureRemote() (seq, par [len(remoteWays)]result) {
 			if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
 				check(fmt.Errorf("exraft/remote: cannot read %q: %v", out, err))
 			}
+			if rs == &par {
+				if _, err := fmt.Fscan(in, &cpu[i]); err != nil {
+					check(fmt.Errorf("exraft/remote: cannot read %q: %v", out, err))
+				}
+			}
 		}
 	}
-	return seq, par
+	return seq, par, cpu
 }
 
 // runRemoteChild measures one round of the remote mode on s, the cluster,
@@ -112,7 +123,7 @@ func runRemoteChild(s system) {
 	}
 	var seq [len(ways)][]time.Duration
 	var par [len(ways)]histogram
-	var parTime [len(ways)]time.Duration
+	var parTime, parCPU [len(ways)]time.Duration
 	for i := 0; i < remoteSlices; i++ {
 		for k, w := range ways {
 			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/remoteSlices)...)
@@ -120,9 +131,10 @@ func runRemoteChild(s system) {
 	}
 	for i := 0; i < remoteSlices; i++ {
 		for k, w := range ways {
-			start := time.Now()
+			start, before := time.Now(), sampleCPU()
 			h := concurrentHist(w, *writers, *duration/remoteSlices)
 			parTime[k] += time.Since(start)
+			parCPU[k] += sampleCPU().self - before.self
 			par[k].add(&h)
 		}
 	}
@@ -135,8 +147,26 @@ func runRemoteChild(s system) {
 		fmt.Println(r.n, r.rate, int64(r.p50), int64(r.p99))
 	}
 	for k := range ways {
-		fmt.Println(par[k].n, float64(par[k].n)/parTime[k].Seconds(), int64(par[k].quantile(0.5)), int64(par[k].quantile(0.99)))
+		fmt.Println(par[k].n, float64(par[k].n)/parTime[k].Seconds(), int64(par[k].quantile(0.5)), int64(par[k].quantile(0.99)), float64(parCPU[k])/float64(par[k].n))
 	}
+	if *cpuProfile != "" {
+		k := slices.Index(remoteWays[:], *profileWay)
+		if k < 0 {
+			check(fmt.Errorf("-profileway %q: not one of %v", *profileWay, remoteWays))
+		}
+		profileRemote(ways[k])
+	}
+}
+
+// profileRemote writes a CPU profile of way's concurrent writes, apart from
+// the measurement, so that the profile holds one way's costs only.
+func profileRemote(way func([]byte) error) {
+	f, err := os.Create(*cpuProfile)
+	check(err)
+	defer f.Close()
+	check(pprof.StartCPUProfile(f))
+	concurrentHist(way, *writers, *duration)
+	pprof.StopCPUProfile()
 }
 
 func withDeadline(op func(ctx context.Context, cmd []byte) error) func([]byte) error {
