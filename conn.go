@@ -179,14 +179,15 @@ func (s *Server) admitCall(method string) error {
 	return fmt.Errorf("%w: unknown method %q", wire.ErrMalformedFrame, method)
 }
 
-// callDone runs once a call's response is written: a Step reply's buffer
-// can be reused, and any other call frees its slot.
+// callDone runs once a call's response is written: its reply's buffer can
+// be reused, and a call other than Step frees its slot.
 func (s *Server) callDone(method string, body any) {
 	switch method {
 	case methodStep:
 		recycleReply(body)
 	case methodInstallSnapshot:
 	default:
+		recycleCallReply(body)
 		s.pendingCalls.Release(1)
 	}
 }

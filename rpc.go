@@ -276,12 +276,36 @@ func (svc *rpcService) serve(args *[]byte, reply *[]byte, f func(ctx context.Con
 		}
 		encodeErr(err, rep)
 	}
-	b, err := rep.appendTo(nil)
+	b, err := rep.appendTo(callReplyBuf())
 	if err != nil {
 		return err
 	}
 	*reply = b
 	return nil
+}
+
+// callReplyBufs holds the buffers of written call replies (recycleCallReply),
+// apart from replyBufs: Step's are sized for batches of messages, which a
+// call's reply seldom is.
+var callReplyBufs sync.Pool
+
+// callReplyBuf is an empty buffer for a call's reply: appended to from nil,
+// the reply grew by steps, an allocation each, at every call.
+func callReplyBuf() []byte {
+	if bp, ok := callReplyBufs.Get().(*[]byte); ok {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, 256)
+}
+
+// recycleCallReply returns a written call reply's buffer to callReplyBufs.
+// A large one (a big Read's answer) goes to the garbage collector instead.
+func recycleCallReply(body any) {
+	// net/rpc is done with the reply once written, pointer and all.
+	if p, ok := body.(*[]byte); ok && *p != nil && cap(*p) <= 4<<10 {
+		*p = (*p)[:0]
+		callReplyBufs.Put(p)
+	}
 }
 
 // callState is a call's request and reply, recycled: passed to a handler's
