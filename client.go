@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/rpc"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/exraft/exraft/internal/wire"
@@ -45,8 +47,12 @@ type Client struct {
 	// Session's retry never applies a write twice); 1s by default.
 	AttemptTimeout time.Duration
 
-	mu    sync.Mutex
-	conns map[string]*clientConn
+	mu sync.Mutex // held to change conns
+	// conns maps addresses to connections. Every call looks its
+	// connection up, and a map changed in place would have to be read
+	// under mu, which the goroutines of a busy Client queued on; it is
+	// replaced instead, on the rare dial or failure.
+	conns atomic.Pointer[map[string]*clientConn]
 }
 
 // clientConn is a connection of a Client: net/rpc's client, and the codec
@@ -71,22 +77,42 @@ var DefaultClient = &Client{}
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for addr, cc := range c.conns {
-		cc.rc.Close()
-		delete(c.conns, addr)
+	if m := c.conns.Swap(nil); m != nil {
+		for _, cc := range *m {
+			cc.rc.Close()
+		}
 	}
 	return nil
+}
+
+// lookup returns the connection to addr, nil if there is none.
+func (c *Client) lookup(addr string) *clientConn {
+	if m := c.conns.Load(); m != nil {
+		return (*m)[addr]
+	}
+	return nil
+}
+
+// setConn makes cc, or nil, the connection to addr. The caller holds c.mu.
+func (c *Client) setConn(addr string, cc *clientConn) {
+	m := map[string]*clientConn{}
+	if old := c.conns.Load(); old != nil {
+		maps.Copy(m, *old)
+	}
+	if cc == nil {
+		delete(m, addr)
+	} else {
+		m[addr] = cc
+	}
+	c.conns.Store(&m)
 }
 
 // conn returns the connection to addr, dialling it if there is none, within
 // ctx and, if it is not nil, within.
 func (c *Client) conn(ctx context.Context, within *deadlineSlot, addr string) (*clientConn, error) {
-	c.mu.Lock()
-	if cc := c.conns[addr]; cc != nil {
-		c.mu.Unlock()
+	if cc := c.lookup(addr); cc != nil {
 		return cc, nil
 	}
-	c.mu.Unlock()
 	if within != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, within.at)
@@ -104,21 +130,18 @@ func (c *Client) conn(ctx context.Context, within *deadlineSlot, addr string) (*
 	cc := &clientConn{rc: rpc.NewClientWithCodec(codec), codec: codec}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conns == nil {
-		c.conns = map[string]*clientConn{}
-	}
-	if old := c.conns[addr]; old != nil {
+	if old := c.lookup(addr); old != nil {
 		cc.rc.Close() // another call dialled first
 		return old, nil
 	}
-	c.conns[addr] = cc
+	c.setConn(addr, cc)
 	return cc, nil
 }
 
 func (c *Client) forget(addr string, cc *clientConn) {
 	c.mu.Lock()
-	if c.conns[addr] == cc {
-		delete(c.conns, addr)
+	if c.lookup(addr) == cc {
+		c.setConn(addr, nil)
 	}
 	c.mu.Unlock()
 	cc.rc.Close()
