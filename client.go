@@ -320,7 +320,10 @@ func (c *Client) GetStatus(ctx context.Context, addr string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return rep.Status, nil
+	if rep.Status == nil { // a server sends one; a zero one if it has none
+		return Status{}, nil
+	}
+	return *rep.Status, nil
 }
 
 // Write calls Server.Write on the server at addr with DefaultClient.

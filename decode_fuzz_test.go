@@ -51,10 +51,10 @@ func callBodySamples() []callBodySample {
 		{callRequest{Data: []byte("0123456789abcdef"), Timeout: 5e9}, callReply{Data: []byte("ok")}},
 		{callRequest{Data: []byte("set k v"), Peer: Peer{Name: "n", Addr: "127.0.0.1:1"}, Name: long, Timeout: -1},
 			callReply{Code: codeRedirect, Msg: long, Leader: Peer{Name: "l", Addr: long}}},
-		{callRequest{Data: make([]byte, 70000)}, callReply{Data: make([]byte, 300), Status: Status{Members: []Peer{{Name: "a"}}}}},
-		{callRequest{}, callReply{Status: Status{Name: "s", Role: Leader, Term: 3, Members: []Peer{}}}},
+		{callRequest{Data: make([]byte, 70000)}, callReply{Data: make([]byte, 300), Status: &Status{Members: []Peer{{Name: "a"}}}}},
+		{callRequest{}, callReply{Status: &Status{Name: "s", Role: Leader, Term: 3, Members: []Peer{}}}},
 		{callRequest{Data: []byte("cmd"), Session: 1 << 40, Seq: 7, Lowest: 3}, callReply{Data: []byte("r"), Session: 12}},
-		{callRequest{}, callReply{Status: Status{Peers: []PeerStatus{{Peer: Peer{Name: "p"}, Voter: true, Match: 4}},
+		{callRequest{}, callReply{Status: &Status{Peers: []PeerStatus{{Peer: Peer{Name: "p"}, Voter: true, Match: 4}},
 			Unreachable: []Unreachable{{Addr: "x:1", Err: "refused"}}}, Session: 1}},
 	}
 }
@@ -80,4 +80,31 @@ func TestCallBodiesMatchReflection(t *testing.T) {
 		require.NoError(t, r.decode(want))
 		assert.Equal(t, s.rep, r, "reply %d", i)
 	}
+}
+
+// A reply without a Status, every reply but Status's, carries none: a Status
+// of zero took three quarters of a Write's reply.
+func TestCallReplyWithoutStatusIsSmall(t *testing.T) {
+	b, err := (&callReply{Data: []byte("ok")}).appendTo(nil)
+	require.NoError(t, err)
+	assert.Less(t, len(b), 32, "a Write's reply of 2 bytes")
+}
+
+// A reply from a server that sent a Status, of zero, in every reply still
+// decodes, as it did there.
+func TestCallReplyReadsAStatusOfZero(t *testing.T) {
+	old := struct {
+		_msgpack struct{} `msgpack:",as_array"`
+		Data     []byte
+		Code     errCode
+		Msg      string
+		Leader   Peer
+		Status   Status
+		Session  uint64
+	}{Data: []byte("ok"), Code: codeRedirect, Leader: Peer{Name: "l", Addr: "x:1"}, Session: 9}
+	b, err := wire.Marshal(&old)
+	require.NoError(t, err)
+	var r callReply
+	require.NoError(t, r.decode(b))
+	assert.Equal(t, callReply{Data: []byte("ok"), Code: codeRedirect, Leader: Peer{Name: "l", Addr: "x:1"}, Status: &Status{}, Session: 9}, r)
 }
