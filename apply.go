@@ -188,6 +188,7 @@ func (s *Server) runTask(t *applyTask) {
 			p.done <- res
 		}
 	}
+	announce(t.waiters)
 	w := 0
 	s.smMu.Lock()
 	for i := range t.entries {

@@ -226,24 +226,24 @@ func (svc *rpcService) replying(reply *[]byte) {
 const replyMargin = 100 * time.Millisecond
 
 func (svc *rpcService) handle(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
-	if err := svc.serve(args, reply, f); err != nil {
-		// Not announced: net/rpc answers a call that failed with a body of
-		// its own, so reply would never be written, and every response
-		// after it on the connection would wait behind it for good.
-		return err
-	}
-	svc.replying(reply)
-	return nil
+	return svc.handleAppend(args, reply, func(ctx context.Context, req *callRequest, rep *callReply, _ announcer) error {
+		return f(ctx, req, rep)
+	})
 }
 
-// serve runs a call for handle, which announces its reply once it is set.
-func (svc *rpcService) serve(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply) error) error {
+// handleAppend is handle for the calls that append an entry to the log: f
+// passes ann on to commit, and the applier announces the reply with it.
+func (svc *rpcService) handleAppend(args *[]byte, reply *[]byte, f func(ctx context.Context, req *callRequest, rep *callReply, ann announcer) error) error {
 	cs := callStates.Get().(*callState)
-	defer cs.release()
 	req, rep := &cs.req, &cs.rep
 	if err := req.decode(*args); err != nil {
+		// Not announced: the reply to a call that fails is net/rpc's error,
+		// not reply, which would never be written.
+		cs.release()
 		return errors.New("exraft: bad request: " + err.Error())
 	}
+	cs.ann.init(svc.out, reply)
+	defer cs.finish(svc, reply)
 	// A call must not outlive the server: its ctx derives from the server's.
 	// It ends a little before the caller's, so that the caller receives
 	// the server's account of what it waited on rather than its own bare
@@ -261,12 +261,14 @@ func (svc *rpcService) serve(args *[]byte, reply *[]byte, f func(ctx context.Con
 			defer cancel()
 		}
 	}
-	if err := f(ctx, req, rep); err != nil {
+	if err := f(ctx, req, rep, &cs.ann); err != nil {
 		if svc.s.isStopped() && errors.Is(err, context.Canceled) {
 			err = ErrStopped
 		}
 		encodeErr(err, rep)
 	}
+	// appendTo fails only on a Status, which no call that the applier
+	// announces has: a reply the applier announced is always written.
 	b, err := rep.appendTo(callReplyBuf())
 	if err != nil {
 		return err
@@ -304,9 +306,27 @@ func recycleCallReply(body any) {
 type callState struct {
 	req callRequest
 	rep callReply
+	ann replyAnnouncement
 }
 
 var callStates = sync.Pool{New: func() any { return new(callState) }}
+
+// finish ends a call once its reply is set: it announces the reply, unless
+// the applier did, and recycles cs, unless the applier may yet look at it.
+func (cs *callState) finish(svc *rpcService, reply *[]byte) {
+	announced, lent := cs.ann.settle()
+	// A reply left empty is not written: the call failed, and its error
+	// goes instead, which Queue would wait for in vain.
+	if !announced && len(*reply) > 0 {
+		svc.replying(reply)
+	}
+	if lent && !announced {
+		// Its entry may still be applied, and the applier then looks at
+		// cs.ann: it is left to the garbage collector.
+		return
+	}
+	cs.release()
+}
 
 // release recycles cs once its call is answered; it lets go of what the
 // call referred to.
@@ -316,9 +336,9 @@ func (cs *callState) release() {
 }
 
 func (svc *rpcService) Write(args *[]byte, reply *[]byte) error {
-	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
+	return svc.handleAppend(args, reply, func(ctx context.Context, req *callRequest, rep *callReply, ann announcer) (err error) {
 		// req.Data was decoded into a slice of its own: the log may keep it.
-		rep.Data, err = svc.s.write(ctx, req.Data, serverOwns)
+		rep.Data, err = svc.s.write(ctx, req.Data, serverOwns, ann)
 		return err
 	})
 }

@@ -110,6 +110,9 @@ type proposal struct {
 	index uint64
 	term  uint64
 	done  chan result
+	// ann, a remote call's, is told before the applier answers any of the
+	// entries it applies with this one (apply.go), nil otherwise.
+	ann announcer
 }
 
 type readRequest struct {
@@ -340,7 +343,7 @@ func notLeader(v *view) error {
 // ErrStopped, so that they can go on; a call held up by the state machine
 // itself (Validate, ReadDirty) waits for them.
 func (s *Server) Write(ctx context.Context, command []byte) ([]byte, error) {
-	return s.write(ctx, command, callerOwns)
+	return s.write(ctx, command, callerOwns, nil)
 }
 
 // commandOwner says whose buffer a command is in.
@@ -356,7 +359,7 @@ const (
 )
 
 // write is Write, for a command owned as owner says.
-func (s *Server) write(ctx context.Context, command []byte, owner commandOwner) ([]byte, error) {
+func (s *Server) write(ctx context.Context, command []byte, owner commandOwner, ann announcer) ([]byte, error) {
 	if err := s.admitCommand(ctx, command); err != nil {
 		return nil, err
 	}
@@ -366,7 +369,7 @@ func (s *Server) write(ctx context.Context, command []byte, owner commandOwner) 
 	if owner == callerOwns {
 		command = append([]byte(nil), command...)
 	}
-	return s.commit(ctx, raft.EntryNormal, command)
+	return s.commit(ctx, raft.EntryNormal, command, ann)
 }
 
 // admitCommand checks, before anything is proposed, that this server leads
@@ -391,10 +394,13 @@ func (s *Server) admitCommand(ctx context.Context, command []byte) error {
 
 // commit proposes an entry of kind with data, which the log keeps, and
 // returns what applying it gave.
-func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte) ([]byte, error) {
+func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, ann announcer) ([]byte, error) {
 	start := time.Now()
 	p := proposalPool.Get().(*proposal)
-	p.kind, p.data = kind, data
+	p.kind, p.data, p.ann = kind, data, ann
+	if ann != nil {
+		ann.lend()
+	}
 	r, err := submit(ctx, s, s.propc, p, p.done)
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go

@@ -33,7 +33,7 @@ func (s *Server) openSession(ctx context.Context) (uint64, error) {
 	}
 	r := session.Record{Kind: session.Register, Time: logTime(),
 		Timeout: s.cfg.SessionTimeout.Milliseconds(), MaxSessions: uint64(s.cfg.MaxSessions)}
-	val, err := s.commit(ctx, raft.EntrySession, r.Append(nil))
+	val, err := s.commit(ctx, raft.EntrySession, r.Append(nil), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -46,12 +46,12 @@ func (s *Server) openSession(ctx context.Context) (uint64, error) {
 
 // sessionWrite appends a session's write; the applier applies its command
 // unless the session already did (and then answers with that result).
-func (s *Server) sessionWrite(ctx context.Context, id, seq, lowest uint64, command []byte) ([]byte, error) {
+func (s *Server) sessionWrite(ctx context.Context, id, seq, lowest uint64, command []byte, ann announcer) ([]byte, error) {
 	if err := s.admitCommand(ctx, command); err != nil {
 		return nil, err
 	}
 	r := session.Record{Kind: session.Write, Time: logTime(), ID: id, Seq: seq, Lowest: lowest, Command: command}
-	return s.commit(ctx, raft.EntrySession, r.Append(make([]byte, 0, sessionRecordMax+len(command))))
+	return s.commit(ctx, raft.EntrySession, r.Append(make([]byte, 0, sessionRecordMax+len(command))), ann)
 }
 
 // closeSession appends the record that makes every server forget a session.
@@ -60,7 +60,7 @@ func (s *Server) closeSession(ctx context.Context, id uint64) error {
 		return err
 	}
 	r := session.Record{Kind: session.Close, Time: logTime(), ID: id}
-	_, err := s.commit(ctx, raft.EntrySession, r.Append(nil))
+	_, err := s.commit(ctx, raft.EntrySession, r.Append(nil), nil)
 	return err
 }
 
@@ -72,8 +72,8 @@ func (svc *rpcService) SessionOpen(args *[]byte, reply *[]byte) error {
 }
 
 func (svc *rpcService) SessionWrite(args *[]byte, reply *[]byte) error {
-	return svc.handle(args, reply, func(ctx context.Context, req *callRequest, rep *callReply) (err error) {
-		rep.Data, err = svc.s.sessionWrite(ctx, req.Session, req.Seq, req.Lowest, req.Data)
+	return svc.handleAppend(args, reply, func(ctx context.Context, req *callRequest, rep *callReply, ann announcer) (err error) {
+		rep.Data, err = svc.s.sessionWrite(ctx, req.Session, req.Seq, req.Lowest, req.Data, ann)
 		return err
 	})
 }
