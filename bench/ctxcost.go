@@ -23,8 +23,15 @@ func deadlineCost() {
 	fmt.Printf("what a deadline costs exraft: the same cluster, calls with a %v deadline and with context.Background() taking turns in %d slices; each ratio is with/without, the median of %d rounds (fresh processes)\n",
 		callTimeout, ctxSlices, *rounds)
 	perRound := make([][]float64, len(ctxWorkloads))
+	var added, own [2][]float64 // ns of processor time per op, writes and reads
 	for r := 0; r < *rounds; r++ {
 		got := measureCtx()
+		bare := got[len(got)-1]
+		for k := range added {
+			with, without := got[2*(k+1)], got[2*(k+1)+1]
+			added[k] = append(added[k], float64(with.cpu-without.cpu))
+			own[k] = append(own[k], float64(bare.cpu))
+		}
 		for i := range ctxWorkloads {
 			with, without := got[2*i], got[2*i+1]
 			if i == 0 {
@@ -44,6 +51,12 @@ func deadlineCost() {
 		fmt.Printf("%-64s %.3fx (target %v; rounds %s)\n", name+":", m, target, ratiosOf(perRound[i], "%.3f"))
 		record("compare", name, m, "x", target, perRound[i]...)
 	}
+	for k, w := range [2]string{"write", "read"} {
+		a, o := medianOf(added[k]), medianOf(own[k])
+		fmt.Printf("a deadline adds %.0f ns of this process's processor time per %s (64 callers, medians); the caller's own context.WithTimeout and cancel, alone, take %.0f ns\n", a, w, o)
+		record("compare", fmt.Sprintf("processor time a deadline adds per %s", w), a, "ns", nil, added[k]...)
+		record("compare", "of which the caller's own WithTimeout and cancel", o, "ns", nil, own[k]...)
+	}
 }
 
 func measureCtx() []result {
@@ -52,10 +65,15 @@ func measureCtx() []result {
 		check(fmt.Errorf("exraft/ctx: %v", err))
 	}
 	in := strings.NewReader(string(out))
-	rs := make([]result, 2*len(ctxWorkloads))
+	rs := make([]result, 2*len(ctxWorkloads)+1) // and the bare contexts
 	for i := range rs {
 		if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
 			check(fmt.Errorf("exraft/ctx: cannot read %q: %v", out, err))
+		}
+		if i >= 2 { // the concurrent ones: processor time per op too
+			if _, err := fmt.Fscan(in, &rs[i].cpu); err != nil {
+				check(fmt.Errorf("exraft/ctx: cannot read %q: %v", out, err))
+			}
 		}
 	}
 	return rs
@@ -70,15 +88,16 @@ func runCtxChild(s system) {
 	warmUp(system{write: write})
 	var seq [2][]time.Duration
 	var hists [4]histogram
-	var took [4]time.Duration
+	var took, used [4]time.Duration // wall and processor time
 	for range ctxSlices {
 		for k, w := range [2]func([]byte) error{s.write, write} {
 			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/ctxSlices)...)
 		}
 		for k, op := range [4]func([]byte) error{s.write, write, s.read, read} {
-			start := time.Now()
+			start, cpu := time.Now(), sampleCPU()
 			h := concurrentHist(op, *writers, *duration/ctxSlices)
 			took[k] += time.Since(start)
+			used[k] += sampleCPU().self - cpu.self
 			hists[k].add(&h)
 		}
 	}
@@ -88,8 +107,17 @@ func runCtxChild(s system) {
 	}
 	for k := range hists {
 		h := &hists[k]
-		fmt.Println(h.n, float64(h.n)/took[k].Seconds(), int64(h.quantile(0.5)), int64(h.quantile(0.99)))
+		fmt.Println(h.n, float64(h.n)/took[k].Seconds(), int64(h.quantile(0.5)), int64(h.quantile(0.99)), int64(used[k])/int64(h.n))
 	}
+	// The caller's own part: context.WithTimeout and its cancel, alone, by
+	// as many goroutines, as withDeadline makes them for every call.
+	cpu := sampleCPU()
+	h := concurrentHist(func([]byte) error {
+		_, cancel := context.WithTimeout(context.Background(), callTimeout)
+		cancel()
+		return nil
+	}, *writers, *duration/ctxSlices)
+	fmt.Println(h.n, 0, 0, 0, int64(sampleCPU().self-cpu.self)/int64(h.n))
 }
 
 func sum(ds []time.Duration) time.Duration {

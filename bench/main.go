@@ -321,6 +321,7 @@ type result struct {
 	n        int
 	rate     float64
 	p50, p99 time.Duration
+	cpu      time.Duration // processor time per op, where measured
 }
 
 func median(rs []result) result {
