@@ -12,14 +12,29 @@ type member struct {
 	Inc      uint64
 }
 
-// membership is the set of voters of one configuration, sorted by name.
+// membership is one configuration: its voters, and the servers it is
+// re-admitting, each sorted by name.
+//
+// A learner is a voter that restarted as a new incarnation and was taken
+// out of the voters to be re-admitted (maybeChangeMembership). It is in the
+// configuration, not in its leader's memory alone, so that whoever leads
+// next carries the re-admission on: a learner is caught up by every leader
+// of a configuration naming it and admitted once it holds everything
+// committed. It neither votes nor counts for any quorum. Its Inc is the
+// incarnation that was being caught up when it was listed.
 type membership struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Voters   []member
+	Learners []member
 }
 
-func (m membership) find(name string) (member, bool) {
-	for _, v := range m.Voters {
+func (m membership) find(name string) (member, bool) { return findMember(m.Voters, name) }
+
+// findLearner looks name up among the servers being re-admitted.
+func (m membership) findLearner(name string) (member, bool) { return findMember(m.Learners, name) }
+
+func findMember(ms []member, name string) (member, bool) {
+	for _, v := range ms {
 		if v.Name == name {
 			return v, true
 		}
@@ -59,26 +74,47 @@ func (m membership) quorum(minMajority int) int {
 	return q
 }
 
-// with returns a copy of m in which v replaces the voter of the same name, or
-// is added.
+// with returns a copy of m in which v is a voter: it replaces the voter of
+// the same name, or is added, and a learner of that name is admitted.
 func (m membership) with(v member) membership {
-	out := membership{Voters: make([]member, 0, len(m.Voters)+1)}
-	for _, x := range m.Voters {
-		if x.Name != v.Name {
-			out.Voters = append(out.Voters, x)
-		}
-	}
-	out.Voters = append(out.Voters, v)
-	sort.Slice(out.Voters, func(i, j int) bool { return out.Voters[i].Name < out.Voters[j].Name })
+	return membership{Voters: withMember(m.Voters, v), Learners: noneIfEmpty(withoutMember(m.Learners, v.Name))}
+}
+
+// withLearner returns a copy of m in which v is no voter but a server being
+// re-admitted.
+func (m membership) withLearner(v member) membership {
+	return membership{Voters: withoutMember(m.Voters, v.Name), Learners: withMember(m.Learners, v)}
+}
+
+// without returns a copy of m without name, as a voter or a learner.
+func (m membership) without(name string) membership {
+	return membership{Voters: withoutMember(m.Voters, name), Learners: noneIfEmpty(withoutMember(m.Learners, name))}
+}
+
+// withMember returns ms, sorted by name, with v in place of the member of
+// the same name or added.
+func withMember(ms []member, v member) []member {
+	out := append(make([]member, 0, len(ms)+1), withoutMember(ms, v.Name)...)
+	out = append(out, v)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// without returns a copy of m without the voter name.
-func (m membership) without(name string) membership {
-	out := membership{Voters: make([]member, 0, len(m.Voters))}
-	for _, x := range m.Voters {
+// noneIfEmpty keeps one form for "no learners": a configuration without
+// any is written as before learners existed (confentry.go).
+func noneIfEmpty(ms []member) []member {
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms
+}
+
+// withoutMember returns a copy of ms without name.
+func withoutMember(ms []member, name string) []member {
+	out := make([]member, 0, len(ms))
+	for _, x := range ms {
 		if x.Name != name {
-			out.Voters = append(out.Voters, x)
+			out = append(out, x)
 		}
 	}
 	return out
