@@ -262,6 +262,12 @@ func (c *core) addServer(p Peer) error {
 	if v, ok := c.self.find(p.Name); ok {
 		return c.addVoterAgain(v, p)
 	}
+	if l, ok := c.self.findLearner(p.Name); ok {
+		if l.Addr != p.Addr {
+			return ErrNameTaken
+		}
+		return nil // being re-admitted already
+	}
 	if pr := c.prs[p.Name]; pr != nil {
 		if pr.addr == p.Addr {
 			return nil // already being caught up
@@ -298,12 +304,14 @@ func (c *core) addVoterAgain(v member, p Peer) error {
 	return nil
 }
 
-// cancelJoin stops catching up a server that never became a voter.
+// cancelJoin stops catching up a server that never became a voter. A
+// learner of the configuration is no AddServer's to cancel: RemoveServer
+// ends its re-admission.
 func (c *core) cancelJoin(name string) {
 	if c.role != Leader {
 		return
 	}
-	if pr := c.prs[name]; pr != nil {
+	if pr := c.prs[name]; pr != nil && !pr.listed {
 		c.epoch++
 		if pr.learner {
 			delete(c.prs, name)
@@ -316,8 +324,9 @@ func (c *core) cancelJoin(name string) {
 }
 
 // removeServer appends a configuration without name and returns its index.
+// Removing a learner of the configuration ends its re-admission.
 func (c *core) removeServer(name string) (uint64, error) {
-	if pr := c.prs[name]; c.role == Leader && pr != nil && pr.learner {
+	if pr := c.prs[name]; c.role == Leader && pr != nil && pr.learner && !pr.listed {
 		// Not in any configuration: forgetting it changes no quorum, so it
 		// needs none of a configuration change's preconditions.
 		c.cancelJoin(name)
@@ -325,6 +334,9 @@ func (c *core) removeServer(name string) (uint64, error) {
 	}
 	if err := c.canChangeMembership(); err != nil {
 		return 0, err
+	}
+	if _, ok := c.self.findLearner(name); ok {
+		return c.changeMembership(c.self.without(name)), nil
 	}
 	if _, ok := c.self.find(name); !ok {
 		return 0, ErrUnknownServer
@@ -368,9 +380,10 @@ func (c *core) maybeChangeMembership() {
 				// commit with the new incarnation alone what the old one
 				// voted against (docs/design.md §2). So, one server at a
 				// time: without the old incarnation first, caught up as a
-				// learner meanwhile, then admitted.
-				pr.learner = true
-				c.changeMembership(c.self.without(name))
+				// learner meanwhile, then admitted. The learner is in the
+				// configuration, so that a leader change in between does
+				// not strand it.
+				c.changeMembership(c.self.withLearner(member{Name: name, Addr: pr.addr, Inc: pr.inc}))
 				return
 			}
 			pr.joining = false
