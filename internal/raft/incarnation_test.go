@@ -496,3 +496,29 @@ func TestCoreIncarnationRejoinIsNoAddServersToCancel(t *testing.T) {
 	n.healAll()
 	awaitVoter(t, n, "c", 777, 300)
 }
+
+// TestCoreIncarnationCancelJoinKeepsAutoRejoin: with autoRejoin the leader
+// re-admits a restarted voter whether or not anyone asked; an AddServer of
+// it that its caller gave up on (CancelJoin) must not call that off. Before,
+// it did, and nothing would start it again while the leader lasted.
+func TestCoreIncarnationCancelJoinKeepsAutoRejoin(t *testing.T) {
+	n := newCluster(t, 67, names3)
+	a := n.forceLeader("a")
+	n.settle(100)
+	n.isolate("c")
+	n.start("c", testCoreConfig("c", names3, 777, n.rng))
+	n.heal("a", "c")
+	// a hears c/777, and from then on nothing reaches c or comes from it.
+	noticed := func(m Message) bool { return a.prs["c"].joining && (m.To == "c" || m.From == "c") }
+	for i := 0; i < 50 && !a.prs["c"].joining; i++ {
+		n.tickEach()
+		n.deliverDropping(noticed)
+	}
+	require.True(t, a.prs["c"].joining, "a did not notice c/777")
+	_, ok := a.self.find("c")
+	require.True(t, ok, "setup: a started re-admitting c already")
+	require.NoError(t, a.addServer(Peer{Name: "c", Addr: "c"}))
+	a.cancelJoin("c")
+	n.healAll()
+	awaitVoter(t, n, "c", 777, 300)
+}

@@ -319,6 +319,9 @@ func (c *core) cancelJoin(name string) {
 		} else {
 			pr.joining = false
 			pr.verify = false
+			// A restarted voter is re-admitted whether anyone asked or
+			// not: the caller giving up calls off only what it started.
+			c.noticeIncarnation(name, pr)
 		}
 	}
 }
