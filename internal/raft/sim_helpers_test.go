@@ -321,7 +321,15 @@ type sim struct {
 	reads      map[uint64]*readRecord
 	readDone   map[uint64]bool
 	finMax     uint64 // newest index a finished write or read covers
-	err        error  // first violation noticed while collecting output
+	// members are the servers the cluster means to keep: every name a
+	// committed configuration made a voter or a learner, unless a
+	// RemoveServer since (at the index in removedAt, until a later
+	// committed configuration names it again) asked it out. Once the
+	// network heals, each that is up must be a voter as the incarnation
+	// running (settle).
+	members   map[string]bool
+	removedAt map[string]uint64
+	err       error // first violation noticed while collecting output
 
 	events []event // ring of the last traceLen, or everything when verbose
 	evNext int
@@ -342,17 +350,19 @@ type simStats struct {
 func newSim(seed uint64, o simOptions) *sim {
 	rng := rand.New(rand.NewPCG(seed, 0x65787261667473))
 	s := &sim{
-		seed:     seed,
-		rng:      rng,
-		opts:     o,
-		nodes:    map[string]*server{},
-		net:      newNetwork(nil, rng),
-		global:   true,
-		leaders:  map[uint64]serverID{},
-		logRecs:  map[indexTerm]logRecord{},
-		props:    map[string]*proposal{},
-		reads:    map[uint64]*readRecord{},
-		readDone: map[uint64]bool{},
+		seed:      seed,
+		rng:       rng,
+		opts:      o,
+		nodes:     map[string]*server{},
+		net:       newNetwork(nil, rng),
+		global:    true,
+		leaders:   map[uint64]serverID{},
+		logRecs:   map[indexTerm]logRecord{},
+		props:     map[string]*proposal{},
+		reads:     map[uint64]*readRecord{},
+		readDone:  map[uint64]bool{},
+		members:   map[string]bool{},
+		removedAt: map[string]uint64{},
 	}
 	// A message sent over a cut link stays in flight: it is lost only if
 	// the link is still cut when the schedule delivers it.
@@ -398,6 +408,7 @@ func newSim(seed uint64, o simOptions) *sim {
 	}
 	for _, name := range boot {
 		s.start(name, boot, 0)
+		s.members[name] = true
 	}
 	s.boot = len(boot)
 	return s

@@ -346,6 +346,9 @@ func (s *sim) recordCommits(n *server) error {
 		s.committed = append(s.committed, commitRecord{term: e.Term, key: entryKey(e), recTerm: c.term, by: n.id()})
 		s.newCommits = append(s.newCommits, i)
 		s.stats.commits++
+		if e.Type == EntryConfig {
+			s.configCommitted(i, e)
+		}
 	}
 	n.commit = c.commit
 	s.stats.maxCommit = max(s.stats.maxCommit, c.commit)
@@ -394,4 +397,20 @@ func (s *sim) checkLogMatching(n *server) error {
 		n.terms = append(n.terms, e.Term)
 	}
 	return nil
+}
+
+// configCommitted records whom the configuration entry e, committed at i,
+// keeps in the cluster (sim.members).
+func (s *sim) configCommitted(i uint64, e *Entry) {
+	m, err := decodeMembership(e.Data)
+	if err != nil {
+		s.violate("committed configuration entry at %d does not decode: %v", i, err)
+		return
+	}
+	for _, v := range append(m.Voters, m.Learners...) {
+		s.members[v.Name] = true
+		if at, ok := s.removedAt[v.Name]; ok && i > at {
+			delete(s.removedAt, v.Name)
+		}
+	}
 }
