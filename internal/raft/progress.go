@@ -86,7 +86,8 @@ func (c *core) syncProgress() {
 		_, listed := c.self.findLearner(name)
 		switch {
 		case voter:
-			pr.learner, pr.listed, pr.leaving = false, false, false // its configuration entry is in the log now
+			// Its configuration entry is in the log now.
+			pr.learner, pr.listed, pr.leaving = false, false, false
 		case listed:
 			pr.readmit()
 		case !pr.learner || pr.listed:
