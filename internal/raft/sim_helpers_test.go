@@ -373,6 +373,7 @@ func newSim(seed uint64, o simOptions) *sim {
 		s.ev(event{kind: evDeliver, m: m})
 		if m.Type == MsgSnap {
 			s.restore(s.nodes[m.To], m)
+			s.snapshotSent(m)
 		}
 	}
 	s.net.onLose = func(m Message, why string) {

@@ -152,6 +152,18 @@ func (s *sim) restore(n *server, m Message) {
 	s.restoreSessions(n, from, m.LastIndex)
 }
 
+// snapshotSent tells the sender of a snapshot header just delivered that
+// the transfer finished, as its driver would once the bytes are across:
+// whether the receiver's core takes the header is another matter.
+func (s *sim) snapshotSent(m Message) {
+	from := s.nodes[m.From]
+	if from == nil || from.c == nil || from.inc != m.FromInc {
+		return
+	}
+	from.c.reportSnapshot(m.To, m.LastIndex, SnapshotFinished)
+	s.net.collect(from.name)
+}
+
 // snapshotLost tells the sender of a lost snapshot header that the
 // transfer failed, as its driver would.
 func (s *sim) snapshotLost(m Message) {
