@@ -357,6 +357,13 @@ const (
 	removalAppended               // to the leader and one follower
 )
 
+func (r removalState) String() string {
+	if r == removalCommitted {
+		return "listing committed"
+	}
+	return "listing appended"
+}
+
 // startReadmission runs a, b, c with a leading until a has appended the
 // configuration that lists c, restarted as c/777, as a learner to be
 // re-admitted, and returns the network, a, and c/777. From that moment
@@ -420,7 +427,7 @@ func awaitVoter(t *testing.T, n *network, name string, inc uint64, max int) *cor
 // leadership changed or was only appended makes no difference.
 func TestCoreIncarnationRejoinSurvivesLeaderChange(t *testing.T) {
 	for _, state := range []removalState{removalCommitted, removalAppended} {
-		t.Run(fmt.Sprint("removal state ", state), func(t *testing.T) {
+		t.Run(state.String(), func(t *testing.T) {
 			n, _, c2 := startReadmission(t, state)
 			n.forceLeader("b")
 			n.healAll()
