@@ -2,6 +2,8 @@ package exraft
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -22,6 +24,8 @@ type view struct {
 	// committedMembers are the voters of the latest committed configuration.
 	committedMembers []Peer
 	transferee       string // the voter this leader hands over to, while it does
+	termCommitted    bool   // an entry of this term is committed (raft.Status)
+	unanimous        bool   // the configuration needs every voter (raft.Status)
 }
 
 // board holds the latest view and wakes every waiter when it changes, so
@@ -146,16 +150,50 @@ func (s *Server) await(ctx context.Context, cond func(v *view) (bool, error)) er
 }
 
 // AwaitLeader returns the leader this server knows, blocking until it learns
-// one. It fails with ctx.Err() if ctx ends first and ErrStopped if the server
-// stops.
+// one. On the leader itself it returns once an entry of the leader's term
+// has committed: the leader can then serve, and a majority holds the
+// configuration it wrote first. Before that, in a new cluster, the
+// configuration is still InitialConfig, in which an election needs every
+// voter: a leader stopped then leaves the others unable to elect until it
+// comes back.
+//
+// It fails with ErrStopped if the server stops, and with ctx.Err() if ctx
+// ends first; when the configuration in use is still the initial one, that
+// error says so and names the voters an election needs.
 func (s *Server) AwaitLeader(ctx context.Context) (Peer, error) {
 	if s.isStopped() {
 		return Peer{}, ErrStopped
 	}
 	var p Peer
+	var last view
 	err := s.await(ctx, func(v *view) (bool, error) {
-		p = v.leader
-		return p.Name != "", nil
+		p, last = v.leader, *v
+		return p.Name != "" && (p.Name != s.name || v.termCommitted), nil
 	})
+	if err != nil && ctx.Err() != nil {
+		err = s.whyNoLeader(err, last)
+	}
 	return p, err
+}
+
+// whyNoLeader adds to err, the end of AwaitLeader's ctx, what the wait was
+// waiting on.
+func (s *Server) whyNoLeader(err error, v view) error {
+	switch {
+	case v.leader.Name == s.name:
+		return fmt.Errorf("%w: this server leads in term %d, but no entry of that term has committed yet: it waits for answers from enough of %s", err, v.term, peerNames(v.members))
+	case v.leader.Name == "" && v.unanimous:
+		return fmt.Errorf("%w: no leader yet, and the configuration is still InitialConfig, in which an election needs every voter (%s): start any that are down, blank if need be", err, peerNames(v.members))
+	case v.leader.Name == "":
+		return fmt.Errorf("%w: no leader yet in term %d: an election needs votes from enough of %s", err, v.term, peerNames(v.members))
+	}
+	return err
+}
+
+func peerNames(ps []Peer) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
 }

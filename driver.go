@@ -399,7 +399,8 @@ func (s *Server) publish() {
 	s.meters.noteView(st.Leader.Name, [2]uint64{st.Counts.PreVotes, st.Counts.Elections})
 	k := pubKey{role: roleOf(st.Role), term: st.Term, leader: st.Leader, commit: st.Commit,
 		last: st.LastIndex, first: st.FirstIndex, snapshot: st.SnapshotIndex,
-		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee}
+		cfg: st.ConfigIndex, committedCfg: st.CommittedConfigIndex, epoch: st.Epoch, transferee: st.Transferee,
+		termCommitted: st.TermCommitted, unanimous: st.Unanimous}
 	first := !s.published
 	if !first && k == s.pub {
 		return
@@ -414,6 +415,12 @@ func (s *Server) publish() {
 		// The Node builds this list anew, so only when it may differ.
 		s.learners = peersOf(s.node.Learners())
 	}
+	if first || k.role != s.pub.role || k.cfg != s.pub.cfg {
+		// Status.Peers would otherwise wait for the next tick: a leader
+		// just elected would report no peers to the waiter its election
+		// wakes.
+		s.publishPeers()
+	}
 	s.pub, s.published = k, true
 	s.board.set(view{
 		role:             k.role,
@@ -427,6 +434,8 @@ func (s *Server) publish() {
 		learners:         s.learners,
 		committedMembers: s.committedMembers,
 		transferee:       k.transferee,
+		termCommitted:    k.termCommitted,
+		unanimous:        k.unanimous,
 	})
 }
 
@@ -474,6 +483,8 @@ type pubKey struct {
 	cfg, committedCfg uint64 // indexes of the configurations in use and committed
 	epoch             uint64
 	transferee        string
+	termCommitted     bool
+	unanimous         bool
 }
 
 // failLeftovers fails the requests that the driver left behind when it

@@ -29,7 +29,11 @@ import (
 type StateMachine interface {
 	// Apply applies a committed command. It is called on every server, in log
 	// order, exactly once per command, and its result is returned by the
-	// Write that proposed the command.
+	// Write that proposed the command. command is a view of the log's own
+	// storage, which packs many entries' commands together: Apply must not
+	// change it, and what it keeps of it, or returns, it should copy
+	// (converting to a string copies), lest it keep alive log memory that
+	// compaction would have freed.
 	Apply(command []byte) []byte
 	// Query answers a read. It must not change the state.
 	Query(query []byte) []byte

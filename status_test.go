@@ -84,3 +84,19 @@ func fmtUnreachable(us []exraft.Unreachable) string {
 	}
 	return out
 }
+
+// TestStatusPeersFromTheFirstMoment: a leader lists its peers as soon as it
+// leads, not from its next tick on. Ticks here come once a second (half the
+// heartbeat interval) and elections only when triggered, so without the
+// peers published with the new role the list is empty when the election's
+// waiter looks.
+func TestStatusPeersFromTheFirstMoment(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *exraft.Config) {
+		cfg.HeartbeatInterval, cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax = 2*time.Second, time.Minute, 2*time.Minute
+	}})
+	s := c.Live()[0]
+	require.NoError(t, s.TriggerElection(testkit.Ctx(t, testkit.WaitLong)))
+	st, err := s.WaitStatus(testkit.Ctx(t, testkit.WaitLong), func(st exraft.Status) bool { return st.Role == exraft.Leader })
+	require.NoError(t, err)
+	require.Len(t, st.Peers, 2, "the new leader's peers: %+v", st.Peers)
+}

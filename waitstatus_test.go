@@ -3,6 +3,7 @@ package exraft_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -125,4 +126,72 @@ func TestWaitStatusDoesNotPoll(t *testing.T) {
 	})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.LessOrEqual(t, calls.Load(), int32(3), "an idle server that waits to be added changes nothing: cond ran %d times", calls.Load())
+}
+
+// TestLeaderStoppedRightAfterAwaitLeaderIsReplaced: until its first
+// configuration, which binds the voters' incarnations, reaches a follower,
+// a new cluster's configuration is InitialConfig, in which an election
+// needs every voter. AwaitLeader on the leader therefore returns only once
+// an entry of its term has committed, so that a user who stops the leader
+// it returned leaves two servers that elect another. Without that wait the
+// two stay candidates for good whenever the leader stops before its first
+// append lands; the network delays every write by up to 20 ms to hold
+// that window open.
+func TestLeaderStoppedRightAfterAwaitLeaderIsReplaced(t *testing.T) {
+	for range 5 {
+		n := testkit.NewNet()
+		n.MakeFlaky(1000, 0, 20*time.Millisecond)
+		c := testkit.StartCluster(t, 3, testkit.Options{Net: n})
+		var leader *exraft.Server
+		testkit.Eventually(t, testkit.WaitLong, func() bool {
+			for _, s := range c.Live() {
+				if s.Status().Role == exraft.Leader {
+					leader = s
+					return true
+				}
+			}
+			return false
+		}, "a server elected")
+		p, err := leader.AwaitLeader(testkit.Ctx(t, testkit.WaitLong))
+		require.NoError(t, err)
+		require.Equal(t, leader.Name(), p.Name)
+		require.NoError(t, c.Stop(p.Name))
+		for _, s := range c.Live() {
+			_, err := s.WaitStatus(testkit.Ctx(t, testkit.WaitLong), func(st exraft.Status) bool {
+				return st.Leader.Name != "" && st.Leader.Name != p.Name
+			})
+			require.NoError(t, err, "%s: the survivors elect a leader", s.Name())
+		}
+		for _, s := range c.Live() {
+			require.NoError(t, c.Stop(s.Name()))
+		}
+	}
+}
+
+// TestAwaitLeaderSaysWhatItWaitsOn: a new cluster with a voter of
+// InitialConfig missing cannot elect anyone; AwaitLeader's error, when ctx
+// ends, still is ctx's, and says that every voter is needed and which.
+func TestAwaitLeaderSaysWhatItWaitsOn(t *testing.T) {
+	peers := []exraft.Peer{{Name: "a"}, {Name: "b"}, {Name: "c", Addr: testkit.DeadAddr(t)}}
+	var lns []net.Listener
+	for i := range 2 {
+		lns = append(lns, testkit.Listen(t))
+		peers[i].Addr = lns[i].Addr().String()
+	}
+	var servers []*exraft.Server
+	for i := range 2 {
+		cfg := testkit.FastConfig(peers[i].Name)
+		cfg.Listener, cfg.InitialConfig = lns[i], peers
+		s, err := exraft.StartServer(testkit.NewKV(), cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Stop() })
+		servers = append(servers, s)
+	}
+	// Long enough for several election timeouts, so that both have tried.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*testkit.ElectMax)
+	defer cancel()
+	_, err := servers[0].AwaitLeader(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "InitialConfig")
+	require.ErrorContains(t, err, "every voter (a, b, c)")
 }

@@ -89,7 +89,8 @@ func New(cfg Config) *Node {
 	})}
 }
 
-// Step takes in one message from a peer.
+// Step takes in one message from a peer. The log keeps copies of the
+// payloads of the entries it takes in, not m's.
 func (n *Node) Step(m Message) { n.c.step(m) }
 
 // Tick advances the logical clock by one tick.
@@ -98,7 +99,8 @@ func (n *Node) Tick() { n.c.tick() }
 // Propose appends commands to the leader's log and returns the index of the
 // first and the term they were appended in. Each entry's Type is
 // EntryNormal or EntrySession, and its Data the command; Propose sets Index
-// and Term in es, and the log keeps copies, so the caller may reuse es.
+// and Term in es, and the log keeps copies of the entries and their Data, so
+// the caller may reuse es and the commands' buffers.
 func (n *Node) Propose(es []Entry) (first, term uint64, err error) { return n.c.propose(es) }
 
 // ReadIndex registers a linearizable read under the driver's id; Ready
@@ -187,6 +189,15 @@ type Status struct {
 	// Transferee is the voter the leader hands over to, while it does.
 	Transferee string
 	Counts     Counts
+	// TermCommitted: an entry of the current term is committed. A leader
+	// then knows everything committed before it (§8), and its first
+	// configuration, which binds the voters' incarnations, is held by a
+	// majority, so that its death no longer leaves a cluster that needs
+	// every voter of InitialConfig to elect the next (see Unanimous).
+	TermCommitted bool
+	// Unanimous: the configuration in use names a voter without its
+	// incarnation, as InitialConfig does, so an election needs every voter.
+	Unanimous bool
 }
 
 // Counts are events since the Node started.
@@ -210,6 +221,10 @@ func (n *Node) Status() Status {
 	if c.lead != "" {
 		st.Leader = Peer{Name: c.lead, Addr: c.leadAddr}
 	}
+	if t, ok := c.log.term(c.commit); ok && t == c.term && c.term > 0 {
+		st.TermCommitted = true
+	}
+	st.Unanimous = c.self.unanimous()
 	in, committed := c.configs[len(c.configs)-1], c.committedRecord()
 	st.ConfigIndex, st.Members = in.index, in.peers
 	st.CommittedConfigIndex, st.CommittedMembers = committed.index, committed.peers
@@ -231,6 +246,7 @@ type Ready struct {
 	// address; ToStranger marks the addresses no configuration names.
 	Messages []Message
 	// Committed entries not handed out before, in log order, to apply.
+	// Their Data are views of the log's storage: never to be modified.
 	Committed []Entry
 	// Reads released, in the order they were registered.
 	Reads []ReadState

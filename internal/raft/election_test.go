@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -328,5 +329,39 @@ func TestCoreCountsCampaigns(t *testing.T) {
 	}
 	if a.counts.Elections != 1 {
 		t.Fatalf("after a forced election: %+v; want one election", a.counts)
+	}
+}
+
+// TestCoreStatusTermCommittedAndUnanimous: a new leader reports no entry of
+// its term committed until a majority holds its first entries, and so binds
+// the incarnations it was elected by; a follower of a new cluster reports
+// its configuration unanimous (InitialConfig, every voter needed) until
+// that binding configuration reaches it. AwaitLeader waits on the first,
+// and explains a wait that cannot end with the second.
+func TestCoreStatusTermCommittedAndUnanimous(t *testing.T) {
+	blank := func(name string) *core {
+		c := newCore(testCoreConfig(name, names3, incOf[name], rand.New(rand.NewPCG(7, 1))))
+		c.takeReady()
+		return c
+	}
+	a, b := blank("a"), blank("b")
+	status := func(c *core) Status { return (&Node{c: c}).Status() }
+	if st := status(b); !st.Unanimous || st.TermCommitted {
+		t.Fatalf("a new follower: %+v, want a unanimous configuration and nothing committed in its term", st)
+	}
+	elect(t, a, "b", "c") // InitialConfig: every voter's vote
+	rd := a.takeReady()
+	if st := status(a); st.TermCommitted || st.Unanimous {
+		t.Fatalf("a leader just elected: TermCommitted %v Unanimous %v, want false and false (it binds the voters it knows as it starts)",
+			st.TermCommitted, st.Unanimous)
+	}
+	app := onlyMsg(t, rd.Messages, MsgApp, "b")
+	b.step(app)
+	if st := status(b); st.Unanimous {
+		t.Fatalf("b after the leader's first append: Unanimous, want the bound configuration in use")
+	}
+	a.step(ackMsg("b", a.term, a.log.lastIndex(), app.Seq))
+	if st := status(a); !st.TermCommitted {
+		t.Fatalf("the leader after b holds its first entries: commit %d of last %d, TermCommitted false", st.Commit, st.LastIndex)
 	}
 }

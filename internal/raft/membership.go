@@ -62,16 +62,24 @@ func (m membership) counts(name string, inc uint64) bool {
 // majorities apply from then on.
 func (m membership) quorum(minMajority int) int {
 	q := len(m.Voters)/2 + 1
-	for _, v := range m.Voters {
-		if !v.bound() {
-			q = len(m.Voters)
-			break
-		}
+	if m.unanimous() {
+		q = len(m.Voters)
 	}
 	if minMajority > q {
 		q = minMajority
 	}
 	return q
+}
+
+// unanimous reports whether m has an unbound voter, and so needs every
+// voter to decide (see quorum).
+func (m membership) unanimous() bool {
+	for _, v := range m.Voters {
+		if !v.bound() {
+			return true
+		}
+	}
+	return false
 }
 
 // with returns a copy of m in which v is a voter: it replaces the voter of

@@ -2,7 +2,7 @@ package raft
 
 // propose appends commands to the leader's log and returns the index of the
 // first and the term they were appended in. The log keeps copies of the
-// entries, not es, whose Index and Term it sets.
+// entries and their payloads, not es, whose Index and Term it sets.
 func (c *core) propose(es []Entry) (first, term uint64, err error) {
 	if c.role != Leader {
 		return 0, 0, ErrNotLeader

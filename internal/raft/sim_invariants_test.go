@@ -316,14 +316,14 @@ func (s *sim) leaderHas(n *server, i uint64) error {
 		return nil
 	}
 	if i <= c.log.lastIndex() {
-		if e := c.log.at(i); e.Term == rec.term && sameEntry(e, rec.key) {
+		if e := c.log.at(i); e.Term == rec.term && sameEntry(&e, rec.key) {
 			return nil
 		}
 	}
 	have := "nothing"
 	if i <= c.log.lastIndex() && i > c.log.floor {
 		e := c.log.at(i)
-		have = fmt.Sprintf("%d/%s", e.Term, entryString(*e))
+		have = fmt.Sprintf("%d/%s", e.Term, entryString(e))
 	}
 	return fmt.Errorf("leader completeness: leader %v of term %d lacks index %d (%d/%s), "+
 		"seen committed by %v in term %d; it has %s there (last index %d)",
@@ -345,9 +345,9 @@ func (s *sim) recordCommits(n *server) error {
 		e := c.log.at(i)
 		if i <= uint64(len(s.committed)) {
 			rec := &s.committed[i-1]
-			if rec.term != e.Term || !sameEntry(e, rec.key) {
+			if rec.term != e.Term || !sameEntry(&e, rec.key) {
 				return fmt.Errorf("two entries committed at index %d: %d/%s (seen by %v in term %d) and %d/%s (seen by %v in term %d)",
-					i, rec.term, keyString(rec.key), rec.by, rec.recTerm, e.Term, entryString(*e), n.id(), c.term)
+					i, rec.term, keyString(rec.key), rec.by, rec.recTerm, e.Term, entryString(e), n.id(), c.term)
 			}
 			if c.term < rec.recTerm {
 				rec.recTerm, rec.by = c.term, n.id()
@@ -355,11 +355,11 @@ func (s *sim) recordCommits(n *server) error {
 			}
 			continue
 		}
-		s.committed = append(s.committed, commitRecord{term: e.Term, key: entryKey(e), recTerm: c.term, by: n.id()})
+		s.committed = append(s.committed, commitRecord{term: e.Term, key: entryKey(&e), recTerm: c.term, by: n.id()})
 		s.newCommits = append(s.newCommits, i)
 		s.stats.commits++
 		if e.Type == EntryConfig {
-			s.configCommitted(i, e)
+			s.configCommitted(i, &e)
 		}
 	}
 	n.commit = c.commit
@@ -401,10 +401,10 @@ func (s *sim) checkLogMatching(n *server) error {
 		k := indexTerm{i, e.Term}
 		rec, ok := s.logRecs[k]
 		if !ok {
-			s.logRecs[k] = logRecord{prevTerm: prevTerm, key: entryKey(e)}
-		} else if rec.prevTerm != prevTerm || !sameEntry(e, rec.key) {
+			s.logRecs[k] = logRecord{prevTerm: prevTerm, key: entryKey(&e)}
+		} else if rec.prevTerm != prevTerm || !sameEntry(&e, rec.key) {
 			return fmt.Errorf("log matching: %v holds %d/%s at index %d after term %d; another log holds %s there after term %d",
-				n.id(), e.Term, entryString(*e), i, prevTerm, keyString(rec.key), rec.prevTerm)
+				n.id(), e.Term, entryString(e), i, prevTerm, keyString(rec.key), rec.prevTerm)
 		}
 		n.terms = append(n.terms, e.Term)
 	}

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func AwaitLeader(t testing.TB, candidates []*exraft.Server, exclude ...string) *
 	Eventually(t, WaitLong, func() bool {
 		for _, s := range candidates {
 			st := s.Status()
-			if st.Role == exraft.Leader && !slices.Contains(exclude, st.Name) {
+			if st.Role == exraft.Leader && !slices.Contains(exclude, st.Name) && ready(s) {
 				leader = s
 				return true
 			}
@@ -133,4 +134,15 @@ func agreed(servers []*exraft.Server) (*exraft.Server, uint64, bool) {
 		return nil, 0, false
 	}
 	return leader, ls.LastIndex, true
+}
+
+// ready reports whether leader s has committed an entry of its term, as its
+// AwaitLeader waits for: a test that stops the leader it was handed would
+// otherwise, now and then, stop one whose first configuration no follower
+// holds yet, leaving the others a configuration that needs every voter.
+func ready(s *exraft.Server) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	p, err := s.AwaitLeader(ctx)
+	return err == nil && p.Name == s.Name()
 }
