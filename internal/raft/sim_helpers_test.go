@@ -84,6 +84,19 @@ type server struct {
 	seqs      map[idSeq]uint64
 	snapTable []byte
 	snapSeqs  map[idSeq]uint64
+
+	// kept is the snapshot held before a restore whose header the core
+	// has yet to take in: if the core refuses it, this one is still the
+	// snapshot the server sends, as its driver keeps only a snapshot the
+	// core took (snapshotTaken).
+	kept *heldSnapshot
+}
+
+// heldSnapshot is the snapshot a server holds, to send should it lead.
+type heldSnapshot struct {
+	index, hash uint64
+	table       []byte
+	seqs        map[idSeq]uint64
 }
 
 func (n *server) id() serverID { return serverID{n.name, n.inc} }
@@ -374,6 +387,11 @@ func newSim(seed uint64, o simOptions) *sim {
 		if m.Type == MsgSnap {
 			s.restore(s.nodes[m.To], m)
 			s.snapshotSent(m)
+		}
+	}
+	s.net.onStepped = func(m Message) {
+		if m.Type == MsgSnap {
+			s.snapshotTaken(s.nodes[m.To], m)
 		}
 	}
 	s.net.onLose = func(m Message, why string) {

@@ -142,6 +142,7 @@ func (s *sim) restore(n *server, m Message) {
 		return
 	}
 	from := s.nodes[m.From]
+	n.kept = &heldSnapshot{index: n.snapIndex, hash: n.snapHash, table: n.snapTable, seqs: n.snapSeqs}
 	n.hash, n.applied = from.snapHash, m.LastIndex
 	n.snapIndex, n.snapHash = m.LastIndex, from.snapHash
 	s.stats.installs++
@@ -150,6 +151,20 @@ func (s *sim) restore(n *server, m Message) {
 		s.violate("%v restored a snapshot at index %d that differs from the state the others applied there", n.id(), m.LastIndex)
 	}
 	s.restoreSessions(n, from, m.LastIndex)
+}
+
+// snapshotTaken runs once n's core has stepped a snapshot's header that n
+// restored: a core that refused it (a stale leader's, or one from a leader
+// it does not know yet, inside its lease) still has its earlier snapshot,
+// and that is the one n holds to send, as its driver would.
+func (s *sim) snapshotTaken(n *server, m Message) {
+	if n == nil || n.kept == nil {
+		return
+	}
+	if n.c.snap.index != m.LastIndex {
+		n.snapIndex, n.snapHash, n.snapTable, n.snapSeqs = n.kept.index, n.kept.hash, n.kept.table, n.kept.seqs
+	}
+	n.kept = nil
 }
 
 // snapshotSent tells the sender of a snapshot header just delivered that
