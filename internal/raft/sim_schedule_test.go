@@ -131,7 +131,13 @@ func (s *sim) healthy(skip string, strict bool) bool {
 	if ref == nil {
 		return false
 	}
-	for _, m := range []membership{ref.c.self, ref.c.committedConfig()} {
+	// Servers being caught up may be admitted at any time, dead or not, so
+	// the configuration with them as voters must keep its quorum too.
+	confs := []membership{ref.c.self, ref.c.committedConfig(), admitted(ref.c.self)}
+	for _, l := range s.leadersNow() {
+		confs = append(confs, admittedBy(l.c))
+	}
+	for _, m := range confs {
 		up, q := s.counting(m, ref.minMaj, skip)
 		if strict && len(ref.c.configs) == 1 {
 			q = len(m.Voters)
@@ -141,6 +147,26 @@ func (s *sim) healthy(skip string, strict bool) bool {
 		}
 	}
 	return true
+}
+
+// admitted is m with every learner made a voter, as the incarnation listed.
+func admitted(m membership) membership {
+	for _, l := range m.Learners {
+		m = m.with(l)
+	}
+	return m
+}
+
+// admittedBy is the configuration of the leader c with every server it is
+// catching up to admit made a voter, as the incarnation it last heard.
+func admittedBy(c *core) membership {
+	m := c.self
+	for _, name := range c.prNames {
+		if pr := c.prs[name]; pr.joining && pr.inc != 0 {
+			m = m.with(member{Name: name, Addr: pr.addr, Inc: pr.inc})
+		}
+	}
+	return m
 }
 
 // mayCrash: in most seeds a crash must leave a quorum of counting voters
