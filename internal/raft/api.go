@@ -116,11 +116,15 @@ func (n *Node) TriggerElection() error { return n.c.askToLead() }
 // AddServer starts catching p up to make it a voter; see JoinState.
 func (n *Node) AddServer(p Peer) error { return n.c.addServer(p) }
 
-// CancelJoin stops catching up a server that has not become a voter.
+// CancelJoin stops catching up a server that has not become a voter. A
+// restarted voter's re-admission is not AddServer's, and goes on: whether
+// the voter is still listed as one or already a learner of the
+// configuration (docs/design.md §2).
 func (n *Node) CancelJoin(name string) { n.c.cancelJoin(name) }
 
-// RemoveServer appends a configuration without name and returns its index;
-// 0 when name was only being caught up and is simply forgotten.
+// RemoveServer appends a configuration without name, as a voter or a
+// learner being re-admitted, and returns its index; 0 when name was only
+// being caught up by AddServer and is simply forgotten.
 func (n *Node) RemoveServer(name string) (uint64, error) { return n.c.removeServer(name) }
 
 // Compact records that the state machine's snapshot covers index, which

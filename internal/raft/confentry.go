@@ -8,27 +8,37 @@ import (
 )
 
 // A configuration entry's Data is a membership in msgpack, the layout the
-// reflective encoder gives the as_array structs member and membership: a
-// one-element array holding the voters, each an array of Name, Addr and Inc,
+// reflective encoder gives the as_array structs member and membership: an
+// array of the voters and, only when there are any, the learners, each list
+// an array of members and each member an array of Name, Addr and Inc,
 // strings in their shortest form and Inc always as a full uint64. Servers of
-// earlier builds, which encoded it with msgpack itself, share logs with these
-// during a rolling upgrade, so the bytes must not change. Writing them here
-// keeps the codec out of the protocol; confentry_test.go checks them against
-// msgpack.
+// earlier builds, which encoded it with msgpack itself and knew no learners,
+// share logs with these during a rolling upgrade, so a configuration without
+// learners is written as they wrote it, a one-element array, byte for byte;
+// the number of elements is what tells the two layouts apart. Writing them
+// here keeps the codec out of the protocol; confentry_test.go checks them
+// against msgpack.
 
 // encodeMembership returns the Data of a configuration entry holding m.
 func encodeMembership(m membership) []byte {
-	size := 2 + 5
-	for _, v := range m.Voters {
+	size := 1 + 2*5
+	for _, v := range append(m.Voters, m.Learners...) {
 		size += 1 + 5 + len(v.Name) + 5 + len(v.Addr) + 9
 	}
 	b := make([]byte, 0, size)
-	b = append(b, 0x91)
-	if m.Voters == nil {
+	if len(m.Learners) == 0 {
+		return appendMembers(append(b, 0x91), m.Voters)
+	}
+	return appendMembers(appendMembers(append(b, 0x92), m.Voters), m.Learners)
+}
+
+// appendMembers writes a list of members; nil is msgpack's nil.
+func appendMembers(b []byte, ms []member) []byte {
+	if ms == nil {
 		return append(b, 0xc0)
 	}
-	b = appendArrayHeader(b, len(m.Voters))
-	for _, v := range m.Voters {
+	b = appendArrayHeader(b, len(ms))
+	for _, v := range ms {
 		b = append(b, 0x93)
 		b = appendString(b, v.Name)
 		b = appendString(b, v.Addr)
@@ -64,33 +74,21 @@ func appendString(b []byte, s string) []byte {
 
 var errConfEntry = errors.New("raft: bad configuration entry")
 
-// decodeMembership reads what encodeMembership wrote. The entry came from a
-// peer, so every length is checked against the bytes left before anything
-// is allocated. It accepts the shortest and the longer forms msgpack allows
-// for each header and integer, and nothing msgpack itself would refuse.
+// decodeMembership reads what encodeMembership wrote, in either layout. The
+// entry came from a peer, so every length is checked against the bytes left
+// before anything is allocated. It accepts the shortest and the longer forms
+// msgpack allows for each header and integer, and nothing msgpack itself
+// would refuse.
 func decodeMembership(b []byte) (membership, error) {
 	d := confDecoder{b: b}
-	if n := d.arrayLen(); n != 1 {
-		return membership{}, d.fail("%d fields, want 1", n)
+	n := d.arrayLen()
+	if d.err == nil && n != 1 && n != 2 {
+		return membership{}, d.fail("%d fields, want 1 or 2", n)
 	}
 	var m membership
-	if d.peek() == 0xc0 {
-		d.i++
-	} else {
-		// A voter takes at least four bytes: its header and three fields.
-		n := d.arrayLen()
-		if d.err == nil && n > (len(d.b)-d.i)/4 {
-			return membership{}, d.fail("%d voters in %d bytes", n, len(d.b)-d.i)
-		}
-		m.Voters = make([]member, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			if k := d.arrayLen(); k != 3 {
-				return membership{}, d.fail("a voter of %d fields, want 3", k)
-			}
-			m.Voters[i].Name = d.str()
-			m.Voters[i].Addr = d.str()
-			m.Voters[i].Inc = d.uint()
-		}
+	m.Voters = d.members()
+	if n == 2 {
+		m.Learners = noneIfEmpty(d.members())
 	}
 	if d.err == nil && d.i != len(d.b) {
 		d.fail("%d bytes after the configuration", len(d.b)-d.i)
@@ -99,6 +97,34 @@ func decodeMembership(b []byte) (membership, error) {
 		return membership{}, d.err
 	}
 	return m, nil
+}
+
+// members reads a list of members, or nil.
+func (d *confDecoder) members() []member {
+	if d.peek() == 0xc0 {
+		d.i++
+		return nil
+	}
+	// A member takes at least four bytes: its header and three fields.
+	n := d.arrayLen()
+	if d.err != nil {
+		return nil
+	}
+	if n > (len(d.b)-d.i)/4 {
+		d.fail("%d members in %d bytes", n, len(d.b)-d.i)
+		return nil
+	}
+	ms := make([]member, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		if k := d.arrayLen(); k != 3 {
+			d.fail("a member of %d fields, want 3", k)
+			return nil
+		}
+		ms[i].Name = d.str()
+		ms[i].Addr = d.str()
+		ms[i].Inc = d.uint()
+	}
+	return ms
 }
 
 type confDecoder struct {

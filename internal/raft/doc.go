@@ -32,6 +32,7 @@
 //	The leader's view of each follower (Progress)    progress.go     thesis §6.2
 //	Session records go through the log as commands   replication.go  thesis §6.3; docs/design.md §10
 //	Incarnations: only the bound one counts          incarnation.go  docs/design.md §2
+//	Re-admission: learners are the configuration's   membership.go   docs/design.md §2; thesis §4.2.1
 //	Bootstrap: every voter until incarnations bind   membership.go   docs/design.md §3
 //	Snapshots: compaction, InstallSnapshot receiver  snapshot.go     §7, Figure 13; thesis §5.1–§5.4
 //	A follower being sent a snapshot gets no appends progress.go     thesis §5.4.1

@@ -347,3 +347,185 @@ func TestCoreIncarnationRejoinSteps(t *testing.T) {
 		assert.Len(t, confs, tc.steps, "%d servers: configuration entries %v", len(tc.names), confs)
 	}
 }
+
+// removalState is how far the configuration that lists a restarted voter
+// as a learner got before the leader changed.
+type removalState uint8
+
+const (
+	removalCommitted removalState = iota
+	removalAppended               // to the leader and one follower
+)
+
+func (r removalState) String() string {
+	if r == removalCommitted {
+		return "listing committed"
+	}
+	return "listing appended"
+}
+
+// startReadmission runs a, b, c with a leading until a has appended the
+// configuration that lists c, restarted as c/777, as a learner to be
+// re-admitted, and returns the network, a, and c/777. From that moment
+// nothing reaches c or comes from it, so a cannot admit it, and c ends cut
+// off; with removalAppended b's acknowledgements stop reaching a too, so the
+// configuration reaches b but does not commit.
+func startReadmission(t *testing.T, state removalState) (*network, *core, *core) {
+	n := newCluster(t, 61, names3)
+	a := n.forceLeader("a")
+	n.settle(100)
+	for i := range 3 {
+		a.propose(normal([]byte(fmt.Sprint(i))))
+	}
+	n.collect("a")
+	n.deliverAll()
+	c2 := n.start("c", testCoreConfig("c", names3, 777, n.rng))
+	listed := func() bool { _, ok := a.self.findLearner("c"); return ok }
+	stop := func(m Message) bool {
+		return listed() && (m.To == "c" || m.From == "c" || state == removalAppended && m.From == "b" && m.To == "a")
+	}
+	for i := 0; i < 200 && !listed(); i++ {
+		n.tickEach()
+		n.deliverDropping(stop)
+	}
+	require.True(t, listed(), "a did not start re-admitting c: its configuration is %+v", a.self)
+	_, bLists := n.cores["b"].self.findLearner("c")
+	require.True(t, bLists, "b did not receive the configuration listing c as a learner")
+	require.Equal(t, state == removalCommitted, a.commit >= a.pendingConf, "the configuration listing c committed")
+	n.isolate("c")
+	return n, a, c2
+}
+
+// awaitVoter ticks the network until its leader has committed a
+// configuration with name as incarnation inc and name holds the leader's
+// log, or max ticks; it returns the leader.
+func awaitVoter(t *testing.T, n *network, name string, inc uint64, max int) *core {
+	t.Helper()
+	for i := 0; i < max; i++ {
+		if l := n.leader(); l != nil {
+			if v, ok := l.committedConfig().find(name); ok && v.Inc == inc && n.cores[name].log.lastIndex() == l.log.lastIndex() {
+				return l
+			}
+		}
+		n.tickAll(1)
+	}
+	l := n.leader()
+	require.NotNil(t, l, "no leader after %d ticks", max)
+	v, ok := l.committedConfig().find(name)
+	t.Fatalf("after %d ticks leader %s (term %d) has %s as %+v (a voter: %v) in its committed configuration %+v; %s holds %d of %d entries",
+		max, l.cfg.name, l.term, name, v, ok, l.committedConfig(), name, n.cores[name].log.lastIndex(), l.log.lastIndex())
+	return nil
+}
+
+// TestCoreIncarnationRejoinSurvivesLeaderChange: the re-admission of a
+// restarted voter is the cluster's, not its leader's. a starts re-admitting
+// c/777 with the configuration that lists it as a learner, then loses the
+// leadership to b before it admits c; b must finish the re-admission. If
+// the learner were a's alone, b's configuration would lack c and b would
+// never replicate to it again, while c, no voter of its own configuration,
+// waited for ever. Whether that configuration had committed when the
+// leadership changed or was only appended makes no difference.
+func TestCoreIncarnationRejoinSurvivesLeaderChange(t *testing.T) {
+	for _, state := range []removalState{removalCommitted, removalAppended} {
+		t.Run(state.String(), func(t *testing.T) {
+			n, _, c2 := startReadmission(t, state)
+			n.forceLeader("b")
+			n.healAll()
+			awaitVoter(t, n, "c", 777, 300)
+			require.False(t, c2.removed, "c/777 is not a voter of its configuration")
+			n.requireOneLeaderPerTerm()
+			n.appliedAgree()
+		})
+	}
+}
+
+// TestCoreIncarnationLearnerNeitherVotesNorCounts: a learner of the
+// configuration waits to be admitted: it never campaigns, however long it
+// hears from no leader, and its acknowledgements commit nothing.
+// (Were it counted, a and c/777 would commit x; admitting c waits for the
+// configuration that lists it to commit.)
+func TestCoreIncarnationLearnerNeitherVotesNorCounts(t *testing.T) {
+	n, a, c2 := startReadmission(t, removalAppended)
+	n.tick("c", 10*c2.cfg.electionMax)
+	require.Equal(t, Follower, c2.role)
+	require.Zero(t, c2.counts.PreVotes+c2.counts.Elections, "the learner campaigned")
+
+	n.heal("a", "c")
+	n.cutOneWay("b", "a")
+	x, _, err := a.propose(normal([]byte("x")))
+	require.NoError(t, err)
+	n.collect("a")
+	n.deliverAll()
+	n.tickAll(2 * a.cfg.heartbeat)
+	require.Equal(t, x, a.prs["c"].match, "the learner did not acknowledge x")
+	require.Less(t, a.commit, x, "a committed x with the learner's acknowledgement")
+	n.healAll()
+	awaitVoter(t, n, "c", 777, 300)
+}
+
+// TestCoreIncarnationRemoveServerEndsRejoin: RemoveServer of a learner of
+// the configuration takes it out of the configuration, and so no leader
+// re-admits it, this one or the next.
+func TestCoreIncarnationRemoveServerEndsRejoin(t *testing.T) {
+	n, a, _ := startReadmission(t, removalCommitted)
+	idx, err := a.removeServer("c")
+	require.NoError(t, err)
+	require.NotZero(t, idx, "RemoveServer of a learner appended no configuration")
+	n.collect("a")
+	n.deliverAll()
+	require.GreaterOrEqual(t, a.commit, idx)
+	n.healAll()
+	for _, next := range []string{"a", "b"} {
+		if n.leader().cfg.name != next {
+			n.forceLeader(next)
+		}
+		n.tickAll(100)
+		l := n.leader()
+		require.NotNil(t, l)
+		require.Equal(t, membership{Voters: l.committedConfig().Voters}, l.configs[len(l.configs)-1].m, "learners left after RemoveServer")
+		require.Equal(t, "[a b]", voterNames(l.committedConfig()))
+		require.Nil(t, l.prs["c"], "leader %s still catches c up", l.cfg.name)
+		_, err = l.removeServer("c")
+		require.ErrorIs(t, err, ErrUnknownServer)
+	}
+}
+
+// TestCoreIncarnationRejoinIsNoAddServersToCancel: AddServer of a learner of
+// the configuration finds it being re-admitted (at its own address; another
+// address is refused as for a voter), and CancelJoin, which ends what an
+// AddServer started, leaves the re-admission going.
+func TestCoreIncarnationRejoinIsNoAddServersToCancel(t *testing.T) {
+	n, a, _ := startReadmission(t, removalCommitted)
+	require.ErrorIs(t, a.addServer(Peer{Name: "c", Addr: "elsewhere"}), ErrNameTaken)
+	require.NoError(t, a.addServer(Peer{Name: "c", Addr: "c"}))
+	require.Equal(t, Join{Pending: true, Known: true}, a.joinState("c"))
+	a.cancelJoin("c")
+	n.healAll()
+	awaitVoter(t, n, "c", 777, 300)
+}
+
+// TestCoreIncarnationCancelJoinKeepsAutoRejoin: with autoRejoin the leader
+// re-admits a restarted voter whether or not anyone asked; an AddServer of
+// it that its caller gave up on (CancelJoin) must not call that off. Before,
+// it did, and nothing would start it again while the leader lasted.
+func TestCoreIncarnationCancelJoinKeepsAutoRejoin(t *testing.T) {
+	n := newCluster(t, 67, names3)
+	a := n.forceLeader("a")
+	n.settle(100)
+	n.isolate("c")
+	n.start("c", testCoreConfig("c", names3, 777, n.rng))
+	n.heal("a", "c")
+	// a hears c/777, and from then on nothing reaches c or comes from it.
+	noticed := func(m Message) bool { return a.prs["c"].joining && (m.To == "c" || m.From == "c") }
+	for i := 0; i < 50 && !a.prs["c"].joining; i++ {
+		n.tickEach()
+		n.deliverDropping(noticed)
+	}
+	require.True(t, a.prs["c"].joining, "a did not notice c/777")
+	_, ok := a.self.find("c")
+	require.True(t, ok, "setup: a started re-admitting c already")
+	require.NoError(t, a.addServer(Peer{Name: "c", Addr: "c"}))
+	a.cancelJoin("c")
+	n.healAll()
+	awaitVoter(t, n, "c", 777, 300)
+}

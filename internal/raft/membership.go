@@ -12,14 +12,29 @@ type member struct {
 	Inc      uint64
 }
 
-// membership is the set of voters of one configuration, sorted by name.
+// membership is one configuration: its voters, and the servers it is
+// re-admitting, each sorted by name.
+//
+// A learner is a voter that restarted as a new incarnation and was taken
+// out of the voters to be re-admitted (maybeChangeMembership). It is in the
+// configuration, not in its leader's memory alone, so that whoever leads
+// next carries the re-admission on: a learner is caught up by every leader
+// of a configuration naming it and admitted once it holds everything
+// committed. It neither votes nor counts for any quorum. Its Inc is the
+// incarnation that was being caught up when it was listed.
 type membership struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Voters   []member
+	Learners []member
 }
 
-func (m membership) find(name string) (member, bool) {
-	for _, v := range m.Voters {
+func (m membership) find(name string) (member, bool) { return findMember(m.Voters, name) }
+
+// findLearner looks name up among the servers being re-admitted.
+func (m membership) findLearner(name string) (member, bool) { return findMember(m.Learners, name) }
+
+func findMember(ms []member, name string) (member, bool) {
+	for _, v := range ms {
 		if v.Name == name {
 			return v, true
 		}
@@ -67,26 +82,47 @@ func (m membership) unanimous() bool {
 	return false
 }
 
-// with returns a copy of m in which v replaces the voter of the same name, or
-// is added.
+// with returns a copy of m in which v is a voter: it replaces the voter of
+// the same name, or is added, and a learner of that name is admitted.
 func (m membership) with(v member) membership {
-	out := membership{Voters: make([]member, 0, len(m.Voters)+1)}
-	for _, x := range m.Voters {
-		if x.Name != v.Name {
-			out.Voters = append(out.Voters, x)
-		}
-	}
-	out.Voters = append(out.Voters, v)
-	sort.Slice(out.Voters, func(i, j int) bool { return out.Voters[i].Name < out.Voters[j].Name })
+	return membership{Voters: withMember(m.Voters, v), Learners: noneIfEmpty(withoutMember(m.Learners, v.Name))}
+}
+
+// withLearner returns a copy of m in which v is no voter but a server being
+// re-admitted.
+func (m membership) withLearner(v member) membership {
+	return membership{Voters: withoutMember(m.Voters, v.Name), Learners: withMember(m.Learners, v)}
+}
+
+// without returns a copy of m without name, as a voter or a learner.
+func (m membership) without(name string) membership {
+	return membership{Voters: withoutMember(m.Voters, name), Learners: noneIfEmpty(withoutMember(m.Learners, name))}
+}
+
+// withMember returns ms, sorted by name, with v in place of the member of
+// the same name or added.
+func withMember(ms []member, v member) []member {
+	out := append(make([]member, 0, len(ms)+1), withoutMember(ms, v.Name)...)
+	out = append(out, v)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// without returns a copy of m without the voter name.
-func (m membership) without(name string) membership {
-	out := membership{Voters: make([]member, 0, len(m.Voters))}
-	for _, x := range m.Voters {
+// noneIfEmpty keeps one form for "no learners": a configuration without
+// any is written as before learners existed (confentry.go).
+func noneIfEmpty(ms []member) []member {
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms
+}
+
+// withoutMember returns a copy of ms without name.
+func withoutMember(ms []member, name string) []member {
+	out := make([]member, 0, len(ms))
+	for _, x := range ms {
 		if x.Name != name {
-			out.Voters = append(out.Voters, x)
+			out = append(out, x)
 		}
 	}
 	return out
@@ -234,6 +270,12 @@ func (c *core) addServer(p Peer) error {
 	if v, ok := c.self.find(p.Name); ok {
 		return c.addVoterAgain(v, p)
 	}
+	if l, ok := c.self.findLearner(p.Name); ok {
+		if l.Addr != p.Addr {
+			return ErrNameTaken
+		}
+		return nil // being re-admitted already
+	}
 	if pr := c.prs[p.Name]; pr != nil {
 		if pr.addr == p.Addr {
 			return nil // already being caught up
@@ -270,12 +312,14 @@ func (c *core) addVoterAgain(v member, p Peer) error {
 	return nil
 }
 
-// cancelJoin stops catching up a server that never became a voter.
+// cancelJoin stops catching up a server that never became a voter. A
+// learner of the configuration is no AddServer's to cancel: RemoveServer
+// ends its re-admission.
 func (c *core) cancelJoin(name string) {
 	if c.role != Leader {
 		return
 	}
-	if pr := c.prs[name]; pr != nil {
+	if pr := c.prs[name]; pr != nil && !pr.listed {
 		c.epoch++
 		if pr.learner {
 			delete(c.prs, name)
@@ -283,13 +327,17 @@ func (c *core) cancelJoin(name string) {
 		} else {
 			pr.joining = false
 			pr.verify = false
+			// A restarted voter is re-admitted whether anyone asked or
+			// not: the caller giving up calls off only what it started.
+			c.noticeIncarnation(name, pr)
 		}
 	}
 }
 
 // removeServer appends a configuration without name and returns its index.
+// Removing a learner of the configuration ends its re-admission.
 func (c *core) removeServer(name string) (uint64, error) {
-	if pr := c.prs[name]; c.role == Leader && pr != nil && pr.learner {
+	if pr := c.prs[name]; c.role == Leader && pr != nil && pr.learner && !pr.listed {
 		// Not in any configuration: forgetting it changes no quorum, so it
 		// needs none of a configuration change's preconditions.
 		c.cancelJoin(name)
@@ -297,6 +345,9 @@ func (c *core) removeServer(name string) (uint64, error) {
 	}
 	if err := c.canChangeMembership(); err != nil {
 		return 0, err
+	}
+	if _, ok := c.self.findLearner(name); ok {
+		return c.changeMembership(c.self.without(name)), nil
 	}
 	if _, ok := c.self.find(name); !ok {
 		return 0, ErrUnknownServer
@@ -340,9 +391,10 @@ func (c *core) maybeChangeMembership() {
 				// commit with the new incarnation alone what the old one
 				// voted against (docs/design.md §2). So, one server at a
 				// time: without the old incarnation first, caught up as a
-				// learner meanwhile, then admitted.
-				pr.learner = true
-				c.changeMembership(c.self.without(name))
+				// learner meanwhile, then admitted. The learner is in the
+				// configuration, so that a leader change in between does
+				// not strand it.
+				c.changeMembership(c.self.withLearner(member{Name: name, Addr: pr.addr, Inc: pr.inc}))
 				return
 			}
 			pr.joining = false

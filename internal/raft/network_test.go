@@ -49,9 +49,11 @@ type network struct {
 	// output, if set, takes a core's output other than its messages in
 	// place of applied and reads.
 	output func(name string, rd Ready)
-	// onDeliver, if set, hears of each message just before it is delivered;
-	// onLose of each message lost, with the reason.
+	// onDeliver, if set, hears of each message just before it is delivered,
+	// and onStepped just after its receiver took it in; onLose of each
+	// message lost, with the reason.
 	onDeliver func(m Message)
+	onStepped func(m Message)
 	onLose    func(m Message, why string)
 	// admit, if set, decides whether a message that could be delivered is;
 	// the simulator loses a snapshot's header whose bytes its sender no
@@ -257,6 +259,9 @@ func (n *network) hand(m Message) {
 		n.onDeliver(m)
 	}
 	n.cores[m.To].step(m)
+	if n.onStepped != nil {
+		n.onStepped(m)
+	}
 	n.collect(m.To)
 }
 

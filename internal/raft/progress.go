@@ -25,10 +25,13 @@ type progress struct {
 	heard     bool
 	ackSeq    uint64 // highest read round acknowledged
 	hbMatch   uint64 // match at the previous heartbeat, to spot lost appends
-	learner   bool   // not a voter: being caught up by AddServer
+	learner   bool   // not a voter: being caught up by AddServer, or listed
 	joining   bool   // to be made a voter (or re-bound) once caught up
-	leaving   bool   // removed by an uncommitted configuration
-	stalls    int    // heartbeats in a row without progress
+	// listed: a learner of the configuration, being re-admitted; unlike a
+	// server AddServer catches up, it is not this leader's alone to forget.
+	listed  bool
+	leaving bool // removed by an uncommitted configuration
+	stalls  int  // heartbeats in a row without progress
 	// verify: AddServer named this member again; the next response tells
 	// whether it is the configured incarnation (a no-op) or a new one.
 	verify bool
@@ -78,34 +81,52 @@ func (pr *progress) acknowledged(match uint64) {
 
 // syncProgress keeps one progress per voter and learner other than self.
 func (c *core) syncProgress() {
-	want := map[string]string{}
-	for _, v := range c.self.Voters {
-		if v.Name != c.cfg.name {
-			want[v.Name] = v.Addr
-		}
-	}
 	for name, pr := range c.prs {
-		if _, ok := want[name]; ok {
-			if pr.learner {
-				pr.learner = false // its configuration entry is in the log now
-			}
-			pr.leaving = false
-			continue
-		}
-		if !pr.learner {
+		_, voter := c.self.find(name)
+		_, listed := c.self.findLearner(name)
+		switch {
+		case voter:
+			// Its configuration entry is in the log now.
+			pr.learner, pr.listed, pr.leaving = false, false, false
+		case listed:
+			pr.readmit()
+		case !pr.learner || pr.listed:
 			// Removed by a configuration not yet committed: keep sending so
 			// it learns of its removal; dropped once that commits.
-			pr.leaving = true
+			pr.leaving, pr.joining, pr.listed = true, false, false
 		}
 	}
-	for name, addr := range want {
-		if _, ok := c.prs[name]; !ok {
-			c.prs[name] = &progress{addr: addr, next: c.log.lastIndex() + 1}
-		} else if !c.prs[name].joining {
-			c.prs[name].addr = addr
-		}
+	for _, v := range c.self.Voters {
+		c.keepProgress(v)
+	}
+	for _, l := range c.self.Learners {
+		c.keepProgress(l).readmit()
 	}
 	c.sortProgress()
+}
+
+// keepProgress returns the progress of the member v, made if there is none;
+// nil for self.
+func (c *core) keepProgress(v member) *progress {
+	if v.Name == c.cfg.name {
+		return nil
+	}
+	pr := c.prs[v.Name]
+	if pr == nil {
+		pr = &progress{addr: v.Addr, next: c.log.lastIndex() + 1}
+		c.prs[v.Name] = pr
+	} else if !pr.joining {
+		pr.addr = v.Addr
+	}
+	return pr
+}
+
+// readmit marks a learner of the configuration: whichever leader holds the
+// configuration catches it up and admits it (maybeChangeMembership).
+func (pr *progress) readmit() {
+	if pr != nil {
+		pr.learner, pr.joining, pr.listed, pr.leaving = true, true, true, false
+	}
 }
 
 // sortProgress lists the progress names in order: maps iterate at random,

@@ -84,6 +84,19 @@ type server struct {
 	seqs      map[idSeq]uint64
 	snapTable []byte
 	snapSeqs  map[idSeq]uint64
+
+	// kept is the snapshot held before a restore whose header the core
+	// has yet to take in: if the core refuses it, this one is still the
+	// snapshot the server sends, as its driver keeps only a snapshot the
+	// core took (snapshotTaken).
+	kept *heldSnapshot
+}
+
+// heldSnapshot is the snapshot a server holds, to send should it lead.
+type heldSnapshot struct {
+	index, hash uint64
+	table       []byte
+	seqs        map[idSeq]uint64
 }
 
 func (n *server) id() serverID { return serverID{n.name, n.inc} }
@@ -321,7 +334,15 @@ type sim struct {
 	reads      map[uint64]*readRecord
 	readDone   map[uint64]bool
 	finMax     uint64 // newest index a finished write or read covers
-	err        error  // first violation noticed while collecting output
+	// members are the servers the cluster means to keep: every name a
+	// committed configuration made a voter or a learner, unless a
+	// RemoveServer since (at the index in removedAt, until a later
+	// committed configuration names it again) asked it out. Once the
+	// network heals, each that is up must be a voter as the incarnation
+	// running (settle).
+	members   map[string]bool
+	removedAt map[string]uint64
+	err       error // first violation noticed while collecting output
 
 	events []event // ring of the last traceLen, or everything when verbose
 	evNext int
@@ -342,17 +363,19 @@ type simStats struct {
 func newSim(seed uint64, o simOptions) *sim {
 	rng := rand.New(rand.NewPCG(seed, 0x65787261667473))
 	s := &sim{
-		seed:     seed,
-		rng:      rng,
-		opts:     o,
-		nodes:    map[string]*server{},
-		net:      newNetwork(nil, rng),
-		global:   true,
-		leaders:  map[uint64]serverID{},
-		logRecs:  map[indexTerm]logRecord{},
-		props:    map[string]*proposal{},
-		reads:    map[uint64]*readRecord{},
-		readDone: map[uint64]bool{},
+		seed:      seed,
+		rng:       rng,
+		opts:      o,
+		nodes:     map[string]*server{},
+		net:       newNetwork(nil, rng),
+		global:    true,
+		leaders:   map[uint64]serverID{},
+		logRecs:   map[indexTerm]logRecord{},
+		props:     map[string]*proposal{},
+		reads:     map[uint64]*readRecord{},
+		readDone:  map[uint64]bool{},
+		members:   map[string]bool{},
+		removedAt: map[string]uint64{},
 	}
 	// A message sent over a cut link stays in flight: it is lost only if
 	// the link is still cut when the schedule delivers it.
@@ -363,6 +386,12 @@ func newSim(seed uint64, o simOptions) *sim {
 		s.ev(event{kind: evDeliver, m: m})
 		if m.Type == MsgSnap {
 			s.restore(s.nodes[m.To], m)
+			s.snapshotSent(m)
+		}
+	}
+	s.net.onStepped = func(m Message) {
+		if m.Type == MsgSnap {
+			s.snapshotTaken(s.nodes[m.To], m)
 		}
 	}
 	s.net.onLose = func(m Message, why string) {
@@ -398,6 +427,7 @@ func newSim(seed uint64, o simOptions) *sim {
 	}
 	for _, name := range boot {
 		s.start(name, boot, 0)
+		s.members[name] = true
 	}
 	s.boot = len(boot)
 	return s

@@ -142,6 +142,7 @@ func (s *sim) restore(n *server, m Message) {
 		return
 	}
 	from := s.nodes[m.From]
+	n.kept = &heldSnapshot{index: n.snapIndex, hash: n.snapHash, table: n.snapTable, seqs: n.snapSeqs}
 	n.hash, n.applied = from.snapHash, m.LastIndex
 	n.snapIndex, n.snapHash = m.LastIndex, from.snapHash
 	s.stats.installs++
@@ -150,6 +151,32 @@ func (s *sim) restore(n *server, m Message) {
 		s.violate("%v restored a snapshot at index %d that differs from the state the others applied there", n.id(), m.LastIndex)
 	}
 	s.restoreSessions(n, from, m.LastIndex)
+}
+
+// snapshotTaken runs once n's core has stepped a snapshot's header that n
+// restored: a core that refused it (a stale leader's, or one from a leader
+// it does not know yet, inside its lease) still has its earlier snapshot,
+// and that is the one n holds to send, as its driver would.
+func (s *sim) snapshotTaken(n *server, m Message) {
+	if n == nil || n.kept == nil {
+		return
+	}
+	if n.c.snap.index != m.LastIndex {
+		n.snapIndex, n.snapHash, n.snapTable, n.snapSeqs = n.kept.index, n.kept.hash, n.kept.table, n.kept.seqs
+	}
+	n.kept = nil
+}
+
+// snapshotSent tells the sender of a snapshot header just delivered that
+// the transfer finished, as its driver would once the bytes are across:
+// whether the receiver's core takes the header is another matter.
+func (s *sim) snapshotSent(m Message) {
+	from := s.nodes[m.From]
+	if from == nil || from.c == nil || from.inc != m.FromInc {
+		return
+	}
+	from.c.reportSnapshot(m.To, m.LastIndex, SnapshotFinished)
+	s.net.collect(from.name)
 }
 
 // snapshotLost tells the sender of a lost snapshot header that the
@@ -346,6 +373,9 @@ func (s *sim) recordCommits(n *server) error {
 		s.committed = append(s.committed, commitRecord{term: e.Term, key: entryKey(&e), recTerm: c.term, by: n.id()})
 		s.newCommits = append(s.newCommits, i)
 		s.stats.commits++
+		if e.Type == EntryConfig {
+			s.configCommitted(i, &e)
+		}
 	}
 	n.commit = c.commit
 	s.stats.maxCommit = max(s.stats.maxCommit, c.commit)
@@ -394,4 +424,20 @@ func (s *sim) checkLogMatching(n *server) error {
 		n.terms = append(n.terms, e.Term)
 	}
 	return nil
+}
+
+// configCommitted records whom the configuration entry e, committed at i,
+// keeps in the cluster (sim.members).
+func (s *sim) configCommitted(i uint64, e *Entry) {
+	m, err := decodeMembership(e.Data)
+	if err != nil {
+		s.violate("committed configuration entry at %d does not decode: %v", i, err)
+		return
+	}
+	for _, v := range append(m.Voters, m.Learners...) {
+		s.members[v.Name] = true
+		if at, ok := s.removedAt[v.Name]; ok && i > at {
+			delete(s.removedAt, v.Name)
+		}
+	}
 }

@@ -131,7 +131,13 @@ func (s *sim) healthy(skip string, strict bool) bool {
 	if ref == nil {
 		return false
 	}
-	for _, m := range []membership{ref.c.self, ref.c.committedConfig()} {
+	// Servers being caught up may be admitted at any time, dead or not, so
+	// the configuration with them as voters must keep its quorum too.
+	confs := []membership{ref.c.self, ref.c.committedConfig(), admitted(ref.c.self)}
+	for _, l := range s.leadersNow() {
+		confs = append(confs, admittedBy(l.c))
+	}
+	for _, m := range confs {
 		up, q := s.counting(m, ref.minMaj, skip)
 		if strict && len(ref.c.configs) == 1 {
 			q = len(m.Voters)
@@ -141,6 +147,26 @@ func (s *sim) healthy(skip string, strict bool) bool {
 		}
 	}
 	return true
+}
+
+// admitted is m with every learner made a voter, as the incarnation listed.
+func admitted(m membership) membership {
+	for _, l := range m.Learners {
+		m = m.with(l)
+	}
+	return m
+}
+
+// admittedBy is the configuration of the leader c with every server it is
+// catching up to admit made a voter, as the incarnation it last heard.
+func admittedBy(c *core) membership {
+	m := c.self
+	for _, name := range c.prNames {
+		if pr := c.prs[name]; pr.joining && pr.inc != 0 {
+			m = m.with(member{Name: name, Addr: pr.addr, Inc: pr.inc})
+		}
+	}
+	return m
 }
 
 // mayCrash: in most seeds a crash must leave a quorum of counting voters
@@ -360,7 +386,9 @@ func (s *sim) removeServer() {
 	if len(voters) <= 2 {
 		return
 	}
-	v := voters[s.rng.IntN(len(voters))]
+	// Servers being re-admitted are drawn as well: RemoveServer ends that.
+	candidates := append(voters[:len(voters):len(voters)], l.c.self.Learners...)
+	v := candidates[s.rng.IntN(len(candidates))]
 	if !s.majorityLoss {
 		m := l.c.self.without(v.Name)
 		if up, q := s.counting(m, l.minMaj, ""); up < q {
@@ -369,6 +397,9 @@ func (s *sim) removeServer() {
 	}
 	idx, err := l.c.removeServer(v.Name)
 	s.ev(event{kind: evRemove, node: l.id(), s: v.Name, a: idx, err: err})
+	if err == nil && idx > 0 {
+		s.removedAt[v.Name] = idx
+	}
 	s.stats.removes++
 	s.net.collect(l.name)
 }
@@ -431,8 +462,9 @@ func runSim(seed uint64, o simOptions) (s *sim, f *failure) {
 // settle is the liveness check of a benign schedule: heal the network, crash
 // and restart nothing, deliver everything in order and tick every server. A
 // leader must be elected, and a write and then a ReadIndex read on it must
-// finish, within a bounded number of ticks. Only asked when the cluster kept
-// a quorum of counting voters up.
+// finish, and every voter that restarted must be a voter again
+// (notRejoined), within a bounded number of ticks. Only asked when the
+// cluster kept a quorum of counting voters up.
 func (s *sim) settle() error {
 	if !s.healthy("", true) {
 		s.ev(event{kind: evNote, s: "no quorum of counting voters is up: liveness not checked"})
@@ -440,8 +472,9 @@ func (s *sim) settle() error {
 	}
 	s.net.healAll()
 	s.ev(event{kind: evNote, s: "settle: network healed, no more faults"})
-	const maxTicks = 200
+	const maxTicks = 400
 	var write *proposal
+	var last *server // the leader at the last tick
 	var readID uint64
 	for tick := 0; tick < maxTicks; tick++ {
 		s.step++
@@ -459,6 +492,7 @@ func (s *sim) settle() error {
 				l = n
 			}
 		}
+		last = l
 		switch {
 		case l == nil:
 		case write == nil || (!write.finished && (write.by != l.id() || write.term != l.c.term)):
@@ -471,7 +505,9 @@ func (s *sim) settle() error {
 			s.read(l)
 			readID = s.nextRead
 		case s.readDone[readID]:
-			return nil
+			if s.notRejoined(l) == nil {
+				return nil
+			}
 		}
 		if s.err != nil {
 			return s.err
@@ -479,10 +515,40 @@ func (s *sim) settle() error {
 	}
 	switch {
 	case write == nil:
-		return errors.New("liveness: no leader elected within 200 ticks of a fault-free network")
+		return fmt.Errorf("liveness: no leader elected within %d ticks of a fault-free network", maxTicks)
 	case !write.finished:
-		return fmt.Errorf("liveness: write at index %d (term %d, on %v) did not finish within 200 ticks of a fault-free network",
-			write.index, write.term, write.by)
+		return fmt.Errorf("liveness: write at index %d (term %d, on %v) did not finish within %d ticks of a fault-free network",
+			write.index, write.term, write.by, maxTicks)
 	}
-	return fmt.Errorf("liveness: a write finished but no ReadIndex read did within 200 ticks of a fault-free network")
+	if !s.readDone[readID] {
+		return fmt.Errorf("liveness: a write finished but no ReadIndex read did within %d ticks of a fault-free network", maxTicks)
+	}
+	if err := s.notRejoined(last); err != nil {
+		return fmt.Errorf("%w, %d ticks after the network healed", err, maxTicks)
+	}
+	return nil
+}
+
+// notRejoined is settle's check that every server the cluster means to keep
+// (sim.members) and that is up is a voter as the incarnation running, in
+// the committed configuration of the leader l and in its own: a voter that
+// restarted is re-admitted, whoever leads meanwhile.
+func (s *sim) notRejoined(l *server) error {
+	if !s.global {
+		return nil // forged messages: no committed configuration is known
+	}
+	if l == nil {
+		return errors.New("liveness: no leader at the end")
+	}
+	for _, name := range s.net.names {
+		n := s.nodes[name]
+		if n.c == nil || !s.members[name] || s.removedAt[name] != 0 {
+			continue
+		}
+		if v, ok := l.c.committedConfig().find(name); !ok || v.Inc != n.inc || n.c.removed {
+			return fmt.Errorf("liveness: %v, up and never removed, is not a voter of leader %v's committed configuration %+v (or of its own)",
+				n.id(), l.id(), l.c.committedConfig())
+		}
+	}
+	return nil
 }

@@ -102,8 +102,9 @@ func (c *core) sendSnapshot(name string, pr *progress) {
 type SnapshotStatus uint8
 
 const (
-	// SnapshotFinished: the follower restored the snapshot; its answer
-	// tells the leader where to continue.
+	// SnapshotFinished: the transfer ended; the follower's answer, or the
+	// probe past the snapshot that the leader sends at its next
+	// heartbeat, tells it where to continue.
 	SnapshotFinished SnapshotStatus = iota
 	// SnapshotFailed: the transfer or the restore failed; the leader probes
 	// the follower again at its next heartbeat, and sends the snapshot
@@ -118,10 +119,16 @@ func (c *core) reportSnapshot(name string, index uint64, status SnapshotStatus) 
 	if c.role != Leader || pr == nil || pr.state != stateSnapshot || pr.pendingSnapshot != index {
 		return
 	}
-	if status == SnapshotFailed {
-		pr.becomeProbe(pr.match + 1)
-		pr.probeSent = true // the next try waits for a heartbeat
+	next := pr.match + 1
+	if status == SnapshotFinished {
+		// The follower's answer may never come: its core can refuse the
+		// header (from a leader it does not know yet, inside its lease).
+		// Waiting for it would leave the follower with heartbeats alone
+		// for good; a probe past the snapshot finds out.
+		next = max(next, pr.pendingSnapshot+1)
 	}
+	pr.becomeProbe(next)
+	pr.probeSent = true // the next try waits for a heartbeat
 }
 
 // snapshotOf reads a MsgSnap's header, and reports false for one that no

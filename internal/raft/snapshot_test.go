@@ -247,6 +247,26 @@ func TestCoreSnapshotFailedIsRetriedAtTheNextHeartbeat(t *testing.T) {
 	assert.Len(t, msgsOf(l.takeReady().Messages, MsgSnap, "c"), 1, "the heartbeat retries")
 }
 
+// TestCoreSnapshotFinishedWithoutAnswerIsProbed: a transfer that finished
+// is followed by a probe past the snapshot, not by waiting for the
+// follower's answer, which may never come: its core may refuse the header
+// (a leader it does not know yet, inside its lease, see knows). The probe's
+// answer tells the leader where to go on; here c lacks the snapshot, and it
+// is sent again.
+func TestCoreSnapshotFinishedWithoutAnswerIsProbed(t *testing.T) {
+	l, pr := leaderSendingSnapshot(t)
+	l.takeReady() // the header reaches c's driver, and c's core refuses it
+	l.reportSnapshot("c", l.snap.index, SnapshotFinished)
+	l.bcastAppend()
+	assert.Empty(t, msgsOf(l.takeReady().Messages, MsgApp, "c"), "no probe before the heartbeat")
+	l.bcastHeartbeat()
+	probe := onlyMsg(t, l.takeReady().Messages, MsgApp, "c")
+	require.Equal(t, l.snap.index, probe.PrevIndex, "the probe follows the snapshot")
+	l.step(Message{Type: MsgAppResp, From: "c", FromInc: pr.inc, To: "a", Term: l.term, Reject: true,
+		PrevIndex: probe.PrevIndex, HintIndex: 1, LastIndex: 0})
+	onlyMsg(t, l.takeReady().Messages, MsgSnap, "c")
+}
+
 // TestCoreMalformedSnapshotIgnored: a snapshot header no leader would send
 // changes nothing.
 func TestCoreMalformedSnapshotIgnored(t *testing.T) {
