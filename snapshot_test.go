@@ -550,7 +550,11 @@ func TestSnapshotTransferStallRestarts(t *testing.T) {
 	all := append(slices.Clone(servers), d)
 	awaitSameState(t, leader, all...)
 	assert.Equal(t, "stalled", testkit.Dirty(d, "get while"))
-	assert.Positive(t, logs.Warnings("sending a snapshot failed", "no answer"), "the leader gave up on the silent transfer:\n%s", logs.Tail(20))
+	// The leader gives up on the silent transfer when its own IOTimeout
+	// passes without an answer, or, when raft4's passes first and it drops
+	// the transfer, as the connection ends under it.
+	assert.Positive(t, logs.Warnings("sending a snapshot failed", "no answer")+logs.Warnings("sending a snapshot failed", "EOF"),
+		"the leader gave up on the silent transfer:\n%s", logs.Tail(20))
 	// raft4 drops the stalled transfer once no chunk came for IOTimeout, or,
 	// on a machine slow enough that the leader's next try comes first, when
 	// that one begins.
