@@ -53,6 +53,8 @@ type Client struct {
 	// under mu, which the goroutines of a busy Client queued on; it is
 	// replaced instead, on the rare dial or failure.
 	conns atomic.Pointer[map[string]*clientConn]
+	// probes says which addresses serve WriteBatch.
+	probes batchProbes
 }
 
 // clientConn is a connection of a Client: net/rpc's client, and the codec
@@ -60,6 +62,7 @@ type Client struct {
 type clientConn struct {
 	rc    *rpc.Client
 	codec *wire.ClientCodec
+	batch writeBatcher // the Writes that share calls on it
 }
 
 // send starts a call, in one write with whatever other calls are starting.
@@ -253,8 +256,16 @@ func (c *Client) fitsFrame(method string, n int) error {
 	return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's query of %d bytes is above the limit of %d (MaxFrameSize less %d bytes of framing)", n, limit, wire.FrameOverhead)}
 }
 
-// Write is Server.Write on the server at addr.
+// Write is Server.Write on the server at addr. Concurrent Writes to one
+// address share calls (client_batch.go).
 func (c *Client) Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
+	val, err, ok, turn := c.writeShared(ctx, addr, command)
+	if ok {
+		return val, err
+	}
+	if turn != nil {
+		defer turn.batch.release(c, addr, turn)
+	}
 	rep, err := c.call(ctx, addr, methodWrite, &callRequest{Data: command})
 	if err != nil {
 		return nil, err
