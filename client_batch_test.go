@@ -151,15 +151,15 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 	defer sm.Release()
 	cl := &exraft.Client{}
 	defer cl.Close()
-	ctx := testkit.Ctx(t, testkit.WaitLong)
 	awaitBatches(t, cl, s.Addr())
 	blocked := make(chan struct{})
 	go func() {
 		defer close(blocked)
-		cl.Write(ctx, s.Addr(), []byte("block a b")) // holds the connection's turn
+		// Without a deadline: it holds the turn until the test releases it.
+		cl.Write(context.Background(), s.Addr(), []byte("block a b"))
 	}()
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, s.Addr()) }, "the blocking write holds the turn")
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		_, err := cl.Write(wctx, s.Addr(), []byte("set queued v"))
