@@ -131,6 +131,10 @@ func (c *Client) conn(ctx context.Context, within *deadlineSlot, addr string) (*
 	}
 	codec := wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout})
 	cc := &clientConn{rc: rpc.NewClientWithCodec(codec), codec: codec}
+	if !c.settleBatch(ctx, addr, cc) {
+		// The server ended the connection at WriteBatch; it is known now.
+		return c.conn(ctx, within, addr)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.lookup(addr); old != nil {
@@ -259,7 +263,7 @@ func (c *Client) fitsFrame(method string, n int) error {
 // Write is Server.Write on the server at addr. Concurrent Writes to one
 // address share calls (client_batch.go).
 func (c *Client) Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
-	val, err, ok, turn := c.writeShared(ctx, addr, command)
+	val, _, err, ok, turn := c.writeShared(ctx, addr, sharedWrite{cmd: command})
 	if ok {
 		return val, err
 	}

@@ -19,14 +19,17 @@ import (
 // one call to that address is in flight, the Writes that come meanwhile
 // queue, and go together in the next call, WriteBatch, as soon as it ends.
 // A lone writer never waits for company: its call goes at once, alone.
+// A Session's writes (SessionWrite) share calls the same way: each keeps
+// its session, sequence number and lowest, and its attempt's bound.
 //
 // Only an address whose server is known to serve WriteBatch gets shared
 // calls (client_probe.go).
 
 const (
-	// maxBatchItems and maxBatchBytes bound a batch's request. The bytes
-	// stay below the smallest frame a server may be configured with
-	// (4096), so that no server refuses a batch for its size.
+	// maxBatchItems and maxBatchBytes bound a batch's request, counting
+	// each command at its most (40 bytes beside its own). The bytes stay
+	// below the smallest frame a server may be configured with (4096), so
+	// that no server refuses a batch for its size.
 	maxBatchItems = 256
 	maxBatchBytes = 3 << 10
 	// maxBatchedCommand is the largest command that waits for company:
@@ -47,57 +50,84 @@ type writeBatcher struct {
 // the waiter is then left to the sender, which skips it if it is not sent
 // yet.
 type batchWaiter struct {
-	ctx      context.Context
-	cmd      []byte // a copy: the caller may reuse its buffer once it gave up
-	deadline time.Time
+	ctx context.Context
+	// item's Data is a copy: the caller may reuse its buffer once it gave
+	// up. Its Timeout is set as the batch is sent.
+	item     batchCommand
+	deadline time.Time // the earlier of ctx's and the attempt's; zero: none
 	done     chan batchOutcome
 }
 
 // batchOutcome is a queued Write's answer. resend: it was not sent, and
-// is to be made as a call of its own.
+// is to be made as a call of its own. sent: it may have reached the server.
 type batchOutcome struct {
 	val    []byte
 	err    error
 	resend bool
+	sent   bool
+}
+
+// sharedWrite is a write that may share a call: a plain Write's command, or
+// a Session's (its session, sequence number and lowest), and the bound of
+// a Session's attempt (within), if any.
+type sharedWrite struct {
+	cmd                  []byte
+	session, seq, lowest uint64
+	within               *deadlineSlot
 }
 
 var batchWaiters = sync.Pool{New: func() any { return &batchWaiter{done: make(chan batchOutcome, 1)} }}
 
-// writeShared is Write by way of the connection's batcher. ok is false if
-// the caller is to make the call itself: then, if cc is not nil, the caller
-// holds the connection's turn and must hand it on (writeBatcher.release).
-func (c *Client) writeShared(ctx context.Context, addr string, command []byte) (val []byte, err error, ok bool, turn *clientConn) {
-	if len(command) > maxBatchedCommand {
-		return nil, nil, false, nil
-	}
-	if !c.batches(addr) {
-		return nil, nil, false, nil
+// writeShared makes w by way of the connection's batcher. ok is false if
+// the caller is to make the call itself: then, if turn is not nil, the
+// caller holds the connection's turn and must hand it on
+// (writeBatcher.release). sent reports whether the write may have reached
+// the server, as callWithin's does.
+func (c *Client) writeShared(ctx context.Context, addr string, w sharedWrite) (val []byte, sent bool, err error, ok bool, turn *clientConn) {
+	if len(w.cmd) > maxBatchedCommand || !c.batches(addr) {
+		return nil, false, nil, false, nil
 	}
 	cc := c.lookup(addr)
 	if cc == nil {
-		return nil, nil, false, nil // the call dials
+		return nil, false, nil, false, nil // the call dials
 	}
 	b := &cc.batch
 	b.mu.Lock()
 	if !b.busy {
 		b.busy = true
 		b.mu.Unlock()
-		return nil, nil, false, cc
+		return nil, false, nil, false, cc
 	}
-	w := batchWaiters.Get().(*batchWaiter)
-	w.ctx = ctx
-	w.cmd = append(w.cmd[:0], command...)
-	w.deadline, _ = ctx.Deadline()
-	b.queue = append(b.queue, w)
+	q := queuedWaiter(ctx, w)
+	b.queue = append(b.queue, q)
 	b.mu.Unlock()
-	select {
-	case o := <-w.done:
-		w.ctx = nil
-		batchWaiters.Put(w)
-		return o.val, o.err, !o.resend, nil
-	case <-ctx.Done():
-		return nil, ctx.Err(), true, nil
+	var expired <-chan struct{}
+	if w.within != nil {
+		expired = w.within.done
 	}
+	select {
+	case o := <-q.done:
+		q.ctx = nil
+		batchWaiters.Put(q)
+		return o.val, o.sent, o.err, !o.resend, nil
+	case <-ctx.Done():
+		return nil, true, ctx.Err(), true, nil
+	case <-expired:
+		return nil, true, context.DeadlineExceeded, true, nil
+	}
+}
+
+// queuedWaiter is a waiter for w.
+func queuedWaiter(ctx context.Context, w sharedWrite) *batchWaiter {
+	q := batchWaiters.Get().(*batchWaiter)
+	q.ctx = ctx
+	q.item = batchCommand{Data: append(q.item.Data[:0], w.cmd...), Session: w.session, Seq: w.seq, Lowest: w.lowest}
+	var ok bool
+	q.deadline, ok = ctx.Deadline()
+	if w.within != nil && (!ok || w.within.at.Before(q.deadline)) {
+		q.deadline = w.within.at
+	}
+	return q
 }
 
 // release hands on the connection's turn: what queued meanwhile goes, in
@@ -119,7 +149,7 @@ func (b *writeBatcher) next() []*batchWaiter {
 	}
 	n, size := 0, 0
 	for n < len(b.queue) && n < maxBatchItems {
-		size += len(b.queue[n].cmd) + 12
+		size += len(b.queue[n].item.Data) + 40
 		if n > 0 && size > maxBatchBytes {
 			break
 		}
@@ -151,7 +181,7 @@ func (c *Client) sendBatch(addr string, cc *clientConn, items []*batchWaiter) {
 	call := cc.send(methodWriteBatch, &args, &raw, make(chan *rpc.Call, 1))
 	answered, atOnce := awaitBatch(call, last)
 	if !answered {
-		finishAll(sent, batchOutcome{err: context.DeadlineExceeded})
+		finishAll(sent, batchOutcome{err: context.DeadlineExceeded, sent: true})
 		return
 	}
 	if atOnce && call.Error == rpc.ErrShutdown {
@@ -171,7 +201,7 @@ func (c *Client) sendBatch(addr string, cc *clientConn, items []*batchWaiter) {
 		if err == nil {
 			err = fmt.Errorf("%d results for %d writes", len(rep.Items), len(sent))
 		}
-		finishAll(sent, batchOutcome{err: fmt.Errorf("exraft: bad reply from %s: %w", addr, err)})
+		finishAll(sent, batchOutcome{err: fmt.Errorf("exraft: bad reply from %s: %w", addr, err), sent: true})
 		return
 	}
 	cc.batch.mu.Lock()
@@ -179,7 +209,7 @@ func (c *Client) sendBatch(addr string, cc *clientConn, items []*batchWaiter) {
 	cc.batch.mu.Unlock()
 	for i, w := range sent {
 		r := &rep.Items[i]
-		w.done <- batchOutcome{val: r.Data, err: r.err()}
+		w.done <- batchOutcome{val: r.Data, err: r.err(), sent: true}
 	}
 }
 
@@ -217,10 +247,10 @@ func encodeBatch(items []*batchWaiter) (sent []*batchWaiter, args []byte, last t
 			w.done <- batchOutcome{err: err}
 			continue
 		}
-		var timeout int64
+		w.item.Timeout = 0
 		if !w.deadline.IsZero() {
-			timeout = int64(time.Until(w.deadline))
-			if timeout <= 0 {
+			w.item.Timeout = int64(time.Until(w.deadline))
+			if w.item.Timeout <= 0 {
 				w.done <- batchOutcome{err: context.DeadlineExceeded}
 				continue
 			}
@@ -234,7 +264,7 @@ func encodeBatch(items []*batchWaiter) (sent []*batchWaiter, args []byte, last t
 			args = make([]byte, 0, maxBatchBytes+64)
 		}
 		sent = append(sent, w)
-		args = appendBatchCommand(args, w.cmd, timeout)
+		args = w.item.appendTo(args)
 	}
 	if hasNone {
 		last = time.Time{}
@@ -255,11 +285,11 @@ func (c *Client) batchFailed(addr string, cc *clientConn, sent []*batchWaiter, e
 			finishAll(sent, batchOutcome{resend: true})
 			return
 		}
-		finishAll(sent, batchOutcome{err: serverError(string(se))})
+		finishAll(sent, batchOutcome{err: serverError(string(se)), sent: true})
 		return
 	}
 	c.forget(addr, cc)
-	finishAll(sent, batchOutcome{err: fmt.Errorf("exraft: Write on %s: the connection failed: %w", addr, err)})
+	finishAll(sent, batchOutcome{err: fmt.Errorf("exraft: Write on %s: the connection failed: %w", addr, err), sent: true})
 }
 
 func finishAll(items []*batchWaiter, o batchOutcome) {

@@ -177,3 +177,53 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 	sm.Release()
 	<-blocked
 }
+
+// TestSessionConcurrentWritesShareCallsAndApplyOnce: a Session's writes from
+// many goroutines go in shared calls, and each is applied exactly once and
+// answered with its own result.
+func TestSessionConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, leader.Addr())
+	sess := cl.NewSession(leader.Addr())
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	const goroutines, each = 32, 20
+	errs := make([]error, goroutines*each)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := "ok"
+			for i := range each {
+				val, err := sess.Write(ctx, []byte(fmt.Sprintf("set s%d v%d", g, i)))
+				if err == nil && string(val) != want {
+					err = fmt.Errorf("write %d of s%d answered %q, want %q", i, g, val, want)
+				}
+				want = fmt.Sprint("v", i)
+				errs[g*each+i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	for g := range goroutines {
+		awaitAppliedOnceEverywhere(t, c, fmt.Sprintf("set s%d v%d", g, each-1))
+	}
+	_, hist := c.AwaitConverged(t, "after the session's writes")
+	counts := map[string]int{}
+	for _, cmd := range hist {
+		counts[cmd]++
+	}
+	for g := range goroutines {
+		for i := range each {
+			cmd := fmt.Sprintf("set s%d v%d", g, i)
+			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
+		}
+	}
+	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
+}

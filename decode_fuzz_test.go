@@ -97,7 +97,7 @@ func batchBodySamples() []batchBodySample {
 		{batchRequest{Items: []batchCommand{}}, batchReply{Items: []batchResult{}}},
 		{batchRequest{Items: []batchCommand{{Data: []byte("set a b"), Timeout: 5e9}, {Data: []byte{}}}},
 			batchReply{Items: []batchResult{{Data: []byte("ok")}, {Code: codeRedirect, Msg: "not the leader", Leader: Peer{Name: "l", Addr: "127.0.0.1:1"}}}}},
-		{batchRequest{Items: []batchCommand{{Data: make([]byte, 300), Timeout: -1}}},
+		{batchRequest{Items: []batchCommand{{Data: make([]byte, 300), Timeout: -1}, {Data: []byte("cmd"), Session: 1 << 40, Seq: 7, Lowest: 3}}},
 			batchReply{Items: []batchResult{{Code: codeDeadline, Msg: string(make([]byte, 300))}}}},
 		many,
 	}

@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/exraft/exraft/internal/raft"
+	"github.com/exraft/exraft/internal/session"
 	"github.com/exraft/exraft/internal/wire"
 )
 
-// WriteBatch carries the commands of Writes that a Client's callers made at
-// once to one address (client_batch.go): one call, one request, one reply
+// WriteBatch carries the commands of Writes (and of Session writes) that a
+// Client's callers made at once to one address (client_batch.go): one call, one request, one reply
 // and one pass through net/rpc on each side for all of them, whose costs
 // dominated a small remote write. The server admits and proposes the
 // commands one after another, so that they become consecutive entries, and
@@ -26,11 +27,16 @@ type batchRequest struct {
 }
 
 // batchCommand is one Write of a batch, with its caller's remaining time
-// in nanoseconds (0: none), as callRequest's Timeout.
+// in nanoseconds (0: none), as callRequest's Timeout. A Session's write
+// (SessionWrite) has its session, its sequence number and the lowest one
+// its client still waits on; a plain Write has a Session of 0.
 type batchCommand struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Data     []byte
 	Timeout  int64
+	Session  uint64
+	Seq      uint64
+	Lowest   uint64
 }
 
 // batchReply is WriteBatch's reply: a result for each command, in order.
@@ -53,15 +59,18 @@ func (r *batchRequest) appendTo(b []byte) []byte {
 	b = wire.AppendArrayLen(b, 1)
 	b = wire.AppendArrayLen(b, len(r.Items))
 	for i := range r.Items {
-		b = appendBatchCommand(b, r.Items[i].Data, r.Items[i].Timeout)
+		b = r.Items[i].appendTo(b)
 	}
 	return b
 }
 
-func appendBatchCommand(b, data []byte, timeout int64) []byte {
-	b = wire.AppendArrayLen(b, 2)
-	b = wire.AppendBin(b, data)
-	return wire.AppendInt64(b, timeout)
+func (c *batchCommand) appendTo(b []byte) []byte {
+	b = wire.AppendArrayLen(b, 5)
+	b = wire.AppendBin(b, c.Data)
+	b = wire.AppendInt64(b, c.Timeout)
+	b = wire.AppendUint64(b, c.Session)
+	b = wire.AppendUint64(b, c.Seq)
+	return wire.AppendUint64(b, c.Lowest)
 }
 
 // decode decodes b into r, which must be zero. Each command is a copy of
@@ -70,15 +79,16 @@ func (r *batchRequest) decode(b []byte) error {
 	br := wire.NewReader(b)
 	if br.ArrayLen() == 1 {
 		n := br.ArrayLen()
-		// Each command takes 3 bytes at least: the count cannot make
+		// Each command takes 6 bytes at least: the count cannot make
 		// this allocate more than the body holds.
-		r.Items = make([]batchCommand, 0, min(n, len(br.Rest())/3))
+		r.Items = make([]batchCommand, 0, min(n, len(br.Rest())/6))
 		for i := 0; i < n && br.OK(); i++ {
-			if br.ArrayLen() != 2 {
+			if br.ArrayLen() != 5 {
 				break
 			}
 			c := batchCommand{Data: bytes.Clone(br.Bin())}
 			c.Timeout = br.Int64()
+			c.Session, c.Seq, c.Lowest = br.Uint64(), br.Uint64(), br.Uint64()
 			r.Items = append(r.Items, c)
 		}
 		if br.Done() && len(r.Items) == n {
@@ -222,7 +232,8 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 			continue
 		}
 		p := proposalPool.Get().(*proposal)
-		p.kind, p.data, p.ann = raft.EntryNormal, items[i].Data, ann
+		p.kind, p.data = batchEntry(&items[i])
+		p.ann = ann
 		if err := enqueue(ctxs[i], s, s.propc, p); err != nil {
 			err = s.answerErr(err)
 			countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, starts[i], err)
@@ -249,6 +260,16 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 		results[i].Data = r.val
 	}
 	return results
+}
+
+// batchEntry is the entry a command proposes: the command, or, for a
+// Session's write, its record (as sessionWrite makes it).
+func batchEntry(c *batchCommand) (raft.EntryType, []byte) {
+	if c.Session == 0 {
+		return raft.EntryNormal, c.Data
+	}
+	r := session.Record{Kind: session.Write, Time: logTime(), ID: c.Session, Seq: c.Seq, Lowest: c.Lowest, Command: c.Data}
+	return raft.EntrySession, r.Append(make([]byte, 0, sessionRecordMax+len(c.Data)))
 }
 
 // failBatchItem sets a command's error, as Write's handler would.
