@@ -53,6 +53,8 @@ type Client struct {
 	// under mu, which the goroutines of a busy Client queued on; it is
 	// replaced instead, on the rare dial or failure.
 	conns atomic.Pointer[map[string]*clientConn]
+	// probes says which addresses serve WriteBatch.
+	probes batchProbes
 }
 
 // clientConn is a connection of a Client: net/rpc's client, and the codec
@@ -60,6 +62,7 @@ type Client struct {
 type clientConn struct {
 	rc    *rpc.Client
 	codec *wire.ClientCodec
+	batch writeBatcher // the Writes that share calls on it
 }
 
 // send starts a call, in one write with whatever other calls are starting.
@@ -128,6 +131,10 @@ func (c *Client) conn(ctx context.Context, within *deadlineSlot, addr string) (*
 	}
 	codec := wire.NewClientCodec(conn, wire.ClientConfig{MaxFrame: c.MaxFrameSize, IOTimeout: timeout})
 	cc := &clientConn{rc: rpc.NewClientWithCodec(codec), codec: codec}
+	if !c.settleBatch(ctx, addr, cc) {
+		// The server ended the connection at WriteBatch; it is known now.
+		return c.conn(ctx, within, addr)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.lookup(addr); old != nil {
@@ -253,8 +260,16 @@ func (c *Client) fitsFrame(method string, n int) error {
 	return &tooLargeError{msg: fmt.Sprintf("exraft: too large: a read's query of %d bytes is above the limit of %d (MaxFrameSize less %d bytes of framing)", n, limit, wire.FrameOverhead)}
 }
 
-// Write is Server.Write on the server at addr.
+// Write is Server.Write on the server at addr. Concurrent Writes to one
+// address share calls (client_batch.go).
 func (c *Client) Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
+	val, _, err, ok, turn := c.writeShared(ctx, addr, sharedWrite{cmd: command})
+	if ok {
+		return val, err
+	}
+	if turn != nil {
+		defer turn.batch.release(c, addr, turn)
+	}
 	rep, err := c.call(ctx, addr, methodWrite, &callRequest{Data: command})
 	if err != nil {
 		return nil, err

@@ -165,12 +165,16 @@ func isConnEnd(err error) bool {
 // of its connection unread meanwhile; Step and InstallSnapshot, the traffic
 // between peers, are never held up.
 func (s *Server) admitCall(method string) error {
+	if method == methodWriteBatch && s.withoutWriteBatch.Load() {
+		method = "" // unknown, as to servers before it
+	}
 	switch method {
 	case methodStep, methodInstallSnapshot:
 		return nil
 	case methodWrite, methodRead, methodReadDirty, methodAwaitLeader, methodAddServer,
 		methodRemoveServer, methodTriggerElection, methodStatus,
-		methodSessionOpen, methodSessionWrite, methodSessionClose, methodTransferLeadership:
+		methodSessionOpen, methodSessionWrite, methodSessionClose, methodTransferLeadership,
+		methodWriteBatch:
 		if err := s.pendingCalls.Acquire(s.ctx, 1); err != nil {
 			return ErrStopped
 		}

@@ -1,6 +1,7 @@
 package exraft
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/exraft/exraft/internal/wire"
@@ -18,7 +19,14 @@ func FuzzDecodeCall(f *testing.F) {
 		f.Add(req)
 		f.Add(rep)
 	}
+	for _, s := range batchBodySamples() {
+		req, _ := wire.Marshal(&s.req)
+		rep, _ := wire.Marshal(&s.rep)
+		f.Add(req)
+		f.Add(rep)
+	}
 	f.Add([]byte{0x96, 0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x91, 0xdc, 0xff, 0xff}) // a batch of 65535 in 4 bytes
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var q, qr callRequest
 		err := q.decode(b)
@@ -35,7 +43,64 @@ func FuzzDecodeCall(f *testing.F) {
 			require.Equal(t, rr, r)
 			_ = decodeErr(&r)
 		}
+		var bq, bqr batchRequest
+		err = bq.decode(b)
+		errr = wire.Unmarshal(b, &bqr)
+		require.Equal(t, errr == nil, err == nil, "batch request: by hand %v, by reflection %v", err, errr)
+		if err == nil {
+			require.Equal(t, bqr, bq)
+		}
+		var br, brr batchReply
+		err = br.decode(b)
+		errr = wire.Unmarshal(b, &brr)
+		require.Equal(t, errr == nil, err == nil, "batch reply: by hand %v, by reflection %v", err, errr)
+		if err == nil {
+			require.Equal(t, brr, br)
+			for i := range br.Items {
+				_ = br.Items[i].err()
+			}
+		}
 	})
+}
+
+// TestBatchBodiesDecodeAsReflectionEncodes: the hand-made encodings of the
+// batch bodies are the bytes reflection gives them, and decode back.
+func TestBatchBodiesDecodeAsReflectionEncodes(t *testing.T) {
+	for _, s := range batchBodySamples() {
+		want, err := wire.Marshal(&s.req)
+		require.NoError(t, err)
+		require.Equal(t, want, s.req.appendTo(nil))
+		var q batchRequest
+		require.NoError(t, q.decode(want))
+		require.Equal(t, s.req, q)
+		want, err = wire.Marshal(&s.rep)
+		require.NoError(t, err)
+		require.Equal(t, want, s.rep.appendTo(nil))
+		var r batchReply
+		require.NoError(t, r.decode(want))
+		require.Equal(t, s.rep, r)
+	}
+}
+
+type batchBodySample struct {
+	req batchRequest
+	rep batchReply
+}
+
+func batchBodySamples() []batchBodySample {
+	many := batchBodySample{}
+	for i := range 20 {
+		many.req.Items = append(many.req.Items, batchCommand{Data: []byte(fmt.Sprint("set k", i)), Timeout: int64(i) * 1e6})
+		many.rep.Items = append(many.rep.Items, batchResult{Data: []byte("ok")})
+	}
+	return []batchBodySample{
+		{batchRequest{Items: []batchCommand{}}, batchReply{Items: []batchResult{}}},
+		{batchRequest{Items: []batchCommand{{Data: []byte("set a b"), Timeout: 5e9}, {Data: []byte{}}}},
+			batchReply{Items: []batchResult{{Data: []byte("ok")}, {Code: codeRedirect, Msg: "not the leader", Leader: Peer{Name: "l", Addr: "127.0.0.1:1"}}}}},
+		{batchRequest{Items: []batchCommand{{Data: make([]byte, 300), Timeout: -1}, {Data: []byte("cmd"), Session: 1 << 40, Seq: 7, Lowest: 3}}},
+			batchReply{Items: []batchResult{{Code: codeDeadline, Msg: string(make([]byte, 300))}}}},
+		many,
+	}
 }
 
 type callBodySample struct {

@@ -134,7 +134,7 @@ func (r *callReply) decode(b []byte) error {
 // unmarshalInto decodes b into *r by reflection, by way of a copy on the
 // heap, so that r itself, which the fast paths fill, can stay on its
 // caller's stack.
-func unmarshalInto[T callRequest | callReply](b []byte, r *T) error {
+func unmarshalInto[T callRequest | callReply | batchRequest | batchReply](b []byte, r *T) error {
 	v := new(T)
 	err := wire.Unmarshal(b, v)
 	*r = *v

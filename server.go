@@ -100,8 +100,12 @@ type Server struct {
 	deadlines deadlineWheel
 	// driverDone is closed when the driver goroutine has returned.
 	driverDone chan struct{}
-	stopErr    error
-	wg         sync.WaitGroup
+	// withoutWriteBatch makes the server end a connection that calls
+	// WriteBatch, as servers that predate it do: tests set it, to see that
+	// a Client falls back to a call per Write.
+	withoutWriteBatch atomic.Bool
+	stopErr           error
+	wg                sync.WaitGroup
 }
 
 type proposal struct {
@@ -433,17 +437,32 @@ func (s *Server) leaderCall(ctx context.Context) error {
 // submit hands req to the driver on ch and waits for its result on done.
 // An error means no result arrived: ctx ended or the server stopped.
 func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-chan result) (result, error) {
+	if err := enqueue(ctx, s, ch, req); err != nil {
+		return result{}, err
+	}
+	return await(ctx, s, done)
+}
+
+// enqueue hands req to the driver on ch, unless ctx ends or the server
+// stops first.
+func enqueue[T any](ctx context.Context, s *Server, ch chan<- T, req T) error {
 	select {
 	case ch <- req: // the common case, without a multi-way select
+		return nil
 	default:
-		select {
-		case ch <- req:
-		case <-ctx.Done():
-			return result{}, ctx.Err()
-		case <-s.stopc:
-			return result{}, ErrStopped
-		}
 	}
+	select {
+	case ch <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopc:
+		return ErrStopped
+	}
+}
+
+// await waits for the result of a request enqueue handed on.
+func await(ctx context.Context, s *Server, done <-chan result) (result, error) {
 	if !s.isStopped() {
 		// The result will come: Stop had not begun once req was in ch,
 		// and Stop answers every request that reached ch, except one

@@ -107,6 +107,16 @@ func (s *Session) attempt(ctx context.Context, addr, method string, req *callReq
 			defer cancel()
 		}
 	}
+	if method == methodSessionWrite {
+		w := sharedWrite{cmd: req.Data, session: req.Session, seq: req.Seq, lowest: req.Lowest, within: within}
+		val, sent, err, ok, turn := s.c.writeShared(ctx, addr, w)
+		if ok {
+			return callReply{Data: val}, sent, err
+		}
+		if turn != nil {
+			defer turn.batch.release(s.c, addr, turn)
+		}
+	}
 	return s.c.callWithin(ctx, within, addr, method, req)
 }
 

@@ -89,11 +89,15 @@ func (r *Reader) tag() byte {
 	return 0
 }
 
-// ArrayLen reads the header of an array.
+// ArrayLen reads the header of an array of up to 65535 elements (a batch's
+// items may number more than a fixarray holds).
 func (r *Reader) ArrayLen() int {
 	t := r.tag()
-	if t&0xf0 == 0x90 {
+	switch {
+	case t&0xf0 == 0x90:
 		return int(t & 0x0f)
+	case t == 0xdc:
+		return int(r.uintN(2))
 	}
 	r.fail()
 	return 0

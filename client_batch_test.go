@@ -1,0 +1,229 @@
+package exraft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/exraft/exraft"
+	"github.com/exraft/exraft/internal/testkit"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writeConcurrently has each of goroutines write "set <prefix>g<g> v<i>"
+// for i up to each, in turn, through cl to addr, and returns each write's
+// error. testkit.KV answers a write with the value it replaced, "ok" for
+// none: so each answer says that the write was applied in its turn and
+// answered to its own caller.
+func writeConcurrently(t *testing.T, cl *exraft.Client, addr, prefix string, goroutines, each int) []error {
+	t.Helper()
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	errs := make([]error, goroutines*each)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := "ok"
+			for i := range each {
+				wctx, cancel := context.WithTimeout(ctx, testkit.WaitLong)
+				val, err := cl.Write(wctx, addr, []byte(fmt.Sprintf("set %sg%d v%d", prefix, g, i)))
+				cancel()
+				if err == nil && string(val) != want {
+					err = fmt.Errorf("write %d of %sg%d answered %q, want %q", i, prefix, g, val, want)
+				}
+				want = fmt.Sprint("v", i)
+				errs[g*each+i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// awaitBatches makes a first write through cl to addr, which has it ask
+// whether addr serves WriteBatch, and waits until it knows that it does.
+func awaitBatches(t *testing.T, cl *exraft.Client, addr string) {
+	t.Helper()
+	cl.Write(testkit.Ctx(t, testkit.WaitLong), addr, []byte("set warm up")) // a follower's redirect will do
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.Batches(cl, addr) }, "the Client learns that %s has WriteBatch", addr)
+}
+
+// TestClientConcurrentWritesShareCallsAndApplyOnce: many goroutines write
+// through one Client; their writes go in shared calls, and each is applied
+// exactly once and answered with its own result.
+func TestClientConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, leader.Addr())
+	const goroutines, each = 32, 40
+	for _, err := range writeConcurrently(t, cl, leader.Addr(), "", goroutines, each) {
+		require.NoError(t, err)
+	}
+	_, hist := c.AwaitConverged(t, "after the writes")
+	counts := map[string]int{}
+	for _, cmd := range hist {
+		counts[cmd]++
+	}
+	for g := range goroutines {
+		for i := range each {
+			cmd := fmt.Sprintf("set g%d v%d", g, i)
+			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
+		}
+	}
+	assert.Len(t, hist, goroutines*each+2, "every write applied once, the warm-up's and AwaitConverged's own")
+	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
+}
+
+// TestClientBatchToFollowerRedirectsEveryWrite: writes sharing calls to a
+// follower each get the redirect to the leader.
+func TestClientBatchToFollowerRedirectsEveryWrite(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	var follower *exraft.Server
+	for _, s := range c.Live() {
+		if s != leader {
+			follower = s
+		}
+	}
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, follower.Addr())
+	for _, err := range writeConcurrently(t, cl, follower.Addr(), "", 16, 20) {
+		var redirect *exraft.RedirectError
+		require.ErrorAs(t, err, &redirect)
+		require.Equal(t, leader.Peer(), redirect.Leader)
+	}
+	assert.Greater(t, exraft.BatchedWrites(cl, follower.Addr()), uint64(0), "some writes went in shared calls")
+}
+
+// TestClientFallsBackWithoutWriteBatch: a server that predates WriteBatch
+// ends the connection that calls it. The Client asks on a connection of its
+// own before it shares calls, and makes a call per Write to such a server:
+// no write fails for it.
+func TestClientFallsBackWithoutWriteBatch(t *testing.T) {
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := c.LeaderWithin(testkit.WaitLong)
+	exraft.RefuseWriteBatch(s)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	_, err := cl.Write(ctx, s.Addr(), []byte("set warm up"))
+	require.NoError(t, err)
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.Unbatched(cl, s.Addr()) }, "the Client learns that the server has no WriteBatch")
+	for _, err := range writeConcurrently(t, cl, s.Addr(), "", 16, 20) {
+		require.NoError(t, err)
+	}
+	require.Zero(t, exraft.BatchedWrites(cl, s.Addr()))
+}
+
+// TestClientWritesAloneUntilWriteBatchIsKnown: before the Client knows that
+// a server serves WriteBatch, concurrent writes each go in a call of their
+// own; once it knows, they share calls.
+func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := c.LeaderWithin(testkit.WaitLong)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, s.Addr())
+	for _, err := range writeConcurrently(t, cl, s.Addr(), "", 16, 20) {
+		require.NoError(t, err)
+	}
+	require.NotZero(t, exraft.BatchedWrites(cl, s.Addr()))
+}
+
+// TestClientBatchedWriteGivesUpAtItsCtx: a write whose ctx ends while it
+// waits for a shared call returns ctx's error at once, while the call
+// carrying the others stays in flight.
+func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
+	var sm *exraft.BlockingKV
+	c := testkit.StartCluster(t, 1, testkit.Options{NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
+		sm = exraft.NewBlockingKV(kv)
+		return sm
+	}})
+	s := c.LeaderWithin(testkit.WaitLong)
+	defer sm.Release()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, s.Addr())
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		// Without a deadline: it holds the turn until the test releases it.
+		cl.Write(context.Background(), s.Addr(), []byte("block a b"))
+	}()
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, s.Addr()) }, "the blocking write holds the turn")
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.Write(wctx, s.Addr(), []byte("set queued v"))
+		done <- err
+	}()
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, s.Addr()) == 1 }, "the write queues")
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(testkit.WaitLong):
+		require.FailNow(t, "the write did not return when its ctx ended")
+	}
+	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
+	sm.Release()
+	<-blocked
+}
+
+// TestSessionConcurrentWritesShareCallsAndApplyOnce: a Session's writes from
+// many goroutines go in shared calls, and each is applied exactly once and
+// answered with its own result.
+func TestSessionConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, leader.Addr())
+	sess := cl.NewSession(leader.Addr())
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	const goroutines, each = 32, 20
+	errs := make([]error, goroutines*each)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := "ok"
+			for i := range each {
+				val, err := sess.Write(ctx, []byte(fmt.Sprintf("set s%d v%d", g, i)))
+				if err == nil && string(val) != want {
+					err = fmt.Errorf("write %d of s%d answered %q, want %q", i, g, val, want)
+				}
+				want = fmt.Sprint("v", i)
+				errs[g*each+i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	for g := range goroutines {
+		awaitAppliedOnceEverywhere(t, c, fmt.Sprintf("set s%d v%d", g, each-1))
+	}
+	_, hist := c.AwaitConverged(t, "after the session's writes")
+	counts := map[string]int{}
+	for _, cmd := range hist {
+		counts[cmd]++
+	}
+	for g := range goroutines {
+		for i := range each {
+			cmd := fmt.Sprintf("set s%d v%d", g, i)
+			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
+		}
+	}
+	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
+}
