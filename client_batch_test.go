@@ -67,16 +67,7 @@ func TestClientConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 		require.NoError(t, err)
 	}
 	_, hist := c.AwaitConverged(t, "after the writes")
-	counts := map[string]int{}
-	for _, cmd := range hist {
-		counts[cmd]++
-	}
-	for g := range goroutines {
-		for i := range each {
-			cmd := fmt.Sprintf("set g%d v%d", g, i)
-			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
-		}
-	}
+	requireEachAppliedOnce(t, hist, "g", goroutines, each)
 	assert.Len(t, hist, goroutines*each+2, "every write applied once, the warm-up's and AwaitConverged's own")
 	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
 }
@@ -215,15 +206,22 @@ func TestSessionConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 		awaitAppliedOnceEverywhere(t, c, fmt.Sprintf("set s%d v%d", g, each-1))
 	}
 	_, hist := c.AwaitConverged(t, "after the session's writes")
+	requireEachAppliedOnce(t, hist, "s", goroutines, each)
+	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
+}
+
+// requireEachAppliedOnce: hist, the commands applied, holds "set <p>g v<i>"
+// exactly once for every goroutine g and each of its writes i.
+func requireEachAppliedOnce(t *testing.T, hist []string, p string, goroutines, each int) {
+	t.Helper()
 	counts := map[string]int{}
 	for _, cmd := range hist {
 		counts[cmd]++
 	}
 	for g := range goroutines {
 		for i := range each {
-			cmd := fmt.Sprintf("set s%d v%d", g, i)
+			cmd := fmt.Sprintf("set %s%d v%d", p, g, i)
 			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
 		}
 	}
-	assert.Greater(t, exraft.BatchedWrites(cl, leader.Addr()), uint64(0), "some writes went in shared calls")
 }
