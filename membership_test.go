@@ -118,6 +118,7 @@ func TestRestartedFollowerRejoinsAutomatically(t *testing.T) {
 	f, g := twoFollowers(t, servers, leader)
 
 	restartedAt := time.Now()
+	before := leader.Status().LastIndex
 	require.NoError(t, c.Restart(f.Name()))
 	f2 := c.Server(f.Name())
 	testkit.Eventually(t, testkit.WaitLong, func() bool {
@@ -127,7 +128,13 @@ func TestRestartedFollowerRejoinsAutomatically(t *testing.T) {
 			}
 		}
 		lst, fst := leader.Status(), f2.Status()
-		return lst.Role == exraft.Leader && slices.Contains(lst.Members, f2.Peer()) && len(lst.Learners) == 0 &&
+		// Members name servers, not incarnations, so they list its
+		// old incarnation until the re-admission too; its two
+		// configuration entries (the old one out and listed as a
+		// learner, the new one in), the only entries written meanwhile,
+		// tell it is done.
+		return lst.Role == exraft.Leader && lst.LastIndex >= before+2 && lst.CommitIndex == lst.LastIndex &&
+			slices.Contains(lst.Members, f2.Peer()) && len(lst.Learners) == 0 &&
 			fst.Role == exraft.Follower && fst.Leader == leader.Peer()
 	}, "the restarted %s to be caught up and re-admitted by %s with no call:%v",
 		f2.Name(), leader.Name(), testkit.Statuses{leader, f2, g})

@@ -39,8 +39,9 @@ func (c *core) learnIncarnation(m Message, pr *progress) (restarted bool) {
 // noticeIncarnation: a voter answering as another incarnation than the
 // configured one restarted with an empty log; catch it up and re-admit it.
 func (c *core) noticeIncarnation(name string, pr *progress) {
-	if v, ok := c.self.find(name); ok && !sameIncarnation(v.Inc, pr.inc) && c.cfg.autoRejoin {
+	if v, ok := c.self.find(name); ok && !sameIncarnation(v.Inc, pr.inc) && c.cfg.autoRejoin && !pr.joining {
 		pr.joining = true
+		c.epoch++ // a server to catch up: the driver lists the learners anew
 	}
 }
 

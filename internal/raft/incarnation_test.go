@@ -529,3 +529,23 @@ func TestCoreIncarnationCancelJoinKeepsAutoRejoin(t *testing.T) {
 	n.healAll()
 	awaitVoter(t, n, "c", 777, 300)
 }
+
+// TestCoreIncarnationNoticedRestartIsListed: the moment the leader hears a
+// voter answer as a new incarnation, it lists the server among those it
+// catches up (Learners, refreshed by the driver when Epoch moves), so that
+// nobody takes the old incarnation in the configuration for the new one
+// already re-admitted.
+func TestCoreIncarnationNoticedRestartIsListed(t *testing.T) {
+	a := leaderOfThree(t)
+	n := &Node{c: a}
+	epoch := n.Status().Epoch
+	ack := ackMsg("c", a.term, 0, 0)
+	ack.FromInc = 333 // c restarted blank
+	a.step(ack)
+	if n.Status().Epoch == epoch {
+		t.Fatalf("Epoch stayed %d after a voter answered as a new incarnation", epoch)
+	}
+	if ls := n.Learners(); len(ls) != 1 || ls[0].Name != "c" {
+		t.Fatalf("Learners %v, want c being caught up", ls)
+	}
+}
