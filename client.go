@@ -261,7 +261,9 @@ func (c *Client) fitsFrame(method string, n int) error {
 }
 
 // Write is Server.Write on the server at addr. Concurrent Writes to one
-// address share calls (client_batch.go).
+// address share calls (client_batch.go). ErrTooLarge whose text says the
+// write was applied is a result that did not fit in the reply: Apply's
+// results of the writes of one call add up to at most MaxFrameSize.
 func (c *Client) Write(ctx context.Context, addr string, command []byte) ([]byte, error) {
 	val, _, err, ok, turn := c.writeShared(ctx, addr, sharedWrite{cmd: command})
 	if ok {

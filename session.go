@@ -96,7 +96,10 @@ func NewSession(addrs ...string) *Session { return DefaultClient.NewSession(addr
 // returns Apply's result. It blocks until the command is applied, or known
 // applied before, or ctx ends; meanwhile it retries on the leader it finds.
 //
-// Errors: ErrRejected and ErrTooLarge, as Server.Write's (not applied);
+// Errors: ErrRejected, and ErrTooLarge for a command above the limit, as
+// Server.Write's (not applied); ErrTooLarge also for a result that did
+// not fit in its reply, which its text says (applied once: the result is
+// lost, not the write);
 // ErrSessionExpired (applied at most once); ErrSessionClosed after Close;
 // ctx's error, wrapped with what the Session was waiting on (the outcome
 // is unknown: applied once or never).
