@@ -14,12 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// writeConcurrently has each of goroutines write "set <prefix>g<g> v<i>"
-// for i up to each, in turn, through cl to addr, and returns each write's
-// error. testkit.KV answers a write with the value it replaced, "ok" for
-// none: so each answer says that the write was applied in its turn and
-// answered to its own caller.
-func writeConcurrently(t *testing.T, cl *exraft.Client, addr, prefix string, goroutines, each int) []error {
+// writeConcurrently has each of goroutines write "set <key><g> v<i>" for
+// i up to each, in turn, with write, and returns each write's error.
+// testkit.KV answers a write with the value it replaced, "ok" for none: so
+// each answer says that the write was applied in its turn and answered to
+// its own caller.
+func writeConcurrently(t *testing.T, write func(ctx context.Context, cmd []byte) ([]byte, error), key string, goroutines, each int) []error {
 	t.Helper()
 	ctx := testkit.Ctx(t, testkit.WaitLong)
 	errs := make([]error, goroutines*each)
@@ -31,10 +31,10 @@ func writeConcurrently(t *testing.T, cl *exraft.Client, addr, prefix string, gor
 			want := "ok"
 			for i := range each {
 				wctx, cancel := context.WithTimeout(ctx, testkit.WaitLong)
-				val, err := cl.Write(wctx, addr, []byte(fmt.Sprintf("set %sg%d v%d", prefix, g, i)))
+				val, err := write(wctx, []byte(fmt.Sprintf("set %s%d v%d", key, g, i)))
 				cancel()
 				if err == nil && string(val) != want {
-					err = fmt.Errorf("write %d of %sg%d answered %q, want %q", i, prefix, g, val, want)
+					err = fmt.Errorf("write %d of %s%d answered %q, want %q", i, key, g, val, want)
 				}
 				want = fmt.Sprint("v", i)
 				errs[g*each+i] = err
@@ -43,6 +43,11 @@ func writeConcurrently(t *testing.T, cl *exraft.Client, addr, prefix string, gor
 	}
 	wg.Wait()
 	return errs
+}
+
+// writeTo is cl's Write to addr, as writeConcurrently takes it.
+func writeTo(cl *exraft.Client, addr string) func(ctx context.Context, cmd []byte) ([]byte, error) {
+	return func(ctx context.Context, cmd []byte) ([]byte, error) { return cl.Write(ctx, addr, cmd) }
 }
 
 // awaitBatches makes a first write through cl to addr, which has it ask
@@ -63,7 +68,7 @@ func TestClientConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 	defer cl.Close()
 	awaitBatches(t, cl, leader.Addr())
 	const goroutines, each = 32, 40
-	for _, err := range writeConcurrently(t, cl, leader.Addr(), "", goroutines, each) {
+	for _, err := range writeConcurrently(t, writeTo(cl, leader.Addr()), "g", goroutines, each) {
 		require.NoError(t, err)
 	}
 	_, hist := c.AwaitConverged(t, "after the writes")
@@ -86,7 +91,7 @@ func TestClientBatchToFollowerRedirectsEveryWrite(t *testing.T) {
 	cl := &exraft.Client{}
 	defer cl.Close()
 	awaitBatches(t, cl, follower.Addr())
-	for _, err := range writeConcurrently(t, cl, follower.Addr(), "", 16, 20) {
+	for _, err := range writeConcurrently(t, writeTo(cl, follower.Addr()), "g", 16, 20) {
 		var redirect *exraft.RedirectError
 		require.ErrorAs(t, err, &redirect)
 		require.Equal(t, leader.Peer(), redirect.Leader)
@@ -108,7 +113,7 @@ func TestClientFallsBackWithoutWriteBatch(t *testing.T) {
 	_, err := cl.Write(ctx, s.Addr(), []byte("set warm up"))
 	require.NoError(t, err)
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.Unbatched(cl, s.Addr()) }, "the Client learns that the server has no WriteBatch")
-	for _, err := range writeConcurrently(t, cl, s.Addr(), "", 16, 20) {
+	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", 16, 20) {
 		require.NoError(t, err)
 	}
 	require.Zero(t, exraft.BatchedWrites(cl, s.Addr()))
@@ -123,7 +128,7 @@ func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
 	cl := &exraft.Client{}
 	defer cl.Close()
 	awaitBatches(t, cl, s.Addr())
-	for _, err := range writeConcurrently(t, cl, s.Addr(), "", 16, 20) {
+	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", 16, 20) {
 		require.NoError(t, err)
 	}
 	require.NotZero(t, exraft.BatchedWrites(cl, s.Addr()))
@@ -179,26 +184,8 @@ func TestSessionConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 	defer cl.Close()
 	awaitBatches(t, cl, leader.Addr())
 	sess := cl.NewSession(leader.Addr())
-	ctx := testkit.Ctx(t, testkit.WaitLong)
 	const goroutines, each = 32, 20
-	errs := make([]error, goroutines*each)
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			want := "ok"
-			for i := range each {
-				val, err := sess.Write(ctx, []byte(fmt.Sprintf("set s%d v%d", g, i)))
-				if err == nil && string(val) != want {
-					err = fmt.Errorf("write %d of s%d answered %q, want %q", i, g, val, want)
-				}
-				want = fmt.Sprint("v", i)
-				errs[g*each+i] = err
-			}
-		}()
-	}
-	wg.Wait()
+	errs := writeConcurrently(t, sess.Write, "s", goroutines, each)
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
