@@ -213,10 +213,11 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 	results := make([]batchResult, len(items))
 	ctxs := make([]context.Context, len(items))
 	props := make([]*proposal, len(items))
-	starts := make([]time.Time, len(items))
+	// The commands arrived together: one clock reading times them all and
+	// stamps their session records.
+	start := time.Now()
 	admitted := 0
 	for i := range items {
-		starts[i] = time.Now()
 		ctx, cancel := s.batchItemCtx(items[i].Timeout)
 		defer cancel()
 		ctxs[i] = ctx
@@ -232,11 +233,11 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 			continue
 		}
 		p := proposalPool.Get().(*proposal)
-		p.kind, p.data = batchEntry(&items[i])
+		p.kind, p.data = batchEntry(&items[i], start.UnixMilli())
 		p.ann = ann
 		if err := enqueue(ctxs[i], s, s.propc, p); err != nil {
 			err = s.answerErr(err)
-			countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, starts[i], err)
+			countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err)
 			s.failBatchItem(&results[i], err)
 			continue
 		}
@@ -252,7 +253,7 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 			proposalPool.Put(p)
 		}
 		err = s.answerErr(firstErr(err, r.err))
-		countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, starts[i], err)
+		countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err)
 		if err != nil {
 			s.failBatchItem(&results[i], err)
 			continue
@@ -263,12 +264,12 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 }
 
 // batchEntry is the entry a command proposes: the command, or, for a
-// Session's write, its record (as sessionWrite makes it).
-func batchEntry(c *batchCommand) (raft.EntryType, []byte) {
+// Session's write, its record stamped with now (as sessionWrite makes it).
+func batchEntry(c *batchCommand, now int64) (raft.EntryType, []byte) {
 	if c.Session == 0 {
 		return raft.EntryNormal, c.Data
 	}
-	r := session.Record{Kind: session.Write, Time: logTime(), ID: c.Session, Seq: c.Seq, Lowest: c.Lowest, Command: c.Data}
+	r := session.Record{Kind: session.Write, Time: now, ID: c.Session, Seq: c.Seq, Lowest: c.Lowest, Command: c.Data}
 	return raft.EntrySession, r.Append(make([]byte, 0, sessionRecordMax+len(c.Data)))
 }
 
