@@ -162,7 +162,10 @@ func TestSnapshotModesSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal("p99:", err)
 	}
-	if p.hists[classSteady].n == 0 || p.hists[classTaking].n == 0 || p.hists[classSending].n == 0 || len(p.transfers) != 1 {
+	// A 2,000-key snapshot is sent in about a millisecond, which no write
+	// need begin in: the class of writes while one is sent may be empty
+	// here (the README's runs, of 1,000,000 keys, fill it).
+	if p.hists[classSteady].n == 0 || p.hists[classTaking].n == 0 || len(p.transfers) != 1 {
 		t.Errorf("p99: writes by class %d, %d, %d; %d transfers", p.hists[0].n, p.hists[1].n, p.hists[2].n, len(p.transfers))
 	}
 }
