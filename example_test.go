@@ -538,6 +538,12 @@ func ExampleServer_AddServer() {
 		log.Fatal(err)
 	}
 	fmt.Println("voters:", len(leader.Status().Members))
+	// AddServer returns once the new server holds the log and counts; it
+	// applies what it holds on its own time.
+	index := leader.Status().CommitIndex
+	if _, err := joiner.WaitStatus(ctx, func(st exraft.Status) bool { return st.AppliedIndex >= index }); err != nil {
+		log.Fatal(err)
+	}
 	total, _ := joiner.ReadDirty(ctx, nil)
 	fmt.Println("the new server's copy:", string(total))
 	// Output:
