@@ -31,6 +31,10 @@ func (s *Server) TransferLeadership(ctx context.Context, name string) error {
 			err = s.nodeErr(s.node.TransferLeadership(name))
 			s.publish() // so that the wait below sees the transfer begun
 		}); e != nil {
+			if ctx.Err() != nil && attempt > 1 {
+				// ctx ended between two attempts: say what they waited on.
+				return s.transferWaitErr(ctx.Err(), name, attempt-1)
+			}
 			return e
 		}
 		if err != nil || name == s.name {
@@ -77,7 +81,11 @@ func (s *Server) pauseTransfer(ctx context.Context, name string, attempt int) er
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return s.leaderCall(ctx)
+		err := s.leaderCall(ctx)
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) { // it ended as the pause did
+			return s.transferWaitErr(ctxErr, name, attempt)
+		}
+		return err
 	case <-ctx.Done():
 		return s.transferWaitErr(ctx.Err(), name, attempt)
 	case <-s.stopc:
