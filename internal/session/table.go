@@ -2,7 +2,6 @@ package session
 
 import (
 	"encoding/binary"
-	"slices"
 )
 
 // Outcome is what applying a record did.
@@ -47,8 +46,7 @@ type entry struct {
 	id       uint64
 	timeout  int64
 	lastUsed int64
-	lowest   uint64
-	results  map[uint64][]byte // by sequence number, none below lowest
+	results  results // from the lowest sequence number the client waits on
 	prev     *entry
 	next     *entry
 }
@@ -80,20 +78,20 @@ func (t *Table) Apply(index uint64, r *Record, apply func([]byte) []byte) (Outco
 		return Expired, nil
 	}
 	t.touch(e)
-	e.ack(r.Lowest)
-	if r.Seq < e.lowest {
+	e.results.ack(r.Lowest)
+	if r.Seq < e.results.lowest {
 		return Stale, nil
 	}
-	if val, ok := e.results[r.Seq]; ok {
+	if val, ok := e.results.get(r.Seq); ok {
 		return Duplicate, val
 	}
 	val := apply(r.Command)
-	e.results[r.Seq] = val
+	e.results.put(r.Seq, val)
 	return Applied, val
 }
 
 func (t *Table) register(index uint64, r *Record) {
-	e := &entry{id: index, timeout: r.Timeout, lastUsed: t.now, results: map[uint64][]byte{}}
+	e := &entry{id: index, timeout: r.Timeout, lastUsed: t.now}
 	t.byID[index] = e
 	t.pushBack(e)
 	for r.MaxSessions > 0 && uint64(len(t.byID)) > r.MaxSessions {
@@ -107,31 +105,6 @@ func (t *Table) register(index uint64, r *Record) {
 func (t *Table) expire() {
 	for t.head != nil && t.now-t.head.lastUsed > t.head.timeout {
 		t.remove(t.head)
-	}
-}
-
-// ack forgets the results of sequence numbers below lowest: the client has
-// them, and will not ask again.
-func (e *entry) ack(lowest uint64) {
-	if lowest <= e.lowest {
-		return
-	}
-	// None is below the old lowest: those from it up to the new one go,
-	// each looked up once, rather than a walk over all the results per
-	// write (with many writes in flight, the applier's largest cost), unless
-	// the jump is longer than the map.
-	from := e.lowest
-	e.lowest = lowest
-	if lowest-from <= uint64(len(e.results)) {
-		for seq := from; seq < lowest; seq++ {
-			delete(e.results, seq)
-		}
-		return
-	}
-	for seq := range e.results {
-		if seq < lowest {
-			delete(e.results, seq)
-		}
 	}
 }
 
@@ -180,22 +153,17 @@ func (t *Table) Append(b []byte) []byte {
 	b = append(b, tableVersion)
 	b = binary.AppendUvarint(b, uint64(t.now))
 	b = binary.AppendUvarint(b, uint64(len(t.byID)))
-	var seqs []uint64
 	for e := t.head; e != nil; e = e.next {
 		b = binary.AppendUvarint(b, e.id)
 		b = binary.AppendUvarint(b, uint64(e.timeout))
 		b = binary.AppendUvarint(b, uint64(e.lastUsed))
-		b = binary.AppendUvarint(b, e.lowest)
-		b = binary.AppendUvarint(b, uint64(len(e.results)))
-		seqs = seqs[:0]
-		for seq := range e.results {
-			seqs = append(seqs, seq)
-		}
-		slices.Sort(seqs)
-		for _, seq := range seqs {
+		b = binary.AppendUvarint(b, e.results.lowest)
+		b = binary.AppendUvarint(b, uint64(e.results.len()))
+		for _, seq := range e.results.sorted() {
+			val, _ := e.results.get(seq)
 			b = binary.AppendUvarint(b, seq)
-			b = binary.AppendUvarint(b, uint64(len(e.results[seq])))
-			b = append(b, e.results[seq]...)
+			b = binary.AppendUvarint(b, uint64(len(val)))
+			b = append(b, val...)
 		}
 	}
 	return b
@@ -212,10 +180,15 @@ func DecodeTable(b []byte) (*Table, []byte, error) {
 	t.now = int64(d.uvarint())
 	n := d.uvarint()
 	for i := uint64(0); i < n && !d.bad; i++ {
-		e := &entry{id: d.uvarint(), timeout: int64(d.uvarint()), lastUsed: int64(d.uvarint()), lowest: d.uvarint(), results: map[uint64][]byte{}}
+		e := &entry{id: d.uvarint(), timeout: int64(d.uvarint()), lastUsed: int64(d.uvarint())}
+		e.results.lowest = d.uvarint()
 		for k := d.uvarint(); k > 0 && !d.bad; k-- {
-			seq := d.uvarint()
-			e.results[seq] = d.bytes()
+			seq, val := d.uvarint(), d.bytes()
+			if _, dup := e.results.get(seq); dup || seq < e.results.lowest {
+				d.bad = true
+				break
+			}
+			e.results.put(seq, val)
 		}
 		if _, dup := t.byID[e.id]; dup {
 			d.bad = true

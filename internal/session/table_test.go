@@ -52,7 +52,7 @@ func TestLowestForgetsResultsAndRefusesLateCopies(t *testing.T) {
 	assert.Equal(t, 1, m.applied["a"])
 	out, _ = tb.Apply(6, write(0, 1, 2, 2, "b"), m.apply)
 	assert.Equal(t, Duplicate, out, "b is still unanswered: its result is kept")
-	assert.Len(t, tb.byID[1].results, 2, "a's result is gone, b's and c's kept")
+	assert.Equal(t, 2, tb.byID[1].results.len(), "a's result is gone, b's and c's kept")
 }
 
 // Many writes in flight: the lowest moves up by one or by many, past
@@ -70,16 +70,16 @@ func TestLowestForgetsInStepsAndJumps(t *testing.T) {
 		require.Equal(t, Applied, apply(seq, 1))
 	}
 	require.Equal(t, Applied, apply(101, 2)) // one step
-	require.Len(t, tb.byID[1].results, 100)
-	require.Equal(t, Applied, apply(102, 40)) // a step of 38, within the map
-	require.Len(t, tb.byID[1].results, 63)
+	require.Equal(t, 100, tb.byID[1].results.len())
+	require.Equal(t, Applied, apply(102, 40)) // a step of 38, within what is kept
+	require.Equal(t, 63, tb.byID[1].results.len())
 	require.Equal(t, Stale, apply(39, 40))
 	require.Equal(t, Duplicate, apply(40, 40))
-	require.Equal(t, Applied, apply(1000, 500)) // past every result: a jump longer than the map
+	require.Equal(t, Applied, apply(1000, 500)) // past every result kept
 	e := tb.byID[1]
-	require.Len(t, e.results, 1)
-	require.Contains(t, e.results, uint64(1000))
-	require.Equal(t, uint64(500), e.lowest)
+	require.Equal(t, 1, e.results.len())
+	require.Equal(t, []uint64{1000}, e.results.sorted())
+	require.Equal(t, uint64(500), e.results.lowest)
 }
 
 func TestExpiryByLogTime(t *testing.T) {
