@@ -45,41 +45,62 @@ type Session struct {
 // sessionState is one registration: a Session that the cluster forgot
 // registers again, and writes under the old one finish on their own.
 type sessionState struct {
-	id       uint64
-	seq      uint64              // the last sequence number handed out
-	inflight map[uint64]struct{} // the sequence numbers not yet answered
-	low      uint64              // the lowest of inflight, when it is not empty
+	id  uint64
+	seq uint64 // the last sequence number handed out
+	// low is the lowest sequence number not yet answered, seq+1 if none
+	// is in flight. answered says, of each number from low to seq, in a
+	// ring from head, whether it was answered: numbers are handed out in
+	// order and mostly answered so, and the ring costs no hashing.
+	low      uint64
+	answered []bool // a power of two long, or empty
+	head     int
 }
 
 // lowest is the lowest sequence number still waited on: the cluster may
 // forget every result below it.
-func (st *sessionState) lowest() uint64 {
-	if len(st.inflight) == 0 {
-		return st.seq + 1
-	}
-	return st.low
-}
+func (st *sessionState) lowest() uint64 { return max(st.low, 1) }
 
 // begin hands out the next sequence number.
 func (st *sessionState) begin() uint64 {
-	st.seq++
-	if len(st.inflight) == 0 {
-		st.low = st.seq
+	if st.low == 0 {
+		st.low = 1 // none handed out yet
 	}
-	st.inflight[st.seq] = struct{}{}
+	st.seq++
+	n := int(st.seq - st.low) // numbers in flight before this one
+	if n >= len(st.answered) {
+		st.grow(n + 1)
+	}
+	st.answered[st.at(n)] = false
 	return st.seq
 }
 
-// finish takes seq out of flight. Numbers are handed out in order, so the
-// lowest only moves up, past each one finished: O(1) a write, amortized.
+// finish marks seq answered. The lowest moves up past every number
+// answered: O(1) a write, amortized. Finishing seq twice does nothing.
 func (st *sessionState) finish(seq uint64) {
-	delete(st.inflight, seq)
-	for len(st.inflight) > 0 && st.low <= st.seq {
-		if _, ok := st.inflight[st.low]; ok {
-			return
-		}
+	if seq < st.low || seq > st.seq {
+		return
+	}
+	st.answered[st.at(int(seq-st.low))] = true
+	for st.low <= st.seq && st.answered[st.head] {
+		st.answered[st.head] = false
+		st.head = st.at(1)
 		st.low++
 	}
+}
+
+func (st *sessionState) at(d int) int { return (st.head + d) & (len(st.answered) - 1) }
+
+// grow makes the ring hold at least n numbers, low's first.
+func (st *sessionState) grow(n int) {
+	size := max(16, len(st.answered))
+	for size < n {
+		size *= 2
+	}
+	ring := make([]bool, size)
+	for i := range int(st.seq - st.low) {
+		ring[i] = st.answered[st.at(i)]
+	}
+	st.answered, st.head = ring, 0
 }
 
 // NewSession returns a Session on the cluster that the servers at addrs
@@ -108,14 +129,15 @@ func (s *Session) Write(ctx context.Context, command []byte) ([]byte, error) {
 		return nil, err
 	}
 	for renewed := 0; ; renewed++ {
-		st, err := s.registration(ctx)
+		st, seq, err := s.beginWrite(ctx)
 		if err != nil {
 			return nil, err
 		}
-		seq := s.begin(st)
 		req := &callRequest{Data: command, Session: st.id, Seq: seq}
-		rep, uncertain, err := s.call(ctx, methodSessionWrite, req, st)
-		s.finish(st, seq)
+		rep, uncertain, err := s.call(ctx, methodSessionWrite, req, st) // finishes seq if answered
+		if err != nil {
+			s.finish(st, seq)
+		}
 		if errors.Is(err, errSessionUnknown) {
 			switch {
 			case uncertain:
@@ -215,16 +237,29 @@ func (s *Session) registration(ctx context.Context) (*sessionState, error) {
 			return nil, err
 		}
 		if !s.closed {
-			s.cur = &sessionState{id: rep.Session, inflight: map[uint64]struct{}{}}
+			s.cur = &sessionState{id: rep.Session}
 		}
 	}
 }
 
-// begin hands out the next sequence number of st.
-func (s *Session) begin(st *sessionState) uint64 {
+// beginWrite hands out the next sequence number of the current
+// registration, registering first if there is none. A busy Session's
+// goroutines queue on mu: the common case takes one turn.
+func (s *Session) beginWrite(ctx context.Context) (*sessionState, uint64, error) {
+	s.mu.Lock()
+	if st := s.cur; st != nil && !s.closed {
+		seq := st.begin()
+		s.mu.Unlock()
+		return st, seq, nil
+	}
+	s.mu.Unlock()
+	st, err := s.registration(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return st.begin()
+	return st, st.begin(), nil
 }
 
 // finish marks seq answered, or given up: from the next write on, the

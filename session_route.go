@@ -39,18 +39,13 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 		if ctx.Err() != nil {
 			return callReply{}, uncertain, s.gaveUp(ctx, method, last)
 		}
-		addr, err := s.target()
+		addr, err := s.target(st, req)
 		if err != nil {
 			return callReply{}, uncertain, err
 		}
-		if st != nil {
-			s.mu.Lock()
-			req.Lowest = st.lowest()
-			s.mu.Unlock()
-		}
 		rep, sent, err := s.attempt(ctx, addr, method, req)
 		if err == nil {
-			s.reached(addr)
+			s.reached(addr, st, req.Seq)
 			return rep, uncertain, nil
 		}
 		last = err
@@ -129,12 +124,19 @@ func (s *Session) gaveUp(ctx context.Context, method string, last error) error {
 	return &waitError{msg: fmt.Sprintf("exraft: session %s: %v; the last attempt: %v", opName(method), ctx.Err(), last), err: ctx.Err()}
 }
 
-// target returns the address to call next.
-func (s *Session) target() (string, error) {
+// target returns the address to call next. For a write (st set), it sets
+// the lowest sequence number st waits on in req, in the same turn of mu.
+func (s *Session) target(st *sessionState, req *callRequest) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.addrs) == 0 {
 		return "", errors.New("exraft: a Session needs the address of at least one server (NewSession(addrs...))")
+	}
+	if st != nil {
+		req.Lowest = st.lowest()
+	}
+	if s.leader != "" && len(s.dead) == 0 {
+		return s.leader, nil // no clock to read
 	}
 	now := time.Now()
 	if s.leader != "" && !s.skipped(s.leader, now) {
@@ -160,12 +162,18 @@ func (s *Session) skipped(addr string, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
-// reached records that addr answered as the leader.
-func (s *Session) reached(addr string) {
+// reached records that addr answered as the leader, and for a write (st
+// set), that seq was answered.
+func (s *Session) reached(addr string, st *sessionState, seq uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.dead, addr)
+	if len(s.dead) > 0 {
+		delete(s.dead, addr)
+	}
 	s.leader = addr
+	if st != nil {
+		st.finish(seq)
+	}
 }
 
 // failed records that addr did not answer.
