@@ -54,8 +54,8 @@ func (w *deadlineWheel) slot(timeout time.Duration) *deadlineSlot {
 	if timeout < minWheelTimeout {
 		return nil
 	}
-	now := time.Now()
-	n := int64(now.Add(timeout).Sub(wheelEpoch) / slotWidth)
+	elapsed := time.Since(wheelEpoch) // the monotonic clock alone: cheaper than time.Now
+	n := int64((elapsed + timeout) / slotWidth)
 	if sl := w.last.Load(); sl != nil && sl.n == n {
 		return sl
 	}
@@ -71,7 +71,7 @@ func (w *deadlineWheel) slot(timeout time.Duration) *deadlineSlot {
 			w.slots = map[int64]*deadlineSlot{}
 		}
 		w.slots[n] = sl
-		sl.timer = time.AfterFunc(sl.at.Sub(now), func() { w.end(sl, context.DeadlineExceeded) })
+		sl.timer = time.AfterFunc(time.Duration(n)*slotWidth-elapsed, func() { w.end(sl, context.DeadlineExceeded) })
 	}
 	w.last.Store(sl)
 	return sl
