@@ -1,7 +1,6 @@
 package exraft
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -73,8 +72,8 @@ func (c *batchCommand) appendTo(b []byte) []byte {
 	return wire.AppendUint64(b, c.Lowest)
 }
 
-// decode decodes b into r, which must be zero. Each command is a copy of
-// its own: the log may keep it.
+// decode decodes b into r, which must be zero. Data may alias b:
+// writeBatch copies the commands into the entries it proposes.
 func (r *batchRequest) decode(b []byte) error {
 	br := wire.NewReader(b)
 	if br.ArrayLen() == 1 {
@@ -86,7 +85,7 @@ func (r *batchRequest) decode(b []byte) error {
 			if br.ArrayLen() != 5 {
 				break
 			}
-			c := batchCommand{Data: bytes.Clone(br.Bin())}
+			c := batchCommand{Data: br.Bin()}
 			c.Timeout = br.Int64()
 			c.Session, c.Seq, c.Lowest = br.Uint64(), br.Uint64(), br.Uint64()
 			r.Items = append(r.Items, c)
@@ -228,12 +227,13 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 		admitted++
 	}
 	ann.left.Store(int64(admitted))
+	entries := batchEntries(items, results, start.UnixMilli())
 	for i := range items {
 		if results[i].Code != codeOK {
 			continue
 		}
 		p := proposalPool.Get().(*proposal)
-		p.kind, p.data = batchEntry(&items[i], start.UnixMilli())
+		p.kind, p.data = entries[i].kind, entries[i].data
 		p.ann = ann
 		if err := enqueue(ctxs[i], s, s.propc, p); err != nil {
 			err = s.answerErr(err)
@@ -263,14 +263,42 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 	return results
 }
 
-// batchEntry is the entry a command proposes: the command, or, for a
-// Session's write, its record stamped with now (as sessionWrite makes it).
-func batchEntry(c *batchCommand, now int64) (raft.EntryType, []byte) {
-	if c.Session == 0 {
-		return raft.EntryNormal, c.Data
+// batchEntry is an entry a command proposes.
+type batchEntry struct {
+	kind raft.EntryType
+	data []byte
+}
+
+// batchEntries makes the entries the admitted commands propose: the
+// command, or, for a Session's write, its record stamped with now (as
+// sessionWrite makes it). Their bytes are copies, all in one allocation:
+// a command aliases the request, which a proposal may outlive (its caller
+// gives up while it waits for the driver), and the log copies each entry.
+func batchEntries(items []batchCommand, results []batchResult, now int64) []batchEntry {
+	size := 0
+	for i := range items {
+		if results[i].Code == codeOK {
+			size += len(items[i].Data) + sessionRecordMax
+		}
 	}
-	r := session.Record{Kind: session.Write, Time: now, ID: c.Session, Seq: c.Seq, Lowest: c.Lowest, Command: c.Data}
-	return raft.EntrySession, r.Append(make([]byte, 0, sessionRecordMax+len(c.Data)))
+	buf := make([]byte, 0, size)
+	entries := make([]batchEntry, len(items))
+	for i := range items {
+		c := &items[i]
+		if results[i].Code != codeOK {
+			continue
+		}
+		from := len(buf)
+		kind := raft.EntryNormal
+		if c.Session == 0 {
+			buf = append(buf, c.Data...)
+		} else {
+			r := session.Record{Kind: session.Write, Time: now, ID: c.Session, Seq: c.Seq, Lowest: c.Lowest, Command: c.Data}
+			buf, kind = r.Append(buf), raft.EntrySession
+		}
+		entries[i] = batchEntry{kind: kind, data: buf[from:len(buf):len(buf)]}
+	}
+	return entries
 }
 
 // failBatchItem sets a command's error, as Write's handler would.
