@@ -58,8 +58,10 @@ type batchWaiter struct {
 	done     chan batchOutcome
 }
 
-// batchOutcome is a queued Write's answer. resend: it was not sent, and
-// is to be made as a call of its own. sent: it may have reached the server.
+// batchOutcome is a queued Write's answer. resend: it is to be made as a
+// call of its own, as it was not sent, or (sent too) as a Session's write
+// applied whose result did not fit in the batch's reply. sent: it may have
+// reached the server.
 type batchOutcome struct {
 	val    []byte
 	err    error
@@ -209,6 +211,12 @@ func (c *Client) sendBatch(addr string, cc *clientConn, items []*batchWaiter) {
 	cc.batch.mu.Unlock()
 	for i, w := range sent {
 		r := &rep.Items[i]
+		if r.Code == codeAskAlone && w.item.Session != 0 {
+			// Applied, and kept in the session table: a call of its
+			// own gets the result.
+			w.done <- batchOutcome{resend: true, sent: true}
+			continue
+		}
 		w.done <- batchOutcome{val: r.Data, err: r.err(), sent: true}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +211,89 @@ func requireEachAppliedOnce(t *testing.T, hist []string, p string, goroutines, e
 			cmd := fmt.Sprintf("set %s%d v%d", p, g, i)
 			require.Equal(t, 1, counts[cmd], "%q applied %d times", cmd, counts[cmd])
 		}
+	}
+}
+
+// TestSessionResultsOverflowingTheirBatchAreAskedAlone: results that each
+// fit in a reply can add up to more than the batch's reply holds. A
+// Session's write still gets its own result, once applied, by asking
+// again alone, which the session table answers; a plain Write's says it
+// was applied.
+func TestSessionResultsOverflowingTheirBatchAreAskedAlone(t *testing.T) {
+	var sm *exraft.BlockingKV
+	c := testkit.StartCluster(t, 1, testkit.Options{
+		NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
+			sm = exraft.NewBlockingKV(kv)
+			return sm
+		},
+		Configure: func(_ int, cfg *exraft.Config) { cfg.MaxFrameSize = 4096 },
+	})
+	s := c.LeaderWithin(testkit.WaitLong)
+	defer sm.Release()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, s.Addr())
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	const writes = 4 // 4 results of 1,500 bytes: more than 4,096 bytes
+	big := func(i int) string { return fmt.Sprintf("%d%s", i, strings.Repeat("x", 1500)) }
+	for i := range 2 * writes {
+		_, err := cl.Write(ctx, s.Addr(), []byte(fmt.Sprintf("set k%d %s", i, big(i))))
+		require.NoError(t, err)
+	}
+
+	sess := cl.NewSession(s.Addr())
+	_, err := sess.Write(ctx, []byte("set registered yes")) // registers: through the log, which "block" holds up
+	require.NoError(t, err)
+
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		cl.Write(context.Background(), s.Addr(), []byte("block a b")) // holds the turn
+	}()
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, s.Addr()) }, "the blocking write holds the turn")
+	type answer struct {
+		val []byte
+		err error
+	}
+	sessAnswers, plainAnswers := make([]chan answer, writes), make([]chan answer, writes)
+	for i := range writes {
+		sessAnswers[i], plainAnswers[i] = make(chan answer, 1), make(chan answer, 1)
+		go func() {
+			val, err := sess.Write(ctx, []byte(fmt.Sprintf("set k%d small", i)))
+			sessAnswers[i] <- answer{val, err}
+		}()
+		go func() {
+			val, err := cl.Write(ctx, s.Addr(), []byte(fmt.Sprintf("set k%d small", writes+i)))
+			plainAnswers[i] <- answer{val, err}
+		}()
+	}
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, s.Addr()) == 2*writes }, "the writes queue behind the blocked one")
+	sm.Release()
+	<-blocked
+
+	for i, ch := range sessAnswers {
+		a := <-ch
+		require.NoError(t, a.err, "session write %d", i)
+		assert.Equal(t, big(i), string(a.val), "session write %d gets its own result", i)
+	}
+	tooLarge := 0
+	for i, ch := range plainAnswers {
+		a := <-ch
+		if errors.Is(a.err, exraft.ErrTooLarge) {
+			assert.Contains(t, a.err.Error(), "the write was applied")
+			tooLarge++
+			continue
+		}
+		require.NoError(t, a.err, "plain write %d", i)
+		assert.Equal(t, big(writes+i), string(a.val))
+	}
+	assert.Positive(t, tooLarge, "the batch's reply could not hold every result")
+	_, hist := c.AwaitConverged(t, "after the writes")
+	counts := map[string]int{}
+	for _, cmd := range hist {
+		counts[cmd]++
+	}
+	for i := range 2 * writes {
+		assert.Equal(t, 1, counts[fmt.Sprintf("set k%d small", i)], "write %d applied once", i)
 	}
 }

@@ -142,6 +142,10 @@ const (
 	codeTooLarge
 	codeNameTaken
 	codeSessionUnknown
+	// codeAskAlone: a Session's write was applied, but its result did not
+	// fit in the reply of the batch it went in. The Session asks for it in
+	// a call of its own, which the session table answers (rpc_batch.go).
+	codeAskAlone
 )
 
 // encodeErr gives err its wire form.

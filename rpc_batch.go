@@ -164,25 +164,33 @@ func (svc *rpcService) WriteBatch(args *[]byte, reply *[]byte) error {
 	ann := &batchAnnouncement{}
 	ann.reply.init(svc.out, reply)
 	results := svc.s.writeBatch(req.Items, ann)
-	*reply = svc.s.encodeBatchReply(results)
+	*reply = svc.s.encodeBatchReply(req.Items, results)
 	if announced, _ := ann.reply.settle(); !announced {
 		svc.replying(reply)
 	}
 	return nil
 }
 
-// encodeBatchReply encodes the results into a recycled buffer. A batch's
-// results can add up to more than a frame holds though each fits one: the
-// results that would overflow it are replaced with ErrTooLarge, which says
-// that the write was applied.
-func (s *Server) encodeBatchReply(results []batchResult) []byte {
+// encodeBatchReply encodes the results of items into a recycled buffer. A
+// batch's results can add up to more than a frame holds though each fits
+// one. A Session's write whose result would overflow it is answered with
+// codeAskAlone: the Session asks again in a call of its own, and the
+// session table answers with the result it kept. A plain Write cannot
+// ask again without applying twice: its result is replaced with
+// ErrTooLarge, which says that the write was applied.
+func (s *Server) encodeBatchReply(items []batchCommand, results []batchResult) []byte {
 	room := s.cfg.MaxFrameSize - wire.FrameOverhead
 	for i := range results {
 		room -= len(results[i].Data) + len(results[i].Msg) + 64
-		if room < 0 && results[i].Code == codeOK {
-			results[i] = batchResult{}
-			results[i].setErr(&tooLargeError{msg: "exraft: too large: the write was applied, but its result did not fit in the reply of the batch it went in (MaxFrameSize)"})
+		if room >= 0 || results[i].Code != codeOK {
+			continue
 		}
+		results[i] = batchResult{}
+		if items[i].Session != 0 {
+			results[i].Code, results[i].Msg = codeAskAlone, "exraft: the session's write was applied, but its result did not fit in the reply of the batch it went in: ask for it alone"
+			continue
+		}
+		results[i].setErr(&tooLargeError{msg: "exraft: too large: the write was applied, but its result did not fit in the reply of the batch it went in (MaxFrameSize)"})
 	}
 	rep := batchReply{Items: results}
 	return rep.appendTo(callReplyBuf())

@@ -118,9 +118,11 @@ func NewSession(addrs ...string) *Session { return DefaultClient.NewSession(addr
 // applied before, or ctx ends; meanwhile it retries on the leader it finds.
 //
 // Errors: ErrRejected, and ErrTooLarge for a command above the limit, as
-// Server.Write's (not applied); ErrTooLarge also for a result that did
-// not fit in its reply, which its text says (applied once: the result is
-// lost, not the write);
+// Server.Write's (not applied); ErrTooLarge also for a result too large
+// for any reply (above the server's MaxFrameSize), which its text says
+// (applied once: the result is lost, not the write). A result that only
+// overflowed the reply of a call shared with other writes is asked for
+// again alone, and arrives;
 // ErrSessionExpired (applied at most once); ErrSessionClosed after Close;
 // ctx's error, wrapped with what the Session was waiting on (the outcome
 // is unknown: applied once or never).

@@ -111,6 +111,10 @@ func (s *Session) attempt(ctx context.Context, addr, method string, req *callReq
 		if turn != nil {
 			defer turn.batch.release(s.c, addr, turn)
 		}
+		// Alone: a write applied whose result did not fit in its batch's
+		// reply (sent) stays sent, whatever becomes of this call.
+		rep, sentAlone, err := s.c.callWithin(ctx, within, addr, method, req)
+		return rep, sent || sentAlone, err
 	}
 	return s.c.callWithin(ctx, within, addr, method, req)
 }
