@@ -197,9 +197,9 @@ func (c *Client) callWithin(ctx context.Context, within *deadlineSlot, addr, met
 		case <-call.Done:
 			clientCalls.Put(cs) // its request is written, and done empty again
 		case <-ctx.Done():
-			return callReply{}, true, ctx.Err()
+			return callReply{}, true, noReply(method, addr, ctx.Err())
 		case <-expired:
-			return callReply{}, true, context.DeadlineExceeded
+			return callReply{}, true, noReply(method, addr, context.DeadlineExceeded)
 		}
 		if call.Error != nil {
 			var se rpc.ServerError
@@ -242,6 +242,12 @@ var clientCalls = sync.Pool{New: func() any { return &clientCall{done: make(chan
 
 // opName is a method's name as users know it: "Write" for "Exraft.Write".
 func opName(method string) string { return strings.TrimPrefix(method, "Exraft.") }
+
+// noReply is the error of a call sent whose ctx, or bound, ended before its
+// reply came: it matches err, and says that the call may have taken effect.
+func noReply(method, addr string, err error) error {
+	return &waitError{msg: fmt.Sprintf("exraft: %s on %s: %v with no reply (it may have reached the server and taken effect; the server may be slow, partitioned or down)", opName(method), addr, err), err: err}
+}
 
 // fitsFrame refuses, before anything is sent, a command or query that no
 // frame of this Client could carry, naming the limit a user can change.

@@ -113,9 +113,9 @@ func (c *Client) writeShared(ctx context.Context, addr string, w sharedWrite) (v
 		batchWaiters.Put(q)
 		return o.val, o.sent, o.err, !o.resend, nil
 	case <-ctx.Done():
-		return nil, true, ctx.Err(), true, nil
+		return nil, true, noReply(methodWrite, addr, ctx.Err()), true, nil
 	case <-expired:
-		return nil, true, context.DeadlineExceeded, true, nil
+		return nil, true, noReply(methodWrite, addr, context.DeadlineExceeded), true, nil
 	}
 }
 

@@ -256,6 +256,9 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 			continue
 		}
 		r, err := await(ctxs[i], s, p.done)
+		if err != nil {
+			err = s.waitedOn("write", err)
+		}
 		if err == nil && r.err != ErrStopped {
 			*p = proposal{done: p.done}
 			proposalPool.Put(p)

@@ -406,6 +406,9 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, a
 		ann.lend()
 	}
 	r, err := submit(ctx, s, s.propc, p, p.done)
+	if err != nil {
+		err = s.waitedOn("write", err)
+	}
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go
 		// of it when they sent the result. After Stop's answer, the
@@ -530,6 +533,9 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	r := readPool.Get().(*readRequest)
 	r.query = query
 	res, err := submit(ctx, s, s.readc, r, r.done)
+	if err != nil {
+		err = s.waitedOn("read", err)
+	}
 	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
