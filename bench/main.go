@@ -18,7 +18,8 @@
 //	failover  leader changes in a 5-server cluster (failover.go)
 //	heal      how soon a leader reaches a follower after a silent
 //	          partition heals (heal.go)
-//	remote    writes through a Client by address and a Session (remote.go)
+//	remote    writes through a Client by address and a Session, from the
+//	          cluster's process and from another (remote.go, remote_proc.go)
 //	soak      writes against a key-value state machine with snapshots
 //	          (soak.go)
 //	addserver, snapp99: further snapshot figures, not in the default run
@@ -111,6 +112,10 @@ var defaultSections = []string{"compare", "growth", "failover", "heal", "remote"
 
 func main() {
 	flag.Parse()
+	if *child == "remoteclient" {
+		runProcClientChild()
+		return
+	}
 	if *child != "" {
 		runChild(*child)
 		return

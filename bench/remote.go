@@ -20,21 +20,27 @@ var (
 	profileWay = flag.String("profileway", "Client", "with -child exraft/remote and -cpuprofile: the way whose concurrent writes are profiled, in a run of their own after the measurement")
 )
 
-// The remote mode measures what a client in another process pays over a
-// caller in the leader's: the same writes, each with a deadline of
-// callTimeout as users call, in process, through one exraft.Client by
-// address, and through one exraft.Session on that Client (exactly once, so
-// one more entry in the session table per write), over loopback TCP. Each
-// round is a fresh process with one cluster, in which the three take turns
-// in short slices (remoteSlices of each workload), so that all see the same
-// machine: a shared one has spells of other work that would fall on one
-// side of a ratio taken from runs seconds apart. Each ratio printed is the
-// median of the rounds'.
+// The remote mode measures what a client pays over a caller in the
+// leader's process: the same writes, each with a deadline of callTimeout
+// as users call, in process, through one exraft.Client by address, and
+// through one exraft.Session on that Client (exactly once, so one more
+// entry in the session table per write), over loopback TCP, from other
+// goroutines of the cluster's process (the targets) and from a
+// process of their own (remote_proc.go; figures without a target). Each
+// round is a fresh process with one cluster, in which the ways take turns
+// in short slices (remoteSlices of each workload), so that all see the
+// same machine: a shared one has spells of other work that would fall on
+// one side of a ratio taken from runs seconds apart. Each ratio printed is
+// the median of the rounds'.
 const remoteSlices = 5
 
 // The ways of writing the remote mode compares, in the order a round
 // measures and prints them.
-var remoteWays = [...]string{"in-process", "Client", "Session"}
+var remoteWays = [...]string{"in-process", "Client", "Session", "Client, other process", "Session, other process"}
+
+// inOtherProcess reports whether remoteWays[k] runs in a client process;
+// its figures have no target (see remote_proc.go).
+func inOtherProcess(k int) bool { return k >= 3 }
 
 func remoteModeRun() {
 	fmt.Printf("exraft remote writes: one exraft.Client by address and one exraft.Session on it (loopback TCP) against Server.Write in process; 3 servers in one process, 16-byte commands, a %v deadline on every call, GOMAXPROCS=%d\n", callTimeout, runtime.GOMAXPROCS(0))
@@ -63,10 +69,15 @@ func remoteModeRun() {
 	}
 	fmt.Println()
 	for k := 1; k < n; k++ {
-		fmt.Printf("%-8s write throughput, %d writers: remote/in-process = %.2fx (target >= 0.5; rounds %s)\n", remoteWays[k], *writers, medianOf(parRatios[k]), ratios(parRatios[k]))
-		fmt.Printf("%-8s sequential write p50:        remote/in-process = %.2fx (target <= 2; rounds %s)\n", remoteWays[k], medianOf(p50Ratios[k]), ratios(p50Ratios[k]))
-		record("remote", fmt.Sprintf("%s writes, %d writers, remote/in-process", remoteWays[k], *writers), medianOf(parRatios[k]), "x", atLeast(0.5), parRatios[k]...)
-		record("remote", remoteWays[k]+" sequential write p50, remote/in-process", medianOf(p50Ratios[k]), "x", atMost(2), p50Ratios[k]...)
+		parTarget, seqTarget := atLeast(0.5), atMost(2)
+		parText, seqText := "target >= 0.5; ", "target <= 2; "
+		if inOtherProcess(k) {
+			parTarget, seqTarget, parText, seqText = nil, nil, "", ""
+		}
+		fmt.Printf("%-22s write throughput, %d writers: remote/in-process = %.2fx (%srounds %s)\n", remoteWays[k], *writers, medianOf(parRatios[k]), parText, ratios(parRatios[k]))
+		fmt.Printf("%-22s sequential write p50:        remote/in-process = %.2fx (%srounds %s)\n", remoteWays[k], medianOf(p50Ratios[k]), seqText, ratios(p50Ratios[k]))
+		record("remote", fmt.Sprintf("%s writes, %d writers, remote/in-process", remoteWays[k], *writers), medianOf(parRatios[k]), "x", parTarget, parRatios[k]...)
+		record("remote", remoteWays[k]+" sequential write p50, remote/in-process", medianOf(p50Ratios[k]), "x", seqTarget, p50Ratios[k]...)
 	}
 }
 
@@ -104,7 +115,9 @@ func runRemoteChild(s system) {
 		addrs = append(addrs, p.Addr)
 	}
 	sess := c.NewSession(addrs...)
-	ways := [len(remoteWays)]func([]byte) error{
+	proc := startProcClient(append([]string{addr}, addrs...))
+	defer proc.stop()
+	ways := [3]func([]byte) error{
 		withDeadline(func(ctx context.Context, cmd []byte) error {
 			_, err := s.leader.Write(ctx, cmd)
 			return err
@@ -121,24 +134,40 @@ func runRemoteChild(s system) {
 	for _, w := range ways {
 		warmUp(system{write: w})
 	}
-	var seq [len(ways)][]time.Duration
-	var par [len(ways)]histogram
-	var parTime, parCPU [len(ways)]time.Duration
+	// Each way's sequential and concurrent workloads, in this process or
+	// in the client process; the second returns also the CPU time spent
+	// outside this process.
+	var seqOf [len(remoteWays)]func(n int) []time.Duration
+	var parOf [len(remoteWays)]func(writers int, d time.Duration) (histogram, time.Duration)
+	for k := range remoteWays {
+		if !inOtherProcess(k) {
+			w := ways[k]
+			seqOf[k] = func(n int) []time.Duration { return sequentialLatencies(w, n) }
+			parOf[k] = func(writers int, d time.Duration) (histogram, time.Duration) { return concurrentHist(w, writers, d), 0 }
+			continue
+		}
+		way := strings.TrimSuffix(remoteWays[k], ", other process")
+		seqOf[k] = func(n int) []time.Duration { return proc.sequential(way, n) }
+		parOf[k] = func(writers int, d time.Duration) (histogram, time.Duration) { return proc.concurrent(way, writers, d) }
+	}
+	var seq [len(remoteWays)][]time.Duration
+	var par [len(remoteWays)]histogram
+	var parTime, parCPU [len(remoteWays)]time.Duration
 	for i := 0; i < remoteSlices; i++ {
-		for k, w := range ways {
-			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/remoteSlices)...)
+		for k := range remoteWays {
+			seq[k] = append(seq[k], seqOf[k](*seqOps/remoteSlices)...)
 		}
 	}
 	for i := 0; i < remoteSlices; i++ {
-		for k, w := range ways {
+		for k := range remoteWays {
 			start, before := time.Now(), sampleCPU()
-			h := concurrentHist(w, *writers, *duration/remoteSlices)
+			h, elsewhere := parOf[k](*writers, *duration/remoteSlices)
 			parTime[k] += time.Since(start)
-			parCPU[k] += sampleCPU().self - before.self
+			parCPU[k] += sampleCPU().self - before.self + elsewhere
 			par[k].add(&h)
 		}
 	}
-	for k := range ways {
+	for k := range remoteWays {
 		var busy time.Duration
 		for _, d := range seq[k] {
 			busy += d
@@ -146,13 +175,13 @@ func runRemoteChild(s system) {
 		r := percentiles(seq[k], busy) // the rate while writing
 		fmt.Println(r.n, r.rate, int64(r.p50), int64(r.p99))
 	}
-	for k := range ways {
+	for k := range remoteWays {
 		fmt.Println(par[k].n, float64(par[k].n)/parTime[k].Seconds(), int64(par[k].quantile(0.5)), int64(par[k].quantile(0.99)), float64(parCPU[k])/float64(par[k].n))
 	}
 	if *cpuProfile != "" {
 		k := slices.Index(remoteWays[:], *profileWay)
-		if k < 0 {
-			check(fmt.Errorf("-profileway %q: not one of %v", *profileWay, remoteWays))
+		if k < 0 || inOtherProcess(k) {
+			check(fmt.Errorf("-profileway %q: not one of %v", *profileWay, remoteWays[:3]))
 		}
 		profileRemote(ways[k])
 	}
