@@ -59,6 +59,28 @@ func awaitBatches(t *testing.T, cl *exraft.Client, addr string) {
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.Batches(cl, addr) }, "the Client learns that %s has WriteBatch", addr)
 }
 
+// startBlocking starts a one-server cluster whose state machine holds up
+// a command beginning with "block" until the test releases it (and does
+// when it ends), with configure's changes to its Config, if any.
+func startBlocking(t *testing.T, configure func(*exraft.Config)) (*testkit.Cluster, *exraft.Server, *exraft.BlockingKV) {
+	t.Helper()
+	var sm *exraft.BlockingKV
+	c := testkit.StartCluster(t, 1, testkit.Options{
+		NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
+			sm = exraft.NewBlockingKV(kv)
+			return sm
+		},
+		Configure: func(_ int, cfg *exraft.Config) {
+			if configure != nil {
+				configure(cfg)
+			}
+		},
+	})
+	s := c.LeaderWithin(testkit.WaitLong)
+	t.Cleanup(sm.Release)
+	return c, s, sm
+}
+
 // TestClientConcurrentWritesShareCallsAndApplyOnce: many goroutines write
 // through one Client; their writes go in shared calls, and each is applied
 // exactly once and answered with its own result.
@@ -139,13 +161,7 @@ func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
 // waits for a shared call returns ctx's error at once, while the call
 // carrying the others stays in flight.
 func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
-	var sm *exraft.BlockingKV
-	c := testkit.StartCluster(t, 1, testkit.Options{NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
-		sm = exraft.NewBlockingKV(kv)
-		return sm
-	}})
-	s := c.LeaderWithin(testkit.WaitLong)
-	defer sm.Release()
+	_, s, sm := startBlocking(t, nil)
 	cl := &exraft.Client{}
 	defer cl.Close()
 	awaitBatches(t, cl, s.Addr())
@@ -220,16 +236,7 @@ func requireEachAppliedOnce(t *testing.T, hist []string, p string, goroutines, e
 // again alone, which the session table answers; a plain Write's says it
 // was applied.
 func TestSessionResultsOverflowingTheirBatchAreAskedAlone(t *testing.T) {
-	var sm *exraft.BlockingKV
-	c := testkit.StartCluster(t, 1, testkit.Options{
-		NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
-			sm = exraft.NewBlockingKV(kv)
-			return sm
-		},
-		Configure: func(_ int, cfg *exraft.Config) { cfg.MaxFrameSize = 4096 },
-	})
-	s := c.LeaderWithin(testkit.WaitLong)
-	defer sm.Release()
+	c, s, sm := startBlocking(t, func(cfg *exraft.Config) { cfg.MaxFrameSize = 4096 })
 	cl := &exraft.Client{}
 	defer cl.Close()
 	awaitBatches(t, cl, s.Addr())

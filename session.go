@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/exraft/exraft/internal/window"
 )
 
 // Session calls a cluster, not one server, and applies each of its writes
@@ -48,12 +50,10 @@ type sessionState struct {
 	id  uint64
 	seq uint64 // the last sequence number handed out
 	// low is the lowest sequence number not yet answered, seq+1 if none
-	// is in flight. answered says, of each number from low to seq, in a
-	// ring from head, whether it was answered: numbers are handed out in
-	// order and mostly answered so, and the ring costs no hashing.
+	// is in flight; answered says, of each number from low to seq,
+	// whether it was answered.
 	low      uint64
-	answered []bool // a power of two long, or empty
-	head     int
+	answered window.Window[bool]
 }
 
 // lowest is the lowest sequence number still waited on: the cluster may
@@ -62,15 +62,9 @@ func (st *sessionState) lowest() uint64 { return max(st.low, 1) }
 
 // begin hands out the next sequence number.
 func (st *sessionState) begin() uint64 {
-	if st.low == 0 {
-		st.low = 1 // none handed out yet
-	}
+	st.low = max(st.low, 1) // none handed out yet
 	st.seq++
-	n := int(st.seq - st.low) // numbers in flight before this one
-	if n >= len(st.answered) {
-		st.grow(n + 1)
-	}
-	st.answered[st.at(n)] = false
+	st.answered.Extend(int(st.seq-st.low) + 1)
 	return st.seq
 }
 
@@ -80,27 +74,13 @@ func (st *sessionState) finish(seq uint64) {
 	if seq < st.low || seq > st.seq {
 		return
 	}
-	st.answered[st.at(int(seq-st.low))] = true
-	for st.low <= st.seq && st.answered[st.head] {
-		st.answered[st.head] = false
-		st.head = st.at(1)
-		st.low++
+	*st.answered.At(int(seq - st.low)) = true
+	k := 0
+	for k < st.answered.Len() && *st.answered.At(k) {
+		k++
 	}
-}
-
-func (st *sessionState) at(d int) int { return (st.head + d) & (len(st.answered) - 1) }
-
-// grow makes the ring hold at least n numbers, low's first.
-func (st *sessionState) grow(n int) {
-	size := max(16, len(st.answered))
-	for size < n {
-		size *= 2
-	}
-	ring := make([]bool, size)
-	for i := range int(st.seq - st.low) {
-		ring[i] = st.answered[st.at(i)]
-	}
-	st.answered, st.head = ring, 0
+	st.answered.Drop(k)
+	st.low += uint64(k)
 }
 
 // NewSession returns a Session on the cluster that the servers at addrs

@@ -136,7 +136,7 @@ func snapDialTimeout(cfg *Config) time.Duration {
 // It fails on the first error, or when no answer comes in time.
 func (x *snapSend) stream(client *rpc.Client) error {
 	s := x.s
-	w := window{x: x, client: client, done: make(chan *rpc.Call, snapWindow)}
+	w := chunkWindow{x: x, client: client, done: make(chan *rpc.Call, snapWindow)}
 	wait := time.NewTimer(s.cfg.IOTimeout)
 	defer wait.Stop()
 	for {
@@ -165,8 +165,8 @@ func (x *snapSend) stream(client *rpc.Client) error {
 	}
 }
 
-// window is a transfer's chunks in flight.
-type window struct {
+// chunkWindow is a transfer's chunks in flight.
+type chunkWindow struct {
 	x        *snapSend
 	client   *rpc.Client
 	done     chan *rpc.Call
@@ -177,7 +177,7 @@ type window struct {
 }
 
 // fill sends chunks until snapWindow are in flight or the last has gone.
-func (w *window) fill() error {
+func (w *chunkWindow) fill() error {
 	x := w.x
 	size := min(snapChunkMax, x.s.cfg.MaxFrameSize/2)
 	total := x.data.Len()

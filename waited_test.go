@@ -48,13 +48,7 @@ func TestWriteTimeoutNamesTheQuorumItWaitsFor(t *testing.T) {
 // but Apply has not returned: the error says that the state machine is
 // behind, here and through a Client, which adds that no reply came.
 func TestWriteAndReadTimeoutsNameASlowStateMachine(t *testing.T) {
-	var sm *exraft.BlockingKV
-	c := testkit.StartCluster(t, 1, testkit.Options{NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
-		sm = exraft.NewBlockingKV(kv)
-		return sm
-	}})
-	s := c.LeaderWithin(testkit.WaitLong)
-	defer sm.Release()
+	_, s, _ := startBlocking(t, nil)
 	before := s.Status().CommitIndex
 	go s.Write(context.Background(), []byte("block a b")) // Apply waits for Release
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return s.Status().CommitIndex > before }, "the blocking write commits")

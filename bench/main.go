@@ -501,14 +501,8 @@ type runner struct {
 }
 
 func startRunner(name string) *runner {
-	cmd := exec.Command(os.Args[0], childArgs(name)...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	check(err)
-	out, err := cmd.StdoutPipe()
-	check(err)
-	check(cmd.Start())
-	r := &runner{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	cmd, in, out := startPiped(childArgs(name)...)
+	r := &runner{cmd: cmd, in: in, out: out}
 	for {
 		line := r.line()
 		if strings.HasPrefix(line, "memory:") {
@@ -519,6 +513,21 @@ func startRunner(name string) *runner {
 		check(err)
 		return r
 	}
+}
+
+// startPiped starts this program with args, to be asked and answered a
+// line at a time on its stdin and stdout; its stderr is this one's.
+func startPiped(args ...string) (*exec.Cmd, io.WriteCloser, *bufio.Scanner) {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	check(err)
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<16), 1<<24) // a line of latencies is long
+	return cmd, in, sc
 }
 
 func (r *runner) line() string {

@@ -31,15 +31,7 @@ type procClient struct {
 }
 
 func startProcClient(addrs []string) *procClient {
-	cmd := exec.Command(os.Args[0], "-child", "remoteclient", "-addrs", strings.Join(addrs, ","))
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	check(err)
-	out, err := cmd.StdoutPipe()
-	check(err)
-	check(cmd.Start())
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	cmd, in, sc := startPiped("-child", "remoteclient", "-addrs", strings.Join(addrs, ","))
 	if !sc.Scan() || sc.Text() != "ready" { // warmed up
 		check(fmt.Errorf("the client process did not start: %q %v", sc.Text(), sc.Err()))
 	}
