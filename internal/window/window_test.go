@@ -33,6 +33,9 @@ func TestWindowAgreesWithASlice(t *testing.T) {
 			want = want[min(k, len(want)):]
 		}
 		require.Equal(t, len(want), w.Len(), "step %d", step)
+		if step%50 != 0 {
+			continue
+		}
 		for d := range want {
 			require.Equal(t, want[d], *w.At(d), "step %d, value %d", step, d)
 		}
