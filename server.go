@@ -116,13 +116,15 @@ type proposal struct {
 	done  chan result
 	// ann, a remote call's, is told before the applier answers any of the
 	// entries it applies with this one (apply.go), nil otherwise.
-	ann announcer
+	ann   announcer
+	watch watched // its caller's, while the watcher may answer it
 }
 
 type readRequest struct {
 	query []byte
 	index uint64
 	done  chan result
+	watch watched // its caller's, while the watcher may answer it
 }
 
 type result struct {
@@ -405,7 +407,10 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, a
 	if ann != nil {
 		ann.lend()
 	}
-	r, err := submit(ctx, s, s.propc, p, p.done)
+	r, err := result{}, enqueue(ctx, s, s.propc, p)
+	if err == nil {
+		r, err = awaitWatched(ctx, s, p.done, &p.watch, start)
+	}
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go
 		// of it when they sent the result. After Stop's answer, the
@@ -509,11 +514,11 @@ func firstErr(a, b error) error {
 
 // readPool recycles read requests that received their result, as
 // proposalPool does for writes.
-var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, 1)} }}
+var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, resultRoom)} }}
 
 // proposalPool recycles proposals, with their channels, of writes that
 // received their result.
-var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, resultRoom)} }}
 
 // Read answers query from the state machine with linearizable consistency:
 // the leader confirms with a quorum that it still leads, waits until it has
@@ -529,7 +534,10 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	start := time.Now()
 	r := readPool.Get().(*readRequest)
 	r.query = query
-	res, err := submit(ctx, s, s.readc, r, r.done)
+	res, err := result{}, enqueue(ctx, s, s.readc, r)
+	if err == nil {
+		res, err = awaitWatched(ctx, s, r.done, &r.watch, start)
+	}
 	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
