@@ -407,10 +407,7 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, a
 	if ann != nil {
 		ann.lend()
 	}
-	r, err := result{}, enqueue(ctx, s, s.propc, p)
-	if err == nil {
-		r, err = awaitWatched(ctx, s, p.done, &p.watch, start)
-	}
+	r, err := submit(ctx, s, s.propc, p, p.done, &p.watch, start)
 	if err == nil && r.err != ErrStopped {
 		// Nothing refers to p any more: the driver and the applier let go
 		// of it when they sent the result. After Stop's answer, the
@@ -439,13 +436,15 @@ func (s *Server) leaderCall(ctx context.Context) error {
 	return nil
 }
 
-// submit hands req to the driver on ch and waits for its result on done.
-// An error means no result arrived: ctx ended or the server stopped.
-func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-chan result) (result, error) {
+// submit hands req to the driver on ch and waits for its result on done,
+// maybe with the watcher's help (see awaitWatched), for a caller that read
+// the clock at start. An error means no result arrived: ctx ended or the
+// server stopped.
+func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done chan result, w *watched, start time.Time) (result, error) {
 	if err := enqueue(ctx, s, ch, req); err != nil {
 		return result{}, err
 	}
-	return await(ctx, s, done)
+	return awaitWatched(ctx, s, done, w, start)
 }
 
 // enqueue hands req to the driver on ch, unless ctx ends or the server
@@ -534,10 +533,7 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	start := time.Now()
 	r := readPool.Get().(*readRequest)
 	r.query = query
-	res, err := result{}, enqueue(ctx, s, s.readc, r)
-	if err == nil {
-		res, err = awaitWatched(ctx, s, r.done, &r.watch, start)
-	}
+	res, err := submit(ctx, s, s.readc, r, r.done, &r.watch, start)
 	if err == nil && res.err != ErrStopped {
 		*r = readRequest{done: r.done}
 		readPool.Put(r)
