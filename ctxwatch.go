@@ -44,7 +44,8 @@ type ctxWatcher struct {
 }
 
 // watcher serves every server of the process: the calls it polls are few
-// enough, and it has no life of its own to end with a server.
+// enough, and it has no life of its own to end with a server. It calls Err
+// under its lock, as the standard contexts make it an atomic load.
 var watcher ctxWatcher
 
 // add starts watching w.

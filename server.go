@@ -341,7 +341,9 @@ func notLeader(v *view) error {
 // Validate refuses fails with an error matching ErrRejected. If ctx ends
 // first Write returns ctx.Err(), if the leader loses its leadership first,
 // ErrLeadershipLost, and if the server stops first, ErrStopped: in all three
-// cases the command may still commit, and even be applied here.
+// cases the command may still commit, and even be applied here. A ctx whose
+// deadline was 100 ms or more away when Write began is polled rather than
+// watched, so Write then returns up to about a millisecond after it ends.
 //
 // Apply, Query and Validate must not wait for a call to this server: while
 // one runs, the state machine is busy. If Apply or Query waits for a Write
