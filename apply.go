@@ -28,7 +28,7 @@ type applyTask struct {
 //
 // Stop answers, at once, every caller of a task that the applier has not
 // taken on (see applyTask.taken): a caller whose ctx cannot end waits for
-// its answer alone (see submit), and an Apply or Query in progress may be
+// its answer alone (see await), and an Apply or Query in progress may be
 // stuck on something such a caller would do next.
 type applyQueue struct {
 	mu      sync.Mutex

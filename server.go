@@ -116,13 +116,15 @@ type proposal struct {
 	done  chan result
 	// ann, a remote call's, is told before the applier answers any of the
 	// entries it applies with this one (apply.go), nil otherwise.
-	ann announcer
+	ann   announcer
+	watch watched // its caller's, while the watcher may answer it
 }
 
 type readRequest struct {
 	query []byte
 	index uint64
 	done  chan result
+	watch watched // its caller's, while the watcher may answer it
 }
 
 type result struct {
@@ -339,7 +341,9 @@ func notLeader(v *view) error {
 // Validate refuses fails with an error matching ErrRejected. If ctx ends
 // first Write returns ctx.Err(), if the leader loses its leadership first,
 // ErrLeadershipLost, and if the server stops first, ErrStopped: in all three
-// cases the command may still commit, and even be applied here.
+// cases the command may still commit, and even be applied here. A ctx whose
+// deadline was 100 ms or more away when Write began is polled rather than
+// watched, so Write then returns up to about a millisecond after it ends.
 //
 // Apply, Query and Validate must not wait for a call to this server: while
 // one runs, the state machine is busy. If Apply or Query waits for a Write
@@ -405,7 +409,7 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, a
 	if ann != nil {
 		ann.lend()
 	}
-	r, err := submit(ctx, s, s.propc, p, p.done)
+	r, err := submit(ctx, s, s.propc, p, p.done, &p.watch, start)
 	if err != nil {
 		err = s.waitedOn("write", err)
 	}
@@ -437,13 +441,15 @@ func (s *Server) leaderCall(ctx context.Context) error {
 	return nil
 }
 
-// submit hands req to the driver on ch and waits for its result on done.
-// An error means no result arrived: ctx ended or the server stopped.
-func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done <-chan result) (result, error) {
+// submit hands req to the driver on ch and waits for its result on done,
+// maybe with the watcher's help (see awaitWatched), for a caller that read
+// the clock at start. An error means no result arrived: ctx ended or the
+// server stopped.
+func submit[T any](ctx context.Context, s *Server, ch chan<- T, req T, done chan result, w *watched, start time.Time) (result, error) {
 	if err := enqueue(ctx, s, ch, req); err != nil {
 		return result{}, err
 	}
-	return await(ctx, s, done)
+	return awaitWatched(ctx, s, done, w, start)
 }
 
 // enqueue hands req to the driver on ch, unless ctx ends or the server
@@ -512,11 +518,11 @@ func firstErr(a, b error) error {
 
 // readPool recycles read requests that received their result, as
 // proposalPool does for writes.
-var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, 1)} }}
+var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, resultRoom)} }}
 
 // proposalPool recycles proposals, with their channels, of writes that
 // received their result.
-var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, 1)} }}
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, resultRoom)} }}
 
 // Read answers query from the state machine with linearizable consistency:
 // the leader confirms with a quorum that it still leads, waits until it has
@@ -532,7 +538,7 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 	start := time.Now()
 	r := readPool.Get().(*readRequest)
 	r.query = query
-	res, err := submit(ctx, s, s.readc, r, r.done)
+	res, err := submit(ctx, s, s.readc, r, r.done, &r.watch, start)
 	if err != nil {
 		err = s.waitedOn("read", err)
 	}

@@ -1,0 +1,154 @@
+package exraft
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Tests of the watcher that answers, in their stead, the calls waiting on
+// their result alone whose contexts end (ctxwatch.go).
+
+// gateSMInternal holds every Apply of a command that starts with "block"
+// until open; held closes once one is held.
+type gateSMInternal struct {
+	counterSM
+	once, holds sync.Once
+	gate, held  chan struct{}
+}
+
+func newGateSM() *gateSMInternal {
+	return &gateSMInternal{gate: make(chan struct{}), held: make(chan struct{})}
+}
+
+func (g *gateSMInternal) Apply(cmd []byte) []byte {
+	if bytes.HasPrefix(cmd, []byte("block")) {
+		g.holds.Do(func() { close(g.held) })
+		<-g.gate
+	}
+	return g.counterSM.Apply(cmd)
+}
+
+func (g *gateSMInternal) open() { g.once.Do(func() { close(g.gate) }) }
+
+// watchedCalls is how many calls the watcher watches.
+func watchedCalls() int {
+	watcher.mu.Lock()
+	defer watcher.mu.Unlock()
+	return len(watcher.calls)
+}
+
+// blockedServer is a one-server cluster whose applier is held in the Apply
+// of a first write until the test ends.
+func blockedServer(t *testing.T) *Server {
+	t.Helper()
+	sm := newGateSM()
+	s := startAloneWith(t, sm, Config{})
+	t.Cleanup(sm.open) // before Stop, which waits for the applier
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.AwaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go s.Write(context.Background(), []byte("block"))
+	select {
+	case <-sm.held:
+	case <-ctx.Done():
+		t.Fatal("the applier never took the blocking command")
+	}
+	return s
+}
+
+// TestWatchedCallsEndWithTheirCtx: a Write and a Read whose deadlines are
+// far off, waiting behind an Apply that does not end, return their
+// context's error once it is cancelled: the watcher answers them, as they
+// do not wait on ctx.Done().
+func TestWatchedCallsEndWithTheirCtx(t *testing.T) {
+	s := blockedServer(t)
+	calls := map[string]func(context.Context) error{
+		"Write": func(ctx context.Context) error { _, err := s.Write(ctx, []byte("x")); return err },
+		"Read":  func(ctx context.Context) error { _, err := s.Read(ctx, nil); return err },
+	}
+	for name, call := range calls {
+		before := watchedCalls()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		errc := make(chan error, 1)
+		go func() { errc <- call(ctx) }()
+		require.Eventually(t, func() bool { return watchedCalls() > before }, 10*time.Second, time.Millisecond,
+			"%s never waited with the watcher", name)
+		cancel()
+		select {
+		case err := <-errc:
+			require.ErrorIs(t, err, context.Canceled, name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still waiting 10s after its ctx was cancelled", name)
+		}
+	}
+}
+
+// TestWatchedCallEndsAtItsDeadline: a call whose deadline passes returns
+// DeadlineExceeded, not early, and about a watch period late at most.
+func TestWatchedCallEndsAtItsDeadline(t *testing.T) {
+	s := blockedServer(t)
+	const timeout = minWatchedTimeout + 50*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Write(ctx, []byte("x"))
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.GreaterOrEqual(t, took, timeout, "returned before its deadline")
+	assert.Less(t, took, timeout+time.Second, "returned long after its deadline")
+}
+
+// TestWatcherAnswerAfterTheResult: when the watcher answers a call whose
+// result has come meanwhile, remove says so, so that the caller takes the
+// second answer out before its channel is used again; and the watcher's
+// goroutine ends once nothing is left to watch.
+func TestWatcherAnswerAfterTheResult(t *testing.T) {
+	done := make(chan result, resultRoom)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watched{ctx: ctx, done: done}
+	watcher.add(w)
+	done <- result{val: []byte("ok")} // the call's own result
+	cancel()
+	require.Eventually(t, func() bool { return len(done) == 2 }, 10*time.Second, time.Millisecond,
+		"the watcher did not answer a call whose ctx ended")
+	assert.True(t, watcher.remove(w), "remove after the watcher answered")
+	assert.Equal(t, "ok", string((<-done).val), "the call's own result comes first")
+	assert.Equal(t, errWatchedCtxEnded, (<-done).err)
+	require.Eventually(t, func() bool {
+		watcher.mu.Lock()
+		defer watcher.mu.Unlock()
+		return !watcher.running
+	}, 10*time.Second, time.Millisecond, "the watcher polls on with nothing to watch")
+}
+
+// TestWatchableCalls: calls due soon, or without a deadline, wait on
+// ctx.Done() themselves.
+func TestWatchableCalls(t *testing.T) {
+	now := time.Now()
+	soon, cancel := context.WithDeadline(context.Background(), now.Add(minWatchedTimeout-time.Millisecond))
+	defer cancel()
+	later, cancel := context.WithDeadline(context.Background(), now.Add(minWatchedTimeout))
+	defer cancel()
+	bare, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"no deadline, cannot end", context.Background(), false},
+		{"no deadline, can end", bare, false},
+		{"deadline due soon", soon, false},
+		{"deadline far enough", later, true},
+	} {
+		assert.Equal(t, c.want, watchable(c.ctx, now), c.name)
+	}
+}
