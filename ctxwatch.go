@@ -3,7 +3,9 @@ package exraft
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,37 +28,61 @@ const (
 // watched is a call that the watcher may answer: the caller's result
 // channel, which must have room for one result beyond the call's own.
 type watched struct {
-	ctx  context.Context
-	done chan<- result
-	i    int  // its place in ctxWatcher.calls
-	hit  bool // the watcher answered it
+	ctx   context.Context
+	done  chan<- result
+	shard int  // the shard that holds it
+	i     int  // its place in the shard's calls
+	hit   bool // the watcher answered it
 }
 
 // errWatchedCtxEnded is the watcher's answer to a call whose context has
 // ended; the caller returns its context's error instead.
 var errWatchedCtxEnded = errors.New("exraft: internal: the call's context ended")
 
+// watchShards spreads the watched calls over locks of their own: every
+// such call takes one twice, and callers on many processors would queue
+// on a single one.
+const watchShards = 16
+
 // ctxWatcher polls the contexts of waiting calls while it has any.
 type ctxWatcher struct {
-	mu      sync.Mutex
-	calls   []*watched
-	running bool // a polling goroutine is on its way
+	shards [watchShards]watchShard
+	n      atomic.Int64 // calls watched, over all shards
+	// running: a polling goroutine is on its way. It is set under
+	// runMu, and read without it first.
+	running atomic.Bool
+	runMu   sync.Mutex
+}
+
+type watchShard struct {
+	mu    sync.Mutex
+	calls []*watched
+	_     [40]byte // a cache line of its own
 }
 
 // watcher serves every server of the process: the calls it polls are few
 // enough, and it has no life of its own to end with a server. It calls Err
-// under its lock, as the standard contexts make it an atomic load.
+// under a shard's lock, as the standard contexts make it an atomic load.
 var watcher ctxWatcher
 
 // add starts watching w.
 func (cw *ctxWatcher) add(w *watched) {
-	cw.mu.Lock()
-	w.i, w.hit = len(cw.calls), false
-	cw.calls = append(cw.calls, w)
-	start := !cw.running
-	cw.running = true
-	cw.mu.Unlock()
-	if start {
+	w.shard, w.hit = rand.IntN(watchShards), false
+	sh := &cw.shards[w.shard]
+	sh.mu.Lock()
+	w.i = len(sh.calls)
+	sh.calls = append(sh.calls, w)
+	sh.mu.Unlock()
+	// n before running, as the poller stores running before it reads n
+	// (poll): one of the two sees the other.
+	cw.n.Add(1)
+	if cw.running.Load() {
+		return
+	}
+	cw.runMu.Lock()
+	defer cw.runMu.Unlock()
+	if !cw.running.Load() {
+		cw.running.Store(true)
 		go cw.poll()
 	}
 }
@@ -64,21 +90,23 @@ func (cw *ctxWatcher) add(w *watched) {
 // remove stops watching w, and reports whether the watcher answered it
 // first.
 func (cw *ctxWatcher) remove(w *watched) (hit bool) {
-	cw.mu.Lock()
-	defer cw.mu.Unlock()
+	sh := &cw.shards[w.shard]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if !w.hit {
-		cw.drop(w.i)
+		cw.drop(sh, w.i)
 	}
 	return w.hit
 }
 
-// drop removes the call at i, moving the last one in its place.
-func (cw *ctxWatcher) drop(i int) {
-	last := len(cw.calls) - 1
-	cw.calls[i] = cw.calls[last]
-	cw.calls[i].i = i
-	cw.calls[last] = nil
-	cw.calls = cw.calls[:last]
+// drop removes the call at i of sh, moving the last one in its place.
+func (cw *ctxWatcher) drop(sh *watchShard, i int) {
+	last := len(sh.calls) - 1
+	sh.calls[i] = sh.calls[last]
+	sh.calls[i].i = i
+	sh.calls[last] = nil
+	sh.calls = sh.calls[:last]
+	cw.n.Add(-1)
 }
 
 // poll answers the calls whose contexts have ended, every watchPeriod,
@@ -86,28 +114,45 @@ func (cw *ctxWatcher) drop(i int) {
 func (cw *ctxWatcher) poll() {
 	for {
 		time.Sleep(watchPeriod)
-		cw.mu.Lock()
-		for i := 0; i < len(cw.calls); {
-			w := cw.calls[i]
-			if w.ctx.Err() == nil {
-				i++
-				continue
-			}
-			w.hit = true
-			cw.drop(i)
-			// The call's own result is sent at most once, so there is
-			// room for this one.
-			w.done <- result{err: errWatchedCtxEnded}
+		for i := range cw.shards {
+			cw.pollShard(&cw.shards[i])
 		}
-		idle := len(cw.calls) == 0
-		if idle {
-			cw.running = false
-		}
-		cw.mu.Unlock()
-		if idle {
+		if cw.idle() {
 			return
 		}
 	}
+}
+
+func (cw *ctxWatcher) pollShard(sh *watchShard) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i := 0; i < len(sh.calls); {
+		w := sh.calls[i]
+		if w.ctx.Err() == nil {
+			i++
+			continue
+		}
+		w.hit = true
+		cw.drop(sh, i)
+		// The call's own result is sent at most once, so there is room
+		// for this one.
+		w.done <- result{err: errWatchedCtxEnded}
+	}
+}
+
+// idle ends the poller's turn if nothing is left to watch.
+func (cw *ctxWatcher) idle() bool {
+	cw.runMu.Lock()
+	defer cw.runMu.Unlock()
+	if cw.n.Load() > 0 {
+		return false
+	}
+	cw.running.Store(false)
+	if cw.n.Load() > 0 { // added meanwhile, and saw running still set
+		cw.running.Store(true)
+		return false
+	}
+	return true
 }
 
 // awaitWatched is await for a caller that read the clock at start, just

@@ -37,11 +37,7 @@ func (g *gateSMInternal) Apply(cmd []byte) []byte {
 func (g *gateSMInternal) open() { g.once.Do(func() { close(g.gate) }) }
 
 // watchedCalls is how many calls the watcher watches.
-func watchedCalls() int {
-	watcher.mu.Lock()
-	defer watcher.mu.Unlock()
-	return len(watcher.calls)
-}
+func watchedCalls() int { return int(watcher.n.Load()) }
 
 // blockedServer is a one-server cluster whose applier is held in the Apply
 // of a first write until the test ends.
@@ -122,11 +118,8 @@ func TestWatcherAnswerAfterTheResult(t *testing.T) {
 	assert.True(t, watcher.remove(w), "remove after the watcher answered")
 	assert.Equal(t, "ok", string((<-done).val), "the call's own result comes first")
 	assert.Equal(t, errWatchedCtxEnded, (<-done).err)
-	require.Eventually(t, func() bool {
-		watcher.mu.Lock()
-		defer watcher.mu.Unlock()
-		return !watcher.running
-	}, 10*time.Second, time.Millisecond, "the watcher polls on with nothing to watch")
+	require.Eventually(t, func() bool { return !watcher.running.Load() }, 10*time.Second, time.Millisecond,
+		"the watcher polls on with nothing to watch")
 }
 
 // TestWatchableCalls: calls due soon, or without a deadline, wait on
@@ -151,4 +144,46 @@ func TestWatchableCalls(t *testing.T) {
 	} {
 		assert.Equal(t, c.want, watchable(c.ctx, now), c.name)
 	}
+}
+
+// TestWatcherUnderChurn: calls from many goroutines come and go across the
+// shards while the poller starts and stops; every call whose ctx ends is
+// answered, no call is answered twice, and the watcher ends idle.
+func TestWatcherUnderChurn(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				done := make(chan result, resultRoom)
+				ctx, cancel := context.WithCancel(context.Background())
+				w := &watched{ctx: ctx, done: done}
+				watcher.add(w)
+				if (g+i)%3 == 0 {
+					cancel() // ends first: only the watcher answers
+					select {
+					case r := <-done:
+						assert.Equal(t, errWatchedCtxEnded, r.err)
+					case <-time.After(10 * time.Second):
+						assert.Fail(t, "a call whose ctx ended was not answered")
+						return
+					}
+					assert.True(t, watcher.remove(w))
+					continue
+				}
+				done <- result{} // the call's own result, which it takes
+				<-done
+				if watcher.remove(w) {
+					<-done // the watcher's, if it came
+				}
+				cancel()
+				assert.Empty(t, done, "answered twice")
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Zero(t, watchedCalls())
+	require.Eventually(t, func() bool { return !watcher.running.Load() }, 10*time.Second, time.Millisecond,
+		"the watcher polls on with nothing to watch")
 }
