@@ -56,6 +56,7 @@ type batchWaiter struct {
 	item     batchCommand
 	deadline time.Time // the earlier of ctx's and the attempt's; zero: none
 	done     chan batchOutcome
+	watch    watched // while the ctx watcher may answer it
 }
 
 // batchOutcome is a queued Write's answer. resend: it is to be made as a
@@ -78,7 +79,13 @@ type sharedWrite struct {
 	within               *deadlineSlot
 }
 
-var batchWaiters = sync.Pool{New: func() any { return &batchWaiter{done: make(chan batchOutcome, 1)} }}
+// batchWaiters recycles waiters, each with room in done for its outcome
+// and for the ctx watcher's answer (ctxwatch.go), which wake sends.
+var batchWaiters = sync.Pool{New: func() any {
+	q := &batchWaiter{done: make(chan batchOutcome, 2)}
+	q.watch.wake = func() { q.done <- batchOutcome{err: errWatchedCtxEnded} }
+	return q
+}}
 
 // writeShared makes w by way of the connection's batcher. ok is false if
 // the caller is to make the call itself: then, if turn is not nil, the
@@ -103,6 +110,9 @@ func (c *Client) writeShared(ctx context.Context, addr string, w sharedWrite) (v
 	q := queuedWaiter(ctx, w)
 	b.queue = append(b.queue, q)
 	b.mu.Unlock()
+	if time.Until(q.deadline) >= minWatchedTimeout {
+		return awaitShared(ctx, addr, q, w.within)
+	}
 	var expired <-chan struct{}
 	if w.within != nil {
 		expired = w.within.done
@@ -117,6 +127,32 @@ func (c *Client) writeShared(ctx context.Context, addr string, w sharedWrite) (v
 	case <-expired:
 		return nil, true, noReply(methodWrite, addr, context.DeadlineExceeded), true, nil
 	}
+}
+
+// awaitShared waits for a queued write's outcome alone, as awaitWatched
+// does for a Server's calls: the ctx watcher answers instead once ctx, or
+// the attempt's bound within, ends.
+func awaitShared(ctx context.Context, addr string, q *batchWaiter, within *deadlineSlot) (val []byte, sent bool, err error, ok bool, turn *clientConn) {
+	q.watch.ctx, q.watch.until = ctx, time.Time{}
+	if within != nil {
+		q.watch.until = within.at
+	}
+	watcher.add(&q.watch)
+	o := <-q.done
+	if o.err == errWatchedCtxEnded {
+		// Left to the sender, which answers it or skips it, with room.
+		err := ctx.Err()
+		if err == nil {
+			err = context.DeadlineExceeded // the attempt's bound
+		}
+		return nil, true, noReply(methodWrite, addr, err), true, nil
+	}
+	if watcher.remove(&q.watch) {
+		<-q.done // the watcher's answer, sent after the outcome
+	}
+	q.watch.ctx, q.ctx = nil, nil
+	batchWaiters.Put(q)
+	return o.val, o.sent, o.err, !o.resend, nil
 }
 
 // queuedWaiter is a waiter for w.

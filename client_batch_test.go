@@ -159,7 +159,8 @@ func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
 
 // TestClientBatchedWriteGivesUpAtItsCtx: a write whose ctx ends while it
 // waits for a shared call returns ctx's error at once, while the call
-// carrying the others stays in flight.
+// carrying the others stays in flight: whether it waits on ctx.Done() (no
+// deadline) or leaves its ctx to the watcher (a deadline far off).
 func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 	_, s, sm := startBlocking(t, nil)
 	cl := &exraft.Client{}
@@ -172,21 +173,33 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 		cl.Write(context.Background(), s.Addr(), []byte("block a b"))
 	}()
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, s.Addr()) }, "the blocking write holds the turn")
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := cl.Write(wctx, s.Addr(), []byte("set queued v"))
-		done <- err
-	}()
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, s.Addr()) == 1 }, "the write queues")
-	cancel()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(testkit.WaitLong):
-		require.FailNow(t, "the write did not return when its ctx ended")
+	ctxs := []struct {
+		name string
+		make func() (context.Context, context.CancelFunc)
+	}{
+		{"without a deadline", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+		{"with a deadline far off", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 2*testkit.WaitLong)
+		}},
 	}
-	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
+	for i, c := range ctxs {
+		wctx, cancel := c.make()
+		done := make(chan error, 1)
+		go func() {
+			_, err := cl.Write(wctx, s.Addr(), []byte("set queued v"))
+			done <- err
+		}()
+		// The writes that gave up stay queued until the sender skips them.
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, s.Addr()) == i+1 }, "the write queues (%s)", c.name)
+		cancel()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(testkit.WaitLong):
+			require.FailNow(t, "the write did not return when its ctx ended", c.name)
+		}
+		require.True(t, errors.Is(err, context.Canceled), "%s: got %v", c.name, err)
+	}
 	sm.Release()
 	<-blocked
 }

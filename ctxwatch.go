@@ -25,14 +25,24 @@ const (
 	minWatchedTimeout = 100 * time.Millisecond
 )
 
-// watched is a call that the watcher may answer: the caller's result
-// channel, which must have room for one result beyond the call's own.
+// watched is a call that the watcher may answer: it watches ctx, and until
+// if it is not zero (a bound of the caller's own, such as a Session's on
+// one attempt). It answers on done, the result channel of a call to a
+// Server, which must have room for one result beyond the call's own; or,
+// if done is nil, by calling wake, which must not block.
 type watched struct {
 	ctx   context.Context
+	until time.Time
 	done  chan<- result
+	wake  func()
 	shard int  // the shard that holds it
 	i     int  // its place in the shard's calls
 	hit   bool // the watcher answered it
+}
+
+// ended reports whether w's wait should end at now.
+func (w *watched) ended(now time.Time) bool {
+	return w.ctx.Err() != nil || !w.until.IsZero() && !now.Before(w.until)
 }
 
 // errWatchedCtxEnded is the watcher's answer to a call whose context has
@@ -114,8 +124,9 @@ func (cw *ctxWatcher) drop(sh *watchShard, i int) {
 func (cw *ctxWatcher) poll() {
 	for {
 		time.Sleep(watchPeriod)
+		now := time.Now()
 		for i := range cw.shards {
-			cw.pollShard(&cw.shards[i])
+			cw.pollShard(&cw.shards[i], now)
 		}
 		if cw.idle() {
 			return
@@ -123,12 +134,12 @@ func (cw *ctxWatcher) poll() {
 	}
 }
 
-func (cw *ctxWatcher) pollShard(sh *watchShard) {
+func (cw *ctxWatcher) pollShard(sh *watchShard, now time.Time) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for i := 0; i < len(sh.calls); {
 		w := sh.calls[i]
-		if w.ctx.Err() == nil {
+		if !w.ended(now) {
 			i++
 			continue
 		}
@@ -136,7 +147,11 @@ func (cw *ctxWatcher) pollShard(sh *watchShard) {
 		cw.drop(sh, i)
 		// The call's own result is sent at most once, so there is room
 		// for this one.
-		w.done <- result{err: errWatchedCtxEnded}
+		if w.done != nil {
+			w.done <- result{err: errWatchedCtxEnded}
+		} else {
+			w.wake()
+		}
 	}
 }
 
