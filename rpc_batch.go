@@ -256,20 +256,12 @@ func (s *Server) writeBatch(items []batchCommand, ann *batchAnnouncement) []batc
 			continue
 		}
 		r, err := await(ctxs[i], s, p.done)
-		if err != nil {
-			err = s.waitedOn("write", err)
-		}
-		if err == nil && r.err != ErrStopped {
-			*p = proposal{done: p.done}
-			proposalPool.Put(p)
-		}
-		err = s.answerErr(firstErr(err, r.err))
-		countCall(&s.meters.writes, &s.meters.writeErrors, &s.meters.writeTime, start, err)
+		val, err := s.settle(p, r, err, start)
 		if err != nil {
 			s.failBatchItem(&results[i], err)
 			continue
 		}
-		results[i].Data = r.val
+		results[i].Data = val
 	}
 	return results
 }

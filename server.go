@@ -410,6 +410,13 @@ func (s *Server) commit(ctx context.Context, kind raft.EntryType, data []byte, a
 		ann.lend()
 	}
 	r, err := submit(ctx, s, s.propc, p, p.done, &p.watch, start)
+	return s.settle(p, r, err, start)
+}
+
+// settle ends a write proposed at start that waited for p's result r, or
+// gave up on it with err: it recycles p if nothing may still use it, counts
+// the call, and returns what its caller is answered.
+func (s *Server) settle(p *proposal, r result, err error, start time.Time) ([]byte, error) {
 	if err != nil {
 		err = s.waitedOn("write", err)
 	}
