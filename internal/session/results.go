@@ -19,7 +19,6 @@ type results struct {
 	lowest uint64
 	near   window.Window[slot] // from lowest on
 	far    map[uint64][]byte
-	count  int // results kept, near and far
 }
 
 type slot struct {
@@ -31,7 +30,7 @@ type slot struct {
 // in far.
 const maxRing = 1 << 12
 
-func (r *results) len() int { return r.count }
+func (r *results) len() int { return len(r.sorted()) }
 
 // get returns seq's result. seq is at least lowest.
 func (r *results) get(seq uint64) ([]byte, bool) {
@@ -46,7 +45,6 @@ func (r *results) get(seq uint64) ([]byte, bool) {
 
 // put keeps seq's result. seq is at least lowest, and has none yet.
 func (r *results) put(seq uint64, val []byte) {
-	r.count++
 	d := seq - r.lowest
 	if d >= maxRing {
 		if r.far == nil {
@@ -64,25 +62,18 @@ func (r *results) ack(lowest uint64) {
 	if lowest <= r.lowest {
 		return
 	}
-	k := int(min(lowest-r.lowest, uint64(r.near.Len())))
-	for d := range k {
-		if r.near.At(d).ok {
-			r.count--
-		}
-	}
-	r.near.Drop(k)
+	r.near.Drop(int(min(lowest-r.lowest, uint64(r.near.Len()))))
 	r.lowest = lowest
 	for seq := range r.far {
 		if seq < lowest {
 			delete(r.far, seq)
-			r.count--
 		}
 	}
 }
 
 // sorted returns the sequence numbers kept, in order.
 func (r *results) sorted() []uint64 {
-	seqs := make([]uint64, 0, r.count)
+	seqs := make([]uint64, 0, r.near.Len()+len(r.far))
 	for d := range r.near.Len() {
 		if r.near.At(d).ok {
 			seqs = append(seqs, r.lowest+uint64(d))

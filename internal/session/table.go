@@ -158,8 +158,9 @@ func (t *Table) Append(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(e.timeout))
 		b = binary.AppendUvarint(b, uint64(e.lastUsed))
 		b = binary.AppendUvarint(b, e.results.lowest)
-		b = binary.AppendUvarint(b, uint64(e.results.len()))
-		for _, seq := range e.results.sorted() {
+		seqs := e.results.sorted()
+		b = binary.AppendUvarint(b, uint64(len(seqs)))
+		for _, seq := range seqs {
 			val, _ := e.results.get(seq)
 			b = binary.AppendUvarint(b, seq)
 			b = binary.AppendUvarint(b, uint64(len(val)))
