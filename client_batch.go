@@ -80,7 +80,8 @@ type sharedWrite struct {
 }
 
 // batchWaiters recycles waiters, each with room in done for its outcome
-// and for the ctx watcher's answer (ctxwatch.go), which wake sends.
+// and for the ctx watcher's answer (ctxwatch.go), which wake sends; the
+// waiter keeps its wake as it is recycled.
 var batchWaiters = sync.Pool{New: func() any {
 	q := &batchWaiter{done: make(chan batchOutcome, 2)}
 	q.watch.wake = func() { q.done <- batchOutcome{err: errWatchedCtxEnded} }

@@ -27,18 +27,25 @@ const (
 
 // watched is a call that the watcher may answer: it watches ctx, and until
 // if it is not zero (a bound of the caller's own, such as a Session's on
-// one attempt). It answers on done, the result channel of a call to a
-// Server, which must have room for one result beyond the call's own; or,
-// if done is nil, by calling wake, which must not block.
+// one attempt), and answers by calling wake, which sends the caller the
+// watcher's answer on a channel with room for it beside the call's own
+// result. Waiters are recycled, and keep their wake (recycled).
 type watched struct {
 	ctx   context.Context
 	until time.Time
-	done  chan<- result
 	wake  func()
 	shard int  // the shard that holds it
 	i     int  // its place in the shard's calls
 	hit   bool // the watcher answered it
 }
+
+// wakeWith is the wake of a call to a Server whose result channel is done.
+func wakeWith(done chan<- result) func() {
+	return func() { done <- result{err: errWatchedCtxEnded} }
+}
+
+// recycled is w as its waiter is used again: its wake only.
+func (w *watched) recycled() watched { return watched{wake: w.wake} }
 
 // ended reports whether w's wait should end at now.
 func (w *watched) ended(now time.Time) bool {
@@ -147,11 +154,7 @@ func (cw *ctxWatcher) pollShard(sh *watchShard, now time.Time) {
 		cw.drop(sh, i)
 		// The call's own result is sent at most once, so there is room
 		// for this one.
-		if w.done != nil {
-			w.done <- result{err: errWatchedCtxEnded}
-		} else {
-			w.wake()
-		}
+		w.wake()
 	}
 }
 
@@ -179,7 +182,7 @@ func awaitWatched(ctx context.Context, s *Server, done chan result, w *watched, 
 	}
 	// The server had not stopped once the request was queued: its result
 	// will come (see await).
-	w.ctx, w.done = ctx, done
+	w.ctx = ctx
 	watcher.add(w)
 	r := <-done
 	if r.err == errWatchedCtxEnded {

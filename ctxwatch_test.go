@@ -109,7 +109,7 @@ func TestWatchedCallEndsAtItsDeadline(t *testing.T) {
 func TestWatcherAnswerAfterTheResult(t *testing.T) {
 	done := make(chan result, resultRoom)
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watched{ctx: ctx, done: done}
+	w := &watched{ctx: ctx, wake: wakeWith(done)}
 	watcher.add(w)
 	done <- result{val: []byte("ok")} // the call's own result
 	cancel()
@@ -158,7 +158,7 @@ func TestWatcherUnderChurn(t *testing.T) {
 			for i := range 200 {
 				done := make(chan result, resultRoom)
 				ctx, cancel := context.WithCancel(context.Background())
-				w := &watched{ctx: ctx, done: done}
+				w := &watched{ctx: ctx, wake: wakeWith(done)}
 				watcher.add(w)
 				if (g+i)%3 == 0 {
 					cancel() // ends first: only the watcher answers

@@ -424,7 +424,7 @@ func (s *Server) settle(p *proposal, r result, err error, start time.Time) ([]by
 		// Nothing refers to p any more: the driver and the applier let go
 		// of it when they sent the result. After Stop's answer, the
 		// applier may still look at it.
-		*p = proposal{done: p.done}
+		*p = proposal{done: p.done, watch: p.watch.recycled()}
 		proposalPool.Put(p)
 	}
 	err = s.answerErr(firstErr(err, r.err))
@@ -525,11 +525,17 @@ func firstErr(a, b error) error {
 
 // readPool recycles read requests that received their result, as
 // proposalPool does for writes.
-var readPool = sync.Pool{New: func() any { return &readRequest{done: make(chan result, resultRoom)} }}
+var readPool = sync.Pool{New: func() any {
+	done := make(chan result, resultRoom)
+	return &readRequest{done: done, watch: watched{wake: wakeWith(done)}}
+}}
 
 // proposalPool recycles proposals, with their channels, of writes that
 // received their result.
-var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan result, resultRoom)} }}
+var proposalPool = sync.Pool{New: func() any {
+	done := make(chan result, resultRoom)
+	return &proposal{done: done, watch: watched{wake: wakeWith(done)}}
+}}
 
 // Read answers query from the state machine with linearizable consistency:
 // the leader confirms with a quorum that it still leads, waits until it has
@@ -550,7 +556,7 @@ func (s *Server) Read(ctx context.Context, query []byte) ([]byte, error) {
 		err = s.waitedOn("read", err)
 	}
 	if err == nil && res.err != ErrStopped {
-		*r = readRequest{done: r.done}
+		*r = readRequest{done: r.done, watch: r.watch.recycled()}
 		readPool.Put(r)
 	}
 	err = s.answerErr(firstErr(err, res.err))
