@@ -76,3 +76,7 @@ func (b *BlockingKV) Apply(cmd []byte) []byte {
 
 // Release lets the blocked Applies, and every later one, go on.
 func (b *BlockingKV) Release() { b.once.Do(func() { close(b.release) }) }
+
+// WatchedCalls counts the calls the ctx watcher answers for if their
+// contexts end (ctxwatch.go).
+func WatchedCalls() int { return watchedCalls() }

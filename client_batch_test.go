@@ -174,13 +174,14 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 	}()
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, s.Addr()) }, "the blocking write holds the turn")
 	ctxs := []struct {
-		name string
-		make func() (context.Context, context.CancelFunc)
+		name    string
+		make    func() (context.Context, context.CancelFunc)
+		watched int // calls the watcher answers for while the write waits
 	}{
-		{"without a deadline", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+		{"without a deadline", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, 0},
 		{"with a deadline far off", func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 2*testkit.WaitLong)
-		}},
+		}, 1},
 	}
 	for i, c := range ctxs {
 		wctx, cancel := c.make()
@@ -191,6 +192,9 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 		}()
 		// The writes that gave up stay queued until the sender skips them.
 		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, s.Addr()) == i+1 }, "the write queues (%s)", c.name)
+		// The watched write waits on its outcome alone: only the watcher
+		// can end its wait.
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.WatchedCalls() == c.watched }, "the watcher watches %d calls (%s)", c.watched, c.name)
 		cancel()
 		var err error
 		select {
