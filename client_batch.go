@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exraft/exraft/internal/gather"
 	"github.com/exraft/exraft/internal/wire"
 )
 
@@ -44,6 +45,13 @@ type writeBatcher struct {
 	busy    bool // a Write's call, or a batch, is in flight
 	queue   []*batchWaiter
 	batched uint64 // writes sent in batches, for tests
+	calls   uint64 // batches sent, for tests
+	// sent is where the sender hands on batches. The writers a batch
+	// answers come back together, and by the rule of package gather they
+	// get to queue before the next batch is taken: else the next one
+	// holds only the writers that came during the call, and two groups
+	// take turns, each a half of what one batch would carry.
+	sent gather.Point
 }
 
 // batchWaiter is a queued Write. Its caller may give up (ctx) at any time;
@@ -204,8 +212,11 @@ func (b *writeBatcher) next() []*batchWaiter {
 
 // sendBatches sends batches until the queue is empty.
 func (c *Client) sendBatches(addr string, cc *clientConn, items []*batchWaiter) {
-	for ; items != nil; items = cc.batch.next() {
+	for items != nil {
 		c.sendBatch(addr, cc, items)
+		cc.batch.sent.HandedOn(len(items))
+		cc.batch.sent.Yield()
+		items = cc.batch.next()
 	}
 }
 
@@ -245,6 +256,7 @@ func (c *Client) sendBatch(addr string, cc *clientConn, items []*batchWaiter) {
 	}
 	cc.batch.mu.Lock()
 	cc.batch.batched += uint64(len(sent))
+	cc.batch.calls++
 	cc.batch.mu.Unlock()
 	for i, w := range sent {
 		r := &rep.Items[i]

@@ -47,6 +47,18 @@ func Batches(cl *Client, addr string) bool {
 	return batchSupport(cl.probes.of(addr).Load()) == batchYes
 }
 
+// BatchCalls counts the shared calls cl made to addr, on its current
+// connection.
+func BatchCalls(cl *Client, addr string) uint64 {
+	cc := cl.lookup(addr)
+	if cc == nil {
+		return 0
+	}
+	cc.batch.mu.Lock()
+	defer cc.batch.mu.Unlock()
+	return cc.batch.calls
+}
+
 // Unbatched reports whether cl sends addr a call per Write.
 func Unbatched(cl *Client, addr string) bool {
 	return batchSupport(cl.probes.of(addr).Load()) == batchNo

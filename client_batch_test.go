@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -320,4 +321,27 @@ func TestSessionResultsOverflowingTheirBatchAreAskedAlone(t *testing.T) {
 	for i := range 2 * writes {
 		assert.Equal(t, 1, counts[fmt.Sprintf("set k%d small", i)], "write %d applied once", i)
 	}
+}
+
+// TestWritersAnsweredTogetherShareTheNextBatch: the writers one batch
+// answers come back together, and the sender lets them queue before it
+// takes the next batch. On one processor, a sender that went straight on
+// would find only the writers that came during its call, and the writers
+// would split into groups that take turns, each in batches of its own.
+func TestWritersAnsweredTogetherShareTheNextBatch(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s, _ := testkit.StartAlone(t, "a", func(cfg *exraft.Config) { cfg.MinMajority = 1 })
+	_, err := s.AwaitLeader(testkit.Ctx(t, testkit.WaitLong))
+	require.NoError(t, err)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, s.Addr())
+	const goroutines, each = 16, 50
+	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", goroutines, each) {
+		require.NoError(t, err)
+	}
+	calls, batched := exraft.BatchCalls(cl, s.Addr()), exraft.BatchedWrites(cl, s.Addr())
+	require.NotZero(t, calls)
+	t.Logf("%d writes in %d shared calls", batched, calls)
+	assert.Greater(t, float64(batched)/float64(calls), goroutines*2/3.0, "writes per shared call, of %d writers: two groups taking turns make it half of them", goroutines)
 }
