@@ -64,9 +64,10 @@ const watchShards = 16
 // ctxWatcher polls the contexts of waiting calls while it has any.
 type ctxWatcher struct {
 	shards [watchShards]watchShard
-	n      atomic.Int64 // calls watched, over all shards
 	// running: a polling goroutine is on its way. It is set under
-	// runMu, and read without it first.
+	// runMu, and read without it first. No count of the calls is kept
+	// beside the shards: a counter that every call moved twice was a
+	// cache line that both processors fought over.
 	running atomic.Bool
 	runMu   sync.Mutex
 }
@@ -90,9 +91,9 @@ func (cw *ctxWatcher) add(w *watched) {
 	w.i = len(sh.calls)
 	sh.calls = append(sh.calls, w)
 	sh.mu.Unlock()
-	// n before running, as the poller stores running before it reads n
-	// (poll): one of the two sees the other.
-	cw.n.Add(1)
+	// The call is in its shard before running is read, and the poller
+	// stores running before it looks at the shards again (idle): one of
+	// the two sees the other.
 	if cw.running.Load() {
 		return
 	}
@@ -123,7 +124,6 @@ func (cw *ctxWatcher) drop(sh *watchShard, i int) {
 	sh.calls[i].i = i
 	sh.calls[last] = nil
 	sh.calls = sh.calls[:last]
-	cw.n.Add(-1)
 }
 
 // poll answers the calls whose contexts have ended, every watchPeriod,
@@ -162,15 +162,27 @@ func (cw *ctxWatcher) pollShard(sh *watchShard, now time.Time) {
 func (cw *ctxWatcher) idle() bool {
 	cw.runMu.Lock()
 	defer cw.runMu.Unlock()
-	if cw.n.Load() > 0 {
+	if cw.watching() > 0 {
 		return false
 	}
 	cw.running.Store(false)
-	if cw.n.Load() > 0 { // added meanwhile, and saw running still set
+	if cw.watching() > 0 { // added meanwhile, and saw running still set
 		cw.running.Store(true)
 		return false
 	}
 	return true
+}
+
+// watching counts the calls watched, over all shards.
+func (cw *ctxWatcher) watching() int {
+	n := 0
+	for i := range cw.shards {
+		sh := &cw.shards[i]
+		sh.mu.Lock()
+		n += len(sh.calls)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // awaitWatched is await for a caller that read the clock at start, just

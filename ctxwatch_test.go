@@ -37,7 +37,7 @@ func (g *gateSMInternal) Apply(cmd []byte) []byte {
 func (g *gateSMInternal) open() { g.once.Do(func() { close(g.gate) }) }
 
 // watchedCalls is how many calls the watcher watches.
-func watchedCalls() int { return int(watcher.n.Load()) }
+func watchedCalls() int { return watcher.watching() }
 
 // blockedServer is a one-server cluster whose applier is held in the Apply
 // of a first write until the test ends.

@@ -13,6 +13,13 @@ import (
 // context of callTimeout on every call, and with context.Background(), in
 // turns of short slices (ctxSlices of each), so that a ratio compares the
 // two under the same machine. Each round is a fresh process.
+//
+// A third way tells exraft's part from the caller's: the caller makes and
+// cancels the same context, as the first way does, but hands exraft
+// context.Background(). What it costs beside the second way is what Go's
+// context.WithTimeout costs the process (its timer and allocations, and
+// what they cost the scheduler and the collector); what the first way
+// costs beside it is exraft's handling of the deadline.
 const ctxSlices = 5
 
 // ctxWorkloads are the pairs measured, in the order the child prints them:
@@ -24,13 +31,16 @@ func deadlineCost() {
 		callTimeout, ctxSlices, *rounds)
 	perRound := make([][]float64, len(ctxWorkloads))
 	var added, own [2][]float64 // ns of processor time per op, writes and reads
+	var exraftPart [2][]float64 // with a deadline / with the context made but not handed on
 	for r := 0; r < *rounds; r++ {
 		got := measureCtx()
 		bare := got[len(got)-1]
 		for k := range added {
 			with, without := got[2*(k+1)], got[2*(k+1)+1]
+			unused := got[2*len(ctxWorkloads)+k]
 			added[k] = append(added[k], float64(with.cpu-without.cpu))
 			own[k] = append(own[k], float64(bare.cpu))
+			exraftPart[k] = append(exraftPart[k], with.rate/unused.rate)
 		}
 		for i := range ctxWorkloads {
 			with, without := got[2*i], got[2*i+1]
@@ -52,6 +62,12 @@ func deadlineCost() {
 		record("compare", name, m, "x", target, perRound[i]...)
 	}
 	for k, w := range [2]string{"write", "read"} {
+		name := fmt.Sprintf("%s throughput, the caller's context handed to exraft/made but not", w)
+		m := medianOf(exraftPart[k])
+		fmt.Printf("%-64s %.3fx (exraft's own part; rounds %s)\n", name+":", m, ratiosOf(exraftPart[k], "%.3f"))
+		record("compare", name, m, "x", nil, exraftPart[k]...)
+	}
+	for k, w := range [2]string{"write", "read"} {
 		a, o := medianOf(added[k]), medianOf(own[k])
 		fmt.Printf("a deadline adds %.0f ns of this process's processor time per %s (64 callers, medians); the caller's own context.WithTimeout and cancel, alone, take %.0f ns\n", a, w, o)
 		record("compare", fmt.Sprintf("processor time a deadline adds per %s", w), a, "ns", nil, added[k]...)
@@ -65,7 +81,9 @@ func measureCtx() []result {
 		check(fmt.Errorf("exraft/ctx: %v", err))
 	}
 	in := strings.NewReader(string(out))
-	rs := make([]result, 2*len(ctxWorkloads)+1) // and the bare contexts
+	// With and without for each workload, the writes and reads with the
+	// context made but not handed on, and the bare contexts.
+	rs := make([]result, 2*len(ctxWorkloads)+3)
 	for i := range rs {
 		if _, err := fmt.Fscan(in, &rs[i].n, &rs[i].rate, &rs[i].p50, &rs[i].p99); err != nil {
 			check(fmt.Errorf("exraft/ctx: cannot read %q: %v", out, err))
@@ -84,16 +102,25 @@ func runCtxChild(s system) {
 	bg := context.Background()
 	write := func(cmd []byte) error { _, err := s.leader.Write(bg, cmd); return err }
 	read := func(q []byte) error { _, err := s.leader.Read(bg, q); return err }
+	// The caller's part alone: the context is made and cancelled as
+	// s.write and s.read make theirs, but exraft is not given it.
+	madeOnly := func(op func([]byte) error) func([]byte) error {
+		return func(b []byte) error {
+			_, cancel := context.WithTimeout(bg, callTimeout)
+			defer cancel()
+			return op(b)
+		}
+	}
 	warmUp(s)
 	warmUp(system{write: write})
 	var seq [2][]time.Duration
-	var hists [4]histogram
-	var took, used [4]time.Duration // wall and processor time
+	var hists [6]histogram
+	var took, used [6]time.Duration // wall and processor time
 	for range ctxSlices {
 		for k, w := range [2]func([]byte) error{s.write, write} {
 			seq[k] = append(seq[k], sequentialLatencies(w, *seqOps/ctxSlices)...)
 		}
-		for k, op := range [4]func([]byte) error{s.write, write, s.read, read} {
+		for k, op := range [6]func([]byte) error{s.write, write, s.read, read, madeOnly(write), madeOnly(read)} {
 			start, cpu := time.Now(), sampleCPU()
 			h := concurrentHist(op, *writers, *duration/ctxSlices)
 			took[k] += time.Since(start)
