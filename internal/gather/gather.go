@@ -1,7 +1,7 @@
 // Package gather is the one rule by which exraft's goroutines let others
 // join a batch before they hand it on: the driver's proposals and read
-// rounds, the messages queued for a peer, the replies and requests that
-// share a connection's write.
+// rounds, a Client's shared write calls, the messages queued for a peer,
+// the replies and requests that share a connection's write.
 //
 // The rule: a goroutine about to hand on a batch yields once first if the
 // last batch it handed on at the same place was shared. A shared batch
@@ -12,7 +12,8 @@
 // they got to run first. A batch of one means the goroutine is alone, and
 // a yield would only delay it: a lone caller pays nothing.
 //
-// The driver's batches follow it (driver.go). Three other yields keep
+// The driver's batches follow it (driver.go), and so does a Client's
+// sender of shared write calls (client_batch.go). Three other yields keep
 // triggers of their own. The peer stream's, before a batch when no call is
 // in flight (transport.go), is for one goroutine, the driver, queueing the
 // several messages of one Ready: a batch of one there does not mean the
