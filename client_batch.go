@@ -45,7 +45,7 @@ type writeBatcher struct {
 	busy    bool // a Write's call, or a batch, is in flight
 	queue   []*batchWaiter
 	batched uint64 // writes sent in batches, for tests
-	calls   uint64 // batches sent, for tests
+	calls   uint64 // shared calls answered, for tests
 	// sent is where the sender hands on batches. The writers a batch
 	// answers come back together, and by the rule of package gather they
 	// get to queue before the next batch is taken: else the next one

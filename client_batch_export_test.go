@@ -47,7 +47,7 @@ func Batches(cl *Client, addr string) bool {
 	return batchSupport(cl.probes.of(addr).Load()) == batchYes
 }
 
-// BatchCalls counts the shared calls cl made to addr, on its current
+// BatchCalls counts the shared calls to addr that cl had answered, on its current
 // connection.
 func BatchCalls(cl *Client, addr string) uint64 {
 	cc := cl.lookup(addr)
