@@ -10,13 +10,20 @@ import (
 // BatchedWrites counts the writes cl sent to addr in shared calls, on its
 // current connection.
 func BatchedWrites(cl *Client, addr string) uint64 {
+	writes, _ := BatchCounts(cl, addr)
+	return writes
+}
+
+// BatchCounts counts the writes cl sent to addr in shared calls that were
+// answered, and those calls, on its current connection.
+func BatchCounts(cl *Client, addr string) (writes, calls uint64) {
 	cc := cl.lookup(addr)
 	if cc == nil {
-		return 0
+		return 0, 0
 	}
 	cc.batch.mu.Lock()
 	defer cc.batch.mu.Unlock()
-	return cc.batch.batched
+	return cc.batch.batched, cc.batch.calls
 }
 
 // TurnTaken reports whether a call of cl's connection to addr holds its
@@ -45,18 +52,6 @@ func QueuedWrites(cl *Client, addr string) int {
 // Batches reports whether cl knows that addr serves WriteBatch.
 func Batches(cl *Client, addr string) bool {
 	return batchSupport(cl.probes.of(addr).Load()) == batchYes
-}
-
-// BatchCalls counts the shared calls to addr that cl had answered, on its current
-// connection.
-func BatchCalls(cl *Client, addr string) uint64 {
-	cc := cl.lookup(addr)
-	if cc == nil {
-		return 0
-	}
-	cc.batch.mu.Lock()
-	defer cc.batch.mu.Unlock()
-	return cc.batch.calls
 }
 
 // Unbatched reports whether cl sends addr a call per Write.

@@ -340,7 +340,7 @@ func TestWritersAnsweredTogetherShareTheNextBatch(t *testing.T) {
 	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", goroutines, each) {
 		require.NoError(t, err)
 	}
-	calls, batched := exraft.BatchCalls(cl, s.Addr()), exraft.BatchedWrites(cl, s.Addr())
+	batched, calls := exraft.BatchCounts(cl, s.Addr())
 	require.NotZero(t, calls)
 	t.Logf("%d writes in %d shared calls", batched, calls)
 	assert.Greater(t, float64(batched)/float64(calls), goroutines*2/3.0, "writes per shared call, of %d writers: two groups taking turns make it half of them", goroutines)
