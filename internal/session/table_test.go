@@ -185,3 +185,18 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A leader whose clock is behind stamps a record with an earlier time than
+// the log's; the log's time must not move back with it, or a session used
+// by that record would count its idleness from the earlier time and expire
+// early. (Kills the mutant t.now = r.Time in Apply.)
+func TestLogTimeNeverMovesBack(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(20*minute), m.apply)
+	out, _ := tb.Apply(2, write(1, 1, 1, 1, "behind"), m.apply)
+	require.Equal(t, Applied, out)
+	// 10 minutes and a moment after the earlier stamp, but well within the
+	// timeout of the session's last use at the log's time of 20 minutes.
+	out, _ = tb.Apply(3, write(10*minute+2, 1, 2, 2, "x"), m.apply)
+	assert.Equal(t, Applied, out, "the session expired by a time that went back")
+}
