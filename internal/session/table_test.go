@@ -200,3 +200,12 @@ func TestLogTimeNeverMovesBack(t *testing.T) {
 	out, _ = tb.Apply(3, write(10*minute+2, 1, 2, 2, "x"), m.apply)
 	assert.Equal(t, Applied, out, "the session expired by a time that went back")
 }
+
+// A session's idleness counts from its registration at the log's time, not
+// from time zero. (Kills the mutant that registers with lastUsed unset.)
+func TestRegisteredSessionIdleFromItsRegistration(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(5*minute), m.apply)
+	out, _ := tb.Apply(2, write(15*minute, 1, 1, 1, "x"), m.apply)
+	assert.Equal(t, Applied, out, "idle for exactly its timeout since it registered")
+}
