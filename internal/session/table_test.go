@@ -209,3 +209,17 @@ func TestRegisteredSessionIdleFromItsRegistration(t *testing.T) {
 	out, _ := tb.Apply(2, write(15*minute, 1, 1, 1, "x"), m.apply)
 	assert.Equal(t, Applied, out, "idle for exactly its timeout since it registered")
 }
+
+// MaxSessions 0 bounds nothing: every session registered stays. (Kills the
+// mutant that drops the MaxSessions > 0 test in register, which would drop
+// every session, the new one too.)
+func TestMaxSessionsZeroIsNoBound(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	r := &Record{Kind: Register, Timeout: 10 * minute}
+	for i := uint64(1); i <= 3; i++ {
+		tb.Apply(i, r, m.apply)
+	}
+	require.Equal(t, 3, tb.Len())
+	out, _ := tb.Apply(4, write(0, 1, 1, 1, "x"), m.apply)
+	assert.Equal(t, Applied, out)
+}
