@@ -223,3 +223,18 @@ func TestMaxSessionsZeroIsNoBound(t *testing.T) {
 	out, _ := tb.Apply(4, write(0, 1, 1, 1, "x"), m.apply)
 	assert.Equal(t, Applied, out)
 }
+
+// A table's encoding names each session once; one that names a session
+// twice is not one Append wrote, and would leave the copy with a session in
+// its order of use that its index no longer finds. (Kills the mutant that
+// drops DecodeTable's check of duplicate IDs.)
+func TestDecodeTableRefusesASessionTwice(t *testing.T) {
+	// version, now, 2 sessions, each: id, timeout, lastUsed, lowest, 0 results.
+	two := func(id1, id2 byte) []byte { return []byte{tableVersion, 0, 2, id1, 1, 0, 0, 0, id2, 1, 0, 0, 0} }
+	tb, rest, err := DecodeTable(two(7, 8))
+	require.NoError(t, err, "the same bytes with two IDs are a table")
+	require.Empty(t, rest)
+	require.Equal(t, 2, tb.Len())
+	_, _, err = DecodeTable(two(7, 7))
+	assert.ErrorIs(t, err, ErrMalformed)
+}
