@@ -238,3 +238,16 @@ func TestDecodeTableRefusesASessionTwice(t *testing.T) {
 	_, _, err = DecodeTable(two(7, 7))
 	assert.ErrorIs(t, err, ErrMalformed)
 }
+
+// A table of another version is refused, not misread. (Kills the mutant
+// that drops DecodeTable's check of the version byte.)
+func TestDecodeTableRefusesAnotherVersion(t *testing.T) {
+	tb := NewTable()
+	tb.Apply(1, reg(0), newSM().apply)
+	enc := tb.Append(nil)
+	_, _, err := DecodeTable(enc)
+	require.NoError(t, err)
+	enc[0] = tableVersion + 1
+	_, _, err = DecodeTable(enc)
+	assert.ErrorIs(t, err, ErrMalformed)
+}
