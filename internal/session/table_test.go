@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 
@@ -250,4 +251,18 @@ func TestDecodeTableRefusesAnotherVersion(t *testing.T) {
 	enc[0] = tableVersion + 1
 	_, _, err = DecodeTable(enc)
 	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+// Bytes that claim many sessions and then end are refused at the first
+// that is missing, without building the rest from nothing: a truncated or
+// hostile snapshot must not cost memory in proportion to the count it
+// claims. (Kills the mutant that drops !d.bad from DecodeTable's loop over
+// the sessions, which allocates an entry for each one claimed.)
+func TestDecodeTableStopsAtTheEndOfItsBytes(t *testing.T) {
+	b := binary.AppendUvarint([]byte{tableVersion, 0}, 1<<16)
+	allocs := testing.AllocsPerRun(3, func() {
+		_, _, err := DecodeTable(b)
+		require.ErrorIs(t, err, ErrMalformed)
+	})
+	assert.Less(t, allocs, 100.0)
 }
