@@ -145,3 +145,25 @@ func BenchmarkTableApplyWrite(b *testing.B) {
 		tb.Apply(uint64(i+2), &r, apply)
 	}
 }
+
+// Lowest may jump by more than an int holds: the results kept must all go,
+// not be misread as a negative drop that leaves old results where new
+// sequence numbers look. (Kills the mutant that drops the min in ack, which
+// answers a new write with an old write's result.)
+func TestLowestJumpsBeyondAnInt(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	for seq := uint64(1); seq <= 3; seq++ {
+		tb.Apply(1+seq, write(0, 1, seq, 1, fmt.Sprint(seq)), m.apply)
+	}
+	// From lowest 1, a jump of 1<<63+1: as an int, negative, and the
+	// ring's head would land on seq 2's slot.
+	seq := uint64(1)<<63 + 2
+	out, val := tb.Apply(5, write(0, 1, seq, seq, "new"), m.apply)
+	require.Equal(t, Applied, out)
+	require.Equal(t, "new#1", string(val))
+	out, val = tb.Apply(6, write(0, 1, seq, seq, "new"), m.apply)
+	require.Equal(t, Duplicate, out)
+	require.Equal(t, "new#1", string(val))
+	require.Equal(t, []uint64{seq}, tb.byID[1].results.sorted())
+}
