@@ -187,3 +187,31 @@ func TestWatcherUnderChurn(t *testing.T) {
 	require.Eventually(t, func() bool { return !watcher.running.Load() }, 10*time.Second, time.Millisecond,
 		"the watcher polls on with nothing to watch")
 }
+
+// TestWatcherRemoveAfterOthersMoved: drop moves a shard's last call into
+// the place of the one removed, and must tell it its new place, or removing
+// it later drops another call, or none. Many calls, so that shards hold
+// several, removed in the order they came, each moving a later one.
+// (Kills the mutant that drops the update of the moved call's i in drop.)
+func TestWatcherRemoveAfterOthersMoved(t *testing.T) {
+	var cw ctxWatcher
+	calls := make([]*watched, 4*watchShards) // at least two in some shard
+	for i := range calls {
+		calls[i] = &watched{ctx: context.Background(), wake: func() { t.Error("a call whose ctx cannot end was answered") }}
+		cw.add(calls[i])
+	}
+	require.Equal(t, len(calls), cw.watching())
+	for i, w := range calls {
+		require.False(t, cw.remove(w))
+		require.Equal(t, len(calls)-i-1, cw.watching(), "after removing %d calls", i+1)
+		sh := &cw.shards[w.shard]
+		sh.mu.Lock()
+		for j, other := range sh.calls {
+			require.NotSame(t, w, other, "removed, yet still in its shard")
+			require.Equal(t, j, other.i, "a call that does not know its place")
+		}
+		sh.mu.Unlock()
+	}
+	require.Eventually(t, func() bool { return !cw.running.Load() }, 10*time.Second, time.Millisecond,
+		"the poller polls on with nothing to watch")
+}
