@@ -215,3 +215,24 @@ func TestWatcherRemoveAfterOthersMoved(t *testing.T) {
 	require.Eventually(t, func() bool { return !cw.running.Load() }, 10*time.Second, time.Millisecond,
 		"the poller polls on with nothing to watch")
 }
+
+// TestWatcherForgetsAnEarlierHit: a waiter the watcher answered before
+// comes back with hit still set when it is reused without recycled (as a
+// Client's batch waiters are, see awaitShared); add must clear it, or
+// remove would report an answer that never comes and leave the call
+// watched. (Kills the mutant that stops add from clearing hit.)
+func TestWatcherForgetsAnEarlierHit(t *testing.T) {
+	var cw ctxWatcher
+	done := make(chan result, resultRoom)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		require.Eventually(t, func() bool { return !cw.running.Load() }, 10*time.Second, time.Millisecond,
+			"the poller polls on with nothing to watch")
+	}()
+	w := &watched{ctx: ctx, wake: wakeWith(done), hit: true}
+	cw.add(w)
+	assert.False(t, cw.remove(w), "the watcher has not answered this use")
+	assert.Zero(t, cw.watching(), "still watched after remove")
+	assert.Empty(t, done)
+}
