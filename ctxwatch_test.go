@@ -236,3 +236,20 @@ func TestWatcherForgetsAnEarlierHit(t *testing.T) {
 	assert.Zero(t, cw.watching(), "still watched after remove")
 	assert.Empty(t, done)
 }
+
+// TestWatcherEndsTheWaitAtUntil: a call whose ctx does not end is answered
+// once its own bound until passes (a Session's bound on one attempt).
+// (Kills the mutant that ignores until in ended.)
+func TestWatcherEndsTheWaitAtUntil(t *testing.T) {
+	done := make(chan result, resultRoom)
+	w := &watched{ctx: context.Background(), until: time.Now(), wake: wakeWith(done)}
+	watcher.add(w)
+	select {
+	case r := <-done:
+		assert.Equal(t, errWatchedCtxEnded, r.err)
+	case <-time.After(10 * time.Second):
+		watcher.remove(w) // not to leave it to the tests that follow
+		require.Fail(t, "a call past its until was not answered")
+	}
+	assert.True(t, watcher.remove(w))
+}
