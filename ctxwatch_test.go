@@ -253,3 +253,27 @@ func TestWatcherEndsTheWaitAtUntil(t *testing.T) {
 	}
 	assert.True(t, watcher.remove(w))
 }
+
+// TestAwaitWatchedTakesTheWatchersLateAnswer: when the watcher answers a
+// call whose result came first, awaitWatched returns the result and takes
+// the watcher's answer out of the channel, which is used again by the next
+// call of the recycled request: an answer left there would end that call
+// at once, with no result and no error. The wake here sends the call's
+// result and then the watcher's, so the watcher has answered by the time
+// the caller has its result. (Kills the mutant that does not receive the
+// watcher's answer after remove reports it.)
+func TestAwaitWatchedTakesTheWatchersLateAnswer(t *testing.T) {
+	s := &Server{stopc: make(chan struct{})}
+	done := make(chan result, resultRoom)
+	w := &watched{wake: func() {
+		done <- result{val: []byte("ok")}
+		done <- result{err: errWatchedCtxEnded}
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	cancel() // so that the watcher answers at once; its deadline is far off
+	r, err := awaitWatched(ctx, s, done, w, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(r.val))
+	assert.Empty(t, done, "the watcher's answer left for the next call")
+	assert.Nil(t, w.ctx)
+}
