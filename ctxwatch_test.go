@@ -277,3 +277,18 @@ func TestAwaitWatchedTakesTheWatchersLateAnswer(t *testing.T) {
 	assert.Empty(t, done, "the watcher's answer left for the next call")
 	assert.Nil(t, w.ctx)
 }
+
+// TestAwaitWatchedOfAStoppedServer: a request that reached a server that
+// had stopped may get no result; awaitWatched must not leave it to the
+// watcher, which would end it only at its deadline, but return ErrStopped.
+// (Kills the mutant that drops the isStopped test in awaitWatched.)
+func TestAwaitWatchedOfAStoppedServer(t *testing.T) {
+	stopc := make(chan struct{})
+	close(stopc)
+	s := &Server{stopc: stopc}
+	done := make(chan result, resultRoom)
+	ctx, cancel := context.WithTimeout(context.Background(), minWatchedTimeout+time.Second)
+	defer cancel()
+	_, err := awaitWatched(ctx, s, done, &watched{wake: wakeWith(done)}, time.Now())
+	assert.ErrorIs(t, err, ErrStopped)
+}
