@@ -266,3 +266,21 @@ func TestDecodeTableStopsAtTheEndOfItsBytes(t *testing.T) {
 	})
 	assert.Less(t, allocs, 100.0)
 }
+
+// A write whose own sequence number is below the lowest it names is one
+// whose answer the client already has: it is stale, and nothing is applied
+// or kept, even though lowest moves only with this very record. A result
+// kept below lowest would also make the table's encoding one that
+// DecodeTable refuses. (Kills the mutant that acks lowest after the stale
+// check in Apply.)
+func TestWriteBelowItsOwnLowestIsStale(t *testing.T) {
+	tb, m := NewTable(), newSM()
+	tb.Apply(1, reg(0), m.apply)
+	tb.Apply(2, write(0, 1, 1, 1, "a"), m.apply)
+	out, _ := tb.Apply(3, write(0, 1, 3, 5, "late"), m.apply)
+	assert.Equal(t, Stale, out)
+	assert.Zero(t, m.applied["late"])
+	assert.Empty(t, tb.byID[1].results.sorted())
+	_, _, err := DecodeTable(tb.Append(nil))
+	assert.NoError(t, err)
+}
