@@ -3,6 +3,7 @@ package exraft
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -291,4 +292,34 @@ func TestAwaitWatchedOfAStoppedServer(t *testing.T) {
 	defer cancel()
 	_, err := awaitWatched(ctx, s, done, &watched{wake: wakeWith(done)}, time.Now())
 	assert.ErrorIs(t, err, ErrStopped)
+}
+
+// pollers counts the goroutines in a ctxWatcher's poll loop.
+func pollers() int {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Count(buf[:n], []byte(".(*ctxWatcher).poll("))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestWatcherPollerGoroutineEnds: once nothing is left to watch, the
+// poller's goroutine ends, not just its running flag: a poller that went on
+// looping would be joined by a new one at the next add, and goroutines
+// would pile up. (Kills the mutant in which poll goes on after idle.)
+func TestWatcherPollerGoroutineEnds(t *testing.T) {
+	var cw ctxWatcher
+	for range 3 {
+		w := &watched{ctx: context.Background(), wake: func() {}}
+		cw.add(w)
+		require.False(t, cw.remove(w))
+		require.Eventually(t, func() bool { return !cw.running.Load() }, 10*time.Second, time.Millisecond,
+			"the poller polls on with nothing to watch")
+	}
+	// The process-wide watcher may have a poller of its own on its way out.
+	require.Eventually(t, func() bool { return pollers() == 0 }, 10*time.Second, time.Millisecond,
+		"a poller's goroutine goes on with nothing to watch")
 }
