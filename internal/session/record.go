@@ -69,10 +69,10 @@ func Decode(b []byte) (Record, error) {
 	}
 	d := decoder{b: b[1:]}
 	r.Kind = Kind(b[0])
-	r.Time = int64(d.uvarint())
+	r.Time = d.time()
 	switch r.Kind {
 	case Register:
-		r.Timeout = int64(d.uvarint())
+		r.Timeout = d.time()
 		r.MaxSessions = d.uvarint()
 	case Write:
 		r.ID, r.Seq, r.Lowest = d.uvarint(), d.uvarint(), d.uvarint()
@@ -82,7 +82,7 @@ func Decode(b []byte) (Record, error) {
 	default:
 		return Record{}, ErrMalformed
 	}
-	if d.bad || r.Time < 0 || r.Timeout < 0 || (r.Kind != Write && len(d.b) > 0) {
+	if d.bad || (r.Kind != Write && len(d.b) > 0) {
 		return Record{}, ErrMalformed
 	}
 	return r, nil
@@ -102,6 +102,17 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	d.b = d.b[n:]
+	return v
+}
+
+// time reads a time or a duration in milliseconds, which is never
+// negative: a larger number is refused.
+func (d *decoder) time() int64 {
+	v := int64(d.uvarint())
+	if v < 0 {
+		d.bad = true
+		return 0
+	}
 	return v
 }
 

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"maps"
 	"slices"
 
 	"github.com/exraft/exraft/internal/window"
@@ -19,6 +18,11 @@ type results struct {
 	lowest uint64
 	near   window.Window[slot] // from lowest on
 	far    map[uint64][]byte
+	// farSeqs are far's keys in order, so that ack finds those below
+	// lowest without a walk over the whole map each time lowest moves:
+	// a client with thousands of writes in flight keeps far full, and
+	// each of its writes moves lowest.
+	farSeqs []uint64
 }
 
 type slot struct {
@@ -51,6 +55,8 @@ func (r *results) put(seq uint64, val []byte) {
 			r.far = map[uint64][]byte{}
 		}
 		r.far[seq] = val
+		i, _ := slices.BinarySearch(r.farSeqs, seq) // at the end, most often
+		r.farSeqs = slices.Insert(r.farSeqs, i, seq)
 		return
 	}
 	r.near.Extend(int(d) + 1)
@@ -64,11 +70,11 @@ func (r *results) ack(lowest uint64) {
 	}
 	r.near.Drop(int(min(lowest-r.lowest, uint64(r.near.Len()))))
 	r.lowest = lowest
-	for seq := range r.far {
-		if seq < lowest {
-			delete(r.far, seq)
-		}
+	below, _ := slices.BinarySearch(r.farSeqs, lowest)
+	for _, seq := range r.farSeqs[:below] {
+		delete(r.far, seq)
 	}
+	r.farSeqs = r.farSeqs[below:]
 }
 
 // sorted returns the sequence numbers kept, in order.
@@ -79,8 +85,9 @@ func (r *results) sorted() []uint64 {
 			seqs = append(seqs, r.lowest+uint64(d))
 		}
 	}
-	if len(r.far) > 0 {
-		seqs = append(seqs, slices.Collect(maps.Keys(r.far))...)
+	if len(r.farSeqs) > 0 {
+		// A far number may now lie below a near one put since.
+		seqs = append(seqs, r.farSeqs...)
 		slices.Sort(seqs)
 	}
 	return seqs

@@ -167,3 +167,20 @@ func TestLowestJumpsBeyondAnInt(t *testing.T) {
 	require.Equal(t, "new#1", string(val))
 	require.Equal(t, []uint64{seq}, tb.byID[1].results.sorted())
 }
+
+// The applier's cost per session write while the session keeps thousands
+// of results far ahead of its lowest number (a client with more writes in
+// flight than the ring holds), each write moving lowest by one.
+func BenchmarkResultsAckWithFarResults(b *testing.B) {
+	const farOnes = 4096
+	var r results
+	r.ack(1)
+	for i := range uint64(farOnes) {
+		r.put(1+maxRing+i, nil)
+	}
+	b.ResetTimer()
+	for i := range uint64(b.N) {
+		r.ack(2 + i)
+		r.put(1+maxRing+farOnes+i, nil)
+	}
+}

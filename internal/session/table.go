@@ -178,10 +178,10 @@ func DecodeTable(b []byte) (*Table, []byte, error) {
 	}
 	d := decoder{b: b[1:]}
 	t := NewTable()
-	t.now = int64(d.uvarint())
+	t.now = d.time()
 	n := d.uvarint()
 	for i := uint64(0); i < n && !d.bad; i++ {
-		e := &entry{id: d.uvarint(), timeout: int64(d.uvarint()), lastUsed: int64(d.uvarint())}
+		e := &entry{id: d.uvarint(), timeout: d.time(), lastUsed: d.time()}
 		e.results.lowest = d.uvarint()
 		for k := d.uvarint(); k > 0 && !d.bad; k-- {
 			seq, val := d.uvarint(), d.bytes()

@@ -284,3 +284,28 @@ func TestWriteBelowItsOwnLowestIsStale(t *testing.T) {
 	_, _, err := DecodeTable(tb.Append(nil))
 	assert.NoError(t, err)
 }
+
+// Times and timeouts are never negative; a table whose encoding gives one
+// as a number above the largest int64 is not one Append wrote, and is
+// refused rather than read as a time before 1970 or a negative timeout.
+func TestDecodeTableRefusesNegativeTimes(t *testing.T) {
+	huge := binary.AppendUvarint(nil, 1<<63)
+	table := func(now, timeout, lastUsed []byte) []byte {
+		b := append([]byte{tableVersion}, now...)
+		b = append(b, 1, 7) // one session, id 7
+		b = append(b, timeout...)
+		b = append(b, lastUsed...)
+		return append(b, 0, 0) // lowest, no results
+	}
+	zero := []byte{0}
+	_, _, err := DecodeTable(table(zero, zero, zero))
+	require.NoError(t, err, "the same bytes with times of 0 are a table")
+	for name, b := range map[string][]byte{
+		"now":      table(huge, zero, zero),
+		"timeout":  table(zero, huge, zero),
+		"lastUsed": table(zero, zero, huge),
+	} {
+		_, _, err := DecodeTable(b)
+		assert.ErrorIs(t, err, ErrMalformed, name)
+	}
+}

@@ -27,9 +27,13 @@ func (w *Window[T]) Extend(n int) {
 	w.n = max(w.n, n)
 }
 
-// Drop drops the first k values (all of them if k is larger than Len).
+// Drop drops the first k values (all of them if k is larger than Len, none
+// if k is not positive).
 func (w *Window[T]) Drop(k int) {
 	k = min(k, w.n)
+	if k <= 0 {
+		return
+	}
 	var zero T
 	for i := range k {
 		w.ring[w.index(i)] = zero

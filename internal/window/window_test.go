@@ -55,3 +55,20 @@ func TestWindowDropZeroes(t *testing.T) {
 		require.Nil(t, *w.At(d))
 	}
 }
+
+// Dropping none, or a negative count, leaves the window as it was: a
+// negative count must not grow it over values that were never set.
+func TestWindowDropOfNoneKeepsIt(t *testing.T) {
+	var w Window[int]
+	w.Extend(3)
+	for d := range 3 {
+		*w.At(d) = d + 1
+	}
+	for _, k := range []int{0, -2} {
+		w.Drop(k)
+		require.Equal(t, 3, w.Len(), "after Drop(%d)", k)
+		for d := range 3 {
+			require.Equal(t, d+1, *w.At(d), "after Drop(%d)", k)
+		}
+	}
+}
