@@ -11,9 +11,9 @@ import (
 // flight, so the numbers kept are nearly consecutive: most live in a
 // window indexed by their distance from lowest, which costs no hashing and
 // no map deletes on the applier of every server (a map was the table's
-// largest cost). A number further ahead than maxRing, which only a client
-// that skips numbers sends, goes in a map, so that no record can make the
-// window grow without bound.
+// largest cost). A number further ahead than maxRing (a client with more
+// writes than that in flight, or one that skips numbers) goes in a map, so
+// that no record can make the window grow without bound.
 type results struct {
 	lowest uint64
 	near   window.Window[slot] // from lowest on
