@@ -159,7 +159,10 @@ func TestRecordRoundTrip(t *testing.T) {
 		}
 		assert.Equal(t, r, got)
 	}
-	for _, bad := range [][]byte{nil, {0}, {9, 1}, {byte(Write), 0x80}, append((&Record{Kind: Close, ID: 1}).Append(nil), 1)} {
+	// A time or timeout above the largest int64 would read as negative.
+	negativeTime := (&Record{Kind: Close, Time: -1, ID: 1}).Append(nil)
+	negativeTimeout := (&Record{Kind: Register, Time: 1, Timeout: -1}).Append(nil)
+	for _, bad := range [][]byte{nil, {0}, {9, 1}, {byte(Write), 0x80}, append((&Record{Kind: Close, ID: 1}).Append(nil), 1), negativeTime, negativeTimeout} {
 		_, err := Decode(bad)
 		assert.ErrorIs(t, err, ErrMalformed, "%x", bad)
 	}
