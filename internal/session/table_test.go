@@ -98,6 +98,11 @@ func TestExpiryByLogTime(t *testing.T) {
 	assert.Zero(t, m.applied["late"])
 }
 
+// A session the log's time expired stays gone when a later record is
+// stamped earlier (a leader whose clock is behind): expiry removes it
+// when the time passes, not when it is next used. That the log's time
+// itself never moves back is TestLogTimeNeverMovesBack's, as session 1 is
+// gone here before the earlier stamp comes.
 func TestClockGoingBackDoesNotRevive(t *testing.T) {
 	tb, m := NewTable(), newSM()
 	tb.Apply(1, reg(0), m.apply)
