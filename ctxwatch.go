@@ -70,6 +70,10 @@ type ctxWatcher struct {
 	// cache line that both processors fought over.
 	running atomic.Bool
 	runMu   sync.Mutex
+	// stopping, if set, runs in idle between the poller's finding nothing
+	// to watch and its clearing running: a test adds a call there, as a
+	// caller on another processor may.
+	stopping func()
 }
 
 type watchShard struct {
@@ -164,6 +168,9 @@ func (cw *ctxWatcher) idle() bool {
 	defer cw.runMu.Unlock()
 	if cw.watching() > 0 {
 		return false
+	}
+	if cw.stopping != nil {
+		cw.stopping()
 	}
 	cw.running.Store(false)
 	if cw.watching() > 0 { // added meanwhile, and saw running still set

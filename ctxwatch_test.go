@@ -294,6 +294,36 @@ func TestAwaitWatchedOfAStoppedServer(t *testing.T) {
 	assert.ErrorIs(t, err, ErrStopped)
 }
 
+// TestWatcherSeesACallAddedAsItStops: a call added while the poller,
+// having found nothing to watch, is on its way out sees running still set
+// and starts no poller of its own; the poller must look again once it has
+// cleared running, and stay. Without that second look the call would go
+// unwatched, and its context's end unanswered, until some later call came.
+func TestWatcherSeesACallAddedAsItStops(t *testing.T) {
+	var cw ctxWatcher
+	done := make(chan result, resultRoom)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	late := &watched{ctx: ctx, wake: wakeWith(done)}
+	var once sync.Once
+	cw.stopping = func() { once.Do(func() { cw.add(late) }) }
+	first := &watched{ctx: context.Background(), wake: func() {}}
+	cw.add(first)
+	require.False(t, cw.remove(first))
+	require.Eventually(t, func() bool { return cw.watching() == 1 }, 10*time.Second, time.Millisecond,
+		"the poller never went idle, where the late call is added")
+	cancel()
+	select {
+	case r := <-done:
+		assert.Equal(t, errWatchedCtxEnded, r.err)
+	case <-time.After(10 * time.Second):
+		require.Fail(t, "the call added as the poller stopped was left unwatched: its context ended unanswered")
+	}
+	assert.True(t, cw.remove(late))
+	require.Eventually(t, func() bool { return !cw.running.Load() }, 10*time.Second, time.Millisecond,
+		"the poller polls on with nothing to watch")
+}
+
 // pollers counts the goroutines in a ctxWatcher's poll loop.
 func pollers() int {
 	buf := make([]byte, 1<<16)
