@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -94,7 +95,7 @@ func runRound(spec roundSpec) (*roundReport, error) {
 	r.failedOps = h.counts.writesFailed.Load() + h.counts.readsFailed.Load()
 	r.elapsed = time.Since(began)
 	if len(r.problems) > 0 {
-		r.dumpSilent(c, spec)
+		r.dumpAll(c, spec)
 	}
 	stopCluster()
 	r.keepOrClean(spec)
@@ -170,15 +171,27 @@ func (r *roundReport) check(c *cluster, spec roundSpec, h *history, end int64) {
 	}
 }
 
-// dumpSilent has every server that does not answer a status call print
-// its goroutines into its log, for the report.
-func (r *roundReport) dumpSilent(c *cluster, spec roundSpec) {
-	for i, st := range c.statuses(context.Background()) {
+// dumpAll has every server print its goroutines into its log, for the
+// report: one that does not answer a status call, and one that answers
+// from a view that no longer moves (a server whose driver is stuck still
+// answers Status from what it last published), alike.
+func (r *roundReport) dumpAll(c *cluster, spec roundSpec) {
+	sts := c.statuses(context.Background())
+	for i, st := range sts {
 		if st == nil {
 			spec.logf("%s does not answer (%v): its goroutines go to its log", c.names[i], c.lastStatusErr(i))
-			c.procs[i].dumpGoroutines(5 * time.Second)
 		}
 	}
+	spec.logf("the round found problems: every server's goroutines go to its log")
+	var wg sync.WaitGroup
+	for i := range c.procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.procs[i].dumpGoroutines(5 * time.Second)
+		}()
+	}
+	wg.Wait()
 }
 
 // keepOrClean removes the round's folder when nothing was found, and
