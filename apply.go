@@ -138,12 +138,14 @@ func (q *applyQueue) stop() {
 // entries in log order and answers the writes and reads waiting on them.
 func (s *Server) applyLoop() {
 	defer s.wg.Done()
+	s.stalls.applier.Store(goroutineID())
 	for {
 		select {
 		case <-s.apply.signal:
 		case <-s.stopc:
 			return // Stop answers what is left
 		}
+		s.stalls.applierBusy(true)
 		tasks := s.apply.take()
 		for i := range tasks {
 			start := time.Now()
@@ -156,6 +158,7 @@ func (s *Server) applyLoop() {
 		s.meters.sessions.Store(int64(s.sessions.Len()))
 		s.board.poke() // AppliedIndex moved: WaitStatus looks
 		s.maybeSnapshot()
+		s.stalls.applierBusy(false)
 	}
 }
 

@@ -77,8 +77,10 @@ func (s *Server) run() {
 	ticker := time.NewTicker(s.tick)
 	defer ticker.Stop()
 	defer s.failAll(ErrStopped)
+	s.stalls.driver.Store(goroutineID())
 	s.process()
 	for {
+		s.stalls.loops.Add(1)
 		select {
 		case <-s.stopc:
 			return

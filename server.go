@@ -74,6 +74,7 @@ type Server struct {
 
 	snaps  snapshots // taking, keeping, sending and restoring (snapshot.go)
 	meters meters    // what Metrics reports (metrics.go)
+	stalls stalls    // what the watchdog reads (stall.go)
 	// sessions is the replicated session table (session_apply.go); the
 	// applier's, under smMu, like the state machine.
 	sessions *session.Table
@@ -196,10 +197,11 @@ func StartServer(sm StateMachine, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.publish()
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.acceptLoop()
 	go s.run()
 	go s.applyLoop()
+	go s.watchStalls()
 	s.log.Info("started", "addr", s.addr, "incarnation", s.inc)
 	return s, nil
 }
