@@ -145,7 +145,7 @@ func (s *Server) applyLoop() {
 		case <-s.stopc:
 			return // Stop answers what is left
 		}
-		s.stalls.applierBusy(true)
+		s.stalls.batchBegan()
 		tasks := s.apply.take()
 		for i := range tasks {
 			start := time.Now()
@@ -158,7 +158,7 @@ func (s *Server) applyLoop() {
 		s.meters.sessions.Store(int64(s.sessions.Len()))
 		s.board.poke() // AppliedIndex moved: WaitStatus looks
 		s.maybeSnapshot()
-		s.stalls.applierBusy(false)
+		s.stalls.batchEnded()
 	}
 }
 

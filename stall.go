@@ -30,62 +30,103 @@ type stalls struct {
 	loops   atomic.Uint64 // the protocol loop's rounds
 	driver  atomic.Uint64 // the protocol loop's goroutine, for its stack
 	applier atomic.Uint64 // the applier's goroutine
-	// busySince is when the applier took its current batch, in
-	// nanoseconds since stallEpoch, or 0 while it waits for one.
-	busySince atomic.Int64
+	// batches moves as the applier takes a batch and as it finishes it:
+	// odd while it works on one.
+	batches atomic.Uint64
 }
 
-// stallEpoch gives the applier's times a monotonic reading.
-var stallEpoch = time.Now()
+// batchBegan and batchEnded mark the applier's batches.
+func (st *stalls) batchBegan() { st.batches.Add(1) }
+func (st *stalls) batchEnded() { st.batches.Add(1) }
 
-// applierBusy records that the applier took a batch, or (at false) that
-// it finished it.
-func (st *stalls) applierBusy(busy bool) {
-	if !busy {
-		st.busySince.Store(0)
-		return
+// stallClock is the watchdog's view of one counter: how long it has stood
+// still, counted only while the watchdog itself ran on time.
+type stallClock struct {
+	seen   uint64
+	since  time.Time
+	warned bool
+}
+
+// look takes in the counter's value n at now, and reports how long it
+// has stood still and whether it moved since the last look.
+func (c *stallClock) look(n uint64, now time.Time) (still time.Duration, moved bool) {
+	if n != c.seen {
+		c.seen, c.since = n, now
+		return 0, true
 	}
-	st.busySince.Store(int64(max(time.Since(stallEpoch), 1)))
+	return now.Sub(c.since), false
+}
+
+// watchdog is the state of a server's watchStalls.
+type watchdog struct {
+	s           *Server
+	limit       time.Duration
+	loop, apply stallClock
+	last        time.Time // the last look
+}
+
+func newWatchdog(s *Server, now time.Time) *watchdog {
+	return &watchdog{s: s, limit: max(stallAfter, 4*s.tick), last: now,
+		loop:  stallClock{seen: s.stalls.loops.Load(), since: now},
+		apply: stallClock{seen: s.stalls.batches.Load(), since: now}}
 }
 
 // watchStalls is the watchdog goroutine: it looks every stallCheck until
 // the server stops.
 func (s *Server) watchStalls() {
 	defer s.wg.Done()
-	limit := max(stallAfter, 4*s.tick)
 	t := time.NewTicker(stallCheck)
 	defer t.Stop()
-	loops, loopSince := s.stalls.loops.Load(), time.Now()
-	var loopStuck bool
-	var warnedBatch int64 // the applier's batch, by busySince, said to be stuck
+	w := newWatchdog(s, time.Now())
 	for {
 		select {
 		case <-s.stopc:
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		switch n := s.stalls.loops.Load(); {
-		case n != loops:
-			if loopStuck {
-				s.log.Info("the protocol loop came round again", "stuck_for", now.Sub(loopSince).Round(time.Millisecond))
-			}
-			loops, loopSince, loopStuck = n, now, false
-		case !loopStuck && now.Sub(loopSince) >= limit:
-			loopStuck = true
-			s.log.Error("the protocol loop has not come round for a while: this server steps no messages, starts no elections and answers no writes or reads until it does; the stack below says what holds it (report it, with this log)",
-				"for", now.Sub(loopSince).Round(time.Millisecond), "stack", goroutineStack(s.stalls.driver.Load()))
-		}
-		since := s.stalls.busySince.Load()
-		if warnedBatch != 0 && since != warnedBatch {
-			s.log.Info("the applier went on")
-			warnedBatch = 0
-		}
-		if busy := now.Sub(stallEpoch) - time.Duration(since); since != 0 && since != warnedBatch && busy >= limit {
-			warnedBatch = since
-			s.log.Warn("the applier has been on one batch for a while: a call of the state machine (Apply, Query, Snapshot or Restore) has not returned, and writes and reads wait for it; the stack below shows where it is",
-				"for", busy.Round(time.Millisecond), "stack", goroutineStack(s.stalls.applier.Load()))
-		}
+		w.check(time.Now())
+	}
+}
+
+// check looks at the protocol loop and the applier at now.
+func (w *watchdog) check(now time.Time) {
+	if now.Sub(w.last) > 4*stallCheck {
+		// The watchdog was held too: the process was paused (SIGSTOP, a
+		// machine asleep) or starved, and the others were not to blame.
+		w.loop.since, w.apply.since = now, now
+	}
+	w.last = now
+	w.lookAtLoop(now)
+	w.lookAtApplier(now)
+}
+
+func (w *watchdog) lookAtLoop(now time.Time) {
+	c, st := &w.loop, &w.s.stalls
+	stuckFor := now.Sub(c.since)
+	still, moved := c.look(st.loops.Load(), now)
+	switch {
+	case moved && c.warned:
+		c.warned = false
+		w.s.log.Info("the protocol loop came round again", "stuck_for", stuckFor.Round(time.Millisecond))
+	case !moved && !c.warned && still >= w.limit:
+		c.warned = true
+		w.s.log.Error("the protocol loop has not come round for a while: this server steps no messages, starts no elections and answers no writes or reads until it does; the stack below says what holds it (report it, with this log)",
+			"for", still.Round(time.Millisecond), "stack", goroutineStack(st.driver.Load()))
+	}
+}
+
+func (w *watchdog) lookAtApplier(now time.Time) {
+	c, st := &w.apply, &w.s.stalls
+	n := st.batches.Load()
+	still, moved := c.look(n, now)
+	switch {
+	case moved && c.warned:
+		c.warned = false
+		w.s.log.Info("the applier went on")
+	case !moved && !c.warned && n%2 == 1 && still >= w.limit:
+		c.warned = true
+		w.s.log.Warn("the applier has been on one batch for a while: a call of the state machine (Apply, Query, Snapshot or Restore) has not returned, and writes and reads wait for it; the stack below shows where it is",
+			"for", still.Round(time.Millisecond), "stack", goroutineStack(st.applier.Load()))
 	}
 }
 

@@ -69,3 +69,31 @@ func TestStuckApplierIsReported(t *testing.T) {
 	require.Eventually(t, func() bool { return logs.Has("the applier went on") },
 		10*time.Second, 5*time.Millisecond, "the applier's going on was not reported; log:\n%s", logs.String())
 }
+
+// TestPausedWatchdogBlamesNoOne: after a pause of the whole process (the
+// watchdog's own look comes late, as after SIGSTOP), a protocol loop or an
+// applier that has not moved meanwhile is not reported: they were paused
+// too. Held on past the limit once the watchdog runs on time again, they
+// are.
+func TestPausedWatchdogBlamesNoOne(t *testing.T) {
+	var logs TestLog
+	s := &Server{log: logs.Logger(), tick: time.Millisecond}
+	s.stalls.batchBegan() // the applier is on a batch
+	t0 := time.Now()
+	w := newWatchdog(s, t0)
+	for at := t0; at.Before(t0.Add(stallAfter / 2)); at = at.Add(stallCheck) {
+		s.stalls.loops.Add(1)
+		w.check(at)
+	}
+	// Paused for ten times the limit: the loop has not come round since,
+	// nor has the applier moved on.
+	resumed := t0.Add(10 * stallAfter)
+	w.check(resumed)
+	require.False(t, logs.Has("has not come round"), "a pause of the process was blamed on the protocol loop:\n%s", logs.String())
+	require.False(t, logs.Has("the applier has been on one batch"), "a pause of the process was blamed on the applier:\n%s", logs.String())
+	for at := resumed; at.Before(resumed.Add(stallAfter + stallCheck)); at = at.Add(stallCheck) {
+		w.check(at)
+	}
+	require.True(t, logs.Has("has not come round"), "a loop held past the limit after the pause went unreported:\n%s", logs.String())
+	require.True(t, logs.Has("the applier has been on one batch"), "an applier held past the limit after the pause went unreported:\n%s", logs.String())
+}
