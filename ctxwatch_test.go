@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -329,15 +328,7 @@ func TestWatcherSeesACallAddedAsItStops(t *testing.T) {
 // shows the receiver's address, so the process-wide watcher's poller,
 // which other tests' calls may keep going, is not counted.
 func pollers(cw *ctxWatcher) int {
-	frame := []byte(fmt.Sprintf(".(*ctxWatcher).poll(%p", cw))
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return bytes.Count(buf[:n], frame)
-		}
-		buf = make([]byte, 2*len(buf))
-	}
+	return bytes.Count(allStacks(), []byte(fmt.Sprintf(".(*ctxWatcher).poll(%p", cw)))
 }
 
 // TestWatcherPollerGoroutineEnds: once nothing is left to watch, the

@@ -142,20 +142,23 @@ func goroutineID() uint64 {
 	return 0
 }
 
-// goroutineStack returns the stack trace of the goroutine with id, or a
-// note that it was not found.
-func goroutineStack(id uint64) string {
+// allStacks returns the stack traces of every goroutine.
+func allStacks() []byte {
 	buf := make([]byte, 1<<16)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			buf = buf[:n]
-			break
+			return buf[:n]
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+}
+
+// goroutineStack returns the stack trace of the goroutine with id, or a
+// note that it was not found.
+func goroutineStack(id uint64) string {
 	head := []byte("goroutine " + strconv.FormatUint(id, 10) + " [")
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+	for _, g := range bytes.Split(allStacks(), []byte("\n\n")) {
 		if bytes.HasPrefix(g, head) {
 			return string(g)
 		}
