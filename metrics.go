@@ -33,6 +33,11 @@ type Metrics struct {
 	SnapshotsTaken, SnapshotsSent, SnapshotsRestored uint64
 	Sessions                                         int // client sessions the cluster keeps, as this server has applied
 
+	// Stalls the watchdog logged: the protocol loop not coming round, the
+	// applier held on one batch, for 2 s or more each (see the README's
+	// "Watching a cluster").
+	LoopStalls, ApplierStalls uint64
+
 	// Peers counts what this server sent to each peer address.
 	Peers []PeerTraffic
 }
@@ -101,6 +106,8 @@ type meters struct {
 	sessions               atomic.Int64  // the applier
 	snapsTaken, snapsSent  atomic.Uint64 // the driver
 	snapsRestored          atomic.Uint64 // the applier
+	loopStalls             atomic.Uint64 // the watchdog
+	applierStalls          atomic.Uint64 // the watchdog
 	peersMu                sync.Mutex
 	peers                  map[string]*peerMeter // by address, for the server's life
 	preVotes, elections    atomic.Uint64         // copied from the Node on publish
@@ -158,6 +165,8 @@ func (s *Server) Metrics() Metrics {
 		SnapshotsTaken:    m.snapsTaken.Load(),
 		SnapshotsSent:     m.snapsSent.Load(),
 		SnapshotsRestored: m.snapsRestored.Load(),
+		LoopStalls:        m.loopStalls.Load(),
+		ApplierStalls:     m.applierStalls.Load(),
 		Sessions:          int(m.sessions.Load()),
 	}
 	m.peersMu.Lock()

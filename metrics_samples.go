@@ -66,6 +66,8 @@ func (m Metrics) Samples() []Sample {
 	add("snapshots_taken_total", "Snapshots this server took.", CounterSample, float64(m.SnapshotsTaken))
 	add("snapshots_sent_total", "Snapshots this server sent to followers, completed.", CounterSample, float64(m.SnapshotsSent))
 	add("snapshots_restored_total", "Snapshots from a leader this server restored.", CounterSample, float64(m.SnapshotsRestored))
+	add("loop_stalls_total", "Times the protocol loop did not come round for 2s or more (logged with its stack).", CounterSample, float64(m.LoopStalls))
+	add("applier_stalls_total", "Times the applier was held on one batch for 2s or more: a state machine call that did not return (logged with its stack).", CounterSample, float64(m.ApplierStalls))
 	add("sessions", "Client sessions the cluster keeps, as far as this server applied.", GaugeSample, float64(m.Sessions))
 	for _, p := range m.Peers {
 		add("peer_sent_messages_total", "Protocol messages sent to a peer.", CounterSample, float64(p.Messages), Label{"peer", p.Addr})

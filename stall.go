@@ -110,6 +110,7 @@ func (w *watchdog) lookAtLoop(now time.Time) {
 		w.s.log.Info("the protocol loop came round again", "stuck_for", stuckFor.Round(time.Millisecond))
 	case !moved && !c.warned && still >= w.limit:
 		c.warned = true
+		w.s.meters.loopStalls.Add(1)
 		w.s.log.Error("the protocol loop has not come round for a while: this server steps no messages, starts no elections and answers no writes or reads until it does; the stack below says what holds it (report it, with this log)",
 			"for", still.Round(time.Millisecond), "stack", goroutineStack(st.driver.Load()))
 	}
@@ -125,6 +126,7 @@ func (w *watchdog) lookAtApplier(now time.Time) {
 		w.s.log.Info("the applier went on")
 	case !moved && !c.warned && n%2 == 1 && still >= w.limit:
 		c.warned = true
+		w.s.meters.applierStalls.Add(1)
 		w.s.log.Warn("the applier has been on one batch for a while: a call of the state machine (Apply, Query, Snapshot or Restore) has not returned, and writes and reads wait for it; the stack below shows where it is",
 			"for", still.Round(time.Millisecond), "stack", goroutineStack(st.applier.Load()))
 	}

@@ -35,6 +35,7 @@ func TestStuckProtocolLoopIsReported(t *testing.T) {
 	go func() { held <- s.onDriver(ctx, func() { holdTheLoop(release) }) }()
 	require.Eventually(t, func() bool { return logs.Has("has not come round", "holdTheLoop", "(*Server).run") },
 		10*time.Second, 5*time.Millisecond, "a held protocol loop was not reported with its stack; log:\n%s", logs.String())
+	require.Equal(t, uint64(1), s.Metrics().LoopStalls, "the stall logged is not counted")
 	close(release)
 	require.NoError(t, <-held)
 	require.Eventually(t, func() bool { return logs.Has("the protocol loop came round again") },
@@ -64,6 +65,8 @@ func TestStuckApplierIsReported(t *testing.T) {
 	require.Eventually(t, func() bool { return logs.Has("the applier has been on one batch", "gateSMInternal).Apply") },
 		10*time.Second, 5*time.Millisecond, "a held Apply was not reported with its stack; log:\n%s", logs.String())
 	require.False(t, logs.Has("has not come round"), "the protocol loop was reported stuck, though only the applier was held")
+	m := s.Metrics()
+	require.Equal(t, [2]uint64{0, 1}, [2]uint64{m.LoopStalls, m.ApplierStalls}, "loop and applier stalls counted")
 	sm.open()
 	require.NoError(t, <-wrote)
 	require.Eventually(t, func() bool { return logs.Has("the applier went on") },
