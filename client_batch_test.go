@@ -112,6 +112,12 @@ func TestClientBatchToFollowerRedirectsEveryWrite(t *testing.T) {
 			follower = s
 		}
 	}
+	// A follower names the leader once it has heard from it, which may be
+	// after the leader knows itself.
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLong)
+	defer cancel()
+	_, err := follower.WaitStatus(ctx, func(st exraft.Status) bool { return st.Leader.Name == leader.Name() })
+	require.NoError(t, err)
 	cl := &exraft.Client{}
 	defer cl.Close()
 	awaitBatches(t, cl, follower.Addr())
