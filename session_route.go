@@ -48,7 +48,11 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 			s.reached(addr, st, req.Seq)
 			return rep, uncertain, nil
 		}
-		last = err
+		if last == nil || ctx.Err() == nil {
+			// An attempt that ctx cut short heard nothing: what the one
+			// before heard says more.
+			last = err
+		}
 		var redirect *RedirectError
 		switch {
 		case ctx.Err() != nil:
