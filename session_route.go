@@ -129,7 +129,23 @@ func (s *Session) gaveUp(ctx context.Context, method string, last error) error {
 	if last == nil {
 		return ctx.Err()
 	}
-	return &waitError{msg: fmt.Sprintf("exraft: session %s: %v; the last attempt: %v", opName(method), ctx.Err(), last), err: ctx.Err()}
+	return &waitError{msg: fmt.Sprintf("exraft: session %s: %v; the last attempt: %v", sessionStep(method), ctx.Err(), last), err: ctx.Err()}
+}
+
+// sessionStep names a Session's call as its user knows it: no user calls
+// SessionOpen; a Session registers before its first write.
+func sessionStep(method string) string {
+	switch method {
+	case methodSessionOpen:
+		return "registration (a Session registers with the cluster before its first write)"
+	case methodRead:
+		return "read"
+	case methodSessionWrite:
+		return "write"
+	case methodSessionClose:
+		return "close"
+	}
+	return opName(method)
 }
 
 // target returns the address to call next. For a write (st set), it sets

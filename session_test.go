@@ -218,6 +218,39 @@ func TestSessionWithoutAnAnswerSaysWhatItWaitsOn(t *testing.T) {
 	assert.Contains(t, err.Error(), "NewSession(addrs...)")
 }
 
+// TestSessionCutShortKeepsWhatItHeard: the attempt that the caller's
+// deadline cuts short heard nothing, so the error still names what the one
+// before it heard. Under CI load a dial of the retry hung past the deadline
+// and its bare "context deadline exceeded" replaced the refusal; here the
+// retry's dial always hangs.
+func TestSessionCutShortKeepsWhatItHeard(t *testing.T) {
+	dead := testkit.DeadAddr(t)
+	var dials sync.Mutex
+	n := 0
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Lock()
+		n++
+		first := n == 1
+		dials.Unlock()
+		if first {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	sess := (&exraft.Client{Dial: dial}).NewSession(dead)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := sess.Write(ctx, []byte("set a 1"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	dials.Lock()
+	require.GreaterOrEqual(t, n, 2, "the Session retried within its deadline")
+	dials.Unlock()
+	assert.Contains(t, err.Error(), dead)
+	assert.Contains(t, err.Error(), "refused")
+	assert.Contains(t, err.Error(), "registration", "names the step the user knows, not the RPC")
+}
+
 // TestSessionTimeoutShorterThanAWriteSaysSo: with a SessionTimeout shorter
 // than a registration and a write take, every session is forgotten before
 // its first write; the Session says so after a few tries, instead of
