@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/exraft/exraft/internal/window"
@@ -12,22 +13,25 @@ import (
 // window indexed by their distance from lowest, which costs no hashing and
 // no map deletes on the applier of every server (a map was the table's
 // largest cost). A number further ahead than maxRing (a client with more
-// writes than that in flight, or one that skips numbers) goes in a map, so
+// writes than that in flight, or one that skips numbers) goes in far, so
 // that no record can make the window grow without bound.
 type results struct {
 	lowest uint64
 	near   window.Window[slot] // from lowest on
-	far    map[uint64][]byte
-	// farSeqs are far's keys in order, so that ack finds those below
-	// lowest without a walk over the whole map each time lowest moves:
-	// a client with thousands of writes in flight keeps far full, and
-	// each of its writes moves lowest.
-	farSeqs []uint64
+	// far is in order of seq, so that ack drops those below lowest by
+	// cutting a prefix: a client with thousands of writes in flight keeps
+	// far full, and each of its writes moves lowest.
+	far []farResult
 }
 
 type slot struct {
 	val []byte
 	ok  bool
+}
+
+type farResult struct {
+	seq uint64
+	val []byte
 }
 
 // maxRing bounds the window: a result further than this from lowest goes
@@ -43,20 +47,29 @@ func (r *results) get(seq uint64) ([]byte, bool) {
 			return s.val, true
 		}
 	}
-	val, ok := r.far[seq]
-	return val, ok
+	if i, ok := r.findFar(seq); ok {
+		return r.far[i].val, true
+	}
+	return nil, false
+}
+
+// findFar returns where seq is, or would go, in far.
+func (r *results) findFar(seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(r.far, seq, func(f farResult, seq uint64) int {
+		return cmp.Compare(f.seq, seq)
+	})
 }
 
 // put keeps seq's result. seq is at least lowest, and has none yet.
 func (r *results) put(seq uint64, val []byte) {
 	d := seq - r.lowest
 	if d >= maxRing {
-		if r.far == nil {
-			r.far = map[uint64][]byte{}
+		i, ok := r.findFar(seq) // at the end, most often
+		if ok {
+			r.far[i].val = val
+			return
 		}
-		r.far[seq] = val
-		i, _ := slices.BinarySearch(r.farSeqs, seq) // at the end, most often
-		r.farSeqs = slices.Insert(r.farSeqs, i, seq)
+		r.far = slices.Insert(r.far, i, farResult{seq: seq, val: val})
 		return
 	}
 	r.near.Extend(int(d) + 1)
@@ -70,11 +83,9 @@ func (r *results) ack(lowest uint64) {
 	}
 	r.near.Drop(int(min(lowest-r.lowest, uint64(r.near.Len()))))
 	r.lowest = lowest
-	below, _ := slices.BinarySearch(r.farSeqs, lowest)
-	for _, seq := range r.farSeqs[:below] {
-		delete(r.far, seq)
-	}
-	r.farSeqs = r.farSeqs[below:]
+	below, _ := r.findFar(lowest)
+	clear(r.far[:below]) // let go of the values
+	r.far = r.far[below:]
 }
 
 // sorted returns the sequence numbers kept, in order.
@@ -85,9 +96,11 @@ func (r *results) sorted() []uint64 {
 			seqs = append(seqs, r.lowest+uint64(d))
 		}
 	}
-	if len(r.farSeqs) > 0 {
+	if len(r.far) > 0 {
 		// A far number may now lie below a near one put since.
-		seqs = append(seqs, r.farSeqs...)
+		for _, f := range r.far {
+			seqs = append(seqs, f.seq)
+		}
 		slices.Sort(seqs)
 	}
 	return seqs
