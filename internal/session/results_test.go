@@ -27,7 +27,7 @@ func TestResultsAgreeWithAMap(t *testing.T) {
 				want[seq] = val
 				r.put(seq, val)
 			}
-		case x < 62: // far ahead: the map's
+		case x < 62: // far ahead: kept in far
 			seq := lowest + maxRing + uint64(rng.IntN(3*maxRing))
 			if _, ok := want[seq]; !ok {
 				want[seq] = []byte("far")
