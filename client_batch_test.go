@@ -351,3 +351,167 @@ func TestWritersAnsweredTogetherShareTheNextBatch(t *testing.T) {
 	t.Logf("%d writes in %d shared calls", batched, calls)
 	assert.Greater(t, float64(batched)/float64(calls), goroutines*2/3.0, "writes per shared call, of %d writers: two groups taking turns make it half of them", goroutines)
 }
+
+// gatesKV is a state machine whose Apply of "set held:<gate> ..." waits
+// until the test opens that gate (and every gate opens when the test
+// ends), so that a test can hold up one batch's entries and not another's.
+type gatesKV struct {
+	exraft.StateMachine
+	mu      sync.Mutex
+	gates   map[string]chan struct{}
+	allOpen bool // openAll was called: every gate, even a new one, is open
+}
+
+func (g *gatesKV) gate(name string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gates == nil {
+		g.gates = map[string]chan struct{}{}
+	}
+	ch := g.gates[name]
+	if ch == nil {
+		ch = make(chan struct{})
+		if g.allOpen {
+			close(ch)
+		}
+		g.gates[name] = ch
+	}
+	return ch
+}
+
+func (g *gatesKV) Apply(cmd []byte) []byte {
+	if rest, ok := strings.CutPrefix(string(cmd), "set held:"); ok {
+		name, _, _ := strings.Cut(rest, " ")
+		<-g.gate(name)
+	}
+	return g.StateMachine.Apply(cmd)
+}
+
+// open lets the commands held at gate name, and later ones, go on.
+func (g *gatesKV) open(name string) {
+	ch := g.gate(name)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// openAll opens every gate, and every one made from then on.
+func (g *gatesKV) openAll() {
+	g.mu.Lock()
+	g.allOpen = true
+	names := make([]string, 0, len(g.gates))
+	for name := range g.gates {
+		names = append(names, name)
+	}
+	g.mu.Unlock()
+	for _, name := range names {
+		g.open(name)
+	}
+}
+
+// writeResult is a Write's answer, for a test that waits on it.
+type writeResult struct {
+	val []byte
+	err error
+}
+
+// writeAsync makes cl's Write of cmd to addr in a goroutine of its own, and
+// returns where its answer comes.
+func writeAsync(ctx context.Context, cl *exraft.Client, addr, cmd string) <-chan writeResult {
+	ch := make(chan writeResult, 1)
+	go func() {
+		val, err := cl.Write(ctx, addr, []byte(cmd))
+		ch <- writeResult{val, err}
+	}()
+	return ch
+}
+
+// awaitResult waits for a Write's answer, for WaitLong at most.
+func awaitResult(t *testing.T, ch <-chan writeResult, what string) writeResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(testkit.WaitLong):
+		require.FailNow(t, "no answer", "%s did not return within %v", what, testkit.WaitLong)
+		return writeResult{}
+	}
+}
+
+// TestBatchedWritesKeepTheirOwnDeadlines: writes that share a call each
+// keep their own deadline. One whose deadline passes while the call is out
+// returns DeadlineExceeded then, and the call goes on for the others: one
+// with no deadline, or with a later one, gets its own result once applied.
+// The sender gives up waiting for a call only once every write in it has
+// given up (the latest deadline, none if a write has none); a sender that
+// gave up at the earliest deadline, or ignored a write without one, would
+// answer the others DeadlineExceeded while their callers still wait. (And a
+// server that took a write's Timeout of 0 for an ended one would fail the
+// write without a deadline at once.)
+func TestBatchedWritesKeepTheirOwnDeadlines(t *testing.T) {
+	var sm *gatesKV
+	c := testkit.StartCluster(t, 1, testkit.Options{
+		NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
+			sm = &gatesKV{StateMachine: kv}
+			return sm
+		},
+	})
+	s := c.LeaderWithin(testkit.WaitLong)
+	addr := s.Addr()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	defer sm.openAll() // before Close, which waits for the calls out
+	awaitBatches(t, cl, addr)
+
+	cases := []struct {
+		name     string
+		firstCtx func() (context.Context, context.CancelFunc)
+	}{
+		{"without a deadline", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+		{"with a later deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 3*testkit.WaitLong)
+		}},
+	}
+	for i, tc := range cases {
+		turn, first := fmt.Sprintf("turn%d", i), fmt.Sprintf("first%d", i)
+		// The case before has ended its turn: the held write takes the
+		// next one rather than queueing.
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return !exraft.TurnTaken(cl, addr) }, "the turn is free (%s)", tc.name)
+		// The turn's holder goes alone; what queues behind it goes in one
+		// batch when it returns.
+		held := writeAsync(context.Background(), cl, addr, "set held:"+turn+" v")
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the held write takes the turn (%s)", tc.name)
+		fctx, fcancel := tc.firstCtx()
+		defer fcancel()
+		firstDone := writeAsync(fctx, cl, addr, "set held:"+first+" v")
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == 1 }, "the first write queues (%s)", tc.name)
+		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer scancel()
+		shortDone := writeAsync(sctx, cl, addr, fmt.Sprintf("set short%d v", i))
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == 2 }, "the short write queues (%s)", tc.name)
+
+		sm.open(turn)
+		require.NoError(t, awaitResult(t, held, "the held write").err)
+		// The batch of both is out, and the first's entry holds up the
+		// short one's until its gate opens.
+		r := awaitResult(t, shortDone, "the short write")
+		require.ErrorIs(t, r.err, context.DeadlineExceeded, tc.name)
+		sdl, _ := sctx.Deadline()
+		require.False(t, time.Now().Before(sdl), "%s: the short write returned %v before its deadline: %v", tc.name, time.Until(sdl), r.err)
+		select {
+		case r := <-firstDone:
+			require.FailNow(t, "the first write ended with the short one", "%s: %v (%q)", tc.name, r.err, r.val)
+		case <-time.After(500 * time.Millisecond):
+			// Still waiting, as it should: its call is still out.
+		}
+		sm.open(first)
+		r = awaitResult(t, firstDone, "the first write")
+		require.NoError(t, r.err, tc.name)
+		assert.Equal(t, "ok", string(r.val), tc.name)
+	}
+	assert.NotZero(t, exraft.BatchedWrites(cl, addr), "the writes went in shared calls")
+}
