@@ -515,3 +515,42 @@ func TestBatchedWritesKeepTheirOwnDeadlines(t *testing.T) {
 	}
 	assert.NotZero(t, exraft.BatchedWrites(cl, addr), "the writes went in shared calls")
 }
+
+// TestQueuedWritesGivenUpAreNotSent: a Write whose caller gives up while it
+// waits for a shared call, its ctx canceled or its deadline passed, is left
+// to the sender, which skips it: the batch carries only the writes whose
+// callers still wait, and the given-up ones are never applied. (A sender
+// that sent them all would apply writes whose callers were told they
+// failed.)
+func TestQueuedWritesGivenUpAreNotSent(t *testing.T) {
+	c, s, sm := startBlocking(t, nil)
+	addr := s.Addr()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	defer sm.Release() // before Close, which waits for the calls out
+	awaitBatches(t, cl, addr)
+	blocked := writeAsync(context.Background(), cl, addr, "block a b")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+
+	cctx, cancel := context.WithCancel(context.Background())
+	canceled := writeAsync(cctx, cl, addr, "set canceled v")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == 1 }, "the write to cancel queues")
+	cancel()
+	require.ErrorIs(t, awaitResult(t, canceled, "the canceled write").err, context.Canceled)
+
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	expired := writeAsync(dctx, cl, addr, "set expired v")
+	require.ErrorIs(t, awaitResult(t, expired, "the write whose deadline passes").err, context.DeadlineExceeded)
+
+	kept := writeAsync(testkit.Ctx(t, testkit.WaitLong), cl, addr, "set kept v")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == 3 }, "the kept write queues behind the two given up")
+	sm.Release()
+	require.NoError(t, awaitResult(t, blocked, "the blocking write").err)
+	require.NoError(t, awaitResult(t, kept, "the kept write").err)
+
+	_, hist := c.AwaitConverged(t, "after the writes")
+	assert.Contains(t, hist, "set kept v")
+	assert.NotContains(t, hist, "set canceled v", "a write canceled while queued was applied")
+	assert.NotContains(t, hist, "set expired v", "a write whose deadline passed while queued was applied")
+}
