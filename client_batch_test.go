@@ -554,3 +554,38 @@ func TestQueuedWritesGivenUpAreNotSent(t *testing.T) {
 	assert.NotContains(t, hist, "set canceled v", "a write canceled while queued was applied")
 	assert.NotContains(t, hist, "set expired v", "a write whose deadline passed while queued was applied")
 }
+
+// TestSharedCallsFitTheSmallestFrame: however many writes queue, a batch's
+// request stays below the smallest frame a server may be configured with
+// (4096 bytes), so that no server refuses a batch for its size: writes of
+// 500 bytes each, a dozen of them, go in several calls, and all succeed. A
+// batch allowed twice the bytes would be a frame the server refuses, and
+// fail every write in it.
+func TestSharedCallsFitTheSmallestFrame(t *testing.T) {
+	_, s, sm := startBlocking(t, func(cfg *exraft.Config) { cfg.MaxFrameSize = 4096 })
+	addr := s.Addr()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	defer sm.Release() // before Close, which waits for the calls out
+	awaitBatches(t, cl, addr)
+	blocked := writeAsync(context.Background(), cl, addr, "block a b")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	const writes = 12
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	answers := make([]<-chan writeResult, writes)
+	for i := range answers {
+		cmd := fmt.Sprintf("set big%02d %s", i, strings.Repeat("x", 490)) // 500 bytes: short enough to share calls
+		answers[i] = writeAsync(ctx, cl, addr, cmd)
+	}
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == writes }, "the writes queue behind the blocked one")
+	sm.Release()
+	require.NoError(t, awaitResult(t, blocked, "the blocking write").err)
+	for i, ch := range answers {
+		r := awaitResult(t, ch, fmt.Sprint("write ", i))
+		require.NoError(t, r.err, "write %d", i)
+		assert.Equal(t, "ok", string(r.val), "write %d", i)
+	}
+	batched, calls := exraft.BatchCounts(cl, addr)
+	assert.Equal(t, uint64(writes), batched, "every write went in a shared call")
+	assert.Greater(t, calls, uint64(1), "%d writes of 500 bytes need more than one call", writes)
+}
