@@ -589,3 +589,77 @@ func TestSharedCallsFitTheSmallestFrame(t *testing.T) {
 	assert.Equal(t, uint64(writes), batched, "every write went in a shared call")
 	assert.Greater(t, calls, uint64(1), "%d writes of 500 bytes need more than one call", writes)
 }
+
+// refusingKV is a BlockingKV whose Validate refuses every command that
+// starts with "refuse".
+type refusingKV struct{ *exraft.BlockingKV }
+
+func (r refusingKV) Validate(cmd []byte) error {
+	if strings.HasPrefix(string(cmd), "refuse") {
+		return errors.New("refused by the test")
+	}
+	return nil
+}
+
+// TestBatchedWriteRefusedKeepsItsOwnError: a write that its server refuses
+// (here its state machine's Validate) while the writes beside it in the
+// batch are applied gets its own refusal, and enters the log not at all:
+// the state machine never sees it, nor an empty command in its place. Its
+// error stands even where the results before it filled the batch's reply:
+// only a result of a write that was applied is replaced with the
+// ErrTooLarge that says it was applied.
+func TestBatchedWriteRefusedKeepsItsOwnError(t *testing.T) {
+	var sm *exraft.BlockingKV
+	c := testkit.StartCluster(t, 1, testkit.Options{
+		NewSM: func(_ int, kv *testkit.KV) exraft.StateMachine {
+			sm = exraft.NewBlockingKV(kv)
+			return refusingKV{sm}
+		},
+		Configure: func(_ int, cfg *exraft.Config) { cfg.MaxFrameSize = 4096 },
+	})
+	s := c.LeaderWithin(testkit.WaitLong)
+	t.Cleanup(sm.Release)
+	addr := s.Addr()
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, addr)
+	ctx := testkit.Ctx(t, testkit.WaitLong)
+	const big = 3 // 3 results of 1,500 bytes: more than a reply of 4,096 bytes holds
+	for i := range big {
+		_, err := cl.Write(ctx, addr, []byte(fmt.Sprintf("set k%d %s", i, strings.Repeat("x", 1500))))
+		require.NoError(t, err)
+	}
+	blocked := writeAsync(context.Background(), cl, addr, "block a b")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	answers := make([]<-chan writeResult, big)
+	for i := range answers {
+		answers[i] = writeAsync(ctx, cl, addr, fmt.Sprintf("set k%d small", i))
+		testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == i+1 }, "write %d queues", i)
+	}
+	refused := writeAsync(ctx, cl, addr, "refuse this")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.QueuedWrites(cl, addr) == big+1 }, "the write to refuse queues last")
+	sm.Release()
+	require.NoError(t, awaitResult(t, blocked, "the blocking write").err)
+
+	r := awaitResult(t, refused, "the refused write")
+	require.ErrorIs(t, r.err, exraft.ErrRejected, "the refused write gets its own refusal")
+	assert.Contains(t, r.err.Error(), "refused by the test")
+	assert.NotErrorIs(t, r.err, exraft.ErrTooLarge, "an error is not a result to replace")
+	tooLarge := 0
+	for i, ch := range answers {
+		r := awaitResult(t, ch, fmt.Sprint("write ", i))
+		if errors.Is(r.err, exraft.ErrTooLarge) {
+			tooLarge++
+			continue
+		}
+		require.NoError(t, r.err, "write %d", i)
+	}
+	assert.Positive(t, tooLarge, "the batch's reply could not hold every result")
+	assert.NotZero(t, exraft.BatchedWrites(cl, addr), "the writes went in a shared call")
+
+	_, hist := c.AwaitConverged(t, "after the writes")
+	for i, cmd := range hist {
+		assert.NotEqual(t, "refuse this", cmd, "the refused write was applied")
+		assert.NotEmpty(t, cmd, "the state machine was given an empty command, the %dth of %d applied", i+1, len(hist))
+	}
+}
