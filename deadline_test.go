@@ -136,3 +136,57 @@ func TestCallWithinEndsWithItsSlot(t *testing.T) {
 	assert.Less(t, elapsed, 10*bound, "the call outlived its slot")
 	require.NoError(t, ctx.Err())
 }
+
+// TestQueuedWriteEndsAtItsAttemptBound: a Session's write that queues for a
+// shared call keeps its attempt's bound (within), as callWithin does: it
+// gives up when the bound ends, though its ctx has no deadline, so that the
+// Session can try again or ask another server. Both ways a queued write
+// waits are held to it: a bound under minWatchedTimeout waits in a select
+// that must take the bound's end, a longer one leaves its wait to the ctx
+// watcher, which must be told the bound.
+func TestQueuedWriteEndsAtItsAttemptBound(t *testing.T) {
+	sm := NewBlockingKV(&counterSM{})
+	s := startAloneWith(t, sm, Config{})
+	t.Cleanup(sm.Release)
+	addr := s.Addr()
+	c := &Client{}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.Write(ctx, addr, []byte("warm up")) // dials, asks whether addr has WriteBatch, and waits for the leader
+	require.NoError(t, err)
+	require.True(t, PollUntil(20*time.Second, func() bool { return c.batches(addr) }), "the Client learns that the server has WriteBatch")
+	blocked := make(chan struct{})
+	go func() {
+		defer close(blocked)
+		c.Write(context.Background(), addr, []byte("block")) // holds the turn until released
+	}()
+	require.True(t, PollUntil(20*time.Second, func() bool { return TurnTaken(c, addr) }), "the blocking write holds the turn")
+
+	for _, bound := range []time.Duration{minWheelTimeout, 4 * minWheelTimeout} {
+		within := clientDeadlines.slot(bound)
+		require.NotNil(t, within)
+		type outcome struct {
+			sent, ok bool
+			err      error
+		}
+		done := make(chan outcome, 1)
+		start := time.Now()
+		go func() {
+			w := sharedWrite{cmd: []byte("queued"), session: 1, seq: 1, lowest: 1, within: within}
+			_, sent, err, ok, _ := c.writeShared(context.Background(), addr, w)
+			done <- outcome{sent, ok, err}
+		}()
+		select {
+		case o := <-done:
+			require.True(t, o.ok, "bound %v: the write queued, and was answered there", bound)
+			require.ErrorIs(t, o.err, context.DeadlineExceeded, "bound %v", bound)
+			assert.True(t, o.sent, "bound %v: a queued write may yet be sent", bound)
+			assert.GreaterOrEqual(t, time.Since(start), bound-slotWidth, "bound %v: ended before its bound", bound)
+		case <-time.After(20 * time.Second):
+			require.FailNow(t, "the attempt's bound was not kept", "a queued write with a bound of %v still waits after 20s", bound)
+		}
+	}
+	sm.Release()
+	<-blocked
+}
