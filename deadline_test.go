@@ -190,3 +190,29 @@ func TestQueuedWriteEndsAtItsAttemptBound(t *testing.T) {
 	sm.Release()
 	<-blocked
 }
+
+// TestQueuedWriteTakesTheEarlierDeadline: a queued write's deadline, which
+// its wait, the Timeout its server gets and the sender's skipping go by, is
+// the earlier of its ctx's and its attempt's bound: the bound when the ctx
+// has none or a later one, the ctx's when that comes first.
+func TestQueuedWriteTakesTheEarlierDeadline(t *testing.T) {
+	within := clientDeadlines.slot(time.Second)
+	require.NotNil(t, within)
+	far, cancelFar := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelFar()
+	near, cancelNear := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelNear()
+	nearAt, _ := near.Deadline()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want time.Time
+	}{
+		{"ctx without a deadline", context.Background(), within.at},
+		{"ctx with a later deadline", far, within.at},
+		{"ctx with an earlier deadline", near, nearAt},
+	} {
+		q := queuedWaiter(c.ctx, sharedWrite{cmd: []byte("x"), session: 1, seq: 1, within: within})
+		assert.Equal(t, c.want, q.deadline, c.name)
+	}
+}
