@@ -216,3 +216,36 @@ func TestQueuedWriteTakesTheEarlierDeadline(t *testing.T) {
 		assert.Equal(t, c.want, q.deadline, c.name)
 	}
 }
+
+// TestDeadlineWheelSlotEndsOnTime: a slot ends at its deadline, within a
+// slot's width of the timeout asked for, whatever slot was handed out
+// before it and however long the wheel has been running: the fast path
+// hands out the last slot only for the same deadline, and a slot's timer
+// runs for its distance from now, not from the wheel's epoch. A
+// wheel that ended a slot late would let a remote call's deadline, or a
+// Session's attempt, run on that much past its caller's.
+func TestDeadlineWheelSlotEndsOnTime(t *testing.T) {
+	// Slots are numbered from wheelEpoch, the package's start: let it be
+	// far enough back that a timer run from it would be late by seconds.
+	const age = 5 * time.Second
+	require.True(t, PollUntil(2*age, func() bool { return time.Since(wheelEpoch) >= age }))
+	var w deadlineWheel
+	long := w.slot(time.Hour) // handed out last before the short one
+	require.NotNil(t, long)
+	const timeout = time.Second
+	start := time.Now()
+	sl := w.slot(timeout)
+	require.NotNil(t, sl)
+	require.NotSame(t, long, sl, "a slot of an hour handed out for a timeout of %v", timeout)
+	dl, _ := sl.Deadline()
+	assert.WithinDuration(t, start.Add(timeout), dl, slotWidth+50*time.Millisecond)
+	// Two seconds of slack for a loaded machine: less than the wheel's age.
+	select {
+	case <-sl.Done():
+	case <-time.After(timeout + 2*time.Second):
+		require.FailNow(t, "late", "a slot of %v had not ended after %v", timeout, time.Since(start))
+	}
+	assert.False(t, time.Now().Before(dl), "ended %v before its deadline", dl.Sub(time.Now()))
+	require.ErrorIs(t, sl.Err(), context.DeadlineExceeded)
+	require.NoError(t, long.Err(), "the slot of an hour ended with the short one")
+}
