@@ -1,7 +1,10 @@
 package exraft_test
 
 import (
+	"context"
+	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,4 +102,47 @@ func TestStatusPeersFromTheFirstMoment(t *testing.T) {
 	st, err := s.WaitStatus(testkit.Ctx(t, testkit.WaitLong), func(st exraft.Status) bool { return st.Role == exraft.Leader })
 	require.NoError(t, err)
 	require.Len(t, st.Peers, 2, "the new leader's peers: %+v", st.Peers)
+}
+
+// TestStatusUnreachableKeepsTheFirstFailure: Status lists the peers a
+// server cannot reach by address, each with the time of the first failure
+// of its episode, which the retries after it leave alone: a Since that
+// moved with each retry would say that the peer had just become
+// unreachable, however long ago it did.
+func TestStatusUnreachableKeepsTheFirstFailure(t *testing.T) {
+	deadB, deadC := testkit.DeadAddr(t), testkit.DeadAddr(t)
+	var dials atomic.Int32
+	cfg := testkit.FastConfig("a")
+	cfg.Listener = testkit.Listen(t)
+	cfg.InitialConfig = []exraft.Peer{{Name: "a"}, {Name: "b", Addr: deadB}, {Name: "c", Addr: deadC}}
+	cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		if addr == deadB || addr == deadC {
+			dials.Add(1)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	s := testkit.Start(t, testkit.NewKV(), cfg)
+	since := map[string]time.Time{}
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		us := s.Status().Unreachable
+		for _, u := range us {
+			since[u.Addr] = u.Since
+		}
+		return len(us) == 2 && !since[deadB].IsZero() && !since[deadC].IsZero()
+	}, "a's Status names b and c as unreachable: %+v", testkit.Lazy(func() string { return fmtUnreachable(s.Status().Unreachable) }))
+	n := dials.Load()
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return dials.Load() >= n+6 }, "a retries b and c several times")
+	want := []string{deadB, deadC}
+	if want[1] < want[0] {
+		want[0], want[1] = want[1], want[0]
+	}
+	for range 20 { // a map's order changes from one listing to the next
+		us := s.Status().Unreachable
+		require.Len(t, us, 2)
+		require.Equal(t, want, []string{us[0].Addr, us[1].Addr}, "listed by address")
+		for _, u := range us {
+			assert.Equal(t, since[u.Addr], u.Since, "%s: Since moved with a retry", u.Addr)
+		}
+	}
 }
