@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,4 +146,40 @@ func TestStatusUnreachableKeepsTheFirstFailure(t *testing.T) {
 			assert.Equal(t, since[u.Addr], u.Since, "%s: Since moved with a retry", u.Addr)
 		}
 	}
+}
+
+// TestStatusUnreachableClearsOnceReached: a peer that could not be reached
+// leaves Status's Unreachable once a connection to it is made; one that
+// stayed listed would send an operator after a fault long mended.
+func TestStatusUnreachableClearsOnceReached(t *testing.T) {
+	var blocked atomic.Bool
+	blocked.Store(true)
+	peerLn, selfLn := testkit.Listen(t), testkit.Listen(t)
+	peers := []exraft.Peer{{Name: "a", Addr: selfLn.Addr().String()}, {Name: "b", Addr: peerLn.Addr().String()}}
+	cfg := testkit.FastConfig("a")
+	cfg.Listener, cfg.InitialConfig = selfLn, peers
+	cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		if blocked.Load() && addr == peers[1].Addr {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	a := testkit.Start(t, testkit.NewKV(), cfg)
+	unreachable := func() []exraft.Unreachable { return a.Status().Unreachable }
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		us := unreachable()
+		return len(us) == 1 && us[0].Addr == peers[1].Addr
+	}, "a's Status names b as unreachable: %+v", testkit.Lazy(func() string { return fmtUnreachable(unreachable()) }))
+
+	bcfg := testkit.FastConfig("b")
+	bcfg.Listener, bcfg.InitialConfig = peerLn, peers
+	// b waits long before it campaigns, so that a campaigns first and has
+	// to connect to b.
+	bcfg.ElectionTimeoutMin, bcfg.ElectionTimeoutMax = time.Minute, 2*time.Minute
+	b := testkit.Start(t, testkit.NewKV(), bcfg)
+	blocked.Store(false)
+	testkit.AwaitLeader(t, []*exraft.Server{a, b})
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return len(unreachable()) == 0 },
+		"a's Status names no peer once it reached b: %+v", testkit.Lazy(func() string { return fmtUnreachable(unreachable()) }))
 }
