@@ -259,3 +259,23 @@ func TestRemoteConnectionErrorsNameNoRPCMethod(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(err.Error(), "exraft:"), "one prefix in %q", err)
 	assert.True(t, errors.Is(err, syscall.ECONNREFUSED), "the dial error is kept for errors.Is: %v", err)
 }
+
+// TestBootstrapNonExraftPeerLoggedAsWarning: a server whose peer's address
+// answers, but not as exraft does (here an HTTP server), says so in a
+// warning: retrying will not mend it, an operator must. Logged at INFO as an
+// unreachable peer, it would read as a network fault that heals itself.
+func TestBootstrapNonExraftPeerLoggedAsWarning(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(web.Close)
+	addr := strings.TrimPrefix(web.URL, "http://")
+	var logs exraft.TestLog
+	cfg := testkit.FastConfig("a")
+	cfg.Listener = testkit.Listen(t)
+	cfg.InitialConfig = []exraft.Peer{{Name: "a"}, {Name: "web", Addr: addr}}
+	cfg.Logger = logs.Logger()
+	testkit.Start(t, testkit.NewKV(), cfg)
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		return logs.Has("level=WARN", "a peer refused this server's connection", addr, "does not speak exraft")
+	}, "a warns that the peer is not an exraft server; log:\n%s", testkit.Lazy(func() string { return logs.Tail(20) }))
+	assert.Zero(t, logs.Count("cannot reach a peer", addr), "log:\n%s", logs.Tail(20))
+}
