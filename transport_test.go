@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,4 +213,46 @@ func TestSilentPeerIsNotRedialedBeforeItsBound(t *testing.T) {
 	// slack for a loaded machine.
 	require.LessOrEqual(t, waited, bound+3*time.Second, "a silent peer was redialed long after its bound")
 	t.Logf("redialed after %v (bound %v)", waited.Round(time.Millisecond), bound)
+}
+
+// countingListener counts the connections it lets in.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// TestIdlePeerKeepsItsConnection: the silence that gives up a connection
+// is that of a peer with calls in flight. A peer that answered everything
+// it was sent, and was sent nothing since, has said nothing because
+// nothing was asked: its connection stays however long the stream is
+// idle, and the next message goes on it rather than on a new one.
+func TestIdlePeerKeepsItsConnection(t *testing.T) {
+	s := startAlone(t, Config{IOTimeout: time.Minute})
+	bound := (&peerStream{t: s.transport}).silenceBound()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cl := &countingListener{Listener: ln}
+	// A server waiting to be added: it answers the Step calls it gets.
+	peer, err := StartServer(&counterSM{}, Config{Name: "peer", Listener: cl, MinMajority: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() { peer.Stop() })
+	addr := ln.Addr().String()
+	hb := raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost"}
+	sendTo(t, s, addr, hb)
+	require.True(t, PollUntil(20*time.Second, func() bool { return cl.accepted.Load() == 1 }), "the stream connects")
+	// The idle spell the rule is about: longer than the bound, and the
+	// silence is checked each quarter of it. Shorter than streamIdle, after
+	// which the stream would retire.
+	time.Sleep(2 * bound)
+	sendTo(t, s, addr, hb)
+	redialed := PollUntil(2*time.Second, func() bool { return cl.accepted.Load() > 1 })
+	require.False(t, redialed, "a peer idle for %v, answered every time, was redialed (bound %v)", 2*bound, bound)
 }
