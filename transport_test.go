@@ -256,3 +256,61 @@ func TestIdlePeerKeepsItsConnection(t *testing.T) {
 	redialed := PollUntil(2*time.Second, func() bool { return cl.accepted.Load() > 1 })
 	require.False(t, redialed, "a peer idle for %v, answered every time, was redialed (bound %v)", 2*bound, bound)
 }
+
+// slowConn delays every write: a peer whose answers come late.
+type slowConn struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (c *slowConn) Write(p []byte) (int, error) {
+	time.Sleep(c.delay) // the peer's slowness, not a wait of the test's
+	return c.Conn.Write(p)
+}
+
+// slowListener is a countingListener whose connections answer late.
+type slowListener struct {
+	countingListener
+	delay time.Duration
+}
+
+func (l *slowListener) Accept() (net.Conn, error) {
+	c, err := l.countingListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &slowConn{Conn: c, delay: l.delay}, nil
+}
+
+// TestSlowPeerUnderLoadKeepsItsConnection: a peer that answers, however
+// late, is not silent. Under a stream of appends the calls are pipelined
+// and some are always in flight, but each answer restarts the wait for the
+// next: the connection stays for as long as answers keep coming, far past
+// silenceBound. (Measured from the first call instead, a busy connection
+// to a slow peer would be cut every silenceBound, in the middle of
+// catching it up.)
+func TestSlowPeerUnderLoadKeepsItsConnection(t *testing.T) {
+	s := startAlone(t, Config{IOTimeout: time.Minute})
+	bound := (&peerStream{t: s.transport}).silenceBound()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	sl := &slowListener{countingListener: countingListener{Listener: ln}, delay: 100 * time.Millisecond}
+	peer, err := StartServer(&counterSM{}, Config{Name: "peer", Listener: sl, MinMajority: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() { peer.Stop() })
+	addr := ln.Addr().String()
+	// Appends of 32 KiB, more than pipelineBytes in every few: calls go
+	// while others are out.
+	app := func(i int) raft.Message {
+		return raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost",
+			Entries: []raft.Entry{{Index: uint64(i + 1), Term: 1, Data: make([]byte, 32<<10)}}}
+	}
+	sendTo(t, s, addr, app(0))
+	require.True(t, PollUntil(20*time.Second, func() bool { return sl.accepted.Load() == 1 }), "the stream connects")
+	start := time.Now()
+	for i := 1; time.Since(start) < 3*bound; i += 4 {
+		sendTo(t, s, addr, app(i), app(i+1), app(i+2), app(i+3))
+		require.Equal(t, int32(1), sl.accepted.Load(), "a peer answering every %v was redialed after %v of load (bound %v)", sl.delay, time.Since(start).Round(time.Millisecond), bound)
+		time.Sleep(10 * time.Millisecond) // the pace of the load
+	}
+}
