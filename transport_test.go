@@ -183,36 +183,42 @@ func TestSilentPeerIsRedialed(t *testing.T) {
 // nothing keeps its connection until silenceBound has passed since the
 // call went out: several election timeouts, and at least a second, so that
 // a peer that is merely slow (a long GC pause, a large append on a slow
-// link) is not cut off; then it is redialed soon after, on the next
-// message. The election timeouts here are short, so that the floor of a
-// second is what holds, and the bound is worked out from the rule, not
-// from silenceBound. (TestSilentPeerIsRedialed holds the other side: that
-// it is redialed at all, long before IOTimeout.)
+// link) is not cut off, but IOTimeout at most; then it is redialed soon
+// after, on the next message. The bound is worked out from that rule, not
+// from silenceBound, for short election timeouts (the floor of a second
+// holds) and for long ones under a short IOTimeout (the cap holds).
+// (TestSilentPeerIsRedialed holds the other side: that it is redialed at
+// all, long before IOTimeout.)
 func TestSilentPeerIsNotRedialedBeforeItsBound(t *testing.T) {
-	cfg := Config{IOTimeout: time.Minute, HeartbeatInterval: 10 * time.Millisecond,
-		ElectionTimeoutMin: 50 * time.Millisecond, ElectionTimeoutMax: 100 * time.Millisecond}
-	s := startAlone(t, cfg)
-	bound := min(cfg.IOTimeout, max(4*cfg.ElectionTimeoutMax, time.Second))
-	peer := startQuietPeer(t, s.identity, true)
-	addr := peer.ln.Addr().String()
-	hb := raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost"}
-	start := time.Now() // before the first call goes out
-	var redialedAt time.Time
-	redialed := PollUntil(20*time.Second, func() bool {
-		sendTo(t, s, addr, hb)
-		if peer.accepted() >= 2 {
-			redialedAt = time.Now()
-			return true
-		}
-		return false
-	})
-	require.True(t, redialed, "a peer silent for 20s was not redialed (connections: %d)", peer.accepted())
-	waited := redialedAt.Sub(start)
-	require.GreaterOrEqual(t, waited, bound, "a silent peer was redialed before its bound")
-	// The silence is checked each quarter of the bound: a few seconds of
-	// slack for a loaded machine.
-	require.LessOrEqual(t, waited, bound+3*time.Second, "a silent peer was redialed long after its bound")
-	t.Logf("redialed after %v (bound %v)", waited.Round(time.Millisecond), bound)
+	for _, cfg := range []Config{
+		{IOTimeout: time.Minute, HeartbeatInterval: 10 * time.Millisecond,
+			ElectionTimeoutMin: 50 * time.Millisecond, ElectionTimeoutMax: 100 * time.Millisecond},
+		{IOTimeout: 1500 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
+			ElectionTimeoutMin: time.Second, ElectionTimeoutMax: 2 * time.Second},
+	} {
+		bound := min(cfg.IOTimeout, max(4*cfg.ElectionTimeoutMax, time.Second))
+		s := startAlone(t, cfg)
+		peer := startQuietPeer(t, s.identity, true)
+		addr := peer.ln.Addr().String()
+		hb := raft.Message{Type: raft.MsgApp, Term: 1, From: "alone", To: "ghost"}
+		start := time.Now() // before the first call goes out
+		var redialedAt time.Time
+		redialed := PollUntil(20*time.Second, func() bool {
+			sendTo(t, s, addr, hb)
+			if peer.accepted() >= 2 {
+				redialedAt = time.Now()
+				return true
+			}
+			return false
+		})
+		require.True(t, redialed, "a peer silent for 20s was not redialed (connections: %d; bound %v)", peer.accepted(), bound)
+		waited := redialedAt.Sub(start)
+		require.GreaterOrEqual(t, waited, bound, "a silent peer was redialed before its bound")
+		// The silence is checked each quarter of the bound: a few seconds
+		// of slack for a loaded machine.
+		require.LessOrEqual(t, waited, bound+3*time.Second, "a silent peer was redialed long after its bound")
+		t.Logf("redialed after %v (bound %v)", waited.Round(time.Millisecond), bound)
+	}
 }
 
 // countingListener counts the connections it lets in.
