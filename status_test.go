@@ -183,3 +183,33 @@ func TestStatusUnreachableClearsOnceReached(t *testing.T) {
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return len(unreachable()) == 0 },
 		"a's Status names no peer once it reached b: %+v", testkit.Lazy(func() string { return fmtUnreachable(unreachable()) }))
 }
+
+// TestStatusForgetsARemovedUnreachablePeer: once a server that could not be
+// reached is removed from the configuration, nothing is sent to it and
+// nothing waits on it: the leader's Status stops naming it (once the stream
+// to it retires, within streamIdle's two ticks), rather than for the rest
+// of its life.
+func TestStatusForgetsARemovedUnreachablePeer(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	var gone *exraft.Server
+	for _, s := range c.Live() {
+		if s != leader {
+			gone = s
+			break
+		}
+	}
+	require.NoError(t, c.Stop(gone.Name()))
+	names := func() bool {
+		for _, u := range leader.Status().Unreachable {
+			if u.Addr == gone.Addr() {
+				return true
+			}
+		}
+		return false
+	}
+	testkit.Eventually(t, testkit.WaitLong, names, "the leader names the stopped %s as unreachable", gone.Name())
+	require.NoError(t, leader.RemoveServer(testkit.Ctx(t, testkit.WaitLong), gone.Name()))
+	testkit.Eventually(t, 2*testkit.WaitLong, func() bool { return !names() },
+		"the leader still names the removed %s: %+v", gone.Name(), testkit.Lazy(func() string { return fmtUnreachable(leader.Status().Unreachable) }))
+}
