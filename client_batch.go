@@ -345,6 +345,10 @@ func (c *Client) batchFailed(addr string, cc *clientConn, sent []*batchWaiter, e
 		finishAll(sent, batchOutcome{err: serverError(string(se)), sent: true})
 		return
 	}
+	// The server there may have changed since it was asked: one restarted
+	// into an older build ends the connection at every WriteBatch. So the
+	// next connection asks again rather than fail every shared call.
+	c.probes.of(addr).CompareAndSwap(int32(batchYes), int32(batchUnknown))
 	c.forget(addr, cc)
 	finishAll(sent, batchOutcome{err: fmt.Errorf("exraft: Write on %s: the connection failed: %w", addr, err), sent: true})
 }

@@ -149,6 +149,30 @@ func TestClientFallsBackWithoutWriteBatch(t *testing.T) {
 	require.Zero(t, exraft.BatchedWrites(cl, s.Addr()))
 }
 
+// TestClientAsksAgainWhenWriteBatchGoesAway: a server the Client knows to
+// serve WriteBatch may come back as an older build that does not (a
+// rollback in place). Its connection ends at the first shared call; the
+// Client must ask again on the next connection and fall back to a call per
+// Write, not fail every shared call from then on.
+func TestClientAsksAgainWhenWriteBatchGoesAway(t *testing.T) {
+	c := testkit.StartCluster(t, 1, testkit.Options{})
+	s := c.LeaderWithin(testkit.WaitLong)
+	cl := &exraft.Client{}
+	defer cl.Close()
+	awaitBatches(t, cl, s.Addr())
+	exraft.RefuseWriteBatch(s)
+	// Writes of this round may fail, with their outcome unknown: the shared
+	// call that meets the change loses its connection.
+	writeConcurrently(t, writeTo(cl, s.Addr()), "a", 16, 5)
+	testkit.Eventually(t, testkit.WaitLong, func() bool {
+		_, _ = cl.Write(testkit.Ctx(t, testkit.WaitLong), s.Addr(), []byte("set probe 1"))
+		return exraft.Unbatched(cl, s.Addr())
+	}, "the Client asks %s again and learns that it has no WriteBatch", s.Addr())
+	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", 16, 20) {
+		require.NoError(t, err)
+	}
+}
+
 // TestClientWritesAloneUntilWriteBatchIsKnown: before the Client knows that
 // a server serves WriteBatch, concurrent writes each go in a call of their
 // own; once it knows, they share calls.

@@ -14,9 +14,11 @@ import (
 // connection that calls it (admitCall), and with it the replies of every
 // call in flight there, writes whose outcome their callers would then not
 // know. So a Client asks first, on each new connection to an address it
-// knows nothing of, before any other call uses it: an empty WriteBatch,
-// which a server that knows the method answers with no results. Until the
-// answer, that address's Writes go in calls of their own, as before.
+// knows nothing of (or whose last shared call lost its connection: the
+// server there may have been replaced), before any other call uses it: an
+// empty WriteBatch, which a server that knows the method answers with no
+// results. Until the answer, that address's Writes go in calls of their
+// own, as before.
 
 // batchSupport is what a Client knows of an address.
 type batchSupport int32
