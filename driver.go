@@ -418,6 +418,9 @@ func (s *Server) publish() {
 		// wakes.
 		s.publishPeers()
 	}
+	if !first {
+		s.logViewChange(s.pub, k)
+	}
 	s.pub, s.published = k, true
 	s.board.set(view{
 		role:             k.role,
