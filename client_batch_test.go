@@ -553,8 +553,7 @@ func TestQueuedWritesGivenUpAreNotSent(t *testing.T) {
 	defer cl.Close()
 	defer sm.Release() // before Close, which waits for the calls out
 	awaitBatches(t, cl, addr)
-	blocked := writeAsync(context.Background(), cl, addr, "block a b")
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	blocked := holdTurn(t, cl, addr)
 
 	cctx, cancel := context.WithCancel(context.Background())
 	canceled := writeAsync(cctx, cl, addr, "set canceled v")
@@ -592,8 +591,7 @@ func TestSharedCallsFitTheSmallestFrame(t *testing.T) {
 	defer cl.Close()
 	defer sm.Release() // before Close, which waits for the calls out
 	awaitBatches(t, cl, addr)
-	blocked := writeAsync(context.Background(), cl, addr, "block a b")
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	blocked := holdTurn(t, cl, addr)
 	const writes = 12
 	ctx := testkit.Ctx(t, testkit.WaitLong)
 	answers := make([]<-chan writeResult, writes)
@@ -612,6 +610,16 @@ func TestSharedCallsFitTheSmallestFrame(t *testing.T) {
 	batched, calls := exraft.BatchCounts(cl, addr)
 	assert.Equal(t, uint64(writes), batched, "every write went in a shared call")
 	assert.Greater(t, calls, uint64(1), "%d writes of 500 bytes need more than one call", writes)
+}
+
+// holdTurn starts a write that the state machine of startBlocking holds up,
+// without a deadline, and returns once it holds cl's turn to addr: the
+// writes that follow queue for a shared call until the test releases it.
+func holdTurn(t *testing.T, cl *exraft.Client, addr string) <-chan writeResult {
+	t.Helper()
+	blocked := writeAsync(context.Background(), cl, addr, "block a b")
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	return blocked
 }
 
 // refusingKV is a BlockingKV whose Validate refuses every command that
@@ -653,8 +661,7 @@ func TestBatchedWriteRefusedKeepsItsOwnError(t *testing.T) {
 		_, err := cl.Write(ctx, addr, []byte(fmt.Sprintf("set k%d %s", i, strings.Repeat("x", 1500))))
 		require.NoError(t, err)
 	}
-	blocked := writeAsync(context.Background(), cl, addr, "block a b")
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return exraft.TurnTaken(cl, addr) }, "the blocking write holds the turn")
+	blocked := holdTurn(t, cl, addr)
 	answers := make([]<-chan writeResult, big)
 	for i := range answers {
 		answers[i] = writeAsync(ctx, cl, addr, fmt.Sprintf("set k%d small", i))
