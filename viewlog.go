@@ -34,6 +34,6 @@ func (s *Server) logRoleChange(was, now pubKey) {
 	case was.role == Leader:
 		s.log.Info("stepped down", "term", now.term)
 	case now.role == Candidate:
-		s.log.Debug("campaigning", "term", now.term)
+		s.log.Debug("campaigning") // in a pre-vote, the term is not raised yet: none is named
 	}
 }
