@@ -48,7 +48,7 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 			s.reached(addr, st, req.Seq)
 			return rep, uncertain, nil
 		}
-		if last == nil || ctx.Err() == nil {
+		if last == nil || !pastDeadline(ctx) {
 			// An attempt that ctx cut short heard nothing: what the one
 			// before heard says more.
 			last = err
@@ -78,6 +78,18 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 			return callReply{}, uncertain, s.gaveUp(ctx, method, last)
 		}
 	}
+}
+
+// pastDeadline reports whether ctx has ended or its deadline has passed. The
+// timer that ends a context fires a moment after its deadline, later on a
+// loaded machine, and an attempt begun in that moment ends at once, having
+// heard nothing, while ctx.Err is still nil.
+func pastDeadline(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // definite reports whether err is an answer that retrying cannot change.

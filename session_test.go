@@ -251,6 +251,35 @@ func TestSessionCutShortKeepsWhatItHeard(t *testing.T) {
 	assert.Contains(t, err.Error(), "registration", "names the step the user knows, not the RPC")
 }
 
+// lateTimerCtx is a context whose deadline passes before it ends, as one
+// does while its timer waits for a processor: Deadline says one time, Err
+// stays nil until another.
+type lateTimerCtx struct {
+	context.Context // ends at the later time
+	deadline        time.Time
+}
+
+func (c lateTimerCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// TestSessionAttemptsPastTheDeadlineKeepWhatItHeard: attempts begun after
+// the caller's deadline passed but before its context ended give up at once
+// with a bare context.DeadlineExceeded, having asked no one. The error must
+// still name what an earlier attempt heard. (CI caught this once under
+// load: "the last attempt: context deadline exceeded", without the address.)
+func TestSessionAttemptsPastTheDeadlineKeepWhatItHeard(t *testing.T) {
+	dead := testkit.DeadAddr(t)
+	sess := (&exraft.Client{}).NewSession(dead)
+	ends, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	// 200ms for the first attempt to hear its refusal, then 500ms of
+	// attempts past the deadline.
+	ctx := lateTimerCtx{Context: ends, deadline: time.Now().Add(200 * time.Millisecond)}
+	_, err := sess.Write(ctx, []byte("set a 1"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), dead)
+	assert.Contains(t, err.Error(), "refused")
+}
+
 // TestSessionTimeoutShorterThanAWriteSaysSo: with a SessionTimeout shorter
 // than a registration and a write take, every session is forgotten before
 // its first write; the Session says so after a few tries, instead of
