@@ -3,6 +3,7 @@ package exraft
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -45,4 +46,12 @@ func TestSessionLowestIsTheLowestInFlight(t *testing.T) {
 		maxSpan = max(maxSpan, int(st.seq-st.lowest()))
 	}
 	require.Greater(t, maxSpan, 16, "the numbers in flight spanned more than the ring first holds")
+}
+
+// SessionSkips reports whether sess skips addr for now, as a server that
+// failed lately.
+func SessionSkips(sess *Session, addr string) bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.skipped(addr, time.Now())
 }

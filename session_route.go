@@ -57,6 +57,9 @@ func (s *Session) call(ctx context.Context, method string, req *callRequest, st 
 		switch {
 		case ctx.Err() != nil:
 			return callReply{}, uncertain || sent, s.gaveUp(ctx, method, last)
+		case !sent && pastDeadline(ctx):
+			// No time was left for the attempt: it asked no server, and
+			// blames none. The pause below sees ctx end.
 		case errors.As(err, &redirect):
 			redirects++
 			if s.redirected(redirect.Leader, redirects) {

@@ -280,6 +280,24 @@ func TestSessionAttemptsPastTheDeadlineKeepWhatItHeard(t *testing.T) {
 	assert.Contains(t, err.Error(), "refused")
 }
 
+// TestSessionPastItsDeadlineBlamesNoServer: an attempt that found no time
+// left asked no server, so the Session must not skip the leader afterwards
+// as one that failed: its next call would go round the followers and pause
+// on their redirects to it.
+func TestSessionPastItsDeadlineBlamesNoServer(t *testing.T) {
+	c := testkit.StartCluster(t, 3, testkit.Options{})
+	leader := c.LeaderWithin(testkit.WaitLong)
+	sess := (&exraft.Client{}).NewSession(addrsOf(c)...)
+	_, err := sess.Write(testkit.Ctx(t, testkit.WaitLong), []byte("set a 1"))
+	require.NoError(t, err)
+	ends, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	late := lateTimerCtx{Context: ends, deadline: time.Now().Add(-time.Millisecond)}
+	_, err = sess.Write(late, []byte("set a 2"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.False(t, exraft.SessionSkips(sess, leader.Addr()), "the Session skips the leader after attempts that had no time left")
+}
+
 // TestSessionTimeoutShorterThanAWriteSaysSo: with a SessionTimeout shorter
 // than a registration and a write take, every session is forgotten before
 // its first write; the Session says so after a few tries, instead of
