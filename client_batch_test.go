@@ -106,12 +106,7 @@ func TestClientConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 func TestClientBatchToFollowerRedirectsEveryWrite(t *testing.T) {
 	c := testkit.StartCluster(t, 3, testkit.Options{})
 	leader := c.LeaderWithin(testkit.WaitLong)
-	var follower *exraft.Server
-	for _, s := range c.Live() {
-		if s != leader {
-			follower = s
-		}
-	}
+	follower := c.Others(leader)[0]
 	// A follower names the leader once it has heard from it, which may be
 	// after the leader knows itself.
 	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitLong)

@@ -192,13 +192,7 @@ func TestStatusUnreachableClearsOnceReached(t *testing.T) {
 func TestStatusForgetsARemovedUnreachablePeer(t *testing.T) {
 	c := testkit.StartCluster(t, 3, testkit.Options{})
 	leader := c.LeaderWithin(testkit.WaitLong)
-	var gone *exraft.Server
-	for _, s := range c.Live() {
-		if s != leader {
-			gone = s
-			break
-		}
-	}
+	gone := c.Others(leader)[0]
 	require.NoError(t, c.Stop(gone.Name()))
 	names := func() bool {
 		for _, u := range leader.Status().Unreachable {

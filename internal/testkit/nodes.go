@@ -49,6 +49,18 @@ func (c *Cluster) Live() []*exraft.Server {
 	return out
 }
 
+// Others returns the live servers other than s, in the cluster's order:
+// the followers, when s leads.
+func (c *Cluster) Others(s *exraft.Server) []*exraft.Server {
+	var out []*exraft.Server
+	for _, o := range c.Live() {
+		if o != s {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // KV returns the KV of name's current incarnation.
 func (c *Cluster) KV(name string) *KV {
 	c.mu.Lock()
