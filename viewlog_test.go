@@ -2,6 +2,7 @@ package exraft_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -24,27 +25,40 @@ func TestViewChangesAreLogged(t *testing.T) {
 	}})
 	leader := c.LeaderWithin(testkit.WaitLong)
 	require.NotNil(t, leader)
-	term := fmt.Sprint("term=", leader.Status().Term)
-	testkit.Eventually(t, testkit.WaitLong, func() bool { return logs[leader.Name()].Has("became the leader", term) },
-		"%s logs that it leads in %s", leader.Name(), term)
-	var others []string
-	for _, name := range c.Names() {
-		if name != leader.Name() {
-			others = append(others, name)
+	// endsInTerm reports whether name logged a line with msg and every one
+	// of subs that ends in term n: the line's last attribute, matched whole
+	// so that term 1 is not found in term 12.
+	endsInTerm := func(name, msg string, n uint64, subs ...string) bool {
+		for _, line := range strings.Split(logs[name].String(), "\n") {
+			if strings.Contains(line, msg) && strings.HasSuffix(line, fmt.Sprint(" term=", n)) && containsAll(line, subs) {
+				return true
+			}
 		}
+		return false
+	}
+	term := leader.Status().Term
+	testkit.Eventually(t, testkit.WaitLong, func() bool { return endsInTerm(leader.Name(), "became the leader", term) },
+		"%s logs that it leads in term %d", leader.Name(), term)
+	var others []string
+	for _, s := range c.Others(leader) {
+		others = append(others, s.Name())
 	}
 	for _, name := range others {
 		testkit.Eventually(t, testkit.WaitLong, func() bool {
-			return logs[name].Has("following a leader", "leader="+leader.Name(), term)
-		}, "%s logs that it follows %s in %s", name, leader.Name(), term)
+			return endsInTerm(name, "following a leader", term, "leader="+leader.Name())
+		}, "%s logs that it follows %s in term %d", name, leader.Name(), term)
 	}
 
 	next := others[0]
 	require.NoError(t, leader.TransferLeadership(testkit.Ctx(t, testkit.WaitLong), next))
+	st, err := c.Server(next).WaitStatus(testkit.Ctx(t, testkit.WaitLong), func(st exraft.Status) bool { return st.Role == exraft.Leader })
+	require.NoError(t, err)
+	handedIn := st.Term
+	require.Greater(t, handedIn, term, "%s leads in a term of its own", next)
 	testkit.Eventually(t, testkit.WaitLong, func() bool {
 		return logs[leader.Name()].Has("handing the leadership over", "to="+next) &&
-			logs[leader.Name()].Has("stepped down") && logs[next].Has("became the leader")
-	}, "the handover from %s to %s is in both logs", leader.Name(), next)
+			endsInTerm(leader.Name(), "stepped down", handedIn) && endsInTerm(next, "became the leader", handedIn)
+	}, "the handover from %s to %s in term %d is in both logs", leader.Name(), next, handedIn)
 
 	require.NoError(t, c.RemoveMember(others[1], testkit.WaitLong))
 	testkit.Eventually(t, testkit.WaitLong, func() bool { return logs[next].Has("membership committed") },
@@ -59,7 +73,17 @@ func TestViewChangesAreLogged(t *testing.T) {
 		successor = c.Leader()
 		return successor != nil && successor.Name() != next
 	}, "a leader is elected after %s stops", next)
+	elected := successor.Status().Term
 	testkit.Eventually(t, testkit.WaitLong, func() bool {
-		return logs[successor.Name()].Has("no leader known", "last_leader="+next) && logs[successor.Name()].Has("became the leader")
-	}, "%s logs that it lost %s and then that it leads", successor.Name(), next)
+		return logs[successor.Name()].Has("no leader known", "last_leader="+next) && endsInTerm(successor.Name(), "became the leader", elected)
+	}, "%s logs that it lost %s and then that it leads in term %d", successor.Name(), next, elected)
+}
+
+func containsAll(line string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(line, sub) {
+			return false
+		}
+	}
+	return true
 }
