@@ -52,6 +52,16 @@ func writeTo(cl *exraft.Client, addr string) func(ctx context.Context, cmd []byt
 	return func(ctx context.Context, cmd []byte) ([]byte, error) { return cl.Write(ctx, addr, cmd) }
 }
 
+// batchingClient returns a Client, closed when the test ends, that knows
+// addr serves WriteBatch (awaitBatches).
+func batchingClient(t *testing.T, addr string) *exraft.Client {
+	t.Helper()
+	cl := &exraft.Client{}
+	t.Cleanup(func() { cl.Close() })
+	awaitBatches(t, cl, addr)
+	return cl
+}
+
 // awaitBatches makes a first write through cl to addr, which has it ask
 // whether addr serves WriteBatch, and waits until it knows that it does.
 func awaitBatches(t *testing.T, cl *exraft.Client, addr string) {
@@ -88,9 +98,7 @@ func startBlocking(t *testing.T, configure func(*exraft.Config)) (*testkit.Clust
 func TestClientConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 	c := testkit.StartCluster(t, 3, testkit.Options{})
 	leader := c.LeaderWithin(testkit.WaitLong)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, leader.Addr())
+	cl := batchingClient(t, leader.Addr())
 	const goroutines, each = 32, 40
 	for _, err := range writeConcurrently(t, writeTo(cl, leader.Addr()), "g", goroutines, each) {
 		require.NoError(t, err)
@@ -113,9 +121,7 @@ func TestClientBatchToFollowerRedirectsEveryWrite(t *testing.T) {
 	defer cancel()
 	_, err := follower.WaitStatus(ctx, func(st exraft.Status) bool { return st.Leader.Name == leader.Name() })
 	require.NoError(t, err)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, follower.Addr())
+	cl := batchingClient(t, follower.Addr())
 	for _, err := range writeConcurrently(t, writeTo(cl, follower.Addr()), "g", 16, 20) {
 		var redirect *exraft.RedirectError
 		require.ErrorAs(t, err, &redirect)
@@ -152,9 +158,7 @@ func TestClientFallsBackWithoutWriteBatch(t *testing.T) {
 func TestClientAsksAgainWhenWriteBatchGoesAway(t *testing.T) {
 	c := testkit.StartCluster(t, 1, testkit.Options{})
 	s := c.LeaderWithin(testkit.WaitLong)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, s.Addr())
+	cl := batchingClient(t, s.Addr())
 	exraft.RefuseWriteBatch(s)
 	// Writes of this round may fail, with their outcome unknown: the shared
 	// call that meets the change loses its connection.
@@ -174,9 +178,7 @@ func TestClientAsksAgainWhenWriteBatchGoesAway(t *testing.T) {
 func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
 	c := testkit.StartCluster(t, 1, testkit.Options{})
 	s := c.LeaderWithin(testkit.WaitLong)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, s.Addr())
+	cl := batchingClient(t, s.Addr())
 	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", 16, 20) {
 		require.NoError(t, err)
 	}
@@ -189,9 +191,7 @@ func TestClientWritesAloneUntilWriteBatchIsKnown(t *testing.T) {
 // deadline) or leaves its ctx to the watcher (a deadline far off).
 func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 	_, s, sm := startBlocking(t, nil)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, s.Addr())
+	cl := batchingClient(t, s.Addr())
 	blocked := make(chan struct{})
 	go func() {
 		defer close(blocked)
@@ -240,9 +240,7 @@ func TestClientBatchedWriteGivesUpAtItsCtx(t *testing.T) {
 func TestSessionConcurrentWritesShareCallsAndApplyOnce(t *testing.T) {
 	c := testkit.StartCluster(t, 3, testkit.Options{})
 	leader := c.LeaderWithin(testkit.WaitLong)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, leader.Addr())
+	cl := batchingClient(t, leader.Addr())
 	sess := cl.NewSession(leader.Addr())
 	const goroutines, each = 32, 20
 	errs := writeConcurrently(t, sess.Write, "s", goroutines, each)
@@ -280,9 +278,7 @@ func requireEachAppliedOnce(t *testing.T, hist []string, p string, goroutines, e
 // was applied.
 func TestSessionResultsOverflowingTheirBatchAreAskedAlone(t *testing.T) {
 	c, s, sm := startBlocking(t, func(cfg *exraft.Config) { cfg.MaxFrameSize = 4096 })
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, s.Addr())
+	cl := batchingClient(t, s.Addr())
 	ctx := testkit.Ctx(t, testkit.WaitLong)
 	const writes = 4 // 4 results of 1,500 bytes: more than 4,096 bytes
 	big := func(i int) string { return fmt.Sprintf("%d%s", i, strings.Repeat("x", 1500)) }
@@ -358,9 +354,7 @@ func TestWritersAnsweredTogetherShareTheNextBatch(t *testing.T) {
 	s, _ := testkit.StartAlone(t, "a", func(cfg *exraft.Config) { cfg.MinMajority = 1 })
 	_, err := s.AwaitLeader(testkit.Ctx(t, testkit.WaitLong))
 	require.NoError(t, err)
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, s.Addr())
+	cl := batchingClient(t, s.Addr())
 	const goroutines, each = 16, 50
 	for _, err := range writeConcurrently(t, writeTo(cl, s.Addr()), "g", goroutines, each) {
 		require.NoError(t, err)
@@ -481,10 +475,8 @@ func TestBatchedWritesKeepTheirOwnDeadlines(t *testing.T) {
 	})
 	s := c.LeaderWithin(testkit.WaitLong)
 	addr := s.Addr()
-	cl := &exraft.Client{}
-	defer cl.Close()
-	defer sm.openAll() // before Close, which waits for the calls out
-	awaitBatches(t, cl, addr)
+	cl := batchingClient(t, addr)
+	defer sm.openAll() // before the Client closes (a cleanup), which waits for the calls out
 
 	cases := []struct {
 		name     string
@@ -544,10 +536,8 @@ func TestBatchedWritesKeepTheirOwnDeadlines(t *testing.T) {
 func TestQueuedWritesGivenUpAreNotSent(t *testing.T) {
 	c, s, sm := startBlocking(t, nil)
 	addr := s.Addr()
-	cl := &exraft.Client{}
-	defer cl.Close()
-	defer sm.Release() // before Close, which waits for the calls out
-	awaitBatches(t, cl, addr)
+	cl := batchingClient(t, addr)
+	defer sm.Release() // before the Client closes (a cleanup), which waits for the calls out
 	blocked := holdTurn(t, cl, addr)
 
 	cctx, cancel := context.WithCancel(context.Background())
@@ -582,10 +572,8 @@ func TestQueuedWritesGivenUpAreNotSent(t *testing.T) {
 func TestSharedCallsFitTheSmallestFrame(t *testing.T) {
 	_, s, sm := startBlocking(t, func(cfg *exraft.Config) { cfg.MaxFrameSize = 4096 })
 	addr := s.Addr()
-	cl := &exraft.Client{}
-	defer cl.Close()
-	defer sm.Release() // before Close, which waits for the calls out
-	awaitBatches(t, cl, addr)
+	cl := batchingClient(t, addr)
+	defer sm.Release() // before the Client closes (a cleanup), which waits for the calls out
 	blocked := holdTurn(t, cl, addr)
 	const writes = 12
 	ctx := testkit.Ctx(t, testkit.WaitLong)
@@ -647,9 +635,7 @@ func TestBatchedWriteRefusedKeepsItsOwnError(t *testing.T) {
 	s := c.LeaderWithin(testkit.WaitLong)
 	t.Cleanup(sm.Release)
 	addr := s.Addr()
-	cl := &exraft.Client{}
-	defer cl.Close()
-	awaitBatches(t, cl, addr)
+	cl := batchingClient(t, addr)
 	ctx := testkit.Ctx(t, testkit.WaitLong)
 	const big = 3 // 3 results of 1,500 bytes: more than a reply of 4,096 bytes holds
 	for i := range big {
