@@ -276,6 +276,10 @@ func (c *core) awaitHandOver() {
 	switch {
 	case c.role != Follower || c.askedEl > c.cfg.electionMax:
 		c.askedEl = 0
+	case c.lead != "" && c.lead != c.askedOf:
+		// Another server leads now: the request is moot, and a campaign
+		// at that leader's first late heartbeat would depose it.
+		c.askedEl = 0
 	case c.electionEl >= 2*c.cfg.heartbeat:
 		c.askedEl = 0
 		c.triggerElection()

@@ -248,3 +248,28 @@ func TestCoreTimeoutNowFromTheLeaderAsked(t *testing.T) {
 		t.Fatalf("a is %v after the asked leader's TimeoutNow; want a campaign", a.role)
 	}
 }
+
+// TestCoreAskToLeadEndsWhenAnotherLeads: a follower that asked its leader b
+// to hand over, and then hears c lead a later term, no longer waits on b:
+// a gap of two heartbeat intervals in c's messages must not make it
+// campaign (which would depose c for a request c never had).
+func TestCoreAskToLeadEndsWhenAnotherLeads(t *testing.T) {
+	a := testCore(t, "a", names3) // its leader: b
+	followerWithLog(t, a, 1, []uint64{1}, 1)
+	a.takeReady()
+	if err := a.askToLead(); err != nil {
+		t.Fatal(err)
+	}
+	a.takeReady()
+	a.step(appendMsg("c", 2, 1, 1, 1, nil))
+	a.takeReady()
+	if a.lead != "c" || a.term != 2 {
+		t.Fatalf("a follows %q in term %d; want c in term 2", a.lead, a.term)
+	}
+	for tick := 0; tick < 2*a.cfg.heartbeat+1; tick++ {
+		a.tick()
+		if a.role != Follower {
+			t.Fatalf("a campaigned %d ticks after c, the new leader, last sent: its request to b should have ended", tick+1)
+		}
+	}
+}
